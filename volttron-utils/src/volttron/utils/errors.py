@@ -8,6 +8,8 @@
      +-- CertificateError       a certificate that cannot be made, read or verified
      +-- FrameError             a VIP frame that cannot be encoded or decoded
      +-- CorruptFileError       a persisted file that no longer parses (it is kept aside)
+     +-- JsonDecodeError        text that is not JSON where JSON was required
+     +-- IdentityError          a VIP identity that cannot be used on the wire
 
 The client and server packages subclass :class:`VolttronError` for their own errors
 (bus errors, VIP errors, remote errors), so a caller can catch one root.
@@ -43,3 +45,11 @@ class CorruptFileError(VolttronError):
         super().__init__(message)
         self.path = path
         self.kept_as = kept_as
+
+
+class JsonDecodeError(VolttronError, ValueError):
+    """Text that is not JSON where JSON was required (:func:`volttron.utils.jsonapi.loads`)."""
+
+
+class IdentityError(VolttronError, ValueError):
+    """A VIP identity that cannot be used on the wire (empty, too long, starts with NUL)."""

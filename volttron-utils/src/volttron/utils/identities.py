@@ -1,0 +1,60 @@
+"""VIP identities: the naming rule, and what the wire accepts (reference §1.6).
+
+Two checks, on purpose: :func:`is_valid_identity` is the naming convention (letters, digits, ``_``,
+``.``, ``-``) that the original platform only warned about; :func:`check_identity` is what a ZeroMQ
+routing id can be (1 to 255 bytes, not starting with NUL) and is enforced.
+"""
+
+from __future__ import annotations
+
+import re
+
+from volttron.utils.errors import IdentityError
+
+MAX_IDENTITY_BYTES = 255
+IDENTITY_PATTERN = re.compile(r"[A-Za-z0-9_.\-]+")
+_INVALID_CHARS = re.compile(r"[^A-Za-z0-9_.\-]")
+_TEXT_ENCODING = "iso-8859-1"  # identities travel as Latin-1 text frames (reference §1.3)
+
+
+def is_valid_identity(identity: object) -> bool:
+    """True when ``identity`` is a non-empty string of letters, digits, ``_``, ``.`` and ``-``."""
+    return isinstance(identity, str) and IDENTITY_PATTERN.fullmatch(identity) is not None
+
+
+def normalize_identity(identity: str) -> str:
+    """``identity`` with every character outside the naming rule replaced by ``_``."""
+    return _INVALID_CHARS.sub("_", identity)
+
+
+def get_fq_identity(identity: str, instance_name: str) -> str:
+    """The fully qualified identity ``<instance_name>.<identity>`` used for certificates and RMQ users."""
+    if not identity or not instance_name:
+        raise IdentityError("both an identity and an instance name are needed for a fully qualified identity")
+    return f"{instance_name}.{identity}"
+
+
+def check_identity(identity: str | bytes) -> str:
+    """``identity`` as text when it can be a VIP routing id, else :class:`IdentityError` saying why.
+
+    It must be non-empty, at most 255 bytes as Latin-1, and not start with NUL (libzmq's
+    auto-generated ids do, and the router may drop them).
+    """
+    if isinstance(identity, (bytes, bytearray)):
+        raw = bytes(identity)
+        text = raw.decode(_TEXT_ENCODING)
+    elif isinstance(identity, str):
+        text = identity
+        try:
+            raw = identity.encode(_TEXT_ENCODING)
+        except UnicodeEncodeError:
+            raise IdentityError(f"identity is not Latin-1 text: {identity[:40]!r}") from None
+    else:
+        raise IdentityError(f"an identity is text, not {type(identity).__name__}")
+    if not raw:
+        raise IdentityError("identity is empty")
+    if len(raw) > MAX_IDENTITY_BYTES:
+        raise IdentityError(f"identity is {len(raw)} bytes; at most {MAX_IDENTITY_BYTES} allowed")
+    if raw[0] == 0:
+        raise IdentityError("identity starts with a NUL byte (reserved for generated ids)")
+    return text
