@@ -60,6 +60,8 @@ def decode_json(frame: bytes | memoryview) -> Any:
         return json.loads(bytes(frame).decode(TEXT_ENCODING))
     except ValueError as exc:
         raise FrameError(f"frame is not JSON: {exc}") from exc
+    except RecursionError:  # a peer can send "[[[[..." deeper than the parser's stack
+        raise FrameError("frame is JSON nested too deeply") from None
 
 
 def decode_frame(frame: bytes | memoryview) -> Any:
@@ -67,7 +69,7 @@ def decode_frame(frame: bytes | memoryview) -> Any:
     text = bytes(frame).decode(TEXT_ENCODING)
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return text
 
 

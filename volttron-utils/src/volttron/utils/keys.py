@@ -53,7 +53,10 @@ def z85_encode(raw: bytes) -> bytes:
 
 def z85_decode(text: bytes | str) -> bytes:
     """Decode Z85 text (a multiple of 5 long) to bytes."""
-    data = text.encode("ascii") if isinstance(text, str) else text
+    try:
+        data = text.encode("ascii") if isinstance(text, str) else bytes(text)
+    except UnicodeEncodeError:
+        raise KeyFormatError("Z85 text must be ASCII") from None
     if len(data) % 5:
         raise KeyFormatError("Z85 input length must be a multiple of 5")
     out = bytearray()
@@ -83,7 +86,12 @@ def decode_key(key: str | bytes) -> bytes:
     Accepted lengths: 40 (Z85), 43 (URL-safe base64 unpadded), 44 (padded), 54/56 (base64 of the
     Z85 text), 64 (hex of the raw key), 80 (hex of the Z85 text).
     """
-    text = key.decode("ascii", "replace") if isinstance(key, bytes) else key
+    if isinstance(key, (bytes, bytearray)):
+        text = bytes(key).decode("ascii", "replace")
+    elif isinstance(key, str):
+        text = key
+    else:
+        raise KeyFormatError(f"a CURVE key is text, not {type(key).__name__}")
     text = text.strip()
     n = len(text)
     try:
@@ -105,7 +113,9 @@ def decode_key(key: str | bytes) -> bytes:
 
 
 def _b64url(text: str) -> bytes:
-    raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    # Strict: characters outside the URL-safe and standard alphabets are an error, not skipped.
+    padded = (text + "=" * (-len(text) % 4)).replace("-", "+").replace("_", "/")
+    raw = base64.b64decode(padded, validate=True)
     if len(raw) not in (32, 40):
         raise ValueError(f"decodes to {len(raw)} bytes")
     return raw
