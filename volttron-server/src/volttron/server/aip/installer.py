@@ -1,0 +1,420 @@
+"""Installing and removing agents: one transaction per call, all or nothing.
+
+An install goes through named steps; a failure raises :class:`AgentInstallError` whose ``step`` says
+which, after undoing the earlier ones:
+
+``input``     check identity, tag, priority and configuration (nothing touched yet)
+``resolve``   get a wheel: the given file, a build of a source directory, or pip's wheel of a name
+``check``     list the environment and ask pip what it would change (``--dry-run``, platform pinned)
+``install``   ``pip install`` the wheel and its dependencies
+``directory`` build the agent directory in a work folder (keys, uuid, config, data of a reinstall)
+``auth``      tell the hooks (default: add the agent's entry to ``auth.json``)
+``activate``  rename the work folder into ``agents/<identity>`` (a reinstall swaps, keeping nothing old)
+
+Only one install or removal of an identity runs at a time (a lock file per identity; a second one
+gets :class:`AgentBusyError` at once) and changes to the Python environment are serialized. A
+reinstall (``force``) keeps the agent's uuid, keys, ``data/``, and unless new ones are given its
+config, tag and priority; the old directory is untouched until the final swap, so a failed reinstall
+leaves the agent exactly as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from volttron.client.packaging import PackagingError, WheelInfo, build_wheel, inspect_wheel, normalize_name
+from volttron.server.aip.agent_dir import (
+    AgentDirectory,
+    AgentRecord,
+    check_agent_identity,
+    check_config_text,
+    check_priority,
+    check_tag,
+)
+from volttron.server.aip.agents_folder import AgentsFolder
+from volttron.server.aip.auth_entries import AgentHooks
+from volttron.server.aip.environment import PipOptions, PlannedChange, PythonEnvironment
+from volttron.server.aip.errors import (
+    AgentBusyError,
+    AgentInstallError,
+    AIPError,
+    DependencyConflictError,
+    IdentityInUseError,
+)
+from volttron.server.aip.locks import FileLock
+
+ProgressCallback = Callable[[str, str], None]
+"""``progress(step, message)``: called as each step starts or has something to say."""
+
+_log = logging.getLogger(__name__)
+_IDENTITY_ATTEMPTS = 100
+
+
+@dataclass(frozen=True)
+class InstallerSettings:
+    """Limits and index settings of the installer."""
+
+    pip: PipOptions = PipOptions()
+    build_timeout: float = 600.0
+    environment_lock_timeout: float = 900.0
+
+
+@dataclass(frozen=True)
+class InstallResult:
+    """What an install did."""
+
+    record: AgentRecord
+    reinstalled: bool
+    changes: tuple[PlannedChange, ...]
+    """The distributions pip installed or replaced (empty when the code was already there)."""
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RemoveResult:
+    """What a removal did."""
+
+    record: AgentRecord
+    uninstalled: tuple[str, ...]
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Wanted:
+    """The checked options of one install."""
+
+    tag: str | None
+    priority: str | None
+    config_text: str | None
+    force: bool
+    pre: bool
+
+
+class _Steps:
+    """The current step name, and the progress callback."""
+
+    def __init__(self, callback: ProgressCallback | None) -> None:
+        self.current = "input"
+        self._callback = callback
+
+    def enter(self, step: str, message: str) -> None:
+        self.current = step
+        self.say(message)
+
+    def say(self, message: str) -> None:
+        _log.info("install %s: %s", self.current, message)
+        if self._callback is not None:
+            self._callback(self.current, message)
+
+
+class AgentInstaller:
+    """Installs agents into the server's environment and ``$VOLTTRON_HOME/agents``."""
+
+    def __init__(
+        self,
+        folder: AgentsFolder,
+        environment: PythonEnvironment,
+        hooks: AgentHooks,
+        settings: InstallerSettings | None = None,
+    ) -> None:
+        self.folder = folder
+        self.environment = environment
+        self.hooks = hooks
+        self.settings = settings or InstallerSettings()
+
+    # ----- install
+
+    def install(
+        self,
+        source: str | os.PathLike[str],
+        *,
+        vip_identity: str | None = None,
+        tag: str | None = None,
+        config: str | Mapping[str, Any] | None = None,
+        priority: str | int | None = None,
+        force: bool = False,
+        pre: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> InstallResult:
+        """Install the agent from ``source``: a wheel file, a source directory, or a requirement for pip.
+
+        Raises :class:`AgentInstallError` (``step`` names the failed step; nothing is left behind),
+        :class:`IdentityInUseError`, :class:`AgentBusyError` or another :class:`AIPError`.
+        """
+        steps = _Steps(progress)
+        wanted = _Wanted(
+            tag=check_tag(tag),
+            priority=check_priority(priority),
+            config_text=_config_text(config),
+            force=force,
+            pre=pre,
+        )
+        if vip_identity is not None:
+            check_agent_identity(vip_identity)
+        with tempfile.TemporaryDirectory(prefix="volttron-install-") as tmp:
+            info = self._resolve(str(source), Path(tmp), pre, steps)
+            lock, identity = self._claim_identity(vip_identity, info)
+            try:
+                existing = self.folder.get(identity)
+                if existing is not None and not force:
+                    raise IdentityInUseError(
+                        f"an agent with identity {identity!r} is already installed (UUID {existing.uuid}); "
+                        "pass --force to reinstall it"
+                    )
+                env_lock = self.folder.environment_lock(self.settings.environment_lock_timeout)
+                try:
+                    return self._install_claimed(info, identity, existing, Path(tmp), steps, wanted)
+                finally:
+                    env_lock.release()
+            finally:
+                lock.release()
+
+    def _resolve(self, source: str, tmp: Path, pre: bool, steps: _Steps) -> WheelInfo:
+        steps.enter("resolve", f"finding the agent in {source}")
+        path = Path(source).expanduser()
+        try:
+            if path.is_dir():
+                steps.say(f"building a wheel from the source directory {path}")
+                wheel = build_wheel(path, tmp / "built", self.settings.build_timeout, progress=steps.say)
+            elif path.exists():
+                wheel = path
+            elif _looks_like_path(source):
+                raise AgentInstallError(f"{source}: no such file or directory", "resolve")
+            else:
+                steps.say(f"getting {source} from the package index")
+                (tmp / "fetched").mkdir()
+                wheel = self.environment.fetch_wheel(source, tmp / "fetched", self.settings.pip, pre)
+            info = inspect_wheel(wheel)
+        except PackagingError as exc:
+            raise AgentInstallError(str(exc), "resolve") from exc
+        steps.say(f"agent {info.name} {info.version}, launched by {info.agent_entry_point[2]}")  # type: ignore[index]
+        return info
+
+    def _claim_identity(self, vip_identity: str | None, info: WheelInfo) -> tuple[FileLock, str]:
+        if vip_identity is not None:
+            return self.folder.lock(vip_identity), vip_identity
+        taken: set[str] = set()
+        for _ in range(_IDENTITY_ATTEMPTS):
+            candidate = self.folder.default_identity(info.name, info.version, frozenset(taken))
+            try:
+                lock = self.folder.lock(candidate)
+            except AgentBusyError:
+                taken.add(candidate)
+                continue
+            if self.folder.get(candidate) is None:
+                return lock, candidate
+            lock.release()  # installed by someone else between our look and our lock
+            taken.add(candidate)
+        raise AgentBusyError(f"could not claim a free identity for {info.name}; too many concurrent installs")
+
+    def _install_claimed(
+        self,
+        info: WheelInfo,
+        identity: str,
+        existing: AgentDirectory | None,
+        tmp: Path,
+        steps: _Steps,
+        wanted: _Wanted,
+    ) -> InstallResult:
+        dist = normalize_name(info.name)
+        steps.enter("check", f"checking what installing {info.name} {info.version} would change")
+        snapshot = self.environment.snapshot()
+        if dist in snapshot.core:
+            raise AgentInstallError(f"{info.name} is part of the platform itself, not an agent", "check")
+        installed = snapshot.installed.get(dist)
+        changes: tuple[PlannedChange, ...] = ()
+        notes: list[str] = []
+        new_names: list[str] = []
+        hooked = False
+        work: Path | None = None
+        try:
+            if installed is not None and installed.editable:
+                notes.append(f"{info.name} is installed in development (editable) mode; its code is used")
+                steps.say(notes[-1])
+            else:
+                constraints = tmp / "constraints.txt"
+                constraints.write_text(self.environment.constraints_text(snapshot, exclude=[dist]))
+                label = f"{info.name} {info.version}"
+                changes = tuple(
+                    self.environment.plan(
+                        str(info.path), constraints, self.settings.pip, wanted.pre, snapshot, label=label
+                    )
+                )
+                _refuse_platform_changes(changes, snapshot.protected, dist, info)
+                reinstall_code = wanted.force and installed is not None and installed.version == info.version
+                steps.enter("install", _describe(changes, reinstall_code, info))
+                new_names = [c.name for c in changes if c.installed_version is None]
+                self.environment.install(
+                    str(info.path), constraints, self.settings.pip, wanted.pre, reinstall_code
+                )
+            steps.enter("directory", f"creating the agent directory for {identity}")
+            work = self.folder.work_path("new", identity)
+            new_dir = self._populate(work, info, existing, wanted)
+            steps.enter("auth", f"allowing {identity} to connect")
+            self.hooks.on_agent_installed(identity, new_dir.keys().public)
+            hooked = True
+            steps.enter("activate", f"activating {identity}")
+            old = self.folder.activate(work, identity)
+            work = None
+            self.folder.discard(old)
+        except BaseException as exc:
+            self._roll_back(work, identity, existing, hooked, new_names)
+            if isinstance(exc, AgentInstallError):
+                raise
+            if isinstance(exc, (AIPError, OSError, ValueError)):
+                raise AgentInstallError(
+                    f"installing {identity} failed at step {steps.current}: {exc}", steps.current
+                ) from exc
+            raise
+        record = AgentDirectory(self.folder.path / identity).record()
+        if existing is not None and normalize_name(existing.name) != dist:
+            notes += self._uninstall_if_unused(existing.name)
+        steps.enter("done", f"installed {identity} (UUID {record.uuid})")
+        return InstallResult(
+            record=record, reinstalled=existing is not None, changes=changes, notes=tuple(notes)
+        )
+
+    def _populate(
+        self, work: Path, info: WheelInfo, existing: AgentDirectory | None, wanted: _Wanted
+    ) -> AgentDirectory:
+        tag, priority, config_text = wanted.tag, wanted.priority, wanted.config_text
+        keys = agent_uuid = None
+        if existing is not None:
+            keys, agent_uuid = existing.keys(), existing.uuid
+            tag = tag if tag is not None else existing.tag
+            priority = priority if priority is not None else existing.priority
+            if config_text is None and existing.config_path is not None:
+                config_text = existing.config_path.read_text(encoding="utf-8")
+        new_dir = AgentDirectory.populate(
+            work,
+            name=info.name,
+            version=info.version,
+            keys=keys,
+            tag=tag,
+            agent_uuid=agent_uuid,
+            config=config_text,
+            priority=priority,
+        )
+        if existing is not None and existing.data_dir.is_dir():
+            shutil.copytree(existing.data_dir, new_dir.data_dir, symlinks=True, dirs_exist_ok=True)
+        return new_dir
+
+    def _roll_back(
+        self,
+        work: Path | None,
+        identity: str,
+        existing: AgentDirectory | None,
+        hooked: bool,
+        new_names: list[str],
+    ) -> None:
+        self.folder.discard(work)
+        if hooked and existing is None:
+            try:
+                self.hooks.on_agent_removed(identity)
+            except AIPError as exc:
+                _log.error("rolling back %s: could not remove its auth entry: %s", identity, exc)
+        if new_names:
+            result = self.environment.uninstall(new_names)
+            if result is not None and result.returncode != 0:
+                _log.error("rolling back %s: could not uninstall %s:\n%s", identity, new_names, result.tail())
+
+    # ----- remove
+
+    def remove(
+        self,
+        directory: AgentDirectory,
+        uninstall: bool = True,
+        remove_auth: bool = True,
+        progress: ProgressCallback | None = None,
+    ) -> RemoveResult:
+        """Remove an installed agent (already stopped); uninstall its code if no other instance uses it.
+
+        Platform packages and editable installs are never uninstalled. ``remove_auth`` False keeps
+        the agent's auth entry (the hooks are not told).
+        """
+        steps = _Steps(progress)
+        record = directory.record()
+        lock = self.folder.lock(record.identity)
+        try:
+            steps.enter("remove", f"removing {record.identity} ({record.uuid})")
+            with self.folder.removing(directory):
+                if remove_auth:
+                    self.hooks.on_agent_removed(record.identity)
+            notes: list[str] = []
+            uninstalled: list[str] = []
+            if uninstall and record.name:
+                env_lock = self.folder.environment_lock(self.settings.environment_lock_timeout)
+                try:
+                    notes = self._uninstall_if_unused(record.name, uninstalled)
+                finally:
+                    env_lock.release()
+            for note in notes:
+                steps.say(note)
+        finally:
+            lock.release()
+        return RemoveResult(record=record, uninstalled=tuple(uninstalled), notes=tuple(notes))
+
+    def _uninstall_if_unused(self, name: str, uninstalled: list[str] | None = None) -> list[str]:
+        users = self.folder.instances_of(name)
+        if users:
+            return [f"{name} is still used by {', '.join(d.identity for d in users)}; kept installed"]
+        snapshot = self.environment.snapshot()
+        dist = snapshot.installed.get(normalize_name(name))
+        if dist is None:
+            return [f"{name} was not installed"]
+        if dist.name in snapshot.core:
+            return [f"{name} is a platform package; kept installed"]
+        if dist.editable:
+            return [f"{name} is installed in development (editable) mode; kept installed"]
+        result = self.environment.uninstall([dist.display_name])
+        if result is None or result.returncode != 0:
+            tail = result.tail() if result else ""
+            _log.error("could not uninstall %s:\n%s", name, tail)
+            return [f"could not uninstall {name}: {tail}"]
+        if uninstalled is not None:
+            uninstalled.append(dist.display_name)
+        return [f"uninstalled {dist.display_name} {dist.version}"]
+
+
+def _config_text(config: str | Mapping[str, Any] | None) -> str | None:
+    if config is None:
+        return None
+    if isinstance(config, Mapping):
+        return json.dumps(dict(config), indent=2) + "\n"
+    if isinstance(config, str):
+        return check_config_text(config)
+    raise AIPError(f"an agent configuration is text or a mapping, not {type(config).__name__}")
+
+
+def _looks_like_path(source: str) -> bool:
+    if "://" in source:
+        return False
+    return "/" in source or os.sep in source or source.startswith((".", "~")) or source.endswith(".whl")
+
+
+def _refuse_platform_changes(
+    changes: tuple[PlannedChange, ...], protected: Mapping[str, Any], dist: str, info: WheelInfo
+) -> None:
+    touched = [c for c in changes if c.name in protected and c.name != dist]
+    if touched:
+        listed = ", ".join(f"{c.name} {c.installed_version} -> {c.version}" for c in touched)
+        raise DependencyConflictError(
+            f"refusing to install {info.name} {info.version}: it would change the platform's own packages "
+            f"({listed})",
+            [c.name for c in touched],
+        )
+
+
+def _describe(changes: tuple[PlannedChange, ...], reinstall_code: bool, info: WheelInfo) -> str:
+    parts = [f"{c.name} {c.version}" for c in changes]
+    if reinstall_code:
+        parts.append(f"{info.name} {info.version} (reinstalled)")
+    return "installing " + (", ".join(parts) if parts else "nothing new (already installed)")

@@ -1,0 +1,363 @@
+"""Agent processes under gevent: start, stop, restart after a crash, and say how each one is doing.
+
+Each agent runs in its own session (so its own process group): stopping it, or its exit, takes its
+children along. A watcher greenlet per process waits for the exit and decides what follows:
+
+- a stop we asked for, or exit code 0: the agent is ``stopped`` and stays so;
+- any other exit is a crash: restarted after a back-off that doubles each time
+  (``backoff_initial`` .. ``backoff_max``), at most ``restart_limit`` times within
+  ``restart_window`` seconds; one more crash in the window makes it ``FAILED``, with its exit code
+  and last error line kept for ``vctl status``. :meth:`AgentSupervisor.start` resets the count.
+
+Stopping sends SIGINT, waits ``sigint_grace``; SIGTERM, waits ``sigterm_grace``; then SIGKILL to the
+whole process group. All methods run in the gevent hub's thread; they block only the calling greenlet.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import gevent
+import gevent.subprocess
+
+from volttron.server.aip.agent_output import AgentOutputRelay
+from volttron.server.aip.errors import AgentProcessError, AIPError
+from volttron.server.aip.launcher import LaunchSpec
+
+_log = logging.getLogger(__name__)
+_POLL_SECONDS = 0.02
+_READER_JOIN_SECONDS = 2.0
+
+
+class AgentState(str, enum.Enum):
+    """Where an agent process is in its life."""
+
+    STOPPED = "stopped"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    RESTARTING = "restarting"
+    """Crashed; waiting out the back-off before the next start."""
+    FAILED = "FAILED"
+
+
+@dataclass(frozen=True)
+class SupervisorPolicy:
+    """Restart limits and stop grace periods (seconds)."""
+
+    restart_limit: int = 5
+    restart_window: float = 300.0
+    backoff_initial: float = 1.0
+    backoff_factor: float = 2.0
+    backoff_max: float = 60.0
+    sigint_grace: float = 10.0
+    sigterm_grace: float = 5.0
+    sigkill_grace: float = 5.0
+
+    def backoff(self, crash_count: int) -> float:
+        """The delay before the restart that follows crash number ``crash_count`` (1-based)."""
+        return min(self.backoff_max, self.backoff_initial * self.backoff_factor ** max(0, crash_count - 1))
+
+
+@dataclass(frozen=True)
+class ProcessStatus:
+    """One agent's process, as :meth:`AgentSupervisor.status` reports it."""
+
+    identity: str
+    state: AgentState
+    pid: int | None = None
+    returncode: int | None = None
+    last_error: str | None = None
+    crashes: int = 0
+    """Crashes within the restart window."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "identity": self.identity,
+            "state": self.state.value,
+            "pid": self.pid,
+            "returncode": self.returncode,
+            "last_error": self.last_error,
+            "crashes": self.crashes,
+        }
+
+
+SpecFactory = Callable[[], LaunchSpec]
+"""Builds the launch spec afresh at every (re)start, so changed config, tag or keys are picked up."""
+
+
+@dataclass
+class _Agent:
+    identity: str
+    factory: SpecFactory
+    relay: AgentOutputRelay
+    state: AgentState = AgentState.STOPPED
+    proc: gevent.subprocess.Popen | None = None
+    returncode: int | None = None
+    stop_requested: bool = False
+    crashes: collections.deque[float] = field(default_factory=collections.deque)
+    watcher: gevent.Greenlet | None = None
+    pending_restart: gevent.Greenlet | None = None
+    stopper: gevent.Greenlet | None = None
+
+
+class AgentSupervisor:
+    """Runs agent processes by identity."""
+
+    def __init__(self, policy: SupervisorPolicy | None = None, log_prefix: str = "agents") -> None:
+        self.policy = policy or SupervisorPolicy()
+        self.log_prefix = log_prefix
+        self._agents: dict[str, _Agent] = {}
+
+    # ----- commands
+
+    def start(self, identity: str, factory: SpecFactory) -> ProcessStatus:
+        """Start the agent unless it runs already; resets its crash count. Returns its status."""
+        agent = self._agents.get(identity)
+        if agent is None:
+            agent = _Agent(identity, factory, AgentOutputRelay(identity, self.log_prefix))
+            self._agents[identity] = agent
+        agent.factory = factory
+        if agent.stopper is not None:
+            agent.stopper.join()
+        if agent.state is AgentState.RUNNING:
+            return self.status(identity)
+        self._cancel_restart(agent)
+        agent.crashes.clear()
+        agent.relay.last_error = None
+        self._spawn(agent)
+        return self.status(identity)
+
+    def stop(self, identity: str) -> ProcessStatus:
+        """Stop the agent (SIGINT, SIGTERM, then SIGKILL to its group) and wait until it is gone."""
+        agent = self._agents.get(identity)
+        if agent is None:
+            return ProcessStatus(identity, AgentState.STOPPED)
+        if self._cancel_restart(agent):
+            agent.state = AgentState.STOPPED
+        if agent.proc is not None and agent.stopper is None:
+            agent.stop_requested = True
+            agent.state = AgentState.STOPPING
+            agent.stopper = gevent.spawn(self._stop_process, agent, agent.proc)
+        if agent.stopper is not None:
+            stopper = agent.stopper
+            stopper.join()
+            if not stopper.successful():
+                raise AgentProcessError(f"could not stop {identity}: {stopper.exception}")
+        return self.status(identity)
+
+    def restart(self, identity: str, factory: SpecFactory) -> ProcessStatus:
+        """Stop the agent if it runs, then start it."""
+        self.stop(identity)
+        return self.start(identity, factory)
+
+    def forget(self, identity: str) -> None:
+        """Drop a stopped agent from the table (after removal)."""
+        agent = self._agents.get(identity)
+        if agent is None:
+            return
+        if agent.proc is not None or agent.state in (AgentState.RUNNING, AgentState.STOPPING):
+            raise AIPError(f"{identity} is still running; stop it first")
+        self._cancel_restart(agent)
+        del self._agents[identity]
+
+    def shutdown(self) -> list[str]:
+        """Stop every agent at once; returns the identities that could not be stopped (normally none)."""
+        for agent in self._agents.values():
+            if self._cancel_restart(agent):
+                agent.state = AgentState.STOPPED
+        running = [a.identity for a in self._agents.values() if a.proc is not None]
+        jobs = {identity: gevent.spawn(self.stop, identity) for identity in running}
+        gevent.joinall(list(jobs.values()))
+        failed = [identity for identity, job in jobs.items() if not job.successful()]
+        for identity in failed:
+            _log.error("could not stop agent %s: %s", identity, jobs[identity].exception)
+        return failed
+
+    # ----- status
+
+    def status(self, identity: str) -> ProcessStatus:
+        """The agent's process status (``stopped`` with no pid or code when never started)."""
+        agent = self._agents.get(identity)
+        if agent is None:
+            return ProcessStatus(identity, AgentState.STOPPED)
+        self._prune(agent)
+        return ProcessStatus(
+            identity=identity,
+            state=agent.state,
+            pid=agent.proc.pid if agent.proc is not None else None,
+            returncode=agent.returncode,
+            last_error=agent.relay.last_error,
+            crashes=len(agent.crashes),
+        )
+
+    def statistics(self) -> dict[str, dict[str, Any]]:
+        """Every known agent's status, JSON-ready, by identity."""
+        return {identity: self.status(identity).as_dict() for identity in sorted(self._agents)}
+
+    def running(self) -> list[str]:
+        """Identities whose process is alive (running or being stopped)."""
+        return sorted(i for i, a in self._agents.items() if a.proc is not None)
+
+    def wait_state(self, identity: str, states: Iterable[AgentState], timeout: float) -> ProcessStatus:
+        """Wait (cooperatively) until the agent is in one of ``states``; AgentProcessError on timeout."""
+        wanted = set(states)
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.status(identity)
+            if status.state in wanted:
+                return status
+            if time.monotonic() >= deadline:
+                names = ", ".join(sorted(s.value for s in wanted))
+                raise AgentProcessError(
+                    f"{identity} did not reach {names} within {timeout:g} s (it is {status.state.value})"
+                )
+            gevent.sleep(_POLL_SECONDS)
+
+    # ----- processes
+
+    def _spawn(self, agent: _Agent) -> None:
+        try:
+            spec = agent.factory()
+            proc = gevent.subprocess.Popen(
+                list(spec.argv),
+                cwd=str(spec.cwd),
+                env=dict(spec.env),
+                stdin=gevent.subprocess.DEVNULL,
+                stdout=gevent.subprocess.PIPE,
+                stderr=gevent.subprocess.PIPE,
+                start_new_session=True,
+                close_fds=True,
+            )
+        except (AIPError, OSError, ValueError) as exc:
+            agent.state = AgentState.FAILED
+            agent.proc = None
+            agent.relay.last_error = f"cannot start: {exc}"
+            _log.error("agent %s cannot start: %s", agent.identity, exc)
+            raise AgentProcessError(f"cannot start {agent.identity}: {exc}") from exc
+        agent.proc = proc
+        agent.state = AgentState.RUNNING
+        agent.returncode = None
+        agent.stop_requested = False
+        relay = agent.relay
+        readers = [
+            gevent.spawn(relay.pump, proc.stdout, relay.stdout_line),
+            gevent.spawn(relay.pump, proc.stderr, relay.stderr_line),
+        ]
+        agent.watcher = gevent.spawn(self._watch, agent, proc, readers)
+        _log.info("agent %s started, pid %d", agent.identity, proc.pid)
+
+    def _watch(self, agent: _Agent, proc: gevent.subprocess.Popen, readers: list[gevent.Greenlet]) -> None:
+        returncode = proc.wait()
+        _kill_group(proc.pid)  # children left behind go with the agent
+        gevent.joinall(readers, timeout=_READER_JOIN_SECONDS)
+        gevent.killall(readers, block=False)
+        if agent.proc is not proc:
+            return
+        agent.proc = None
+        agent.returncode = returncode
+        if agent.stop_requested:
+            agent.state = AgentState.STOPPED
+            _log.info("agent %s stopped (exit code %s)", agent.identity, returncode)
+            return
+        if returncode == 0:
+            agent.state = AgentState.STOPPED
+            _log.info("agent %s exited normally", agent.identity)
+            return
+        agent.crashes.append(time.monotonic())
+        self._prune(agent)
+        crashes = len(agent.crashes)
+        last = agent.relay.last_error or "no error output"
+        if crashes > self.policy.restart_limit:
+            agent.state = AgentState.FAILED
+            _log.error(
+                "agent %s FAILED: exit code %s after %d crashes in %g s; last error: %s",
+                agent.identity,
+                returncode,
+                crashes,
+                self.policy.restart_window,
+                last,
+            )
+            return
+        delay = self.policy.backoff(crashes)
+        agent.state = AgentState.RESTARTING
+        _log.warning(
+            "agent %s crashed with exit code %s (%s); restart %d of %d in %g s",
+            agent.identity,
+            returncode,
+            last,
+            crashes,
+            self.policy.restart_limit,
+            delay,
+        )
+        agent.pending_restart = gevent.spawn_later(delay, self._restart_after_crash, agent)
+
+    def _restart_after_crash(self, agent: _Agent) -> None:
+        agent.pending_restart = None
+        if agent.state is not AgentState.RESTARTING:
+            return
+        try:
+            self._spawn(agent)
+        except AgentProcessError:
+            return  # _spawn marked it FAILED and logged why
+
+    def _stop_process(self, agent: _Agent, proc: gevent.subprocess.Popen) -> None:
+        try:
+            steps = (
+                (signal.SIGINT, self.policy.sigint_grace, False),
+                (signal.SIGTERM, self.policy.sigterm_grace, False),
+                (signal.SIGKILL, self.policy.sigkill_grace, True),
+            )
+            for signum, grace, whole_group in steps:
+                if proc.poll() is not None:
+                    break
+                _log.info("stopping agent %s with %s", agent.identity, signal.Signals(signum).name)
+                if whole_group:
+                    _kill_group(proc.pid)
+                else:
+                    _signal(proc, signum)
+                try:
+                    proc.wait(timeout=grace)
+                    break
+                except gevent.subprocess.TimeoutExpired:
+                    continue
+            else:
+                raise AgentProcessError(f"{agent.identity} (pid {proc.pid}) survived SIGKILL")
+            if agent.watcher is not None:
+                agent.watcher.join(timeout=_READER_JOIN_SECONDS * 2)
+        finally:
+            agent.stopper = None
+
+    def _cancel_restart(self, agent: _Agent) -> bool:
+        pending, agent.pending_restart = agent.pending_restart, None
+        if pending is None:
+            return False
+        pending.kill(block=False)
+        return True
+
+    def _prune(self, agent: _Agent) -> None:
+        horizon = time.monotonic() - self.policy.restart_window
+        while agent.crashes and agent.crashes[0] < horizon:
+            agent.crashes.popleft()
+
+
+def _signal(proc: gevent.subprocess.Popen, signum: int) -> None:
+    try:
+        proc.send_signal(signum)
+    except ProcessLookupError:
+        pass  # it exited in between: nothing to signal
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass  # the group is already empty
