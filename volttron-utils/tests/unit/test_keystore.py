@@ -50,13 +50,13 @@ def test_keystore_lost_race_uses_winner(tmp_path: Path, monkeypatch: pytest.Monk
     """Two processes creating the same key store at once end up with the same keys."""
     path = tmp_path / "keystore"
     winner = generate_keypair()
-    real_write = keystore.atomic_write
+    real_write = keystore.write_json_file
 
-    def other_process_first(target, data, mode, **kwargs):
-        real_write(target, json.dumps(winner.as_dict()), mode, overwrite=False)  # the other process
-        return real_write(target, data, mode, **kwargs)
+    def other_process_first(target, value, mode, **kwargs):
+        real_write(target, winner.as_dict(), mode, overwrite=False)  # the other process
+        return real_write(target, value, mode, **kwargs)
 
-    monkeypatch.setattr(keystore, "atomic_write", other_process_first)
+    monkeypatch.setattr(keystore, "write_json_file", other_process_first)
     assert KeyStore(path).public == winner.public
     assert json.loads(path.read_text())["secret"] == winner.secret
 

@@ -14,6 +14,7 @@ from volttron.utils.time import (
     get_aware_utc_now,
     get_utc_seconds_from_epoch,
     parse_timestamp_string,
+    to_aware,
 )
 
 UTC = timezone.utc
@@ -108,3 +109,10 @@ def test_epoch_seconds() -> None:
     now = datetime.now(UTC).timestamp()
     assert abs(get_utc_seconds_from_epoch() - now) < 5
     assert datetime_from_utc_seconds(10.5) == datetime(1970, 1, 1, 0, 0, 10, 500000, UTC)
+
+
+def test_to_aware() -> None:
+    naive = datetime(2024, 1, 2, 3, 4, 5)
+    assert to_aware(naive) == datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
+    eastern = datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone(timedelta(hours=-5)))
+    assert to_aware(eastern) is eastern

@@ -19,7 +19,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,6 +32,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from volttron.utils.errors import CertificateError
 from volttron.utils.files import atomic_write, read_json_file, write_json_file
+from volttron.utils.time import get_aware_utc_now, to_aware
 
 KeyType = Literal["rsa", "ec"]
 Purpose = Literal["client", "server"]
@@ -150,7 +151,7 @@ class Certs:
         key = self._new_key()
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self.root_ca_name),
                              x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization)])
-        start = _now() - CLOCK_SKEW
+        start = get_aware_utc_now() - CLOCK_SKEW
         ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
         cert = (
             x509.CertificateBuilder()
@@ -305,7 +306,7 @@ class Certs:
         if not self.ca_exists():
             raise CertificateError(f"no root CA in {self.directory}; create it first")
         ca_cert, ca_key = self.ca_cert(), self.private_key(self.root_ca_name)
-        start = _aware(valid_from) if valid_from is not None else _now() - CLOCK_SKEW
+        start = to_aware(valid_from) if valid_from is not None else get_aware_utc_now() - CLOCK_SKEW
         # A certificate cannot usefully outlive the CA that signed it.
         end = min(start + timedelta(days=valid_days), ca_cert.not_valid_after_utc)
         ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
@@ -385,7 +386,7 @@ def verify_certificate(cert: x509.Certificate, trusted: Iterable[x509.Certificat
     the next, every issuer must be a CA allowed to sign certificates, and with ``purpose`` the leaf
     must allow digital signatures and, when it names extended key usages, that purpose.
     """
-    when = _aware(at) if at is not None else _now()
+    when = to_aware(at) if at is not None else get_aware_utc_now()
     roots, others = list(trusted), list(intermediates)
     if purpose is not None:
         _check_leaf_usage(cert, purpose)
@@ -495,14 +496,6 @@ def _check_name(name: str) -> str:
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise CertificateError(f"a certificate name is letters, digits, '.', '_' and '-': {name!r}")
     return name
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _aware(dt: datetime) -> datetime:
-    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt
 
 
 CertificateAuthority = Certs

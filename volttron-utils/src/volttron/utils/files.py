@@ -144,6 +144,7 @@ def read_json_file(path: str | os.PathLike[str], default: Any = _MISSING, *,
     raise CorruptFileError(f"{source} {problem}{where}", path=str(source), kept_as=kept_as)
 
 
-def write_json_file(path: str | os.PathLike[str], value: Any, mode: int = 0o644) -> None:
-    """Write ``value`` as indented JSON with :func:`atomic_write`."""
-    atomic_write(path, json.dumps(value, indent=2) + "\n", mode)
+def write_json_file(path: str | os.PathLike[str], value: Any, mode: int = 0o644, *,
+                    overwrite: bool = True) -> None:
+    """Write ``value`` as indented JSON with :func:`atomic_write` (same ``mode`` and ``overwrite``)."""
+    atomic_write(path, json.dumps(value, indent=2) + "\n", mode, overwrite=overwrite)

@@ -16,8 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from volttron.utils.errors import ConfigError, CorruptFileError, KeyFormatError
-from volttron.utils.files import atomic_write, read_json_file, write_json_file
-from volttron.utils.jsonapi import dumps
+from volttron.utils.files import read_json_file, write_json_file
 from volttron.utils.keys import KeyPair, decode_key, encode_key, generate_keypair, public_from_secret
 
 KEYSTORE_MODE = 0o600
@@ -44,7 +43,7 @@ class KeyStore:
         store = cls(path)
         store._pair = generate_keypair()
         store.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(store.path, _keystore_text(store._pair), KEYSTORE_MODE, overwrite=overwrite)
+        write_json_file(store.path, store._pair.as_dict(), KEYSTORE_MODE, overwrite=overwrite)
         return store
 
     @property
@@ -73,7 +72,7 @@ class KeyStore:
             pair = generate_keypair()
             self.path.parent.mkdir(parents=True, exist_ok=True)
             try:
-                atomic_write(self.path, _keystore_text(pair), KEYSTORE_MODE, overwrite=False)
+                write_json_file(self.path, pair.as_dict(), KEYSTORE_MODE, overwrite=False)
             except FileExistsError:
                 return self._load()  # another process created it first: its keys win
             return pair
@@ -98,10 +97,6 @@ class KeyStore:
 
     def __repr__(self) -> str:
         return f"KeyStore({str(self.path)!r})"
-
-
-def _keystore_text(pair: KeyPair) -> str:
-    return dumps(pair.as_dict(), indent=2) + "\n"
 
 
 def known_host_key(address: str) -> str:

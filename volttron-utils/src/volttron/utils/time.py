@@ -21,7 +21,8 @@ def get_aware_utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _aware(dt: datetime) -> datetime:
+def to_aware(dt: datetime) -> datetime:
+    """``dt`` itself when aware; a naive ``dt`` is taken to be UTC."""
     return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None or dt.utcoffset() is None else dt
 
 
@@ -33,7 +34,7 @@ def format_timestamp(dt: datetime) -> str:
     """
     if not isinstance(dt, datetime):
         raise TypeError(f"format_timestamp needs a datetime, not {type(dt).__name__}")
-    return _aware(dt).isoformat(timespec="microseconds")
+    return to_aware(dt).isoformat(timespec="microseconds")
 
 
 def parse_timestamp_string(text: str) -> datetime:
@@ -72,7 +73,7 @@ def _offset(text: str | None) -> timezone:
 
 def get_utc_seconds_from_epoch(dt: datetime | None = None) -> float:
     """Seconds since the Unix epoch of ``dt`` (now when None; naive means UTC)."""
-    return _aware(dt if dt is not None else get_aware_utc_now()).timestamp()
+    return to_aware(dt if dt is not None else get_aware_utc_now()).timestamp()
 
 
 def datetime_from_utc_seconds(seconds: float) -> datetime:
