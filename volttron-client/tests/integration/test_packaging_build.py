@@ -71,8 +71,10 @@ def write(folder: Path, files: dict[str, str]) -> Path:
 
 
 def test_pyproject_builds_one_wheel(tmp_path: Path) -> None:
-    source = write(tmp_path / "flit", {"pyproject.toml": FLIT_PROJECT,
-                                       "vtestpkg_flit.py": '"""x"""\ndef main():\n    return 0\n'})
+    source = write(
+        tmp_path / "flit",
+        {"pyproject.toml": FLIT_PROJECT, "vtestpkg_flit.py": '"""x"""\ndef main():\n    return 0\n'},
+    )
     messages: list[str] = []
     wheel = build_wheel(source, tmp_path / "out", timeout=300, progress=messages.append)
     assert wheel.parent == tmp_path / "out" and wheel.suffix == ".whl"
@@ -94,8 +96,14 @@ def test_setup_py_project_builds(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(shutil.which("poetry") is not None, reason="tests the fallback for a missing poetry")
 def test_poetry_project_without_poetry_falls_back_to_pep517(tmp_path: Path) -> None:
-    source = write(tmp_path / "poetry", {"pyproject.toml": POETRY_PROJECT, "poetry.lock": "# empty lock\n",
-                                         "vtestpkg_poetry/__init__.py": "def main():\n    return 0\n"})
+    source = write(
+        tmp_path / "poetry",
+        {
+            "pyproject.toml": POETRY_PROJECT,
+            "poetry.lock": "# empty lock\n",
+            "vtestpkg_poetry/__init__.py": "def main():\n    return 0\n",
+        },
+    )
     messages: list[str] = []
     wheel = build_wheel(source, tmp_path / "out", timeout=300, progress=messages.append)
     assert inspect_wheel(wheel).name == "volttron-testpkg-poetry"

@@ -24,8 +24,13 @@ from volttron.utils.errors import VolttronError
 METADATA = "Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n{extra}\n"
 
 
-def make_wheel(folder: Path, name: str = "demo-agent", version: str = "1.2.3",
-               entry_points: str | None = None, requires: tuple[str, ...] = ()) -> Path:
+def make_wheel(
+    folder: Path,
+    name: str = "demo-agent",
+    version: str = "1.2.3",
+    entry_points: str | None = None,
+    requires: tuple[str, ...] = (),
+) -> Path:
     """A minimal wheel file written with zipfile."""
     stem = f"{name.replace('-', '_')}-{version}"
     path = folder / f"{stem}-py3-none-any.whl"
@@ -72,8 +77,9 @@ class TestPlanBuild:
         assert plan.argv == ("/usr/bin/pipenv", "run", "python3", "setup.py", "bdist_wheel")
         assert plan.note == ""
 
-    def test_pipfile_without_pipenv_falls_back_and_says_so(self, tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_pipfile_without_pipenv_falls_back_and_says_so(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         monkeypatch.setattr(packaging.shutil, "which", lambda tool: None)
         plan = plan_build(touch(tmp_path, "setup.py", "Pipfile"))
         assert plan.kind in ("pep517-build", "pip-wheel")
@@ -86,8 +92,9 @@ class TestPlanBuild:
         assert plan.argv == (sys.executable, "setup.py", "bdist_wheel")
         assert plan.cwd == tmp_path.resolve()
 
-    def test_setup_py_without_wheel_package_falls_back(self, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_setup_py_without_wheel_package_falls_back(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         monkeypatch.setattr(packaging, "_importable", lambda module, python: module != "wheel")
         plan = plan_build(touch(tmp_path, "setup.py"))
         assert plan.kind == "pep517-build"
@@ -106,8 +113,9 @@ class TestPlanBuild:
         assert plan.kind in ("pep517-build", "pip-wheel")
         assert "poetry is not installed" in plan.note
 
-    def test_poetry_lock_without_pyproject_and_no_poetry(self, tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_poetry_lock_without_pyproject_and_no_poetry(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         monkeypatch.setattr(packaging.shutil, "which", lambda tool: None)
         with pytest.raises(SourceError, match="no pyproject.toml"):
             plan_build(touch(tmp_path, "poetry.lock"))
@@ -118,8 +126,9 @@ class TestPlanBuild:
         assert plan.kind == "pep517-build"
         assert plan.argv[1:4] == ("-m", "build", "--wheel")
 
-    def test_pyproject_uses_pip_wheel_without_build(self, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_pyproject_uses_pip_wheel_without_build(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         monkeypatch.setattr(packaging, "_importable", lambda module, python: False)
         plan = plan_build(touch(tmp_path, "pyproject.toml"))
         assert plan.kind == "pip-wheel"
@@ -133,8 +142,11 @@ class TestPlanBuild:
 
 class TestInspectWheel:
     def test_reads_name_version_entry_points_requires(self, tmp_path: Path) -> None:
-        wheel = make_wheel(tmp_path, entry_points="[console_scripts]\ndemo-agent = demo.agent:main\n",
-                           requires=("gevent>=23", "pyyaml"))
+        wheel = make_wheel(
+            tmp_path,
+            entry_points="[console_scripts]\ndemo-agent = demo.agent:main\n",
+            requires=("gevent>=23", "pyyaml"),
+        )
         info = inspect_wheel(wheel)
         assert (info.name, info.version) == ("demo-agent", "1.2.3")
         assert info.entry_points == {"console_scripts": {"demo-agent": "demo.agent:main"}}
@@ -188,18 +200,24 @@ class TestEntryPointSelection:
         assert select_agent_entry_point(eps, "other")[1] == "one"
 
     def test_order_of_groups(self) -> None:
-        eps = {"volttron.agent": {"launch": "demo.v:main"},
-               "setuptools.installation": {"eggsecutable": "demo.e:m"}}
+        eps = {
+            "volttron.agent": {"launch": "demo.v:main"},
+            "setuptools.installation": {"eggsecutable": "demo.e:m"},
+        }
         assert select_agent_entry_point(eps) == ("setuptools.installation", "eggsecutable", "demo.e:m")
         assert select_agent_entry_point({"volttron.agent": {"launch": "demo.v:main"}}) == (
-            "volttron.agent", "launch", "demo.v:main")
+            "volttron.agent",
+            "launch",
+            "demo.v:main",
+        )
 
     def test_named_groups_need_their_name(self) -> None:
         assert select_agent_entry_point({"volttron.agent": {"other": "x:y"}}) is None
 
     def test_parse_entry_points_keeps_case(self) -> None:
         assert parse_entry_points("[console_scripts]\nMyAgent = pkg.Mod:Main\n") == {
-            "console_scripts": {"MyAgent": "pkg.Mod:Main"}}
+            "console_scripts": {"MyAgent": "pkg.Mod:Main"}
+        }
 
     def test_parse_entry_points_rejects_garbage(self) -> None:
         with pytest.raises(WheelError, match="entry_points.txt"):

@@ -311,7 +311,12 @@ def _run_build(argv: list[str], cwd: Path, timeout: float, log_path: Path) -> No
     with open(log_path, "wb") as log:
         try:
             proc = subprocess.Popen(
-                argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                argv,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         except OSError as exc:
@@ -320,9 +325,7 @@ def _run_build(argv: list[str], cwd: Path, timeout: float, log_path: Path) -> No
             returncode = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             _kill_group(proc)
-            raise BuildError(
-                f"the build of {cwd} timed out after {timeout:g} s", _tail(log_path)
-            ) from None
+            raise BuildError(f"the build of {cwd} timed out after {timeout:g} s", _tail(log_path)) from None
     if returncode != 0:
         raise BuildError(
             f"the build of {cwd} failed (`{' '.join(argv)}` exited with {returncode}); last lines:",
