@@ -1,0 +1,73 @@
+"""The ``volttron`` command: parse options, set up logging, run the platform until told to stop.
+
+Every failure is one line on stderr and a non-zero exit code (2 for a bad command line), with a
+traceback only under ``--debug``. SIGINT and SIGTERM stop the platform cleanly.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+import gevent
+
+from volttron.server.options import OptionsError, PlatformOptions, parse_options
+from volttron.server.platform import Platform, PlatformError, ServiceFactory
+from volttron.utils.errors import VolttronError
+from volttron.utils.logging import level_for_verbosity, setup_logging
+
+_log = logging.getLogger("volttron.server")
+
+
+def default_services() -> list[ServiceFactory]:
+    """The in-process services a platform starts, in start order (none yet beyond the router's own)."""
+    return []
+
+
+def _fail(message: str, code: int = 1) -> int:
+    sys.stderr.write(f"volttron: error: {message}\n")
+    sys.stderr.flush()
+    return code
+
+
+def run_platform(options: PlatformOptions, services: Sequence[ServiceFactory]) -> None:
+    """Run a platform with ``options`` in this process until SIGINT, SIGTERM or a ``quit`` request."""
+    if options.message_bus != "zmq":
+        raise PlatformError(f"the {options.message_bus} message bus is not available yet; "
+                            "use --message-bus zmq")
+    platform = Platform(options, services)
+    handlers = [gevent.signal_handler(sig, platform.request_stop) for sig in (signal.SIGINT, signal.SIGTERM)]
+    try:
+        platform.run()
+    finally:
+        for handler in handlers:
+            handler.cancel()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``volttron`` command; returns the exit code."""
+    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    try:
+        options = parse_options(argv)
+    except OptionsError as exc:
+        return _fail(str(exc), 2)
+    try:
+        setup_logging(level_for_verbosity(options.verbose, options.quiet), options.log_file)
+    except VolttronError as exc:
+        return _fail(str(exc), 2)
+    for note in options.notes:
+        _log.warning("%s", note)
+    try:
+        run_platform(options, default_services())
+    except VolttronError as exc:
+        if debug or options.debug:
+            _log.exception("platform failed")
+        _log.debug("platform failed: %s", exc)
+        return _fail(str(exc))
+    except Exception as exc:
+        if debug or options.debug:
+            raise
+        return _fail(f"unexpected {type(exc).__name__}: {exc} (run with --debug for details)")
+    return 0

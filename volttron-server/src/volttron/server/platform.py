@@ -1,0 +1,246 @@
+"""The platform's life: start-up, running, and a clean stop (reference §3.2).
+
+Start-up order: the home and the single-instance lock; the platform keys, ``auth.json`` entries and
+``known_hosts``; the ZAP handler; the ROUTER socket with the VIP router and the pub/sub service;
+then the in-process services, in the order given; then ``VOLTTRON_PID`` (the platform is ready).
+Stopping undoes it in reverse: services, router, ZAP handler, PID file and lock.
+
+In-process services plug in as *service factories*: callables that take the
+:class:`PlatformContext` and return an object with ``start()`` and ``stop()``. A service is an agent
+with a well-known identity (:mod:`volttron.server.identities`) that connects to
+``context.router_address`` (``inproc://vip``) through ``context.zmq_context`` without
+authentication. ``start()`` runs in the platform's main greenlet after the router serves and should
+return promptly (spawn greenlets for the work); ``stop()`` is given :attr:`Platform.SERVICE_STOP_TIMEOUT`
+seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import gevent
+import gevent.event
+
+from volttron.server import __version__
+from volttron.server.options import PlatformOptions
+from volttron.server.platform_home import (
+    InstanceLock,
+    control_connection_keystore,
+    platform_auth_entries,
+    platform_keystore,
+    prepare_home,
+)
+from volttron.server.router.routing import VipRouter
+from volttron.server.router.zmq_router import (
+    INPROC_ADDRESS,
+    RouterSettings,
+    ZmqRouterSocket,
+    bind_address,
+    make_context,
+)
+from volttron.server.services.auth.authfile import ensure_entries
+from volttron.server.services.auth.policy import AuthPolicy
+from volttron.server.services.auth.zap_zmq import ZapHandler
+from volttron.server.services.pubsub.protected import PROTECTED_TOPICS_FILE, ProtectedTopics
+from volttron.server.services.pubsub.service import PubSubService
+from volttron.utils.errors import VolttronError
+from volttron.utils.home import auth_file_path, known_hosts_path
+from volttron.utils.keystore import KnownHosts
+
+_log = logging.getLogger(__name__)
+
+
+class PlatformError(VolttronError):
+    """The platform cannot start (the message says why)."""
+
+
+@dataclass(frozen=True)
+class PlatformContext:
+    """What an in-process service gets from the platform."""
+
+    home: Path
+    instance_name: str
+    router_address: str
+    """``inproc://vip``: services connect here, without authentication."""
+    zmq_context: Any
+    """The ``zmq.green.Context`` in which ``router_address`` lives (inproc needs the same context)."""
+    serverkey: str | None
+    """The platform's public key (None with authentication disabled)."""
+    local_address: str
+    addresses: tuple[str, ...]
+    auth_enabled: bool
+    message_bus: str
+    request_stop: Callable[[], None]
+    """Ask the platform to shut down (as a ``quit`` from the control service does)."""
+
+
+class PlatformService(Protocol):
+    """What a service factory returns."""
+
+    def start(self) -> None:
+        """Connect and begin serving; return promptly."""
+
+    def stop(self) -> None:
+        """Stop serving and close connections."""
+
+
+ServiceFactory = Callable[[PlatformContext], PlatformService]
+
+
+class Platform:
+    """One running platform; see the module docstring. ``run()`` blocks until it is asked to stop."""
+
+    SERVICE_STOP_TIMEOUT = 10.0
+
+    def __init__(self, options: PlatformOptions, services: Sequence[ServiceFactory] = (), *,
+                 shared_context: bool = True) -> None:
+        self.options = options
+        self._factories = list(services)
+        self._shared_context = shared_context
+        self._stop_requested = gevent.event.Event()
+        self._lock = InstanceLock(options.home)
+        self._zap: ZapHandler | None = None
+        self._socket: ZmqRouterSocket | None = None
+        self.router: VipRouter | None = None
+        self.pubsub: PubSubService | None = None
+        self.context: PlatformContext | None = None
+        self._services: list[PlatformService] = []
+        self._started = False
+
+    # -- life cycle ----------------------------------------------------------------------------
+    def run(self) -> None:
+        """Start, wait for a stop request, stop."""
+        self.start()
+        try:
+            self._stop_requested.wait()
+        finally:
+            self.shutdown()
+
+    def request_stop(self) -> None:
+        """Ask :meth:`run` to return (safe from signal handlers and any greenlet)."""
+        self._stop_requested.set()
+
+    def wait_stop_requested(self, timeout: float | None = None) -> bool:
+        """Block until a stop is requested; False on timeout."""
+        return self._stop_requested.wait(timeout)
+
+    def start(self) -> None:
+        """Bring the platform up; on failure everything started so far is stopped again."""
+        if self._started:
+            raise PlatformError("the platform is already started")
+        self._started = True
+        try:
+            self._start()
+        except BaseException:
+            self.shutdown()
+            raise
+
+    def _start(self) -> None:
+        opts = self.options
+        home = opts.home
+        prepare_home(home)
+        self._lock.acquire()
+        serverkey, secret, policy = self._setup_auth()
+        protected = ProtectedTopics(home / PROTECTED_TOPICS_FILE)
+        local = opts.vip_local_address
+        zmq_context = make_context(shared=self._shared_context)
+        if policy is not None:
+            self._zap = ZapHandler(zmq_context, policy)
+            self._zap.start()
+        identity = str(uuid.uuid4()).encode("ascii")
+        self._socket = ZmqRouterSocket(
+            RouterSettings(addresses=(local, *opts.vip_addresses), secret_key=secret, msgdebug=opts.msgdebug,
+                           max_message_size=opts.max_message_size),
+            zmq_context, identity)
+        self._socket.bind()
+        self.router = VipRouter(identity, self._socket.send, queries=self._queries(serverkey),
+                                on_quit=self.request_stop)
+        self.router.add_drop_listener(self._socket.forget)
+        self.pubsub = PubSubService(
+            self.router, protected=protected if opts.auth_enabled else ProtectedTopics(),
+            capabilities=policy.capabilities if policy is not None else None)
+        self.pubsub.attach()
+        self._socket.serve(self.router.route, self.router.drop_peer)
+        self.context = PlatformContext(
+            home=home, instance_name=opts.instance_name, router_address=INPROC_ADDRESS,
+            zmq_context=zmq_context, serverkey=serverkey, local_address=local, addresses=opts.vip_addresses,
+            auth_enabled=opts.auth_enabled, message_bus=opts.message_bus, request_stop=self.request_stop)
+        for factory in self._factories:
+            service = factory(self.context)
+            service.start()
+            self._services.append(service)
+        self._lock.write_pid()
+        _log.info("platform %s ready in %s: %s (auth %s)", opts.instance_name, home,
+                  ", ".join(self._socket.bound), "enabled" if opts.auth_enabled else "DISABLED")
+
+    def _setup_auth(self) -> tuple[str | None, str | None, AuthPolicy | None]:
+        opts = self.options
+        if not opts.auth_enabled:
+            _log.warning("AUTHENTICATION IS DISABLED: any process that can reach %s may connect, "
+                         "unencrypted, and no capability is checked. Use --auth-disabled only on a trusted "
+                         "network.",
+                         ", ".join((opts.vip_local_address, *opts.vip_addresses)))
+            return None, None, None
+        keys = platform_keystore(opts.home).keypair
+        control = control_connection_keystore(opts.home).keypair
+        ensure_entries(auth_file_path(opts.home), platform_auth_entries(keys.public, control.public))
+        policy = AuthPolicy(auth_file_path(opts.home))
+        known_hosts = KnownHosts(known_hosts_path(opts.home))
+        for address in (opts.vip_local_address, *opts.vip_addresses):
+            known_hosts.add(bind_address(address), keys.public)
+        return keys.public, keys.secret, policy
+
+    def _queries(self, serverkey: str | None) -> dict[str, Any]:
+        opts = self.options
+        bases = [bind_address(a) for a in opts.vip_addresses]
+        return {
+            "addresses": bases or [bind_address(opts.vip_local_address)],
+            "local_address": bind_address(opts.vip_local_address),
+            "serverkey": serverkey,
+            "instance-name": opts.instance_name,
+            "message-bus": opts.message_bus,
+            "platform-version": __version__,
+            "bind-web-address": opts.bind_web_address,
+            "agent-monitor-frequency": opts.agent_monitor_frequency,
+            "volttron-central-address": opts.volttron_central_address,
+            "volttron-central-serverkey": opts.volttron_central_serverkey,
+        }
+
+    def shutdown(self) -> None:
+        """Stop services (newest first), the router, the ZAP handler; remove the PID file; unlock."""
+        while self._services:
+            service = self._services.pop()
+            try:
+                with gevent.Timeout(self.SERVICE_STOP_TIMEOUT):
+                    service.stop()
+            except gevent.Timeout:
+                _log.error("service %r did not stop within %.0f s", service, self.SERVICE_STOP_TIMEOUT)
+            except Exception:
+                _log.exception("service %r failed to stop", service)
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+        if self._zap is not None:
+            self._zap.stop()
+            self._zap = None
+        self._lock.release()
+        if self._started:
+            _log.info("platform stopped")
+
+    def statistics(self) -> dict[str, Any]:
+        """Counts of the router, its socket, pub/sub and authentication, for status output."""
+        stats: dict[str, Any] = {}
+        if self.router is not None:
+            stats["router"] = self.router.statistics()
+        if self._socket is not None:
+            stats["socket"] = self._socket.statistics()
+        if self.pubsub is not None:
+            stats["pubsub"] = self.pubsub.statistics()
+        if self._zap is not None:
+            stats["auth"] = self._zap.statistics()
+        return stats

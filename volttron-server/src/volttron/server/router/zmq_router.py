@@ -1,0 +1,341 @@
+"""The platform's ZeroMQ ROUTER socket: endpoints, options, the receive loop and disconnect detection.
+
+Socket set-up follows reference §1.1: one ROUTER bound to ``inproc://vip`` (in-process services, no
+authentication) and to every ipc/tcp address, each a CURVE server with the platform's secret key and
+ZAP domain ``vip`` (NULL when authentication is disabled); ``ROUTER_MANDATORY`` so an unknown
+recipient raises EHOSTUNREACH, ``SNDTIMEO=0`` so a full peer queue raises EAGAIN instead of
+blocking, high-water marks, TCP keepalive, ``MAXMSGSIZE`` and ZMTP heartbeats.
+
+The loop runs in one greenlet and is the only user of the socket. It waits on the socket's file
+descriptor through the gevent hub, then drains every ready message without blocking (bounded per
+wake-up so the ZAP handler and services get their turn) and hands each to ``route``.
+
+Peers that go away are dropped promptly. libzmq of this generation has no ``ROUTER_NOTIFY`` (a
+draft API), so the router watches its own socket monitor: ``EVENT_DISCONNECTED`` carries the file
+descriptor of the closed connection, and every received message carries the descriptor it came
+from (``SRCFD``), which gives the identity of each connection. ZMTP heartbeats turn a peer that
+vanished without closing (host down, process stopped) into a disconnect too. A disconnect is applied
+only once the socket has no more messages ready, so the last messages a peer sent before closing
+are still routed, and it names the identity the descriptor had when the event arrived, so a
+descriptor the kernel reuses for a new connection is never confused with the old one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import gevent
+import zmq
+import zmq.green
+from gevent.hub import Waiter, get_hub
+from zmq.utils.monitor import parse_monitor_message
+
+from volttron.server.router.routing import Frames, PeerBusy, PeerUnreachable
+from volttron.utils.errors import VolttronError
+from volttron.utils.keys import to_z85
+
+_log = logging.getLogger(__name__)
+
+INPROC_ADDRESS = "inproc://vip"
+MAX_SOCKETS = 30690
+
+_NOBLOCK = zmq.NOBLOCK
+_RCVMORE = zmq.RCVMORE
+_SRCFD = zmq.SRCFD
+_POLLIN = zmq.POLLIN
+_EVENTS = zmq.EVENTS
+_MONITORED = zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+
+
+class RouterError(VolttronError):
+    """The router socket cannot be set up or used (bad address, address in use, ...)."""
+
+
+@dataclass(frozen=True)
+class RouterSettings:
+    """How the ROUTER socket is set up (reference §1.1 defaults)."""
+
+    addresses: tuple[str, ...] = ()
+    """ipc/tcp endpoints to bind, the local ipc address first."""
+    inproc_address: str = INPROC_ADDRESS
+    secret_key: str | None = None
+    """Platform secret key (any encoding); None means no CURVE (authentication disabled)."""
+    zap_domain: bytes = b"vip"
+    hwm: int = 6000
+    max_message_size: int = 64 * 1024 * 1024
+    """Bytes per frame; a peer sending a larger frame is disconnected by libzmq."""
+    heartbeat_interval_ms: int = 10_000
+    heartbeat_timeout_ms: int = 30_000
+    tcp_keepalive: tuple[int, int, int] = (180, 20, 6)
+    """Idle seconds, interval seconds, probe count."""
+    batch: int = 1000
+    """Messages handled per wake-up before yielding to other greenlets."""
+    msgdebug: bool = False
+
+
+def bind_address(address: str) -> str:
+    """The endpoint libzmq binds: the address without a ``?query`` or ``#identity`` suffix."""
+    for mark in ("?", "#"):
+        address = address.split(mark, 1)[0]
+    return address
+
+
+def make_context(shared: bool = False) -> zmq.green.Context:
+    """A gevent-aware context with ``MAX_SOCKETS`` raised (reference §1.1).
+
+    ``shared`` gives the process-wide instance, so in-process agents that use the default context
+    can reach ``inproc://vip``.
+    """
+    context = zmq.green.Context.instance() if shared else zmq.green.Context()
+    try:
+        context.set(zmq.MAX_SOCKETS, MAX_SOCKETS)
+    except zmq.ZMQError as exc:  # only possible before the first socket; keep the default then
+        _log.debug("cannot raise MAX_SOCKETS: %s", exc)
+    return context
+
+
+class ZmqRouterSocket:
+    """The bound ROUTER socket and its receive loop; see the module docstring.
+
+    Use: :meth:`bind`, then :meth:`serve` with the routing function and the disconnect callback;
+    :meth:`send` is for that routing function; :meth:`close` at the end.
+    """
+
+    def __init__(self, settings: RouterSettings, context: zmq.Context, identity: bytes) -> None:
+        self.settings = settings
+        self.identity = identity
+        # A plain (non-gevent) view of the same libzmq context: the loop only ever makes non-blocking
+        # calls and does its own waiting, so it needs none of zmq.green's per-call machinery.
+        self._context = zmq.Context.shadow(context.underlying)
+        self._socket: zmq.Socket | None = None
+        self._monitor: zmq.Socket | None = None
+        self._greenlet: gevent.Greenlet | None = None
+        self._waiter: Waiter | None = None
+        self._watchers: list = []
+        self._fd_of: dict[bytes, int] = {}
+        self._identity_of: dict[int, bytes] = {}
+        self._disconnects: list[tuple[int, bytes]] = []
+        self._on_disconnect: Callable[[bytes], None] = lambda identity: None
+        self._send_multipart: Callable[[Sequence[bytes]], object] = self._not_bound
+        self.bound: list[str] = []
+        self.received = 0
+        self.disconnects = 0
+        self.auth_failures = 0
+
+    # -- set-up --------------------------------------------------------------------------------
+    def bind(self) -> None:
+        """Create the socket, set its options and bind every endpoint; :class:`RouterError` on failure."""
+        s = self.settings
+        sock = self._context.socket(zmq.ROUTER)
+        self._socket = sock
+        self._send_multipart = sock.send_multipart
+        try:
+            sock.setsockopt(zmq.IDENTITY, self.identity)
+            sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+            sock.setsockopt(zmq.SNDTIMEO, 0)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.set_hwm(s.hwm)
+            sock.setsockopt(zmq.MAXMSGSIZE, s.max_message_size)
+            sock.setsockopt(zmq.TCP_KEEPALIVE, 1)
+            sock.setsockopt(zmq.TCP_KEEPALIVE_IDLE, s.tcp_keepalive[0])
+            sock.setsockopt(zmq.TCP_KEEPALIVE_INTVL, s.tcp_keepalive[1])
+            sock.setsockopt(zmq.TCP_KEEPALIVE_CNT, s.tcp_keepalive[2])
+            if s.heartbeat_interval_ms > 0:
+                sock.setsockopt(zmq.HEARTBEAT_IVL, s.heartbeat_interval_ms)
+                sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, s.heartbeat_timeout_ms)
+                sock.setsockopt(zmq.HEARTBEAT_TTL, s.heartbeat_timeout_ms)
+        except zmq.ZMQError as exc:
+            self.close()
+            raise RouterError(f"cannot set up the router socket: {exc}") from None
+        self._bind(s.inproc_address)
+        if s.secret_key is not None:
+            sock.setsockopt(zmq.ZAP_DOMAIN, s.zap_domain)
+            sock.setsockopt(zmq.CURVE_SERVER, 1)
+            sock.setsockopt(zmq.CURVE_SECRETKEY, to_z85(s.secret_key))
+        for address in s.addresses:
+            self._bind(bind_address(address))
+        self._monitor = sock.get_monitor_socket(_MONITORED)
+
+    def _bind(self, endpoint: str) -> None:
+        assert self._socket is not None
+        try:
+            self._socket.bind(endpoint)
+        except zmq.ZMQError as exc:
+            self.close()
+            raise RouterError(f"cannot bind {endpoint}: {exc.strerror}") from None
+        self.bound.append(endpoint)
+
+    @staticmethod
+    def _not_bound(frames: Sequence[bytes]) -> None:
+        raise RouterError("the router socket is not bound")
+
+    # -- sending -------------------------------------------------------------------------------
+    def send(self, frames: Sequence[bytes]) -> None:
+        """Send one message; frame 0 is the recipient. Raises :class:`PeerUnreachable`/:class:`PeerBusy`."""
+        try:
+            self._send_multipart(frames)
+        except zmq.ZMQError as exc:
+            if exc.errno == zmq.EHOSTUNREACH:
+                raise PeerUnreachable(frames[0]) from None
+            if exc.errno == zmq.EAGAIN:
+                raise PeerBusy(frames[0]) from None
+            raise RouterError(f"send to {frames[0]!r} failed: {exc}") from None
+
+    # -- the loop ------------------------------------------------------------------------------
+    def serve(self, route: Callable[[Frames], None],
+              on_disconnect: Callable[[bytes], None]) -> gevent.Greenlet:
+        """Start the receive loop in a greenlet; ``on_disconnect(identity)`` when a peer goes away."""
+        if self._socket is None or self._monitor is None:
+            raise RouterError("bind() the router socket before serving")
+        self._on_disconnect = on_disconnect
+        if self.settings.msgdebug:
+            plain_route = route
+
+            def route(frames: Frames) -> None:
+                _log.debug("routing %r", frames)
+                plain_route(frames)
+
+        loop = get_hub().loop
+        for sock in (self._socket, self._monitor):
+            watcher = loop.io(sock.getsockopt(zmq.FD), 1)
+            watcher.start(self._wake)
+            self._watchers.append(watcher)
+        self._greenlet = gevent.spawn(self._run, route)
+        return self._greenlet
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            waiter.switch(None)
+
+    def _wait(self) -> None:
+        # ZMQ_FD only signals changes: wait only when libzmq reports nothing pending on either socket.
+        assert self._socket is not None and self._monitor is not None
+        if self._socket.getsockopt(_EVENTS) & _POLLIN or self._monitor.getsockopt(_EVENTS) & _POLLIN:
+            return
+        waiter = self._waiter = Waiter()
+        try:
+            waiter.get()
+        finally:
+            self._waiter = None
+
+    def _run(self, route: Callable[[Frames], None]) -> None:
+        assert self._socket is not None
+        sock = self._socket
+        recv = sock.recv
+        getsockopt = sock.getsockopt
+        fd_of = self._fd_of
+        batch = self.settings.batch
+        while True:
+            handled = 0
+            while handled < batch:
+                try:
+                    first = recv(_NOBLOCK, copy=False)
+                except zmq.Again:
+                    break
+                handled += 1
+                sender = first.bytes
+                frames = [sender]
+                if first.more:
+                    frames.append(recv(_NOBLOCK))
+                    while getsockopt(_RCVMORE):
+                        frames.append(recv(_NOBLOCK))
+                try:
+                    fd = first.get(_SRCFD)
+                except zmq.ZMQError:
+                    fd = -1  # inproc: no connection to watch
+                if fd_of.get(sender) != fd:
+                    self._connection_seen(sender, fd)
+                try:
+                    route(frames)
+                except Exception:  # a bug in one handler must not take the platform down
+                    _log.exception("error routing a message from %r", sender)
+            self.received += handled
+            self._drain_monitor()
+            if handled < batch:
+                # nothing left to read: every message a closed connection sent has been routed
+                self._apply_disconnects()
+                self._wait()
+            else:
+                gevent.sleep(0)
+
+    # -- connection tracking -------------------------------------------------------------------
+    def _connection_seen(self, sender: bytes, fd: int) -> None:
+        """``sender`` spoke over a connection not yet tied to it (new peer, or it reconnected)."""
+        # Events for the descriptor's previous owner were queued before this connection existed:
+        # read them first so they are charged to that owner, not to ``sender``.
+        self._drain_monitor()
+        old = self._fd_of.get(sender)
+        if old is not None and self._identity_of.get(old) == sender:
+            del self._identity_of[old]
+        self._fd_of[sender] = fd
+        if fd >= 0:
+            self._identity_of[fd] = sender
+
+    def _drain_monitor(self) -> None:
+        assert self._monitor is not None
+        recv_multipart = self._monitor.recv_multipart
+        while True:
+            try:
+                event = parse_monitor_message(recv_multipart(_NOBLOCK))
+            except zmq.Again:
+                return
+            kind, fd = event["event"], event["value"]
+            if kind == zmq.EVENT_DISCONNECTED:
+                identity = self._identity_of.pop(fd, None)
+                if identity is not None:
+                    self._disconnects.append((fd, identity))
+            elif kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+                self.auth_failures += 1
+                _log.info("refused a connection on %s: authentication failed", event["endpoint"].decode())
+            else:
+                _log.info("handshake failed on %s (event %s)", event["endpoint"].decode(), kind)
+
+    def _apply_disconnects(self) -> None:
+        while self._disconnects:
+            fd, identity = self._disconnects.pop(0)
+            if self._fd_of.get(identity) != fd:
+                continue  # it already spoke again over a newer connection
+            del self._fd_of[identity]
+            self.disconnects += 1
+            _log.debug("peer %r disconnected", identity)
+            try:
+                self._on_disconnect(identity)
+            except Exception:
+                _log.exception("error handling the disconnect of %r", identity)
+
+    def forget(self, identity: bytes) -> None:
+        """Stop tracking ``identity`` (it was dropped for another reason)."""
+        fd = self._fd_of.pop(identity, None)
+        if fd is not None and self._identity_of.get(fd) == identity:
+            del self._identity_of[fd]
+
+    # -- status and shutdown -------------------------------------------------------------------
+    def statistics(self) -> dict[str, int]:
+        """Counts for status output."""
+        return {"received": self.received, "disconnects": self.disconnects,
+                "auth_failures": self.auth_failures, "connections": len(self._identity_of)}
+
+    def close(self) -> None:
+        """Stop the loop and close the sockets (pending outgoing messages are discarded)."""
+        if self._greenlet is not None:
+            self._greenlet.kill(block=True, timeout=5)
+            self._greenlet = None
+        for watcher in self._watchers:
+            watcher.stop()
+            watcher.close()
+        self._watchers.clear()
+        if self._monitor is not None:
+            if self._socket is not None:
+                try:
+                    self._socket.disable_monitor()
+                except zmq.ZMQError:
+                    _log.debug("monitor already gone")
+            self._monitor.close(0)
+            self._monitor = None
+        if self._socket is not None:
+            self._socket.close(0)
+            self._socket = None

@@ -1,0 +1,152 @@
+"""Protected topics: publishing to them needs capabilities (reference §2.6).
+
+``$VOLTTRON_HOME/protected_topics.json``::
+
+    {"write-protect": [{"topic": "devices/secure", "capabilities": ["can_publish_secure"]},
+                       {"topic": "/^alerts/.*/", "capabilities": ["alerting"]}]}
+
+A topic is looked up as an exact topic first, then by the longest literal entry it starts with,
+then by the first ``/regex/`` entry matching its start. The publisher must hold every listed
+capability. The file is re-read when it changes; one that does not parse is moved aside and reported,
+and the last good list stays in force (the platform refuses to start if the file is bad at start-up).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Collection, Mapping
+from pathlib import Path
+from typing import Any
+
+from volttron.utils.config import strip_comments
+from volttron.utils.errors import ConfigError, CorruptFileError
+from volttron.utils.files import move_aside
+
+_log = logging.getLogger(__name__)
+
+PROTECTED_TOPICS_FILE = "protected_topics.json"
+
+
+def _parse(data: Any, source: str) -> tuple[dict[str, list[str]], list[tuple[re.Pattern[str], list[str]]]]:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a JSON object with a 'write-protect' list")
+    rules = data.get("write-protect", [])
+    if not isinstance(rules, list):
+        raise ConfigError(f"{source}: 'write-protect' must be a list")
+    literal: dict[str, list[str]] = {}
+    regexes: list[tuple[re.Pattern[str], list[str]]] = []
+    for i, rule in enumerate(rules):
+        if not isinstance(rule, dict) or not isinstance(rule.get("topic"), str):
+            raise ConfigError(f"{source}: write-protect entry {i} needs a text 'topic'")
+        caps = rule.get("capabilities", [])
+        if isinstance(caps, str):
+            caps = [caps]
+        if isinstance(caps, dict):
+            caps = list(caps)
+        if not isinstance(caps, list) or not all(isinstance(c, str) for c in caps):
+            raise ConfigError(f"{source}: write-protect entry {i} 'capabilities' must be a list of names")
+        topic = rule["topic"]
+        if len(topic) >= 2 and topic[0] == "/" and topic[-1] == "/":
+            try:
+                regexes.append((re.compile(topic[1:-1]), caps))
+            except re.error as exc:
+                raise ConfigError(f"{source}: write-protect entry {i} has a bad regex: {exc}") from None
+        else:
+            literal[topic] = caps
+    return literal, regexes
+
+
+class ProtectedTopics:
+    """The write-protected topics and the capabilities each needs."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, check_interval: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.path = Path(path) if path is not None else None
+        self._check_interval = check_interval
+        self._clock = clock
+        self._checked_at = clock()
+        self._literal: dict[str, list[str]] = {}
+        self._prefixes: list[str] = []  # literal topics, longest first
+        self._regexes: list[tuple[re.Pattern[str], list[str]]] = []
+        self._signature: tuple[int, int, int] | None = None
+        if self.path is not None:
+            self._signature = self._stat()
+            self._load(strict=True)
+
+    def __bool__(self) -> bool:
+        return bool(self._literal or self._regexes)
+
+    def replace(self, document: Mapping[str, Any], source: str = "protected_update") -> None:
+        """Use ``document`` (the file's JSON form) from now on; :class:`ConfigError` if malformed."""
+        literal, regexes = _parse(document, source)
+        self._literal = literal
+        self._prefixes = sorted(literal, key=len, reverse=True)
+        self._regexes = regexes
+
+    def refresh(self) -> None:
+        """Re-read the file if it changed on disk (looking at most once per ``check_interval``)."""
+        if self.path is None:
+            return
+        now = self._clock()
+        if now - self._checked_at < self._check_interval:
+            return
+        self._checked_at = now
+        signature = self._stat()
+        if signature != self._signature:
+            self._signature = signature
+            self._load(strict=False)
+
+    def required(self, topic: str) -> list[str] | None:
+        """Capabilities needed to publish to ``topic``, or None when it is not protected."""
+        caps = self._literal.get(topic)
+        if caps is not None:
+            return caps
+        for prefix in self._prefixes:
+            if topic.startswith(prefix):
+                return self._literal[prefix]
+        for regex, caps in self._regexes:
+            if regex.match(topic):
+                return caps
+        return None
+
+    def _stat(self) -> tuple[int, int, int] | None:
+        assert self.path is not None
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def _load(self, strict: bool) -> None:
+        assert self.path is not None
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            self.replace({}, str(self.path))
+            return
+        except (OSError, UnicodeDecodeError) as exc:
+            problem = f"cannot read {self.path}: {exc}"
+        else:
+            try:
+                data = json.loads(strip_comments(text)) if text.strip() else {}
+                self.replace(data, str(self.path))
+                _log.info("protected topics: %d literal, %d regex", len(self._literal), len(self._regexes))
+                return
+            except (ValueError, RecursionError) as exc:
+                problem = f"{self.path} is not valid: {exc}"
+        kept = str(move_aside(self.path))
+        self._signature = self._stat()
+        error = CorruptFileError(f"{problem}; kept as {kept}", path=str(self.path), kept_as=kept)
+        if strict:
+            raise error
+        _log.error("protected topics not changed: %s", error)
+
+
+def is_allowed(required: Collection[str], capabilities: Mapping[str, Any] | None) -> bool:
+    """Whether a publisher holding ``capabilities`` has every ``required`` one."""
+    held = capabilities or {}
+    return all(name in held for name in required)

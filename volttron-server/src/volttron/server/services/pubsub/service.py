@@ -1,0 +1,276 @@
+"""The pub/sub service, served by the router itself (reference §2.6).
+
+Agents send ``pubsub`` messages to the router (empty recipient); ``args = [op, ...]``:
+
+================  ===================================================  ====================================
+op                arguments                                            reply
+================  ===================================================  ====================================
+subscribe         ``{"prefix": str|[str], "bus", "all_platforms"}``    ``request_response, true``
+unsubscribe       ``{"internal"|"all": {"prefix": [..]|null, "bus"}}`` ``request_response, true``
+publish           topic, ``{"bus", "headers", "message"}``             ``request_response, <count>``
+list              ``{"prefix", "all_platforms", "subscribed", ...}``   ``list_response, [[bus, prefix, in]]``
+synchronize       ``connected``, ``{"subscriptions": {...}}``          none
+auth_update       ``{"capabilities": {user_id: caps}}`` (auth only)    none
+protected_update  protected-topics document (auth only)                none
+================  ===================================================  ====================================
+
+A subscriber receives ``['publish', topic, {"sender": publisher, "bus", "headers", "message"}]``
+once per publish, however many of its prefixes match. The publisher's JSON is parsed once (to read
+the bus and reject garbage) and the ``sender`` key is spliced into its bytes, so the message itself
+is delivered exactly as it was sent. Counts are ASCII digits. Malformed requests get an error reply
+(``22 Invalid argument``) so the agent's pending result fails at once instead of timing out.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from volttron.server.identities import AUTH
+from volttron.server.router.routing import VIP1, Frames, PeerBusy, PeerUnreachable, VipRouter
+from volttron.server.router.throttle import LogThrottle
+from volttron.server.services.pubsub.index import ALL_PLATFORMS, INTERNAL, PubSubIndex
+from volttron.server.services.pubsub.protected import ProtectedTopics, is_allowed
+
+_log = logging.getLogger(__name__)
+
+EINVAL = 22
+PROTECTED_TOPIC_ERROR = b"-32001"
+_TEXT = "iso-8859-1"
+
+CapabilityTable = Mapping[str, Mapping[str, Any]]
+
+
+class BadRequest(ValueError):
+    """A pub/sub request that cannot be served; the text goes back to the sender."""
+
+
+def _json_object(frame: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(frame.decode(_TEXT))
+    except (ValueError, RecursionError):
+        raise BadRequest(f"{what} is not JSON") from None
+    if not isinstance(value, dict):
+        raise BadRequest(f"{what} must be a JSON object")
+    return value
+
+
+def _prefixes(value: Any, allow_none: bool = False) -> list[str] | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(p, str) for p in value):
+        return value
+    raise BadRequest("prefix must be text or a list of text")
+
+
+def _bus(value: Any, allow_none: bool = False) -> str | None:
+    if value is None:
+        return None if allow_none else ""
+    if not isinstance(value, str):
+        raise BadRequest("bus must be text")
+    return value
+
+
+class PubSubService:
+    """Subscriptions and publish fan-out for a :class:`VipRouter`.
+
+    ``capabilities`` returns ``{user_id: capabilities}`` (from ``auth.json`` until the auth service
+    pushes a table with ``auth_update``); ``protected`` is the write-protected topic list.
+    """
+
+    def __init__(self, router: VipRouter, *, protected: ProtectedTopics | None = None,
+                 capabilities: Callable[[], CapabilityTable] | None = None,
+                 auth_identity: str = AUTH, throttle: LogThrottle | None = None) -> None:
+        self._router = router
+        self.index = PubSubIndex()
+        self._protected = protected if protected is not None else ProtectedTopics()
+        self._capabilities: Callable[[], CapabilityTable] = capabilities or dict
+        self._pushed_capabilities: CapabilityTable | None = None
+        self._auth_identity = auth_identity.encode(_TEXT)
+        self._throttle = throttle or LogThrottle(_log)
+        self._ops: dict[bytes, Callable[[Frames], None]] = {
+            b"publish": self._publish,
+            b"subscribe": self._subscribe,
+            b"unsubscribe": self._unsubscribe,
+            b"list": self._list,
+            b"synchronize": self._synchronize,
+            b"auth_update": self._auth_update,
+            b"protected_update": self._protected_update,
+        }
+        self.published = 0
+        self.delivered = 0
+        self.dropped: Counter[bytes] = Counter()
+
+    def attach(self) -> None:
+        """Serve ``pubsub`` on the router and forget a peer's subscriptions when it is dropped."""
+        self._router.register_subsystem(b"pubsub", self.handle)
+        self._router.add_drop_listener(self.peer_dropped)
+
+    def peer_dropped(self, identity: bytes) -> None:
+        """Remove every subscription of a peer that went away."""
+        self.index.drop_peer(identity)
+        self.dropped.pop(identity, None)
+
+    def statistics(self) -> dict[str, Any]:
+        """Counts for status output, with the dropped deliveries per slow subscriber."""
+        return {**self.index.statistics(), "published": self.published, "delivered": self.delivered,
+                "dropped": {k.decode(_TEXT): v for k, v in self.dropped.items()}}
+
+    # -- dispatch ------------------------------------------------------------------------------
+    def handle(self, frames: Frames) -> None:
+        """Serve one ``pubsub`` message addressed to the router."""
+        op = frames[6] if len(frames) > 6 else b""
+        handler = self._ops.get(op)
+        try:
+            if handler is None:
+                raise BadRequest(f"unknown pubsub operation {op[:40].decode(_TEXT)!r}" if op
+                                 else "missing pubsub operation")
+            handler(frames)
+        except BadRequest as exc:
+            self._router.malformed += 1
+            self._throttle.warning(f"pubsub:{frames[0]!r}", "bad pubsub request from %r: %s", frames[0], exc)
+            self._router.send_error(frames[0], frames[4], EINVAL, b"", b"pubsub",
+                                    str(exc).encode(_TEXT, "replace"))
+
+    def _respond(self, frames: Frames, *values: bytes) -> None:
+        sender = frames[0]
+        self._router.reply([sender, b"", VIP1, sender, frames[4], b"pubsub", *values])
+
+    @staticmethod
+    def _arg(frames: Frames, index: int, what: str) -> bytes:
+        if len(frames) <= index:
+            raise BadRequest(f"{what} is missing")
+        return frames[index]
+
+    # -- operations ----------------------------------------------------------------------------
+    def _publish(self, frames: Frames) -> None:
+        topic_frame = self._arg(frames, 7, "topic")
+        payload = self._arg(frames, 8, "publish message")
+        body = _json_object(payload, "publish message")
+        bus = _bus(body.get("bus"))
+        topic = topic_frame.decode(_TEXT)
+        sender = frames[0]
+        self._protected.refresh()
+        if self._protected:
+            required = self._protected.required(topic)
+            if required is not None and not self._may_publish(sender, required):
+                text = (f"to publish to topic {topic} requires capabilities {required}, "
+                        f"which {sender.decode(_TEXT)} does not hold")
+                _log.warning("refused publish: %s", text)
+                self._router.reply([sender, b"", VIP1, sender, frames[4], b"error", PROTECTED_TOPIC_ERROR,
+                                    text.encode(_TEXT, "replace"), b"", b"pubsub"])
+                return
+        self.published += 1
+        subscribers = self.index.match(topic, bus)
+        if subscribers:
+            delivery = self._delivery(sender, payload, body)
+            msg_id = frames[4]
+            send = self._router.send
+            tail = [b"", VIP1, sender, msg_id, b"pubsub", b"publish", topic_frame, delivery]
+            for subscriber in subscribers:
+                try:
+                    send([subscriber, *tail])
+                except PeerBusy:
+                    self.dropped[subscriber] += 1
+                    self._throttle.warning(f"slow:{subscriber!r}", "subscriber %r is not keeping up; %d "
+                                           "publishes dropped so far", subscriber, self.dropped[subscriber])
+                    continue
+                except PeerUnreachable:
+                    self._router.drop_peer(subscriber)
+                    continue
+                self.delivered += 1
+        self._respond(frames, b"request_response", str(len(subscribers)).encode("ascii"))
+
+    @staticmethod
+    def _delivery(sender: bytes, payload: bytes, body: dict[str, Any]) -> bytes:
+        """The publisher's JSON with ``"sender"`` first, keeping the rest of its bytes as they were."""
+        sender_json = json.dumps(sender.decode(_TEXT)).encode("ascii")
+        stripped = payload.lstrip()
+        if body and "sender" not in body and stripped[:1] == b"{":
+            return b'{"sender": ' + sender_json + b", " + stripped[1:].lstrip()
+        # empty object or a forged "sender": rebuild it so ours is the one receivers see
+        return json.dumps({**body, "sender": sender.decode(_TEXT)}).encode("ascii")
+
+    def _may_publish(self, sender: bytes, required: list[str]) -> bool:
+        table = self._pushed_capabilities if self._pushed_capabilities is not None else self._capabilities()
+        return is_allowed(required, table.get(sender.decode(_TEXT)))
+
+    def _subscribe(self, frames: Frames) -> None:
+        request = _json_object(self._arg(frames, 7, "subscription"), "subscription")
+        prefixes = _prefixes(request.get("prefix"))
+        assert prefixes is not None
+        bus = _bus(request.get("bus"))
+        assert bus is not None
+        platform = ALL_PLATFORMS if request.get("all_platforms") else INTERNAL
+        self.index.subscribe(frames[0], prefixes, bus, platform)
+        self._respond(frames, b"request_response", b"true")
+
+    def _unsubscribe(self, frames: Frames) -> None:
+        request = _json_object(self._arg(frames, 7, "unsubscription"), "unsubscription")
+        if INTERNAL not in request and ALL_PLATFORMS not in request:
+            request = {INTERNAL: request}  # the bare {"prefix", "bus"} form
+        for platform in (INTERNAL, ALL_PLATFORMS):
+            spec = request.get(platform)
+            if spec is None:
+                continue
+            if not isinstance(spec, dict):
+                raise BadRequest(f"{platform} must be a JSON object")
+            prefixes = _prefixes(spec.get("prefix"), allow_none=True)
+            bus = _bus(spec.get("bus", ""), allow_none=True)
+            self.index.unsubscribe(frames[0], prefixes, bus, platform)
+        self._respond(frames, b"request_response", b"true")
+
+    def _list(self, frames: Frames) -> None:
+        request = _json_object(self._arg(frames, 7, "list request"), "list request")
+        prefix = request.get("prefix") or ""
+        if not isinstance(prefix, str):
+            raise BadRequest("prefix must be text")
+        platform = ALL_PLATFORMS if request.get("all_platforms") else INTERNAL
+        rows = self.index.listing(frames[0], prefix, _bus(request.get("bus", ""), allow_none=True), platform,
+                                  subscribed=bool(request.get("subscribed", True)),
+                                  reverse=bool(request.get("reverse", False)))
+        self._respond(frames, b"list_response", json.dumps([list(r) for r in rows]).encode("ascii"))
+
+    def _synchronize(self, frames: Frames) -> None:
+        if self._arg(frames, 7, "synchronize state") != b"connected":
+            return
+        data = _json_object(self._arg(frames, 8, "subscriptions"), "subscriptions")
+        items = data.get("subscriptions", data)
+        if not isinstance(items, dict):
+            raise BadRequest("subscriptions must be a JSON object")
+        wanted: dict[str, dict[str, list[str]]] = {}
+        for platform, buses in items.items():
+            if platform not in (INTERNAL, ALL_PLATFORMS) or not isinstance(buses, dict):
+                raise BadRequest("subscriptions must map 'internal'/'all' to {bus: [prefix, ...]}")
+            wanted[platform] = {}
+            for bus, prefixes in buses.items():
+                found = _prefixes(prefixes)
+                assert found is not None
+                wanted[platform][bus] = found
+        self.index.replace(frames[0], wanted)
+
+    def _auth_update(self, frames: Frames) -> None:
+        if frames[0] != self._auth_identity:
+            raise BadRequest("auth_update is accepted from the auth service only")
+        data = _json_object(self._arg(frames, 7, "capabilities"), "capabilities")
+        table = data.get("capabilities")
+        if not isinstance(table, dict) or not all(isinstance(v, (dict, list)) for v in table.values()):
+            raise BadRequest("capabilities must map user ids to capabilities")
+        self._pushed_capabilities = {
+            user: caps if isinstance(caps, dict) else dict.fromkeys(map(str, caps))
+            for user, caps in table.items()
+        }
+
+    def _protected_update(self, frames: Frames) -> None:
+        if frames[0] != self._auth_identity:
+            raise BadRequest("protected_update is accepted from the auth service only")
+        document = _json_object(self._arg(frames, 7, "protected topics"), "protected topics")
+        try:
+            self._protected.replace(document)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
