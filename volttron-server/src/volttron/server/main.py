@@ -27,7 +27,8 @@ def default_services() -> list[ServiceFactory]:
 
 
 def _fail(message: str, code: int = 1) -> int:
-    sys.stderr.write(f"volttron: error: {message}\n")
+    one_line = " ".join(message.split())
+    sys.stderr.write(f"volttron: error: {one_line}\n")
     sys.stderr.flush()
     return code
 

@@ -147,7 +147,7 @@ def parse_options(argv: Sequence[str] | None = None, env: Mapping[str, str] | No
     try:
         config = {k.lower(): v for k, v in load_platform_config(config_path).items()}
     except ConfigError as exc:
-        raise OptionsError(str(exc)) from None
+        raise OptionsError(" ".join(str(exc).split())) from None
     return merge_options(args, config, home, config_path)
 
 

@@ -32,6 +32,7 @@ import zmq.green
 from gevent.hub import Waiter, get_hub
 from zmq.utils.monitor import parse_monitor_message
 
+from volttron.server.router.connections import ConnectionTracker
 from volttron.server.router.routing import Frames, PeerBusy, PeerUnreachable
 from volttron.utils.errors import VolttronError
 from volttron.utils.keys import to_z85
@@ -114,9 +115,7 @@ class ZmqRouterSocket:
         self._greenlet: gevent.Greenlet | None = None
         self._waiter: Waiter | None = None
         self._watchers: list = []
-        self._fd_of: dict[bytes, int] = {}
-        self._identity_of: dict[int, bytes] = {}
-        self._disconnects: list[tuple[int, bytes]] = []
+        self._connections = ConnectionTracker()
         self._on_disconnect: Callable[[bytes], None] = lambda identity: None
         self._send_multipart: Callable[[Sequence[bytes]], object] = self._not_bound
         self.bound: list[str] = []
@@ -227,7 +226,7 @@ class ZmqRouterSocket:
         sock = self._socket
         recv = sock.recv
         getsockopt = sock.getsockopt
-        fd_of = self._fd_of
+        fd_of = self._connections.fd_of
         batch = self.settings.batch
         while True:
             handled = 0
@@ -265,15 +264,10 @@ class ZmqRouterSocket:
     # -- connection tracking -------------------------------------------------------------------
     def _connection_seen(self, sender: bytes, fd: int) -> None:
         """``sender`` spoke over a connection not yet tied to it (new peer, or it reconnected)."""
-        # Events for the descriptor's previous owner were queued before this connection existed:
+        # Events about the descriptor's previous owner were queued before this connection existed:
         # read them first so they are charged to that owner, not to ``sender``.
         self._drain_monitor()
-        old = self._fd_of.get(sender)
-        if old is not None and self._identity_of.get(old) == sender:
-            del self._identity_of[old]
-        self._fd_of[sender] = fd
-        if fd >= 0:
-            self._identity_of[fd] = sender
+        self._connections.seen(sender, fd)
 
     def _drain_monitor(self) -> None:
         assert self._monitor is not None
@@ -283,11 +277,9 @@ class ZmqRouterSocket:
                 event = parse_monitor_message(recv_multipart(_NOBLOCK))
             except zmq.Again:
                 return
-            kind, fd = event["event"], event["value"]
+            kind = event["event"]
             if kind == zmq.EVENT_DISCONNECTED:
-                identity = self._identity_of.pop(fd, None)
-                if identity is not None:
-                    self._disconnects.append((fd, identity))
+                self._connections.disconnected(event["value"])
             elif kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
                 self.auth_failures += 1
                 _log.info("refused a connection on %s: authentication failed", event["endpoint"].decode())
@@ -295,11 +287,7 @@ class ZmqRouterSocket:
                 _log.info("handshake failed on %s (event %s)", event["endpoint"].decode(), kind)
 
     def _apply_disconnects(self) -> None:
-        while self._disconnects:
-            fd, identity = self._disconnects.pop(0)
-            if self._fd_of.get(identity) != fd:
-                continue  # it already spoke again over a newer connection
-            del self._fd_of[identity]
+        for identity in self._connections.settle():
             self.disconnects += 1
             _log.debug("peer %r disconnected", identity)
             try:
@@ -309,15 +297,13 @@ class ZmqRouterSocket:
 
     def forget(self, identity: bytes) -> None:
         """Stop tracking ``identity`` (it was dropped for another reason)."""
-        fd = self._fd_of.pop(identity, None)
-        if fd is not None and self._identity_of.get(fd) == identity:
-            del self._identity_of[fd]
+        self._connections.forget(identity)
 
     # -- status and shutdown -------------------------------------------------------------------
     def statistics(self) -> dict[str, int]:
         """Counts for status output."""
         return {"received": self.received, "disconnects": self.disconnects,
-                "auth_failures": self.auth_failures, "connections": len(self._identity_of)}
+                "auth_failures": self.auth_failures, "connections": len(self._connections)}
 
     def close(self) -> None:
         """Stop the loop and close the sockets (pending outgoing messages are discarded)."""
