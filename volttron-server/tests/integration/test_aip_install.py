@@ -74,12 +74,16 @@ def wheels(tmp_path_factory: pytest.TempPathFactory, environment: PythonEnvironm
     for project in ("testagent", "conflict", "noentry"):
         source = shutil.copytree(FIXTURES / project, root / "src" / project)
         built[project] = build_wheel(source, root / "wheels", timeout=300)
+    prerelease = shutil.copytree(FIXTURES / "testagent", root / "src" / "testagent-rc")
+    pyproject = prerelease / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('version = "0.1.0"', 'version = "0.2.0rc1"'))
+    built["testagent-rc"] = build_wheel(prerelease, root / "wheels", timeout=300)
     page = root / "index" / BASIC
     page.mkdir(parents=True)
-    wheel = built["testagent"]
-    (page / "index.html").write_text(
-        f'<html><body><a href="{wheel.as_uri()}">{wheel.name}</a></body></html>\n'
+    links = "".join(
+        f'<a href="{built[k].as_uri()}">{built[k].name}</a>\n' for k in ("testagent", "testagent-rc")
     )
+    (page / "index.html").write_text(f"<html><body>\n{links}</body></html>\n")
     (root / "index" / "index.html").write_text(f'<html><body><a href="{BASIC}/">{BASIC}</a></body></html>\n')
     built["index"] = root / "index"
     return built
@@ -258,9 +262,17 @@ def test_concurrent_installs_of_one_identity_one_wins(platform: AIPPlatform, whe
     assert [d.identity for d in platform.folder.directories()] == ["race"]
 
 
-def test_install_by_name_from_an_index(platform: AIPPlatform) -> None:
+def test_install_by_name_from_an_index_and_upgrade_to_a_prerelease(
+    platform: AIPPlatform, tmp_path: Path
+) -> None:
     result = platform.install(BASIC)
-    assert result["identity"] == DEFAULT_ID and result["version"] == "0.1.0"
+    assert result["identity"] == DEFAULT_ID and result["version"] == "0.1.0"  # pre-releases need pre=True
+    (tmp_path / "home/agents" / DEFAULT_ID / "data/keep.txt").write_text("kept")
+    upgraded = platform.install(BASIC, vip_identity=DEFAULT_ID, force=True, pre=True)
+    assert upgraded["version"] == "0.2.0rc1" and upgraded["agent_uuid"] == result["agent_uuid"]
+    assert upgraded["changes"] == [f"{BASIC} 0.2.0rc1"]
+    assert (tmp_path / "home/agents" / DEFAULT_ID / "data/keep.txt").read_text() == "kept"
+    assert (tmp_path / "home/agents" / DEFAULT_ID / "VERSION").read_text().strip() == "0.2.0rc1"
 
 
 def test_installed_agent_runs_with_its_environment(
