@@ -320,3 +320,18 @@ def test_autostart_follows_priority_and_shutdown_stops_all(platform: AIPPlatform
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_an_editable_distribution_is_used_as_is_and_never_uninstalled(
+    platform: AIPPlatform, environment: PythonEnvironment
+) -> None:
+    listener = environment.snapshot().installed.get("volttron-listener")
+    if listener is None or not listener.editable:
+        pytest.skip("volttron-listener is not installed in editable mode here")
+    freeze_before = environment.run_pip(["freeze", "--all"], 120).output
+    result = platform.install("volttron-listener", vip_identity="listen.dev")
+    assert result["changes"] == [] and result["version"] == listener.version
+    assert any("editable" in note for note in result["notes"])
+    removed = platform.remove("listen.dev")
+    assert removed["uninstalled"] == [] and "kept installed" in removed["notes"][0]
+    assert environment.run_pip(["freeze", "--all"], 120).output == freeze_before

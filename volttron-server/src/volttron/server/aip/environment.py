@@ -159,7 +159,7 @@ class PythonEnvironment:
 
     def snapshot(self, timeout: float = 300.0) -> EnvironmentSnapshot:
         """What is installed now (``pip inspect``), with the protected set computed."""
-        result = self.run_pip(["inspect", "--local"], timeout, quiet_stderr=True)
+        result = self.run_pip(["inspect"], timeout, quiet_stderr=True)
         if result.returncode != 0:
             raise AgentInstallError(f"cannot list the installed packages:\n{result.tail()}", "check")
         try:

@@ -20,9 +20,11 @@ leaves the agent exactly as it was.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
@@ -56,6 +58,7 @@ ProgressCallback = Callable[[str, str], None]
 
 _log = logging.getLogger(__name__)
 _IDENTITY_ATTEMPTS = 100
+_BARE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 @dataclass(frozen=True)
@@ -188,6 +191,9 @@ class AgentInstaller:
                 wheel = path
             elif _looks_like_path(source):
                 raise AgentInstallError(f"{source}: no such file or directory", "resolve")
+            elif (editable := self._editable_info(source)) is not None:
+                steps.say(f"{editable.name} is installed in development (editable) mode; using that code")
+                return editable
             else:
                 steps.say(f"getting {source} from the package index")
                 (tmp / "fetched").mkdir()
@@ -196,6 +202,23 @@ class AgentInstaller:
         except PackagingError as exc:
             raise AgentInstallError(str(exc), "resolve") from exc
         steps.say(f"agent {info.name} {info.version}, launched by {info.agent_entry_point[2]}")  # type: ignore[index]
+        return info
+
+    def _editable_info(self, source: str) -> WheelInfo | None:
+        """What a bare distribution name installed in editable mode declares (its code is used as is)."""
+        if not _BARE_NAME.fullmatch(source):
+            return None
+        dist = self.environment.snapshot().installed.get(normalize_name(source))
+        if dist is None or not dist.editable:
+            return None
+        groups: dict[str, dict[str, str]] = {}
+        for entry in importlib.metadata.distribution(dist.display_name).entry_points:
+            groups.setdefault(entry.group, {}).setdefault(entry.name, entry.value)
+        info = WheelInfo(
+            path=Path(dist.location or "."), name=dist.display_name, version=dist.version, entry_points=groups
+        )
+        if info.agent_entry_point is None:
+            raise AgentInstallError(f"{dist.display_name} declares no agent entry point", "resolve")
         return info
 
     def _claim_identity(self, vip_identity: str | None, info: WheelInfo) -> tuple[FileLock, str]:

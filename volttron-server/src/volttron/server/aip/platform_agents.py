@@ -22,7 +22,7 @@ from volttron.server.aip.environment import PythonEnvironment
 from volttron.server.aip.errors import AIPError
 from volttron.server.aip.installer import AgentInstaller, InstallerSettings, ProgressCallback
 from volttron.server.aip.launcher import LaunchSettings, LaunchSpec, build_launch_spec
-from volttron.server.aip.supervisor import AgentState, AgentSupervisor, SupervisorPolicy
+from volttron.server.aip.supervisor import AgentState, AgentSupervisor, SpecFactory, SupervisorPolicy
 from volttron.utils.home import platform_keystore_path
 from volttron.utils.keystore import KeyStore
 
@@ -276,7 +276,7 @@ class AIPPlatform:
 
     # ----- helpers
 
-    def _factory(self, identity: str):  # -> SpecFactory
+    def _factory(self, identity: str) -> SpecFactory:
         def make() -> LaunchSpec:
             directory = self.folder.get(identity)
             if directory is None:
