@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         options = parse_options(argv)
     except OptionsError as exc:
-        return _fail(str(exc), 2)
+        return _fail(str(exc), exc.exit_code)
     try:
         setup_logging(level_for_verbosity(options.verbose, options.quiet), options.log_file)
     except VolttronError as exc:

@@ -40,6 +40,14 @@ _FALSE = frozenset({"0", "false", "no", "off"})
 class OptionsError(ConfigError):
     """A bad command line or configuration value; the message is one line for the user."""
 
+    exit_code = 2
+
+
+class ConfigFileError(OptionsError):
+    """The configuration file cannot be read or parsed (not a usage error)."""
+
+    exit_code = 1
+
 
 @dataclass(frozen=True)
 class PlatformOptions:
@@ -147,7 +155,7 @@ def parse_options(argv: Sequence[str] | None = None, env: Mapping[str, str] | No
     try:
         config = {k.lower(): v for k, v in load_platform_config(config_path).items()}
     except ConfigError as exc:
-        raise OptionsError(" ".join(str(exc).split())) from None
+        raise ConfigFileError(" ".join(str(exc).split())) from None
     return merge_options(args, config, home, config_path)
 
 
