@@ -66,7 +66,15 @@ def test_malformed_flood(platform_factory) -> None:
     # the platform is up and answers the other peer promptly, which saw no error at all
     assert platform.running()
     assert observer.request("", "ping", "ping", timeout=5).args == [b"pong"]
-    assert mallory.request("", "ping", "ping", timeout=10).args == [b"pong"]
+    # an oversized frame makes libzmq drop mallory's connection, and with it whatever mallory had
+    # queued on it; its socket reconnects by itself, so a retried ping gets through
+    for attempt in range(5):
+        try:
+            assert mallory.request("", "ping", "ping", timeout=2).args == [b"pong"]
+            break
+        except AssertionError:
+            if attempt == 4:
+                raise
     seen = observer.drain(0.3)
     assert [m.frames for m in seen if m.subsystem != b"peerlist"] == []
     assert all(m.args[0] in (b"add", b"drop") and m.args[1] == b"mallory" for m in seen)
