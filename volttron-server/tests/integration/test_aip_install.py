@@ -32,6 +32,7 @@ from volttron.server.aip.errors import (
 from volttron.server.aip.installer import InstallerSettings
 from volttron.server.aip.platform_agents import AIPConfig, AIPPlatform
 from volttron.server.aip.supervisor import AgentState, SupervisorPolicy
+from volttron.utils.keystore import KeyStore
 
 pytestmark = pytest.mark.integration
 
@@ -278,6 +279,7 @@ def test_install_by_name_from_an_index_and_upgrade_to_a_prerelease(
 def test_installed_agent_runs_with_its_environment(
     platform: AIPPlatform, wheels, tmp_path: Path, caplog
 ) -> None:
+    serverkey = KeyStore.generate(tmp_path / "home" / "keystore").public  # made after the AIP started
     with caplog.at_level(logging.INFO, logger="agents"):
         result = platform.install(str(wheels["testagent"]), vip_identity="runner", tag="lab", start=True)
         assert result["started"] and result["pid"]
@@ -292,6 +294,7 @@ def test_installed_agent_runs_with_its_environment(
     assert env["AGENT_DATA_DIR"] == str(tmp_path / "home/agents/runner/data")
     assert env["AGENT_PUBLICKEY"] == keys["public"] and env["AGENT_SECRETKEY"] == keys["secret"]
     assert env["AGENT_TAG"] == "lab" and env["AGENT_CONFIG"] is None
+    assert env["VOLTTRON_SERVERKEY"] == serverkey and env["MESSAGEBUS"] == "zmq"
     assert env["VOLTTRON_HOME"] == str(tmp_path / "home") and env["_LAUNCHED_BY_PLATFORM"] == "1"
     assert platform.status_agents() == [[result["agent_uuid"], BASIC, [result["pid"], None], "runner"]]
     assert platform.stop("runner")["state"] == "stopped"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -281,7 +281,10 @@ class AIPPlatform:
             directory = self.folder.get(identity)
             if directory is None:
                 raise AIPError(f"{identity} is no longer installed")
-            return build_launch_spec(directory, self.launch_settings)
+            settings = self.launch_settings
+            if settings.serverkey is None:  # the platform may have made its keys after we started
+                settings = replace(settings, serverkey=_platform_serverkey(settings.volttron_home))
+            return build_launch_spec(directory, settings)
 
         return make
 
