@@ -113,6 +113,7 @@ class TestOutputRelay:
         assert record.name == "agents.demo.agent.demo.core"
         assert record.getMessage() == "careful" and record.levelno == logging.WARNING
         assert record.agent_identity == "demo.agent" and record.remote_name == "demo.core"
+        assert record.processName == "demo.agent"
         assert relay.last_error is None
 
     def test_json_error_becomes_the_last_error(self, caplog: pytest.LogCaptureFixture) -> None:
@@ -130,6 +131,7 @@ class TestOutputRelay:
 
     def test_plain_stderr_is_a_warning_and_the_last_error(self, caplog: pytest.LogCaptureFixture) -> None:
         relay = AgentOutputRelay("a")
+        relay.pid = 4242
         with caplog.at_level(logging.DEBUG, logger="agents"):
             relay.stderr_line(b"RuntimeError: boom\n")
             relay.stderr_line(b"<6>just information\n")
@@ -139,6 +141,7 @@ class TestOutputRelay:
             ("agents.a", logging.INFO, "just information"),
         ]
         assert relay.last_error == "RuntimeError: boom"
+        assert {(r.processName, r.process, r.remote_name) for r in caplog.records} == {("a", 4242, "a")}
 
     def test_stdout_is_info_under_agents_stdout(self, caplog: pytest.LogCaptureFixture) -> None:
         relay = AgentOutputRelay("a")

@@ -4,7 +4,9 @@ stderr lines that are JSON log records (what ``setup_logging`` makes an agent wr
 platform launched it) are re-emitted as records of logger ``<prefix>.<identity>.<agent's logger>``.
 Other stderr lines are text, logged under ``<prefix>.<identity>`` at WARNING unless a syslog
 ``<N>`` prefix says otherwise. stdout lines go to ``<prefix>.stdout`` at INFO. Every record carries
-``agent_identity`` and ``remote_name`` attributes. The last error seen is kept for status output.
+``agent_identity`` and ``remote_name`` attributes, and its ``processName`` is the agent's identity
+(so the platform log's ``(<process> <pid>)`` names the agent). The last error seen is kept for
+status output.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ class AgentOutputRelay:
         self.identity = identity
         self.prefix = prefix
         self.last_error: str | None = None
+        self.pid: int | None = None
+        """The agent process's pid, put on plain-text records (the supervisor sets it at each start)."""
         self._stderr_logger = logging.getLogger(f"{prefix}.{identity}")
         self._stdout_logger = logging.getLogger(f"{prefix}.stdout")
 
@@ -37,6 +41,7 @@ class AgentOutputRelay:
         record = record_from_json(line, f"{self.prefix}.{self.identity}")
         if record is not None:
             record.agent_identity = self.identity
+            record.processName = self.identity  # the platform log's "(<process> <pid>)" names the agent
             if record.levelno >= logging.ERROR:
                 self.last_error = _error_summary(record)
             logger = logging.getLogger(record.name)
@@ -46,13 +51,13 @@ class AgentOutputRelay:
         level, text = split_syslog_prefix(line, PLAIN_STDERR_LEVEL)
         if level >= logging.WARNING:
             self.last_error = text.strip()
-        self._stderr_logger.log(level, "%s", text, extra=self._extra())
+        self._emit(self._stderr_logger, level, text)
 
     def stdout_line(self, raw: bytes | str) -> None:
         """Log one stdout line at INFO."""
         line = _text(raw)
         if line.strip():
-            self._stdout_logger.info("%s", line, extra=self._extra())
+            self._emit(self._stdout_logger, logging.INFO, line)
 
     def pump(self, stream: BinaryIO, handle: Callable[[bytes], None]) -> None:
         """Feed every line of ``stream`` to ``handle`` until end of file (then close the stream)."""
@@ -70,8 +75,15 @@ class AgentOutputRelay:
             except OSError:
                 pass
 
-    def _extra(self) -> dict[str, str]:
-        return {"agent_identity": self.identity, "remote_name": self.identity}
+    def _emit(self, logger: logging.Logger, level: int, text: str) -> None:
+        if not logger.isEnabledFor(level):
+            return
+        extra = {"agent_identity": self.identity, "remote_name": self.identity}
+        record = logger.makeRecord(logger.name, level, "<agent output>", 0, "%s", (text,), None, extra=extra)
+        record.processName = self.identity
+        if self.pid is not None:
+            record.process = self.pid
+        logger.handle(record)
 
 
 def _text(raw: bytes | str) -> str:

@@ -248,6 +248,7 @@ class AgentSupervisor:
         agent.returncode = None
         agent.stop_requested = False
         relay = agent.relay
+        relay.pid = proc.pid
         readers = [
             gevent.spawn(relay.pump, proc.stdout, relay.stdout_line),
             gevent.spawn(relay.pump, proc.stderr, relay.stderr_line),
