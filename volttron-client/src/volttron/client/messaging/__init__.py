@@ -1,0 +1,1 @@
+"""Topics, header names and health status objects shared by agents (``volttron.platform.messaging``)."""

@@ -1,0 +1,1 @@
+"""The VOLTTRON Interconnect Protocol: the agent side (``volttron.client.vip.agent``)."""

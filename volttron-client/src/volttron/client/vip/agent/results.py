@@ -1,0 +1,81 @@
+"""Pending answers to VIP requests, keyed by message id (reference §1.9).
+
+Every request that expects an answer gets an :class:`AsyncResult` from a :class:`ResultsDictionary`;
+its ``ident`` becomes the VIP message id (and the JSON-RPC id), and the answer or error frame
+carrying that id resolves it. The dictionary holds results weakly: a caller that drops its result
+(a publish nobody waits for) costs nothing once the answer arrives or never does.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+import weakref
+from typing import Any
+
+import gevent.event
+
+from volttron.client.vip.agent.errors import ResultTimeout
+
+
+class AsyncResult(gevent.event.AsyncResult):
+    """A ``gevent.event.AsyncResult`` whose timeout says what was being waited for.
+
+    ``get(timeout=...)`` raises :class:`~volttron.client.vip.agent.errors.ResultTimeout`, which is
+    both a ``gevent.Timeout`` and a ``VolttronError``.
+    """
+
+    __slots__ = ("ident", "peer", "description")
+
+    def __init__(self, ident: str = "", peer: str | None = None, description: str = "") -> None:
+        super().__init__()
+        self.ident = ident
+        self.peer = peer
+        self.description = description
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        """The value (or raise the error); waits up to ``timeout`` seconds when ``block``."""
+        if not self.ready():
+            if not block:
+                raise ResultTimeout(0, f"no answer yet to {self.description or 'the request'}")
+            self.wait(timeout)
+            if not self.ready():
+                raise ResultTimeout(
+                    timeout, f"no answer to {self.description or 'the request'} within {timeout} s"
+                )
+        return super().get(block=False)
+
+
+class ResultsDictionary:
+    """Creates results with unique ids and finds them again when the answer comes."""
+
+    def __init__(self) -> None:
+        # "<seconds>.<pid>.<n>": unique per process run and not parsable as JSON, so a router that
+        # re-types numeric frames (reference §1.9) leaves it alone.
+        self._prefix = f"{int(time.time())}.{os.getpid()}."
+        self._counter = itertools.count(1)
+        self._results: weakref.WeakValueDictionary[str, AsyncResult] = weakref.WeakValueDictionary()
+
+    def next(self, peer: str | None = None, description: str = "") -> AsyncResult:
+        """A new pending result with a fresh ``ident``."""
+        result = AsyncResult(f"{self._prefix}{next(self._counter)}", peer, description)
+        self._results[result.ident] = result
+        return result
+
+    def __next__(self) -> AsyncResult:
+        return self.next()
+
+    def __iter__(self) -> ResultsDictionary:
+        return self
+
+    def pop(self, ident: str) -> AsyncResult | None:
+        """The pending result with ``ident``, removed; None when unknown or already dropped."""
+        return self._results.pop(ident, None)
+
+    def pending(self) -> list[AsyncResult]:
+        """The results still waiting for an answer (for failing them when a peer goes away)."""
+        return [r for r in list(self._results.values()) if not r.ready()]
+
+    def __len__(self) -> int:
+        return len(self._results)

@@ -1,0 +1,60 @@
+"""The ``hello`` subsystem (reference §2.1).
+
+``vip.hello(peer='')`` resolves to ``[version, responder, my_identity]``. Peers answer a hello with
+``['welcome', '1.0', <own identity>, <requester>]``. The connection handshake itself
+(``connect.hello.<n>``) is the core's.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from volttron.client.messagebus.base import Message
+from volttron.client.vip.agent.errors import VIPError
+from volttron.client.vip.agent.results import AsyncResult, ResultsDictionary
+from volttron.client.vip.agent.subsystems.base import SubsystemBase
+from volttron.utils.frames import decode_frame
+
+if TYPE_CHECKING:
+    from volttron.client.vip.agent.core import Core
+
+VIP_VERSION = b"1.0"
+
+
+class Hello(SubsystemBase):
+    """Say hello to a peer (or the router) and answer peers' hellos."""
+
+    def __init__(self, core: Core) -> None:
+        super().__init__(core)
+        self._results = ResultsDictionary()
+        core.register("hello", self._handle, self._handle_error)
+
+    def hello(self, peer: str = "") -> AsyncResult:
+        """Send hello to ``peer``; the result is ``[version, responder, my_identity]``."""
+        result = self._results.next(peer, f"hello to {peer or 'the router'!r}")
+        try:
+            self.core.send_vip(peer, "hello", [b"hello"], result.ident)
+        except VIPError as exc:
+            self._results.pop(result.ident)
+            result.set_exception(exc)
+        return result
+
+    __call__ = hello
+
+    def _handle(self, message: Message) -> None:
+        args = message.args
+        if not args:
+            return
+        op = args[0]
+        if op == b"hello":
+            identity = self.core.identity.encode("iso-8859-1")
+            self.reply(message, [b"welcome", VIP_VERSION, identity, message.peer.encode("iso-8859-1")])
+        elif op == b"welcome":
+            result = self._results.pop(message.id)
+            if result is not None:
+                result.set([decode_frame(a) for a in args[1:]])
+
+    def _handle_error(self, error: VIPError, message: Message) -> None:
+        result = self._results.pop(message.id)
+        if result is not None:
+            result.set_exception(error)

@@ -1,0 +1,546 @@
+"""The ``RPC`` subsystem: JSON-RPC 2.0 between peers (reference §2.5).
+
+Calling::
+
+    result = self.vip.rpc.call('bob', 'add', 1, 2)       # AsyncResult
+    result.get(timeout=10)                                 # 3, or raises
+    self.vip.rpc.notify('bob', 'log', 'hi')                # no answer
+    self.vip.rpc.batch('bob', [(False, 'add', [1, 2], {}), (True, 'log', ['x'], {})])
+
+Errors: ``Unreachable`` when no peer has that identity (the router's EHOSTUNREACH frame, matched
+by message id, arrives within milliseconds), ``MethodNotFound``, ``Unauthorized``,
+``RemoteError`` (the method raised), ``ResultTimeout`` from ``get(timeout=...)``.
+
+Serving::
+
+    @RPC.export                  # or @RPC.export('name'), or self.vip.rpc.export(fn, 'name')
+    @RPC.allow('edit_config')    # the caller's user must hold the capability
+    def add(self, a, b): ...
+
+Every request runs in its own greenlet, so a method may itself wait on other RPC calls (even back
+to its caller) without stopping the agent from reading answers; answers to our own calls are
+matched inline in the receive loop. During a call ``self.vip.rpc.context.vip_message`` is the
+request message (``.peer`` is the caller's identity, ``.user`` its user id).
+
+Capability checks (``@RPC.allow``) ask the auth subsystem for the caller's capabilities; when they
+cannot be had (``platform.auth`` not reachable) the call is denied, never allowed.
+"""
+
+from __future__ import annotations
+
+import errno
+import inspect
+import json
+import logging
+import re
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import gevent.local
+
+from volttron.client.messagebus.base import Message
+from volttron.client.vip.agent.decorators import annotate, annotations, dualmethod
+from volttron.client.vip.agent.errors import Unreachable, VIPError
+from volttron.client.vip.agent.results import AsyncResult, ResultsDictionary
+from volttron.client.vip.agent.subsystems.base import SubsystemBase
+from volttron.utils import jsonrpc
+from volttron.utils.errors import FrameError
+from volttron.utils.jsonrpc import (
+    METHOD_NOT_FOUND,
+    PARSE_ERROR,
+    UNAUTHORIZED,
+    Unauthorized,
+    exception_to_json,
+    json_error,
+    json_method,
+    json_result,
+    parse_request,
+)
+
+if TYPE_CHECKING:
+    from volttron.client.vip.agent.core import Core
+
+_log = logging.getLogger(__name__)
+
+EXPORTS = "rpc.exports"
+ALLOW = "rpc.allow_capabilities"
+CapabilitySource = Callable[[str], Mapping[str, Any]]
+
+
+class RPCContext:
+    """What a method being called can learn about its call (per greenlet)."""
+
+    def __init__(self) -> None:
+        self._local = gevent.local.local()
+
+    @property
+    def vip_message(self) -> Message | None:
+        """The request message of the call running in this greenlet (None outside a call)."""
+        return getattr(self._local, "message", None)
+
+    def _set(self, message: Message) -> None:
+        self._local.message = message
+
+
+class BatchResults(list):
+    """The results of one batch, in request order (weakly referenced while pending)."""
+
+
+class RPC(SubsystemBase):
+    """Call methods of other peers and serve this agent's exported methods."""
+
+    def __init__(self, core: Core, owner: Any = None, auth_enabled: bool = True) -> None:
+        super().__init__(core)
+        self.owner = owner
+        self.auth_enabled = auth_enabled
+        self.context = RPCContext()
+        self._exports: dict[str, Callable[..., Any]] = {}
+        self._allowed: dict[str, set[str]] = {}
+        self._results = ResultsDictionary()
+        self._batches: weakref.WeakValueDictionary[str, BatchResults] = weakref.WeakValueDictionary()
+        self._capabilities: CapabilitySource | None = None
+        core.register("RPC", self._handle, self._handle_error)
+        core.register("external_rpc", self._handle_external, self._handle_error)
+
+    # ------------------------------------------------------------------ exporting
+
+    def on_setup(self, annotations: dict[str, list[tuple[Any, Any]]]) -> None:
+        for method, name in annotations.get(EXPORTS, ()):
+            self.export(method, name)
+
+    @dualmethod
+    def export(self, method: Callable[..., Any], name: str | None = None) -> Callable[..., Any]:
+        """Make ``method`` callable by peers as ``name`` (default: its ``__name__``)."""
+        name = name or method.__name__
+        self._exports[name] = method
+        for capabilities in annotations(method, ALLOW):
+            self._allowed.setdefault(name, set()).update(capabilities)
+        return method
+
+    @export.classmethod
+    def export(cls, name: Any = None) -> Any:  # noqa: F811
+        """Decorator: ``@RPC.export`` or ``@RPC.export('name')``."""
+        if callable(name):
+            return annotate(name, EXPORTS, name.__name__)
+
+        def decorate(method: Callable[..., Any]) -> Callable[..., Any]:
+            return annotate(method, EXPORTS, name or method.__name__)
+
+        return decorate
+
+    @dualmethod
+    def allow(self, method: str | Callable[..., Any], capabilities: str | Iterable[str]) -> None:
+        """Require ``capabilities`` of callers of exported ``method`` (a name or the function)."""
+        name = method if isinstance(method, str) else method.__name__
+        self._allowed[name] = _capability_set(capabilities)
+
+    @allow.classmethod
+    def allow(cls, capabilities: str | Iterable[str]) -> Callable[..., Any]:  # noqa: F811
+        """Decorator: callers must hold ``capabilities`` (a name or a list of names)."""
+        required = _capability_set(capabilities)
+
+        def decorate(method: Callable[..., Any]) -> Callable[..., Any]:
+            return annotate(method, ALLOW, required)
+
+        return decorate
+
+    def get_allowed(self, method: str) -> list[str]:
+        """The capabilities required to call ``method`` (empty: no restriction)."""
+        return sorted(self._allowed.get(method, ()))
+
+    def set_allowed(self, method: str, capabilities: Iterable[str]) -> None:
+        """Replace the capabilities required to call ``method``."""
+        self._allowed[method] = _capability_set(capabilities)
+
+    def allowed_methods(self) -> dict[str, list[str]]:
+        """``{method: [capabilities]}`` for every restricted method."""
+        return {name: sorted(caps) for name, caps in self._allowed.items() if caps}
+
+    @property
+    def exports(self) -> dict[str, Callable[..., Any]]:
+        """The exported methods by name (a copy)."""
+        return dict(self._exports)
+
+    def set_capability_source(self, source: CapabilitySource | None) -> None:
+        """Where ``@RPC.allow`` checks get a user's capabilities (the auth subsystem)."""
+        self._capabilities = source
+
+    # ------------------------------------------------------------------ calling
+
+    def call(self, peer: str, method: str, *args: Any, **kwargs: Any) -> AsyncResult:
+        """Call ``method`` on ``peer``; the result resolves to its return value or raises.
+
+        ``external_platform='name'`` routes the call to a peer of another platform (reference §3.6).
+        """
+        platform = kwargs.pop("external_platform", None)
+        result = self._results.next(peer, f"RPC {method!r} on {peer!r}")
+        text = _dumps_request(json_method(result.ident, method, args, kwargs))
+        self._send(peer, text, result.ident, platform, [result])
+        return result
+
+    def notify(self, peer: str, method: str, *args: Any, **kwargs: Any) -> None:
+        """Call ``method`` on ``peer`` without an answer (errors are not reported)."""
+        platform = kwargs.pop("external_platform", None)
+        text = _dumps_request(json_method(None, method, args, kwargs))
+        self._send(peer, text, "", platform, [])
+
+    def batch(
+        self,
+        peer: str,
+        requests: Iterable[tuple[bool, str, Iterable[Any], Mapping[str, Any]]],
+        external_platform: str | None = None,
+    ) -> list[AsyncResult] | None:
+        """Send several requests ``(notify, method, args, kwargs)`` in one message.
+
+        Returns the results of the non-notification requests, in order (None if there are none).
+        """
+        batch = BatchResults()
+        items = []
+        for notify, method, args, kwargs in requests:
+            if notify:
+                items.append(json_method(None, method, list(args), dict(kwargs or {})))
+            else:
+                result = self._results.next(peer, f"RPC {method!r} on {peer!r}")
+                batch.append(result)
+                items.append(json_method(result.ident, method, list(args), dict(kwargs or {})))
+        text = _dumps_request(items)
+        ident = self._results.next().ident if batch else ""  # a fresh, unique message id
+        if batch:
+            self._batches[ident] = batch
+        self._send(peer, text, ident, external_platform, batch)
+        return list(batch) or None
+
+    def _send(
+        self, peer: str, text: str, ident: str, platform: str | None, results: list[AsyncResult]
+    ) -> None:
+        try:
+            if platform:
+                envelope = {
+                    "to_platform": platform,
+                    "to_peer": peer,
+                    "from_platform": "",
+                    "from_peer": "",
+                    "args": [text],
+                }
+                self.core.send_vip(
+                    "", "external_rpc", [b"send_platform", json.dumps(envelope).encode()], ident
+                )
+            else:
+                self.core.send_vip(peer, "RPC", [text.encode("ascii")], ident)
+        except VIPError as exc:
+            for result in results:
+                self._results.pop(result.ident)
+                result.set_exception(exc)
+
+    # ------------------------------------------------------------------ receiving
+
+    def _handle(self, message: Message) -> None:
+        units: list[Any] = []
+        for frame in message.args:
+            try:
+                obj = json.loads(frame)
+            except (ValueError, UnicodeDecodeError):
+                units.append(_PARSE_FAILED)
+                continue
+            if type(obj) is dict:
+                if "method" in obj:
+                    units.append(obj)
+                else:
+                    self._resolve(obj)
+            elif type(obj) is list:
+                requests = [item for item in obj if not _is_answer(item)]
+                for item in obj:
+                    if _is_answer(item):
+                        self._resolve(item)
+                if requests:
+                    units.append(requests)
+            else:
+                units.append(obj)  # answered with "invalid request"
+        if units:
+            self.core.spawn(self._serve, message, units)
+
+    def _resolve(self, answer: dict[str, Any]) -> None:
+        ident = answer.get("id")
+        result = self._results.pop(ident) if isinstance(ident, str) else None
+        if result is None:
+            return
+        if "error" in answer:
+            try:
+                error = jsonrpc.parse_response(answer).error
+            except jsonrpc.Error as exc:
+                error = exc
+            result.set_exception(error)
+        else:
+            result.set(answer.get("result"))
+
+    def _serve(self, message: Message, units: list[Any]) -> None:
+        frames = self._answers(message, units)
+        if frames:
+            try:
+                self.core.send_vip(message.peer, "RPC", frames, message.id)
+            except VIPError as exc:
+                _log.warning("answer to %r not sent: %s", message.peer, exc)
+
+    def _answers(self, message: Message, units: list[Any]) -> list[bytes]:
+        self.context._set(message)
+        frames = []
+        for unit in units:
+            if isinstance(unit, list):
+                texts = [t for t in (self._dispatch(item, message) for item in unit) if t is not None]
+                if texts:
+                    frames.append(("[" + ", ".join(texts) + "]").encode("ascii"))
+            else:
+                text = self._dispatch(unit, message)
+                if text is not None:
+                    frames.append(text.encode("ascii"))
+        return frames
+
+    def _dispatch(self, obj: Any, message: Message) -> str | None:
+        """The JSON text of the answer to one request, or None for a notification."""
+        if obj is _PARSE_FAILED:
+            return json.dumps(json_error(None, PARSE_ERROR, "parse error"))
+        ident = obj.get("id") if isinstance(obj, dict) else None
+        try:
+            request = parse_request(obj)
+        except jsonrpc.Error as exc:
+            return json.dumps(exc.to_json(ident)) if ident is not None else None
+        name = request.method
+        method = self._exports.get(name) or self._builtin(name)
+        if method is None:
+            if request.is_notification:
+                return None
+            return json.dumps(
+                json_error(
+                    ident,
+                    METHOD_NOT_FOUND,
+                    "unimplemented method",
+                    detail=f"method '{name}' is not implemented",
+                )
+            )
+        try:
+            self._check_allowed(name, method, request.args, request.kwargs, message)
+            response = json_result(ident, method(*request.args, **request.kwargs))
+        except Exception as exc:
+            if request.is_notification:
+                _log.warning("notification %r from %r failed: %s", name, message.peer, exc)
+                return None
+            response = exception_to_json(ident, exc)
+        if request.is_notification:
+            return None
+        try:
+            return json.dumps(response)
+        except (TypeError, ValueError) as exc:
+            return json.dumps(
+                json_error(
+                    ident,
+                    jsonrpc.INTERNAL_ERROR,
+                    "internal error",
+                    detail=f"the result of {name!r} is not JSON serialisable: {exc}",
+                )
+            )
+
+    def _builtin(self, name: str) -> Callable[..., Any] | None:
+        if name == "inspect":
+            return self._inspect_all
+        if name.endswith(".inspect"):
+            target = self._exports.get(name[: -len(".inspect")])
+            if target is not None:
+                return lambda: describe_method(target)
+        return None
+
+    def _inspect_all(self) -> dict[str, list[str]]:
+        return {"methods": sorted(self._exports)}
+
+    # ------------------------------------------------------------------ capabilities
+
+    def _check_allowed(
+        self, name: str, method: Callable[..., Any], args: list[Any], kwargs: dict[str, Any], message: Message
+    ) -> None:
+        required = self._allowed.get(name)
+        if not required or required == {""} or not self.auth_enabled:
+            return
+        user = message.user
+        source = self._capabilities
+        if source is None:
+            raise _unauthorized(
+                f"method {name!r} requires {sorted(required)} and no capability table is available"
+            )
+        try:
+            held = source(user)
+        except Exception as exc:
+            raise _unauthorized(
+                f"method {name!r} requires {sorted(required)}; capabilities of {user!r} unavailable: {exc}"
+            ) from exc
+        missing = required - set(held)
+        if missing:
+            raise _unauthorized(f"user {user!r} lacks capabilities {sorted(missing)} required by {name!r}")
+        for capability in required:
+            restriction = held.get(capability)
+            if isinstance(restriction, Mapping) and restriction:
+                _check_restriction(name, method, args, kwargs, capability, restriction, user)
+
+    # ------------------------------------------------------------------ errors, peers
+
+    def _handle_error(self, error: VIPError, message: Message) -> None:
+        result = self._results.pop(message.id)
+        if result is not None:
+            result.set_exception(error)
+            return
+        batch = self._batches.pop(message.id, None)
+        for item in batch or ():
+            if self._results.pop(item.ident) is not None:
+                item.set_exception(error)
+
+    def peer_dropped(self, sender: Any, peer: str = "", **kwargs: Any) -> None:
+        """Fail calls waiting on ``peer`` (connected to the peer list's ``ondrop``)."""
+        self._fail_pending(lambda r: r.peer == peer, f"peer {peer!r} left the platform", peer)
+
+    def on_disconnected(self) -> None:
+        self._fail_pending(lambda r: True, "lost the connection to the platform", None)
+
+    def _fail_pending(self, which: Callable[[AsyncResult], bool], why: str, peer: str | None) -> None:
+        for result in self._results.pending():
+            if which(result) and self._results.pop(result.ident) is not None:
+                result.set_exception(
+                    Unreachable(errno.EHOSTUNREACH, why, result.peer if peer is None else peer, "RPC")
+                )
+
+    # ------------------------------------------------------------------ external platforms
+
+    def _handle_external(self, message: Message) -> None:
+        if len(message.args) < 2 or message.args[0] != b"send_peer":
+            return
+        try:
+            envelope = json.loads(message.args[1])
+        except ValueError:
+            _log.warning("malformed external_rpc message from %r", message.peer)
+            return
+        units = []
+        for text in envelope.get("args", ()):
+            try:
+                obj = json.loads(text) if isinstance(text, str) else text
+            except ValueError:
+                continue
+            if isinstance(obj, dict) and "method" not in obj:
+                self._resolve(obj)
+            else:
+                units.append(obj)
+        if units:
+            self.core.spawn(self._serve_external, message, envelope, units)
+
+    def _serve_external(self, message: Message, envelope: dict[str, Any], units: list[Any]) -> None:
+        caller = Message(envelope.get("from_peer", ""), "RPC", [], message.id, envelope.get("from_peer", ""))
+        texts = [frame.decode("ascii") for frame in self._answers(caller, units)]
+        if not texts:
+            return
+        reply = {
+            "to_platform": envelope.get("from_platform"),
+            "to_peer": envelope.get("from_peer"),
+            "from_platform": envelope.get("to_platform"),
+            "from_peer": envelope.get("to_peer"),
+            "args": texts,
+        }
+        try:
+            self.core.send_vip("", "external_rpc", [b"send_platform", json.dumps(reply).encode()], message.id)
+        except VIPError as exc:
+            _log.warning("external answer not sent: %s", exc)
+
+
+_PARSE_FAILED = object()
+
+
+def _is_answer(item: Any) -> bool:
+    return type(item) is dict and "method" not in item and ("result" in item or "error" in item)
+
+
+def _dumps_request(obj: Any) -> str:
+    try:
+        return json.dumps(obj)
+    except (TypeError, ValueError) as exc:
+        raise FrameError(f"RPC arguments are not JSON serialisable: {exc}") from exc
+
+
+def _capability_set(capabilities: str | Iterable[str]) -> set[str]:
+    if isinstance(capabilities, str):
+        return {capabilities}
+    return {str(c) for c in capabilities}
+
+
+def _unauthorized(detail: str) -> Unauthorized:
+    return Unauthorized(UNAUTHORIZED, "unauthorized", {"detail": detail})
+
+
+def _check_restriction(
+    name: str,
+    method: Callable[..., Any],
+    args: list[Any],
+    kwargs: dict[str, Any],
+    capability: str,
+    restriction: Mapping[str, Any],
+    user: str,
+) -> None:
+    """A capability with parameters: each named argument must equal the value or match ``/regex/``."""
+    try:
+        bound = inspect.signature(method).bind(*args, **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise _unauthorized(f"cannot check {capability!r} on {name!r}: {exc}") from exc
+    bound.apply_defaults()
+    for param, expected in restriction.items():
+        if param not in bound.arguments:
+            raise _unauthorized(f"{capability!r} restricts {param!r}, which {name!r} does not take")
+        actual = bound.arguments[param]
+        if (
+            isinstance(expected, str)
+            and len(expected) > 1
+            and expected.startswith("/")
+            and expected.endswith("/")
+        ):
+            if not isinstance(actual, str) or re.fullmatch(expected[1:-1], actual) is None:
+                raise _unauthorized(f"user {user!r} may call {name!r} only with {param} matching {expected}")
+        elif actual != expected:
+            raise _unauthorized(f"user {user!r} may call {name!r} only with {param}={expected!r}")
+
+
+def describe_method(method: Callable[..., Any]) -> dict[str, Any]:
+    """The ``<name>.inspect`` answer: parameters, doc, source location and return annotation."""
+    info: dict[str, Any] = {}
+    try:
+        signature = inspect.signature(method)
+    except (TypeError, ValueError):
+        signature = None
+    if signature is not None:
+        params = {}
+        for pname, param in signature.parameters.items():
+            entry: dict[str, Any] = {"kind": param.kind.name}
+            if param.default is not param.empty:
+                entry["default"] = _json_value(param.default)
+            if param.annotation is not param.empty:
+                entry["annotation"] = _type_name(param.annotation)
+            params[pname] = entry
+        info["params"] = params
+    doc = inspect.getdoc(method)
+    if doc:
+        info["doc"] = doc
+    try:
+        info["source"] = {
+            "file": inspect.getsourcefile(method),
+            "line_number": inspect.getsourcelines(method)[1],
+        }
+    except (OSError, TypeError):
+        pass
+    if signature is not None and signature.return_annotation is not signature.empty:
+        info["return"] = _type_name(signature.return_annotation)
+    return info
+
+
+def _json_value(value: Any) -> Any:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+    return value
+
+
+def _type_name(annotation: Any) -> str:
+    return annotation if isinstance(annotation, str) else getattr(annotation, "__name__", repr(annotation))
