@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import gevent
@@ -255,6 +256,18 @@ def wait_until(condition: Callable[[], Any], timeout: float = 5.0, interval: flo
             if value:
                 return value
             gevent.sleep(interval)
+
+
+@pytest.fixture(name="wait_until")
+def wait_until_fixture() -> Callable[..., Any]:
+    """:func:`wait_until` for tests (conftest modules cannot be imported by name)."""
+    return wait_until
+
+
+@pytest.fixture
+def memory() -> SimpleNamespace:
+    """The classes of this module: ``memory.MemoryRouter``, ``memory.MemoryConnection``."""
+    return SimpleNamespace(MemoryRouter=MemoryRouter, MemoryConnection=MemoryConnection)
 
 
 @pytest.fixture

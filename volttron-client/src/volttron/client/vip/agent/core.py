@@ -634,11 +634,16 @@ class Core:
         current = gevent.getcurrent()
         if greenlet is None or greenlet.dead or current is greenlet or current is gevent.get_hub():
             return
-        if current in self._group or current is self._recv_greenlet or current is self._hello_greenlet:
+        if self._is_agent_greenlet(current):
             return  # an agent greenlet asked: it must return so the shutdown can proceed
         if self._finished.is_set():
             return
         greenlet.join(timeout)
+
+    def _is_agent_greenlet(self, current: Any) -> bool:
+        if current in self._group or current in (self._recv_greenlet, self._hello_greenlet, self._watchdog):
+            return True
+        return any(timed.greenlet is current for timed in self._timed)
 
     def wait_finished(self, timeout: float | None = None) -> bool:
         """Wait until the agent has finished; False on timeout."""
