@@ -42,11 +42,17 @@ _log = logging.getLogger(__name__)
 INPROC_ADDRESS = "inproc://vip"
 MAX_SOCKETS = 30690
 
-_NOBLOCK = zmq.NOBLOCK
-_RCVMORE = zmq.RCVMORE
-_SRCFD = zmq.SRCFD
-_POLLIN = zmq.POLLIN
-_EVENTS = zmq.EVENTS
+# Plain ints: pyzmq's constants are enums, and enum arithmetic costs more than a frame send.
+_NOBLOCK = int(zmq.NOBLOCK)
+_SNDMORE = int(zmq.SNDMORE)
+_RCVMORE = int(zmq.RCVMORE)
+_SRCFD = int(zmq.SRCFD)
+_POLLIN = int(zmq.POLLIN)
+_EVENTS = int(zmq.EVENTS)
+_EHOSTUNREACH = int(zmq.EHOSTUNREACH)
+_EAGAIN = int(zmq.EAGAIN)
+# The compiled send, without the Python wrapper of zmq.Socket.send (keyword handling, enum flags).
+_send_frame = zmq.backend.Socket.send
 _MONITORED = zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
 
 
@@ -117,7 +123,6 @@ class ZmqRouterSocket:
         self._watchers: list = []
         self._connections = ConnectionTracker()
         self._on_disconnect: Callable[[bytes], None] = lambda identity: None
-        self._send_multipart: Callable[[Sequence[bytes]], object] = self._not_bound
         self.bound: list[str] = []
         self.received = 0
         self.disconnects = 0
@@ -129,7 +134,6 @@ class ZmqRouterSocket:
         s = self.settings
         sock = self._context.socket(zmq.ROUTER)
         self._socket = sock
-        self._send_multipart = sock.send_multipart
         try:
             sock.setsockopt(zmq.IDENTITY, self.identity)
             sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
@@ -166,19 +170,24 @@ class ZmqRouterSocket:
             raise RouterError(f"cannot bind {endpoint}: {exc.strerror}") from None
         self.bound.append(endpoint)
 
-    @staticmethod
-    def _not_bound(frames: Sequence[bytes]) -> None:
-        raise RouterError("the router socket is not bound")
-
     # -- sending -------------------------------------------------------------------------------
     def send(self, frames: Sequence[bytes]) -> None:
-        """Send one message; frame 0 is the recipient. Raises :class:`PeerUnreachable`/:class:`PeerBusy`."""
+        """Send one message; frame 0 is the recipient. Raises :class:`PeerUnreachable`/:class:`PeerBusy`.
+
+        Only the first frame can fail: the ROUTER checks the recipient and its queue there, and takes
+        the remaining frames of a message it accepted.
+        """
+        sock = self._socket
+        if sock is None:
+            raise RouterError("the router socket is not bound")
         try:
-            self._send_multipart(frames)
+            for frame in frames[:-1]:
+                _send_frame(sock, frame, _SNDMORE)
+            _send_frame(sock, frames[-1], 0)
         except zmq.ZMQError as exc:
-            if exc.errno == zmq.EHOSTUNREACH:
+            if exc.errno == _EHOSTUNREACH:
                 raise PeerUnreachable(frames[0]) from None
-            if exc.errno == zmq.EAGAIN:
+            if exc.errno == _EAGAIN:
                 raise PeerBusy(frames[0]) from None
             raise RouterError(f"send to {frames[0]!r} failed: {exc}") from None
 
