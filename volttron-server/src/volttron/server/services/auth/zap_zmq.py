@@ -79,7 +79,8 @@ class ZapHandler:
             _log.warning("malformed ZAP request: %s", exc)
             request_id = body[1] if len(body) > 1 else b""
             return [*envelope, b"1.0", request_id, b"400", b"malformed request", b"", b""]
-        decision = decide(request, self._policy.current().allow, self._policy.current().deny)
+        policy = self._policy.current()
+        decision = decide(request, policy.allow, policy.deny)
         if decision.accepted:
             self.accepted += 1
             _log.debug("accepted %s connection from %s as %r", request.mechanism, request.address,
