@@ -64,7 +64,7 @@ class VipChannel:
     def send_multipart(self, frames: list[bytes], timeout: float | None = None) -> None:
         """Send ``frames`` in one VIP message; the peer receives them one by one."""
         if self._closed:
-            raise ChannelClosed(f"channel {self.name!r} to {self.peer!r} is closed")
+            raise self._closed_error()
         try:
             self._owner.core.send_vip(
                 self.peer, "channel", [self.name.encode("iso-8859-1"), *frames], timeout=timeout
@@ -78,7 +78,7 @@ class VipChannel:
         Raises :class:`ResultTimeout` after ``timeout`` seconds, :class:`ChannelClosed` at the end.
         """
         if self._closed and self._queue.empty():
-            raise ChannelClosed(f"channel {self.name!r} to {self.peer!r} is closed") from self._error
+            raise self._closed_error()
         try:
             item = self._queue.get(timeout=timeout)
         except Empty:
@@ -87,8 +87,14 @@ class VipChannel:
             ) from None
         if item is _CLOSED:
             self._queue.put_nowait(_CLOSED)  # keep telling later readers
-            raise ChannelClosed(f"channel {self.name!r} to {self.peer!r} is closed") from self._error
+            raise self._closed_error()
         return item
+
+    def _closed_error(self) -> ChannelClosed:
+        reason = f": {self._error}" if self._error is not None else ""
+        error = ChannelClosed(f"channel {self.name!r} to {self.peer!r} is closed{reason}")
+        error.__cause__ = self._error
+        return error
 
     def close(self) -> None:
         """Stop receiving; data arriving later is dropped."""

@@ -328,6 +328,7 @@ def _dumpb(obj: Any) -> bytes:
 
 
 def _decode_count(frame: bytes) -> Any:
-    if len(frame) == 4 and not frame.isdigit():
+    value = decode_frame(frame)
+    if isinstance(value, str) and len(frame) == 4:
         return struct.unpack("<I", frame)[0]  # the original V9 router packs counts (reference §1.3)
-    return decode_frame(frame)
+    return value

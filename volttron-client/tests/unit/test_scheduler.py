@@ -1,0 +1,133 @@
+"""Timed calls, decorators plumbing and signals, without a connection."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+import gevent
+import pytest
+
+from volttron.client.vip.agent.decorators import annotate, annotations, collect_annotations, dualmethod
+from volttron.client.vip.agent.dispatch import Signal
+from volttron.client.vip.agent.scheduler import PeriodicCall, ScheduledEvent, deadlines, to_timestamp
+
+
+def test_deadline_forms() -> None:
+    now = datetime.now(timezone.utc)
+    assert to_timestamp(now) == pytest.approx(now.timestamp())
+    assert to_timestamp(5) == 5.0
+    assert list(deadlines([1, now])) == [1.0, now.timestamp()]
+    with pytest.raises(TypeError):
+        to_timestamp("soon")
+    with pytest.raises(TypeError):
+        to_timestamp(True)
+
+
+def test_scheduled_event_runs_each_deadline_in_order() -> None:
+    calls = []
+    base = time.time()
+    event = ScheduledEvent([base + 0.01, base + 0.02, base + 0.03], calls.append, ("x",))
+    event.start()
+    event.greenlet.join(2)
+    assert calls == ["x", "x", "x"] and event.finished
+
+
+def test_missed_deadlines_are_collapsed() -> None:
+    calls = []
+    past = time.time() - 100
+    ScheduledEvent([past + i for i in range(50)] + [time.time() + 0.01], lambda: calls.append(1)).start()
+    gevent.sleep(0.1)
+    assert len(calls) == 2  # one call for the 50 missed ones, one for the future one
+
+
+def test_failing_call_does_not_stop_the_schedule() -> None:
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        raise RuntimeError("boom")
+
+    base = time.time()
+    event = ScheduledEvent([base, base + 0.01], flaky)
+    event.start()
+    event.greenlet.join(2)
+    assert len(calls) == 2
+
+
+def test_periodic_wait_forms_and_cancel() -> None:
+    immediate, delayed = [], []
+    now_call = PeriodicCall(0.05, lambda: immediate.append(time.monotonic()), wait=0)
+    later_call = PeriodicCall(0.05, lambda: delayed.append(time.monotonic()), wait=None)
+    started = time.monotonic()
+    now_call.start()
+    later_call.start()
+    gevent.sleep(0.02)
+    assert len(immediate) == 1 and delayed == []
+    gevent.sleep(0.1)
+    now_call.cancel()
+    later_call.cancel()
+    count = len(immediate)
+    gevent.sleep(0.08)
+    assert len(immediate) == count and delayed[0] - started >= 0.045
+    with pytest.raises(ValueError):
+        PeriodicCall(0, lambda: None)
+
+
+def test_annotations_only_record() -> None:
+    def f():
+        pass
+
+    assert annotate(f, "k", 1) is f
+    annotate(f, "k", 2)
+    assert annotations(f, "k") == [1, 2] and annotations(f, "other") == []
+
+
+def test_collect_annotations_honours_overrides() -> None:
+    def mark(value):
+        return lambda func: annotate(func, "note", value)
+
+    class Base:
+        @mark("base")
+        def a(self):
+            pass
+
+        @mark("kept")
+        def b(self):
+            pass
+
+    class Child(Base):
+        def a(self):  # override without the decorator: not collected
+            pass
+
+    found = collect_annotations(Child())
+    assert [(m.__name__, v) for m, v in found["note"]] == [("b", "kept")]
+
+
+def test_dualmethod_class_and_instance_forms() -> None:
+    class Thing:
+        @dualmethod
+        def act(self, x):
+            return ("instance", x)
+
+        @act.classmethod
+        def act(cls, x):  # noqa: F811
+            return ("class", x)
+
+    assert Thing.act(1) == ("class", 1) and Thing().act(2) == ("instance", 2)
+
+
+def test_signal_connect_once_disconnect_and_send() -> None:
+    signal = Signal("s")
+    seen = []
+
+    def receiver(sender, **kwargs):
+        seen.append((sender, kwargs))
+        return "r"
+
+    signal.connect(receiver, "owner")
+    signal.connect(receiver)
+    assert len(signal) == 1
+    assert signal.send("me", x=1) == ["r"] and seen == [("me", {"x": 1})]
+    signal.disconnect_owner("owner")
+    assert signal.send("me") == []
