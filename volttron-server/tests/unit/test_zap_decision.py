@@ -182,3 +182,20 @@ def test_policy_rereads_changes_and_keeps_last_good_on_corruption(tmp_path: Path
     assert list(tmp_path.glob("auth.json.corrupt-*"))
     ensure_entries(path, [entry(user_id="carol")])  # a new, valid file is read again
     assert [e.user_id for e in policy.current().allow] == ["carol"]
+
+
+def test_zap_handler_answers_with_envelope(tmp_path: Path) -> None:
+    import zmq
+
+    from volttron.server.services.auth.zap_zmq import ZapHandler
+
+    path = tmp_path / "auth.json"
+    save_auth_file(path, AuthDocument(allow=[entry(user_id="alice")]))
+    handler = ZapHandler(zmq.Context.instance(), AuthPolicy(path))
+    request = [b"1.0", b"9", b"vip", b"127.0.0.1", b"alice", b"CURVE"]
+    assert handler.handle([b"peer-id", b"", *request, decode_key(ALICE.public)]) == [
+        b"peer-id", b"", b"1.0", b"9", b"200", b"OK", b"alice", b""]
+    assert handler.handle([b"peer-id", b"", *request, decode_key(BOB.public)])[4:6] == [b"400", b"FAIL"]
+    assert handler.handle([b"peer-id", b"", b"1.0"])[4] == b"400"
+    assert handler.handle([b"no-delimiter"]) is None
+    assert handler.statistics() == {"accepted": 1, "refused": 1, "auth_reloads": 0}
