@@ -144,3 +144,24 @@ def test_two_platforms_in_one_home_refused_in_process(tmp_path: Path) -> None:
             Platform(options(home), [], shared_context=False).start()
     finally:
         first.shutdown()
+
+
+def test_shared_context_is_the_default_pyzmq_instance(tmp_path: Path) -> None:
+    """With the shared context (as `volttron` runs), inproc://vip is in zmq.Context.instance()."""
+    import zmq as plain_zmq
+
+    platform = Platform(options(tmp_path / "home"), [])  # shared_context=True, as main() does
+    platform.start()
+    sock = plain_zmq.Context.instance().socket(plain_zmq.DEALER)
+    try:
+        sock.setsockopt(plain_zmq.LINGER, 0)
+        sock.setsockopt(plain_zmq.IDENTITY, b"default.context.agent")
+        sock.connect("inproc://vip")
+        sock.send_multipart([b"", b"VIP1", b"", b"h", b"hello", b"hello"])
+        with gevent.Timeout(5):
+            while not sock.poll(0):
+                gevent.sleep(0.01)  # a plain socket: let the router's greenlet run meanwhile
+        assert sock.recv_multipart()[4:6] == [b"hello", b"welcome"]
+    finally:
+        sock.close(0)
+        platform.shutdown()

@@ -92,10 +92,12 @@ def bind_address(address: str) -> str:
 def make_context(shared: bool = False) -> zmq.green.Context:
     """A gevent-aware context with ``MAX_SOCKETS`` raised (reference §1.1).
 
-    ``shared`` gives the process-wide instance, so in-process agents that use the default context
-    can reach ``inproc://vip``.
+    ``shared`` gives a green view of the process-wide ``zmq.Context.instance()``, so in-process
+    agents that use the default context can reach ``inproc://vip`` too.
     """
-    context = zmq.green.Context.instance() if shared else zmq.green.Context()
+    # a shadow does not keep its original alive: only the class-held instance may be shadowed
+    context = (zmq.green.Context.shadow(zmq.Context.instance().underlying) if shared
+               else zmq.green.Context())
     try:
         context.set(zmq.MAX_SOCKETS, MAX_SOCKETS)
     except zmq.ZMQError as exc:  # only possible before the first socket; keep the default then
