@@ -13,7 +13,7 @@ import pytest
 import zmq.green as zmq
 
 from volttron.server.options import PlatformOptions
-from volttron.server.platform import Platform, PlatformContext
+from volttron.server.platform import Platform, PlatformContext, PlatformError
 from volttron.server.platform_home import PlatformRunningError
 from volttron.server.services.auth.authfile import AuthEntry, ensure_entries
 from volttron.utils.keys import generate_keypair, to_z85
@@ -165,3 +165,18 @@ def test_shared_context_is_the_default_pyzmq_instance(tmp_path: Path) -> None:
     finally:
         sock.close(0)
         platform.shutdown()
+
+
+def test_service_that_hangs_in_start_fails_the_start(tmp_path: Path, monkeypatch) -> None:
+    class Hanging:
+        def start(self) -> None:
+            gevent.sleep(60)
+
+        def stop(self) -> None:
+            raise AssertionError("never started")
+
+    monkeypatch.setattr(Platform, "SERVICE_START_TIMEOUT", 0.2)
+    platform = Platform(options(tmp_path / "home"), [lambda context: Hanging()], shared_context=False)
+    with pytest.raises(PlatformError, match="did not start within"):
+        platform.start()
+    assert not (tmp_path / "home" / "VOLTTRON_PID").exists()

@@ -10,8 +10,9 @@ In-process services plug in as *service factories*: callables that take the
 with a well-known identity (:mod:`volttron.server.identities`) that connects to
 ``context.router_address`` (``inproc://vip``) through ``context.zmq_context`` without
 authentication. ``start()`` runs in the platform's main greenlet after the router serves and should
-return promptly (spawn greenlets for the work); ``stop()`` is given :attr:`Platform.SERVICE_STOP_TIMEOUT`
-seconds.
+return promptly (spawn greenlets for the work; a start that takes longer than
+:attr:`Platform.SERVICE_START_TIMEOUT` fails the platform's start); ``stop()`` is given
+:attr:`Platform.SERVICE_STOP_TIMEOUT` seconds.
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ ServiceFactory = Callable[[PlatformContext], PlatformService]
 class Platform:
     """One running platform; see the module docstring. ``run()`` blocks until it is asked to stop."""
 
+    SERVICE_START_TIMEOUT = 30.0
     SERVICE_STOP_TIMEOUT = 10.0
 
     def __init__(self, options: PlatformOptions, services: Sequence[ServiceFactory] = (), *,
@@ -172,7 +174,12 @@ class Platform:
             auth_enabled=opts.auth_enabled, message_bus=opts.message_bus, request_stop=self.request_stop)
         for factory in self._factories:
             service = factory(self.context)
-            service.start()
+            try:
+                with gevent.Timeout(self.SERVICE_START_TIMEOUT):
+                    service.start()
+            except gevent.Timeout:
+                raise PlatformError(f"service {service!r} did not start within "
+                                    f"{self.SERVICE_START_TIMEOUT:.0f} s") from None
             self._services.append(service)
         self._lock.write_pid()
         _log.info("platform %s ready in %s: %s (auth %s)", opts.instance_name, home,
