@@ -180,3 +180,16 @@ def test_service_that_hangs_in_start_fails_the_start(tmp_path: Path, monkeypatch
     with pytest.raises(PlatformError, match="did not start within"):
         platform.start()
     assert not (tmp_path / "home" / "VOLTTRON_PID").exists()
+
+
+def test_router_failure_stops_the_platform_with_an_error(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    platform = Platform(options(home), [], shared_context=False)
+    runner = gevent.spawn(platform.run)
+    with gevent.Timeout(5):
+        while not (home / "VOLTTRON_PID").exists():
+            gevent.sleep(0.01)
+    platform._socket._greenlet.kill(RuntimeError("libzmq said no"), block=False)
+    runner.join(5)
+    assert isinstance(runner.exception, PlatformError) and "libzmq said no" in str(runner.exception)
+    assert not (home / "VOLTTRON_PID").exists()

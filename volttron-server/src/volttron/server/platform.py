@@ -113,15 +113,18 @@ class Platform:
         self.context: PlatformContext | None = None
         self._services: list[PlatformService] = []
         self._started = False
+        self._failure: str | None = None
 
     # -- life cycle ----------------------------------------------------------------------------
     def run(self) -> None:
-        """Start, wait for a stop request, stop."""
+        """Start, wait for a stop request, stop; :class:`PlatformError` if the router failed meanwhile."""
         self.start()
         try:
             self._stop_requested.wait()
         finally:
             self.shutdown()
+        if self._failure is not None:
+            raise PlatformError(self._failure)
 
     def request_stop(self) -> None:
         """Ask :meth:`run` to return (safe from signal handlers and any greenlet)."""
@@ -167,7 +170,7 @@ class Platform:
             self.router, protected=protected if opts.auth_enabled else ProtectedTopics(),
             capabilities=policy.capabilities if policy is not None else None)
         self.pubsub.attach()
-        self._socket.serve(self.router.route, self.router.drop_peer)
+        self._socket.serve(self.router.route, self.router.drop_peer).link_exception(self._router_died)
         self.context = PlatformContext(
             home=home, instance_name=opts.instance_name, router_address=INPROC_ADDRESS,
             zmq_context=zmq_context, serverkey=serverkey, local_address=local, addresses=opts.vip_addresses,
@@ -184,6 +187,13 @@ class Platform:
         self._lock.write_pid()
         _log.info("platform %s ready in %s: %s (auth %s)", opts.instance_name, home,
                   ", ".join(self._socket.bound), "enabled" if opts.auth_enabled else "DISABLED")
+
+    def _router_died(self, greenlet: gevent.Greenlet) -> None:
+        # the loop only ends on an error libzmq should never give; a platform that no longer routes
+        # must not look alive
+        self._failure = f"the router stopped: {greenlet.exception!r}"
+        _log.critical("%s; shutting down", self._failure)
+        self.request_stop()
 
     def _setup_auth(self) -> tuple[str | None, str | None, AuthPolicy | None]:
         opts = self.options

@@ -204,7 +204,7 @@ class ZmqRouterSocket:
             plain_route = route
 
             def route(frames: Frames) -> None:
-                _log.debug("routing %r", frames)
+                _log.debug("routing %r", [f if len(f) <= 256 else f[:256] + b"..." for f in frames])
                 plain_route(frames)
 
         loop = get_hub().loop
