@@ -18,6 +18,10 @@ vanished without closing (host down, process stopped) into a disconnect too. A d
 only once the socket has no more messages ready, so the last messages a peer sent before closing
 are still routed, and it names the identity the descriptor had when the event arrived, so a
 descriptor the kernel reuses for a new connection is never confused with the old one.
+
+A second connection with an identity already connected is ignored by libzmq (no
+``ROUTER_HANDOVER``): the first keeps working and the second is never routed anything, so its
+hello goes unanswered, as with the original platform (reference §1.6).
 """
 
 from __future__ import annotations
