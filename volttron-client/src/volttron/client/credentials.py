@@ -97,7 +97,7 @@ def resolve_credentials(
                 store = KeyStore(candidate)
                 publickey, secretkey, keystore = store.public, store.secret, candidate
                 break
-    if not serverkey:
+    if not serverkey and known_hosts_path(home).is_file():
         from volttron.utils.keystore import KnownHosts
 
         serverkey = KnownHosts(known_hosts_path(home)).serverkey(parsed.base)

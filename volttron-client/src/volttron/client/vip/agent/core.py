@@ -55,7 +55,7 @@ from volttron.client.vip.agent.decorators import annotate, collect_annotations, 
 from volttron.client.vip.agent.dispatch import Signal
 from volttron.client.vip.agent.errors import Again, ConnectError, VIPError
 from volttron.client.vip.agent.scheduler import PeriodicCall, ScheduledEvent
-from volttron.utils.home import config_file_path, get_home
+from volttron.utils.home import get_home
 from volttron.utils.identities import is_valid_identity
 
 if TYPE_CHECKING:
@@ -174,7 +174,7 @@ class Core:
 
     @property
     def instance_name(self) -> str | None:
-        """The platform instance name (given, read from ``$VOLTTRON_HOME/config``, or queried)."""
+        """The platform instance name: given, else asked of the router right after the first welcome."""
         return self._instance_name
 
     @instance_name.setter
@@ -423,8 +423,6 @@ class Core:
             )
         except Exception as exc:  # a malformed key or address: one clear error, not a traceback
             raise ConnectError(f"cannot connect as {self._identity!r}: {exc}") from exc
-        if self._instance_name is None:
-            self._instance_name = _platform_instance_name(self._volttron_home)
         if credentials.serverkey and not (credentials.publickey and credentials.secretkey):
             raise ConnectError(
                 f"no CURVE key pair for identity {self._identity!r}: pass publickey/secretkey, set "
@@ -715,15 +713,3 @@ def _parse_errnum(frame: bytes) -> int:
         if len(frame) == 4:  # the original V9 router packs numbers with struct "i"
             return struct.unpack("<i", frame)[0]
         return -1
-
-
-def _platform_instance_name(volttron_home: str | None) -> str | None:
-    from volttron.utils.config import load_platform_config
-    from volttron.utils.errors import ConfigError
-
-    try:
-        config = load_platform_config(config_file_path(volttron_home))
-    except ConfigError as exc:
-        _log.warning("%s", exc)
-        return None
-    return config.get("instance-name") or None
