@@ -57,7 +57,6 @@ _SNDMORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
 _POLLIN = int(zmq.POLLIN)
 _POLLOUT = int(zmq.POLLOUT)
 _EVENTS = int(zmq.EVENTS)
-_RCVMORE = int(zmq.RCVMORE)
 _send = getattr(_BackendSocket, "send", zmq.Socket.send)
 _recv = getattr(_BackendSocket, "recv", zmq.Socket.recv)
 _get = getattr(_BackendSocket, "get", zmq.Socket.get)
@@ -138,13 +137,16 @@ class CooperativeSocket:
         sock = self.sock
         while True:
             try:
-                parts = [_recv(sock, _NOBLOCK)]
+                # Frames (copy=False) carry their own "more" flag, which saves a getsockopt per part.
+                frame = _recv(sock, _NOBLOCK, False)
             except zmq.Again:
                 if not self._wait(self._readable, True, timeout) and timeout is not None:
                     return None
                 continue
-            while _get(sock, _RCVMORE):
-                parts.append(_recv(sock, _NOBLOCK))
+            parts = [frame.bytes]
+            while frame.more:
+                frame = _recv(sock, _NOBLOCK, False)
+                parts.append(frame.bytes)
             if self._write_waiters:
                 self._writable.set()
             return parts

@@ -258,8 +258,8 @@ class PubSub(SubsystemBase):
     def _deliver(self, topic_frame: bytes, body_frame: bytes) -> None:
         topic = topic_frame.decode("iso-8859-1")
         try:
-            body = json.loads(body_frame)
-        except (ValueError, UnicodeDecodeError):
+            body = json.loads(body_frame.decode("iso-8859-1"))  # Latin-1 text, as the original reads frames
+        except ValueError:
             _log.warning("dropped a publication on %r whose body is not JSON", topic)
             return
         if type(body) is not dict:

@@ -239,8 +239,8 @@ class RPC(SubsystemBase):
         units: list[Any] = []
         for frame in message.args:
             try:
-                obj = json.loads(frame)
-            except (ValueError, UnicodeDecodeError):
+                obj = json.loads(frame.decode("iso-8859-1"))  # Latin-1 text, as the original reads frames
+            except ValueError:
                 units.append(_PARSE_FAILED)
                 continue
             if type(obj) is dict:
