@@ -275,6 +275,7 @@ TABLE = {
     "lister": ["can_add", {"edit": {"identity": "/list.*/"}}],
     "exact": {"edit": {"identity": "bob"}},
     "nobody": {},
+    "badpattern": {"edit": {"identity": "/[unclosed/"}},
 }
 
 
@@ -295,6 +296,7 @@ def guarded(start_agent):
         ("exact", "edit", ["bob"], True),  # exact restriction
         ("exact", "edit", ["bobby"], False),
         ("adder", "edit", ["x"], False),
+        ("badpattern", "edit", ["x"], False),  # a restriction that cannot be evaluated denies
     ],
 )
 def test_allow_checks(guarded, start_agent, caller, method, args, allowed) -> None:

@@ -28,7 +28,6 @@ in-order executor), so answers to the agent's own requests are always read.
 from __future__ import annotations
 
 import errno
-import functools
 import logging
 import os
 import struct
@@ -38,7 +37,6 @@ from typing import TYPE_CHECKING, Any
 
 import gevent
 from gevent.event import Event
-from gevent.pool import Group
 
 from volttron.client.credentials import Credentials, resolve_credentials
 from volttron.client.messagebus.base import (
@@ -51,10 +49,11 @@ from volttron.client.messagebus.base import (
     Message,
     connection_class,
 )
-from volttron.client.vip.agent.decorators import annotate, collect_annotations, dualmethod
+from volttron.client.vip.agent.decorators import collect_annotations
 from volttron.client.vip.agent.dispatch import Signal
 from volttron.client.vip.agent.errors import Again, ConnectError, VIPError
-from volttron.client.vip.agent.scheduler import PeriodicCall, ScheduledEvent
+from volttron.client.vip.agent.handshake import Handshake
+from volttron.client.vip.agent.tasks import SIGNALS, AgentTasks
 from volttron.utils.home import get_home
 from volttron.utils.identities import is_valid_identity
 
@@ -65,20 +64,8 @@ _log = logging.getLogger(__name__)
 
 ConnectionFactory = Callable[[ConnectionParams], Connection]
 
-SIGNALS = (
-    "onsetup",
-    "onstart",
-    "onstop",
-    "onfinish",
-    "onconnected",
-    "ondisconnected",
-    "onviperror",
-    "onsockevent",
-    "configuration",
-)
 
-
-class Core:
+class Core(AgentTasks):
     """The connection to the platform and the life cycle of one agent."""
 
     welcome_timeout = 10.0
@@ -138,22 +125,14 @@ class Core:
         self._extensions: list[SubsystemBase] = []
         self._connection: Connection | None = None
         self._credentials: Credentials | None = None
-        self._group = Group()
-        self._timed: list[ScheduledEvent | PeriodicCall] = []
+        self._init_tasks()
         self._greenlet: gevent.Greenlet | None = None
         self._recv_greenlet: gevent.Greenlet | None = None
-        self._watchdog: gevent.Greenlet | None = None
-        self._link_lost_timer: gevent.Greenlet | None = None
-        self._hello_greenlet: gevent.Greenlet | None = None
+        self._handshake = Handshake(self)
         self._stop_event = Event()
         self._finished = Event()
-        self._welcome_event = Event()
         self._running_event: Event | None = None
         self._connected = False
-        self._link_up = False
-        self._ever_linked = False
-        self._handshake_failure: str | None = None
-        self._hello_count = 0
         self._started = False
         self._stopping = False
         self._failure: BaseException | None = None
@@ -207,6 +186,11 @@ class Core:
         return str(self._volttron_home or get_home())
 
     @property
+    def stopping(self) -> bool:
+        """True once the agent has begun to stop."""
+        return self._stopping
+
+    @property
     def router_identity(self) -> str | None:
         """The router socket identity from the last welcome."""
         return self._router_identity
@@ -229,105 +213,6 @@ class Core:
     def version(self) -> str:
         """The agent's version string."""
         return self._version
-
-    # ------------------------------------------------------------------ decorators
-
-    @classmethod
-    def receiver(cls, signal: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        """Decorator: call the method ``(self, sender, **kwargs)`` when ``signal`` fires."""
-        if signal not in SIGNALS:
-            raise ValueError(f"unknown core signal {signal!r} (known: {', '.join(SIGNALS)})")
-
-        def decorate(method: Callable[..., Any]) -> Callable[..., Any]:
-            return annotate(method, "core.signals", signal)
-
-        return decorate
-
-    @dualmethod
-    def schedule(self, deadline: Any, func: Callable[..., Any], *args: Any, **kwargs: Any) -> ScheduledEvent:
-        """Call ``func(*args, **kwargs)`` at ``deadline`` (a datetime, epoch seconds, or an iterator).
-
-        Returns the event; ``event.cancel()`` stops it. Events scheduled before the agent started
-        begin when it starts.
-        """
-        event = ScheduledEvent(deadline, func, args, kwargs)
-        self._add_timed(event)
-        return event
-
-    @schedule.classmethod
-    def schedule(cls, deadline: Any, *args: Any, **kwargs: Any) -> Callable[..., Any]:  # noqa: F811
-        """Decorator: call the method at ``deadline`` (or each deadline of an iterator) from onstart."""
-
-        def decorate(method: Callable[..., Any]) -> Callable[..., Any]:
-            return annotate(method, "core.schedule", (deadline, args, kwargs))
-
-        return decorate
-
-    @dualmethod
-    def periodic(
-        self,
-        period: float,
-        func: Callable[..., Any],
-        args: Any = None,
-        kwargs: Any = None,
-        wait: float | None = 0,
-    ) -> PeriodicCall:
-        """Call ``func`` every ``period`` seconds (first call per ``wait``); ``.cancel()`` stops it."""
-        call = PeriodicCall(period, func, tuple(args or ()), dict(kwargs or {}), wait)
-        self._add_timed(call)
-        return call
-
-    @periodic.classmethod
-    def periodic(
-        cls,
-        period: float,
-        args: Any = None,
-        kwargs: Any = None,  # noqa: F811
-        wait: float | None = 0,
-    ) -> Callable[..., Any]:
-        """Decorator: call the method every ``period`` seconds from onstart (``wait`` as above)."""
-        if period <= 0:
-            raise ValueError(f"period must be positive, not {period!r}")
-
-        def decorate(method: Callable[..., Any]) -> Callable[..., Any]:
-            return annotate(method, "core.periodic", (period, args, kwargs, wait))
-
-        return decorate
-
-    def _add_timed(self, timed: ScheduledEvent | PeriodicCall) -> None:
-        self._timed = [t for t in self._timed if not t.finished]
-        self._timed.append(timed)
-        if self._started and not self._stopping:
-            timed.start()
-
-    # ------------------------------------------------------------------ greenlets
-
-    def spawn(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> gevent.Greenlet:
-        """Run ``func`` in a new greenlet owned by the agent (killed when the agent finishes)."""
-        return self._group.spawn(func, *args, **kwargs)
-
-    def spawn_later(
-        self, seconds: float, func: Callable[..., Any], *args: Any, **kwargs: Any
-    ) -> gevent.Greenlet:
-        """Run ``func`` after ``seconds`` in a greenlet owned by the agent."""
-        greenlet = gevent.Greenlet(func, *args, **kwargs)
-        self._group.add(greenlet)
-        greenlet.start_later(seconds)
-        return greenlet
-
-    def spawn_in_thread(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run blocking ``func`` in gevent's thread pool; returns an AsyncResult-like object."""
-        return gevent.get_hub().threadpool.spawn(func, *args, **kwargs)
-
-    def send_async(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-        """From another thread: run ``func`` in a greenlet of the agent's hub. Thread-safe."""
-        hub = self._hub or gevent.get_hub()
-        hub.loop.run_callback_threadsafe(self.spawn, functools.partial(func, *args, **kwargs))
-
-    def _spawn_receiver(self, receiver: Callable[..., Any], sender: Any, **kwargs: Any) -> gevent.Greenlet:
-        greenlet = self.spawn(receiver, sender, **kwargs)
-        greenlet.link_exception(functools.partial(_log_receiver_failure, receiver))
-        return greenlet
 
     # ------------------------------------------------------------------ subsystems
 
@@ -448,7 +333,7 @@ class Core:
             factory = self._connection_factory or connection_class(self.messagebus)
             self._connection = factory(params)
             self._recv_greenlet = gevent.spawn(self._receive_loop, self._connection)
-            self._watchdog = gevent.spawn_later(self.welcome_timeout, self._welcome_overdue)
+            self._handshake.start()
             self._connection.open(self._on_bus_event)
         except BusError as exc:
             raise ConnectError(
@@ -459,42 +344,15 @@ class Core:
         self.onsockevent.send(self, event=event, detail=detail)
         if self._stopping:
             return
-        if event is BusEvent.CONNECTED:
-            self._link_up = True
-            self._ever_linked = True
-            self._handshake_failure = None
-            if self._hello_greenlet is None or self._hello_greenlet.dead:
-                self._hello_greenlet = gevent.spawn(self._say_hello)
-        elif event is BusEvent.DISCONNECTED:
-            self._link_up = False
-            self._welcome_event.clear()
-            if self._connected:
-                self._connected = False
-                _log.warning("lost the connection to the platform at %s; reconnecting", self.address)
-                for extension in self._extensions:
-                    _call_hook(extension, "on_disconnected")
-                self.spawn(self.ondisconnected.send, self)
-                self._link_lost_timer = gevent.spawn_later(self.reconnect_timeout, self._link_lost)
-        elif event is BusEvent.HANDSHAKE_FAILED:
-            self._handshake_failure = detail or "handshake failed"
-
-    def _say_hello(self) -> None:
-        # Repeat while the link is up and no welcome came: after a platform restart the first
-        # hello can race the new router's start.
-        while self._link_up and not self._connected and not self._stopping:
-            msg_id = f"connect.hello.{self._hello_count}"
-            self._hello_count += 1
-            try:
-                self.send_vip("", "hello", [b"hello"], msg_id, timeout=self.welcome_timeout)
-            except (VIPError, BusError) as exc:
-                _log.debug("hello not sent: %s", exc)
-                return
-            if self._welcome_event.wait(self.welcome_timeout):
-                return
+        if self._handshake.on_bus_event(event, detail):
+            self._connected = False
+            _log.warning("lost the connection to the platform at %s; reconnecting", self.address)
+            for extension in self._extensions:
+                _call_hook(extension, "on_disconnected")
+            self.spawn(self.ondisconnected.send, self)
 
     def _handle_hello(self, message: Message) -> None:
-        args = message.args
-        if args and args[0] == b"welcome" and message.id.startswith("connect.hello.") and message.peer == "":
+        if self._handshake.is_welcome(message):
             self._welcomed(message)
         elif self._hello_handler is not None:
             self._hello_handler(message)
@@ -504,11 +362,7 @@ class Core:
             return
         self._router_identity = message.text(2) if len(message.args) > 2 else None
         self._connected = True
-        self._welcome_event.set()
-        for timer in (self._watchdog, self._link_lost_timer):
-            if timer is not None:
-                timer.kill(block=False)
-        self._watchdog = self._link_lost_timer = None
+        self._handshake.welcomed()
         first = not self._started
         self._started = True
         self.spawn(self._after_welcome, first)
@@ -522,47 +376,14 @@ class Core:
             return
         for extension in self._extensions:
             _call_hook(extension, "on_start")
-        for timed in self._timed:
-            timed.start()
+        self._start_timers()
         self.onstart.sendby(self._spawn_receiver, self)
         self.configuration.sendby(self._spawn_receiver, self)
         if self._running_event is not None:
             self._running_event.set()
 
-    def _welcome_overdue(self) -> None:
-        if self._connected or self._stopping:
-            return
-        address = self.address
-        identity = self._identity
-        if self._handshake_failure:
-            reason = (
-                f"the platform at {address} refused the security handshake for identity {identity!r}: "
-                "the agent's public key is not authorized there (vctl auth add), or the server key "
-                "(VOLTTRON_SERVERKEY / known_hosts) is not that platform's"
-            )
-        elif not self._ever_linked:
-            reason = (
-                f"could not reach the platform at {address} within {self.welcome_timeout:g} s as "
-                f"{identity!r}: is it running? (check VOLTTRON_HOME / VOLTTRON_VIP_ADDR)"
-            )
-        else:
-            reason = (
-                f"no welcome from the platform at {address} within {self.welcome_timeout:g} s for "
-                f"identity {identity!r}: an agent with identity {identity!r} may already be connected, "
-                "or the platform did not authorize this agent's key (vctl auth add)"
-            )
-        self._fail(ConnectError(reason))
-
-    def _link_lost(self) -> None:
-        if not self._connected and not self._stopping:
-            self._fail(
-                ConnectError(
-                    f"the platform at {self.address} has been unreachable for {self.reconnect_timeout:g} s; "
-                    f"agent {self._identity!r} stops"
-                )
-            )
-
-    def _fail(self, error: ConnectError) -> None:
+    def fail(self, error: ConnectError) -> None:
+        """Stop the agent because it cannot be (or stay) part of the platform; kept in :attr:`failure`."""
         self._failure = error
         if self.log_failures:
             _log.error("%s", error)
@@ -639,9 +460,7 @@ class Core:
         greenlet.join(timeout)
 
     def _is_agent_greenlet(self, current: Any) -> bool:
-        if current in self._group or current in (self._recv_greenlet, self._hello_greenlet, self._watchdog):
-            return True
-        return any(timed.greenlet is current for timed in self._timed)
+        return current is self._recv_greenlet or self._handshake.owns(current) or self._owns_greenlet(current)
 
     def wait_finished(self, timeout: float | None = None) -> bool:
         """Wait until the agent has finished; False on timeout."""
@@ -650,30 +469,24 @@ class Core:
     def _shutdown(self, setup_done: bool) -> None:
         self._stopping = True
         self._stop_event.set()
-        for timer in (self._watchdog, self._link_lost_timer, self._hello_greenlet):
-            if timer is not None and timer is not gevent.getcurrent():
-                timer.kill(block=False)
-        for timed in self._timed:
-            timed.cancel()
+        self._handshake.cancel()
+        self._cancel_timers()
         if setup_done:
             receivers = self.onstop.sendby(self._spawn_receiver, self)
             gevent.joinall(receivers, timeout=self.stop_timeout)
             for extension in reversed(self._extensions):
                 _call_hook(extension, "on_stop")
         connection = self._connection
-        if connection is not None and self._connected and self._link_up:
+        if connection is not None and self._connected and self._handshake.link_up:
             try:
                 connection.send(Message("", "agentstop", [self._identity.encode("iso-8859-1")]), 1.0)
             except BusError as exc:
                 _log.debug("agentstop not sent: %s", exc)
         self._connected = False
-        current = gevent.getcurrent()
-        for greenlet in list(self._group):
-            if greenlet is not current:
-                greenlet.kill(block=False)
+        self._kill_greenlets()
         if connection is not None:
             connection.close(linger=1.0)
-        if self._recv_greenlet is not None and self._recv_greenlet is not current:
+        if self._recv_greenlet is not None and self._recv_greenlet is not gevent.getcurrent():
             self._recv_greenlet.kill(block=False)
         try:
             self.onfinish.send(self)
@@ -684,12 +497,8 @@ class Core:
 
     def statistics(self) -> dict[str, Any]:
         """Connection and dispatch counters for status output."""
-        stats: dict[str, Any] = {
-            "identity": self._identity,
-            "connected": self._connected,
-            "greenlets": len(self._group),
-            "timers": sum(1 for t in self._timed if not t.finished),
-        }
+        stats: dict[str, Any] = {"identity": self._identity, "connected": self._connected}
+        stats.update(self._task_statistics())
         if self._connection is not None:
             stats["connection"] = self._connection.statistics()
         return stats
@@ -700,10 +509,6 @@ def _call_hook(extension: Any, hook: str) -> None:
         getattr(extension, hook)()
     except Exception:
         _log.exception("%s.%s failed", type(extension).__name__, hook)
-
-
-def _log_receiver_failure(receiver: Callable[..., Any], greenlet: gevent.Greenlet) -> None:
-    _log.error("signal receiver %r failed", receiver, exc_info=greenlet.exc_info)
 
 
 def _parse_errnum(frame: bytes) -> int:

@@ -29,10 +29,8 @@ cannot be had (``platform.auth`` not reachable) the call is denied, never allowe
 from __future__ import annotations
 
 import errno
-import inspect
 import json
 import logging
-import re
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -40,8 +38,10 @@ from typing import TYPE_CHECKING, Any
 import gevent.local
 
 from volttron.client.messagebus.base import Message
+from volttron.client.vip.agent.capabilities import CapabilitySource, check_capabilities
 from volttron.client.vip.agent.decorators import annotate, annotations, dualmethod
 from volttron.client.vip.agent.errors import Unreachable, VIPError
+from volttron.client.vip.agent.introspection import describe_method
 from volttron.client.vip.agent.results import AsyncResult, ResultsDictionary
 from volttron.client.vip.agent.subsystems.base import SubsystemBase
 from volttron.utils import jsonrpc
@@ -49,8 +49,6 @@ from volttron.utils.errors import FrameError
 from volttron.utils.jsonrpc import (
     METHOD_NOT_FOUND,
     PARSE_ERROR,
-    UNAUTHORIZED,
-    Unauthorized,
     exception_to_json,
     json_error,
     json_method,
@@ -65,7 +63,6 @@ _log = logging.getLogger(__name__)
 
 EXPORTS = "rpc.exports"
 ALLOW = "rpc.allow_capabilities"
-CapabilitySource = Callable[[str], Mapping[str, Any]]
 
 
 class RPCContext:
@@ -360,25 +357,7 @@ class RPC(SubsystemBase):
         required = self._allowed.get(name)
         if not required or required == {""} or not self.auth_enabled:
             return
-        user = message.user
-        source = self._capabilities
-        if source is None:
-            raise _unauthorized(
-                f"method {name!r} requires {sorted(required)} and no capability table is available"
-            )
-        try:
-            held = source(user)
-        except Exception as exc:
-            raise _unauthorized(
-                f"method {name!r} requires {sorted(required)}; capabilities of {user!r} unavailable: {exc}"
-            ) from exc
-        missing = required - set(held)
-        if missing:
-            raise _unauthorized(f"user {user!r} lacks capabilities {sorted(missing)} required by {name!r}")
-        for capability in required:
-            restriction = held.get(capability)
-            if isinstance(restriction, Mapping) and restriction:
-                _check_restriction(name, method, args, kwargs, capability, restriction, user)
+        check_capabilities(name, method, args, kwargs, required, self._capabilities, message.user)
 
     # ------------------------------------------------------------------ errors, peers
 
@@ -465,82 +444,3 @@ def _capability_set(capabilities: str | Iterable[str]) -> set[str]:
     if isinstance(capabilities, str):
         return {capabilities}
     return {str(c) for c in capabilities}
-
-
-def _unauthorized(detail: str) -> Unauthorized:
-    return Unauthorized(UNAUTHORIZED, "unauthorized", {"detail": detail})
-
-
-def _check_restriction(
-    name: str,
-    method: Callable[..., Any],
-    args: list[Any],
-    kwargs: dict[str, Any],
-    capability: str,
-    restriction: Mapping[str, Any],
-    user: str,
-) -> None:
-    """A capability with parameters: each named argument must equal the value or match ``/regex/``."""
-    try:
-        bound = inspect.signature(method).bind(*args, **kwargs)
-    except (TypeError, ValueError) as exc:
-        raise _unauthorized(f"cannot check {capability!r} on {name!r}: {exc}") from exc
-    bound.apply_defaults()
-    for param, expected in restriction.items():
-        if param not in bound.arguments:
-            raise _unauthorized(f"{capability!r} restricts {param!r}, which {name!r} does not take")
-        actual = bound.arguments[param]
-        if (
-            isinstance(expected, str)
-            and len(expected) > 1
-            and expected.startswith("/")
-            and expected.endswith("/")
-        ):
-            if not isinstance(actual, str) or re.fullmatch(expected[1:-1], actual) is None:
-                raise _unauthorized(f"user {user!r} may call {name!r} only with {param} matching {expected}")
-        elif actual != expected:
-            raise _unauthorized(f"user {user!r} may call {name!r} only with {param}={expected!r}")
-
-
-def describe_method(method: Callable[..., Any]) -> dict[str, Any]:
-    """The ``<name>.inspect`` answer: parameters, doc, source location and return annotation."""
-    info: dict[str, Any] = {}
-    try:
-        signature = inspect.signature(method)
-    except (TypeError, ValueError):
-        signature = None
-    if signature is not None:
-        params = {}
-        for pname, param in signature.parameters.items():
-            entry: dict[str, Any] = {"kind": param.kind.name}
-            if param.default is not param.empty:
-                entry["default"] = _json_value(param.default)
-            if param.annotation is not param.empty:
-                entry["annotation"] = _type_name(param.annotation)
-            params[pname] = entry
-        info["params"] = params
-    doc = inspect.getdoc(method)
-    if doc:
-        info["doc"] = doc
-    try:
-        info["source"] = {
-            "file": inspect.getsourcefile(method),
-            "line_number": inspect.getsourcelines(method)[1],
-        }
-    except (OSError, TypeError):
-        pass
-    if signature is not None and signature.return_annotation is not signature.empty:
-        info["return"] = _type_name(signature.return_annotation)
-    return info
-
-
-def _json_value(value: Any) -> Any:
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        return repr(value)
-    return value
-
-
-def _type_name(annotation: Any) -> str:
-    return annotation if isinstance(annotation, str) else getattr(annotation, "__name__", repr(annotation))
