@@ -268,3 +268,32 @@ def test_connection_statistics(start_agent) -> None:
     agent = start_agent("stats")
     stats = agent.core.statistics()
     assert stats["identity"] == "stats" and stats["connected"] is True
+
+
+def test_a_bus_without_curve_keys_gets_the_address_as_given(router) -> None:
+    seen = []
+
+    def factory(params):
+        seen.append(params)
+        return router.factory(params)
+
+    factory.uses_curve_keys = False
+    agent = Agent(
+        identity="amqp",
+        address="amqps://broker:5671/volttron",
+        connection_factory=factory,
+        enable_auth=False,
+        enable_store=False,
+        heartbeat_autostart=False,
+    )
+    event = gevent.event.Event()
+    gevent.spawn(agent.core.run, event)
+    assert event.wait(5)
+    agent.core.stop(timeout=5)
+    assert seen[0].address == "amqps://broker:5671/volttron" and seen[0].serverkey is None
+
+
+def test_unknown_bus_is_a_clear_failure() -> None:
+    agent = Agent(identity="x", message_bus="zqm", enable_auth=False)
+    gevent.spawn(agent.core.run).join(5)
+    assert isinstance(agent.core.failure, ConnectError) and "did you mean 'zmq'" in str(agent.core.failure)

@@ -229,3 +229,20 @@ def test_serial_executor_back_pressure_and_drops() -> None:
     assert accepted.count(False) >= 10 and executor.statistics()["dropped"] >= 10
     gate.set()
     executor.stop()
+
+
+def test_subscribing_before_connecting_is_sent_with_the_welcome(router, start_agent, wait_until) -> None:
+    class Early(Agent):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.seen = []
+            assert self.vip.pubsub.subscribe("pubsub", "early", self.on_early).get(timeout=1) is True
+
+        def on_early(self, *args):
+            self.seen.append(args[3])
+
+    early = start_agent("early", Early)
+    assert not [m for m in router.messages("pubsub", "early") if m.args[0] == b"subscribe"]
+    wait_until(lambda: router.subscriptions.get("early") == {"": {"early"}})
+    start_agent("alice").vip.pubsub.publish("pubsub", "early/x", message=1)
+    wait_until(lambda: early.seen == ["early/x"])

@@ -275,7 +275,8 @@ class Core(AgentTasks):
         self._running_event = running_event
         setup_done = False
         try:
-            self._credentials = self._resolve_credentials()
+            factory = self._connection_factory or self._bus_class()
+            self._credentials = self._resolve_credentials(getattr(factory, "uses_curve_keys", True))
             notes = collect_annotations(self.owner)
             for method, signal in notes.get("core.signals", ()):
                 getattr(self, signal).connect(method, self.owner)
@@ -287,7 +288,7 @@ class Core(AgentTasks):
                 extension.on_setup(notes)
             setup_done = True
             self.onsetup.send(self)
-            self._open()
+            self._open(factory)
             self._stop_event.wait()
         except ConnectError as exc:
             self._failure = exc
@@ -296,7 +297,15 @@ class Core(AgentTasks):
         finally:
             self._shutdown(setup_done)
 
-    def _resolve_credentials(self) -> Credentials:
+    def _bus_class(self) -> ConnectionFactory:
+        try:
+            return connection_class(self.messagebus)
+        except BusError as exc:
+            raise ConnectError(f"cannot connect as {self._identity!r}: {exc}") from exc
+
+    def _resolve_credentials(self, uses_curve_keys: bool) -> Credentials:
+        if not uses_curve_keys:  # the bus authenticates otherwise; its back-end reads the options
+            return Credentials(self._address or "", self._publickey, self._secretkey, self._serverkey)
         try:
             credentials = resolve_credentials(
                 self._identity,
@@ -316,7 +325,7 @@ class Core(AgentTasks):
             )
         return credentials
 
-    def _open(self) -> None:
+    def _open(self, factory: ConnectionFactory) -> None:
         credentials = self._credentials
         assert credentials is not None
         params = ConnectionParams(
@@ -330,7 +339,6 @@ class Core(AgentTasks):
             options={"context": self._context} if self._context is not None else {},
         )
         try:
-            factory = self._connection_factory or connection_class(self.messagebus)
             self._connection = factory(params)
             self._recv_greenlet = gevent.spawn(self._receive_loop, self._connection)
             self._handshake.start()

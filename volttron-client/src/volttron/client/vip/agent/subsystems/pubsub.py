@@ -94,6 +94,8 @@ class PubSub(SubsystemBase):
         platform = "all" if all_platforms else "internal"
         for one in _prefixes(prefix):
             self._add(platform, bus, one, callback)
+        if not self.core.connected:
+            return _done("subscribe")  # sent with every subscription at the next welcome
         body = {"prefix": prefix, "bus": bus, "all_platforms": all_platforms}
         return self._request([b"subscribe", _dumpb(body)], f"subscribe to {prefix!r}")
 
@@ -129,9 +131,9 @@ class PubSub(SubsystemBase):
         elif emptied:
             body_prefix = emptied
         else:
-            done = AsyncResult(description="unsubscribe")
-            done.set(True)  # other callbacks still use the prefixes: nothing to tell the router
-            return done
+            return _done("unsubscribe")  # other callbacks still use the prefixes: nothing to tell
+        if not self.core.connected:
+            return _done("unsubscribe")  # the next welcome sends what is left
         body = {platform: {"prefix": body_prefix, "bus": bus}}
         return self._request([b"unsubscribe", _dumpb(body)], f"unsubscribe from {prefix!r}")
 
@@ -321,6 +323,12 @@ def _prefixes(prefix: str | Iterable[str] | None) -> list[str]:
     if isinstance(prefix, str):
         return [prefix]
     return [str(p) for p in prefix]
+
+
+def _done(description: str) -> AsyncResult:
+    result = AsyncResult(description=description)
+    result.set(True)
+    return result
 
 
 def _dumpb(obj: Any) -> bytes:
