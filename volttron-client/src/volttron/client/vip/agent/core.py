@@ -246,7 +246,8 @@ class Core(AgentTasks):
         """Send one VIP message; waits up to ``timeout`` (default :attr:`send_timeout`) to queue it.
 
         Raises :class:`~volttron.client.vip.agent.errors.Again` when it cannot be queued in time or
-        the agent has no connection, :class:`~volttron.client.messagebus.base.BusError` on failure.
+        the agent has no connection (or it closed meanwhile), and
+        :class:`~volttron.client.messagebus.base.BusError` when the bus rejects the message.
         """
         connection = self._connection
         if connection is None or connection.closed:
@@ -256,6 +257,8 @@ class Core(AgentTasks):
             connection.send(message, self.send_timeout if timeout is None else timeout)
         except BusTimeout as exc:
             raise Again(errno.EAGAIN, str(exc), peer, subsystem) from exc
+        except BusClosed as exc:
+            raise Again(errno.EAGAIN, "the connection to the platform closed", peer, subsystem) from exc
 
     def send_reply(self, message: Message) -> None:
         """Send from the receive loop without ever waiting; a full queue drops the reply."""
