@@ -177,10 +177,13 @@ class Platform:
         return agent
 
     def agent_process(
-        self, identity: str, transport: str = "ipc", **extra_env: str
+        self, identity: str, transport: str = "ipc", authorize: bool = True, **extra_env: str
     ) -> subprocess.Popen[bytes]:
-        """``pair_agent.py`` as identity, launched as a user would run it (keys in the environment)."""
-        keys = self.authorize(identity)
+        """``pair_agent.py`` as identity, launched as a user would run it (keys in the environment).
+
+        ``authorize=False`` gives it a key pair the platform has never heard of.
+        """
+        keys = self.authorize(identity) if authorize else generate_keypair()
         env = {
             **os.environ,
             "VOLTTRON_HOME": str(self.home),

@@ -96,3 +96,11 @@ def test_no_platform_means_one_line_and_exit_1(platform, poll) -> None:
     assert agent.wait(30) == 1
     err = platform.stderr_of(agent).strip().splitlines()
     assert len(err) == 1 and "could not reach the platform at tcp://127.0.0.1:9" in err[0]
+
+
+def test_unauthorized_key_fails_with_one_line_naming_the_cause(platform) -> None:
+    agent = platform.agent_process("intruder", authorize=False, TEST_WELCOME_TIMEOUT="2")
+    assert agent.wait(30) == 1
+    err = platform.stderr_of(agent).strip().splitlines()
+    assert len(err) == 1, err
+    assert "'intruder'" in err[0] and "authorize" in err[0]
