@@ -1,5 +1,8 @@
 """A raw pyzmq ROUTER in a thread playing the platform, for byte-exact wire tests.
 
+With ``forward=True`` it also routes peer-to-peer messages as the platform does, which the
+message-bus contract tests use.
+
 The agent under test runs in the test's greenlets; the router runs in a plain thread with blocking
 pyzmq (no gevent), so the two never share a hub. Tests read what the router received with
 ``router.expect(predicate)`` and make it send frames with ``router.send(frames)``.
@@ -34,7 +37,10 @@ def free_port() -> int:
 class RawRouter:
     """A ROUTER bound to ``tcp://127.0.0.1:<port>``; answers hello with welcome unless told not to."""
 
-    def __init__(self, port: int, keys: KeyPair | None = None, auto_welcome: bool = True) -> None:
+    def __init__(
+        self, port: int, keys: KeyPair | None = None, auto_welcome: bool = True, forward: bool = False
+    ) -> None:
+        self.forward = forward
         self.port = port
         self.address = f"tcp://127.0.0.1:{port}"
         self.keys = keys
@@ -72,6 +78,13 @@ class RawRouter:
                 frames = sock.recv_multipart()
                 self.history.append(frames)
                 self.received.put(frames)
+                if self.forward and len(frames) >= 6 and frames[1]:
+                    # route like the platform: [recipient, sender, VIP1, user = sender, id, subsystem, ...]
+                    try:
+                        sock.send_multipart([frames[1], frames[0], b"VIP1", frames[0], *frames[4:]])
+                    except zmq.ZMQError:
+                        pass
+                    continue
                 if self.auto_welcome and len(frames) >= 7 and frames[5] == b"hello" and frames[6] == b"hello":
                     sender = frames[0]
                     sock.send_multipart(

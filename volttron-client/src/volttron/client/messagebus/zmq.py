@@ -44,6 +44,7 @@ from volttron.client.messagebus.base import (
     EventCallback,
     Message,
 )
+from volttron.utils.errors import ConfigError
 from volttron.utils.frames import TEXT_ENCODING, VIP_SIGNATURE
 
 _log = logging.getLogger(__name__)
@@ -207,7 +208,10 @@ class ZmqConnection(Connection):
         if self._socket is not None or self._closed:
             raise BusError("a ZeroMQ connection can be opened once")
         params = self.params
-        address = parse_vip_address(params.address)
+        try:
+            address = parse_vip_address(params.address)
+        except ConfigError as exc:
+            raise BusError(str(exc)) from exc
         try:
             identity = params.identity.encode(TEXT_ENCODING)
         except UnicodeEncodeError as exc:
