@@ -275,3 +275,21 @@ def test_nothing_listening_is_unreachable_with_one_clear_error() -> None:
     agent.core.welcome_timeout = 0.5
     gevent.spawn(agent.core.run).join(10)
     assert "could not reach the platform" in str(agent.core.failure)
+
+
+def test_rpc_call_never_blocks_the_caller_while_the_platform_is_away(raw_router, run_agent) -> None:
+    router = raw_router()
+    alice = run_agent(make("alice", router, reconnect_interval=50))
+    port = router.port
+    router.close()
+    deadline = time.monotonic() + 5
+    while alice.core.connected and time.monotonic() < deadline:
+        gevent.sleep(0.01)
+    started = time.monotonic()
+    result = alice.vip.rpc.call("bob", "add", 1, 2)
+    assert time.monotonic() - started < 0.1  # call() itself returned at once
+    with pytest.raises(gevent.Timeout):
+        result.get(timeout=0.2)
+    restarted = raw_router(port)
+    frames = restarted.expect(subsystem(b"RPC"), timeout=10)  # queued request goes out on reconnection
+    assert frames[1] == b"bob" and json.loads(frames[6])["method"] == "add"

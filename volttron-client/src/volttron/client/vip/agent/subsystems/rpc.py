@@ -40,7 +40,7 @@ import gevent.local
 from volttron.client.messagebus.base import Message
 from volttron.client.vip.agent.capabilities import CapabilitySource, check_capabilities
 from volttron.client.vip.agent.decorators import annotate, annotations, dualmethod
-from volttron.client.vip.agent.errors import Unreachable, VIPError
+from volttron.client.vip.agent.errors import Again, Unreachable, VIPError
 from volttron.client.vip.agent.introspection import describe_method
 from volttron.client.vip.agent.results import AsyncResult, ResultsDictionary
 from volttron.client.vip.agent.subsystems.base import SubsystemBase
@@ -211,24 +211,39 @@ class RPC(SubsystemBase):
     def _send(
         self, peer: str, text: str, ident: str, platform: str | None, results: list[AsyncResult]
     ) -> None:
+        if platform:
+            envelope = {
+                "to_platform": platform,
+                "to_peer": peer,
+                "from_platform": "",
+                "from_peer": "",
+                "args": [text],
+            }
+            recipient, subsystem = "", "external_rpc"
+            args = [b"send_platform", json.dumps(envelope).encode()]
+        else:
+            recipient, subsystem, args = peer, "RPC", [text.encode("ascii")]
         try:
-            if platform:
-                envelope = {
-                    "to_platform": platform,
-                    "to_peer": peer,
-                    "from_platform": "",
-                    "from_peer": "",
-                    "args": [text],
-                }
-                self.core.send_vip(
-                    "", "external_rpc", [b"send_platform", json.dumps(envelope).encode()], ident
-                )
-            else:
-                self.core.send_vip(peer, "RPC", [text.encode("ascii")], ident)
+            self.core.send_vip(recipient, subsystem, args, ident, timeout=0)
+        except Again:
+            # The link is down or the queue full: wait for it in a greenlet of our own, so that the
+            # caller's result.get(timeout=...) alone bounds how long the caller waits.
+            self.core.spawn(self._send_later, recipient, subsystem, args, ident, results)
         except VIPError as exc:
-            for result in results:
-                self._results.pop(result.ident)
-                result.set_exception(exc)
+            self._fail(results, exc)
+
+    def _send_later(
+        self, recipient: str, subsystem: str, args: list[bytes], ident: str, results: list[AsyncResult]
+    ) -> None:
+        try:
+            self.core.send_vip(recipient, subsystem, args, ident)
+        except VIPError as exc:
+            self._fail(results, exc)
+
+    def _fail(self, results: list[AsyncResult], error: BaseException) -> None:
+        for result in results:
+            if self._results.pop(result.ident) is not None or not result.ready():
+                result.set_exception(error)
 
     # ------------------------------------------------------------------ receiving
 
