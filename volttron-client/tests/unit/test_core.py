@@ -297,3 +297,34 @@ def test_unknown_bus_is_a_clear_failure() -> None:
     agent = Agent(identity="x", message_bus="zqm", enable_auth=False)
     gevent.spawn(agent.core.run).join(5)
     assert isinstance(agent.core.failure, ConnectError) and "did you mean 'zmq'" in str(agent.core.failure)
+
+
+def test_agent_signature_keeps_the_original_order() -> None:
+    import inspect
+
+    names = list(inspect.signature(Agent.__init__).parameters)[1:22]
+    assert names == [
+        "identity",
+        "address",
+        "context",
+        "publickey",
+        "secretkey",
+        "serverkey",
+        "heartbeat_autostart",
+        "heartbeat_period",
+        "volttron_home",
+        "agent_uuid",
+        "enable_store",
+        "enable_web",
+        "enable_channel",
+        "reconnect_interval",
+        "version",
+        "enable_fncs",
+        "instance_name",
+        "message_bus",
+        "volttron_central_address",
+        "volttron_central_instance_name",
+        "enable_auth",
+    ]  # reference §4.1
+    agent = Agent("positional", None, None, None, None, None, False, 30, enable_auth=False)
+    assert agent.core.identity == "positional" and agent.vip.heartbeat.period == 30

@@ -29,9 +29,6 @@ _IGNORED_KWARGS = frozenset(
         "config_path",
         "tag_vip_id",
         "tag_refresh_interval",
-        "enable_fncs",
-        "volttron_central_address",
-        "volttron_central_instance_name",
     }
 )
 
@@ -98,9 +95,11 @@ class Agent:
     ``@PubSub.subscribe('pubsub', 'devices')``, ``@Core.schedule(periodic(60))``) and start it with
     :func:`volttron.client.vip_main`. Every agent exports ``agent.version`` over RPC.
 
-    ``reconnect_interval`` is in milliseconds, as in the original. ``connection_factory`` replaces
-    the message bus (tests pass an in-memory connection). Other keyword arguments the original
-    accepted (``config_path``, ``enable_fncs``...) are accepted and ignored.
+    The positional order of the arguments is the original's (reference §4.1).
+    ``reconnect_interval`` is in milliseconds, as in the original. ``enable_fncs`` and the
+    ``volttron_central_*`` arguments are accepted and have no effect. ``connection_factory``
+    (keyword only) replaces the message bus; tests pass an in-memory connection. Other keyword
+    arguments the original passed (``config_path``...) are accepted and ignored.
     """
 
     def __init__(
@@ -120,9 +119,13 @@ class Agent:
         enable_channel: bool = False,
         reconnect_interval: float | None = None,
         version: str = "0.1",
+        enable_fncs: bool = False,
         instance_name: str | None = None,
         message_bus: str | None = None,
+        volttron_central_address: str | None = None,
+        volttron_central_instance_name: str | None = None,
         enable_auth: bool | None = None,
+        *,
         connection_factory: ConnectionFactory | None = None,
         **kwargs: Any,
     ) -> None:
