@@ -18,6 +18,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from volttron.client.messagebus.base import Message
+from volttron.client.vip.agent.errors import VIPError
+from volttron.client.vip.agent.results import AsyncResult, ResultsDictionary
 
 if TYPE_CHECKING:
     from volttron.client.vip.agent.core import Core
@@ -47,3 +49,41 @@ class SubsystemBase:
     def reply(self, message: Message, args: list[bytes]) -> None:
         """Answer ``message`` from the receive loop (same id and subsystem, user ``''``, no waiting)."""
         self.core.send_reply(Message(message.peer, message.subsystem, args, message.id, ""))
+
+
+class RequestingSubsystem(SubsystemBase):
+    """A subsystem that sends requests and resolves their results from the answers.
+
+    The answer (or an error frame) carries the request's message id; :meth:`_resolve` and
+    :meth:`_handle_error` find the pending result by it.
+    """
+
+    #: the subsystem's name on the wire
+    name: str = ""
+
+    def __init__(self, core: Core) -> None:
+        super().__init__(core)
+        self._results = ResultsDictionary()
+        core.register(self.name, self._handle, self._handle_error)
+
+    def _request(self, peer: str, args: list[bytes], description: str) -> AsyncResult:
+        """Send ``args`` to ``peer`` under a fresh message id; a send failure fails the result."""
+        result = self._results.next(peer, description)
+        try:
+            self.core.send_vip(peer, self.name, args, result.ident)
+        except VIPError as exc:
+            self._results.pop(result.ident)
+            result.set_exception(exc)
+        return result
+
+    def _resolve(self, message: Message) -> AsyncResult | None:
+        """The pending result that ``message`` answers, if any."""
+        return self._results.pop(message.id)
+
+    def _handle(self, message: Message) -> None:  # pragma: no cover - every subclass overrides it
+        raise NotImplementedError
+
+    def _handle_error(self, error: VIPError, message: Message) -> None:
+        result = self._results.pop(message.id)
+        if result is not None:
+            result.set_exception(error)

@@ -10,9 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from volttron.client.messagebus.base import Message
-from volttron.client.vip.agent.errors import VIPError
-from volttron.client.vip.agent.results import AsyncResult, ResultsDictionary
-from volttron.client.vip.agent.subsystems.base import SubsystemBase
+from volttron.client.vip.agent.results import AsyncResult
+from volttron.client.vip.agent.subsystems.base import RequestingSubsystem
 from volttron.utils.frames import decode_frame
 
 if TYPE_CHECKING:
@@ -21,23 +20,17 @@ if TYPE_CHECKING:
 VIP_VERSION = b"1.0"
 
 
-class Hello(SubsystemBase):
+class Hello(RequestingSubsystem):
     """Say hello to a peer (or the router) and answer peers' hellos."""
+
+    name = "hello"
 
     def __init__(self, core: Core) -> None:
         super().__init__(core)
-        self._results = ResultsDictionary()
-        core.register("hello", self._handle, self._handle_error)
 
     def hello(self, peer: str = "") -> AsyncResult:
         """Send hello to ``peer``; the result is ``[version, responder, my_identity]``."""
-        result = self._results.next(peer, f"hello to {peer or 'the router'!r}")
-        try:
-            self.core.send_vip(peer, "hello", [b"hello"], result.ident)
-        except VIPError as exc:
-            self._results.pop(result.ident)
-            result.set_exception(exc)
-        return result
+        return self._request(peer, [b"hello"], f"hello to {peer or 'the router'!r}")
 
     __call__ = hello
 
@@ -53,8 +46,3 @@ class Hello(SubsystemBase):
             result = self._results.pop(message.id)
             if result is not None:
                 result.set([decode_frame(a) for a in args[1:]])
-
-    def _handle_error(self, error: VIPError, message: Message) -> None:
-        result = self._results.pop(message.id)
-        if result is not None:
-            result.set_exception(error)

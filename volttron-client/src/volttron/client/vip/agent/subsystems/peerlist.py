@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 from volttron.client.messagebus.base import Message
 from volttron.client.vip.agent.dispatch import Signal
 from volttron.client.vip.agent.errors import VIPError
-from volttron.client.vip.agent.results import AsyncResult, ResultsDictionary
-from volttron.client.vip.agent.subsystems.base import SubsystemBase
+from volttron.client.vip.agent.results import AsyncResult
+from volttron.client.vip.agent.subsystems.base import RequestingSubsystem
 from volttron.utils.frames import TEXT_ENCODING
 
 if TYPE_CHECKING:
@@ -24,26 +24,26 @@ if TYPE_CHECKING:
 _log = logging.getLogger(__name__)
 
 
-class PeerList(SubsystemBase):
+class PeerList(RequestingSubsystem):
     """The peers the router knows, and notifications as they come and go."""
+
+    name = "peerlist"
 
     def __init__(self, core: Core) -> None:
         super().__init__(core)
-        self._results = ResultsDictionary()
         self.onadd = Signal("onadd")
         self.ondrop = Signal("ondrop")
         self.peers_list: set[str] = set()
-        core.register("peerlist", self._handle, self._handle_error)
 
     def list(self) -> AsyncResult:
         """The identities of the connected peers."""
-        return self._request([b"list"], "peer list")
+        return self._request("", [b"list"], "peer list")
 
     __call__ = list
 
     def list_with_messagebus(self) -> AsyncResult:
         """``{identity: bus}`` (RabbitMQ routers only)."""
-        return self._request([b"list_with_messagebus"], "peer list with message bus")
+        return self._request("", [b"list_with_messagebus"], "peer list with message bus")
 
     def add_peer(self, peer: str, message_bus: str | None = None) -> None:
         """Tell the router about a peer on another bus (used by a bus proxy)."""
@@ -58,15 +58,6 @@ class PeerList(SubsystemBase):
         if message_bus:
             args.append(message_bus.encode(TEXT_ENCODING))
         self.core.send_vip("", "peerlist", args)
-
-    def _request(self, args: list[bytes], description: str) -> AsyncResult:
-        result = self._results.next("", description)
-        try:
-            self.core.send_vip("", "peerlist", args, result.ident)
-        except VIPError as exc:
-            self._results.pop(result.ident)
-            result.set_exception(exc)
-        return result
 
     def _handle(self, message: Message) -> None:
         args = message.args
@@ -100,8 +91,3 @@ class PeerList(SubsystemBase):
             result.set_exception(VIPError(-1, detail, "", "peerlist"))
         else:
             _log.debug("unknown peerlist operation %r", op)
-
-    def _handle_error(self, error: VIPError, message: Message) -> None:
-        result = self._results.pop(message.id)
-        if result is not None:
-            result.set_exception(error)

@@ -12,22 +12,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from volttron.client.messagebus.base import Message
-from volttron.client.vip.agent.errors import VIPError
-from volttron.client.vip.agent.results import AsyncResult, ResultsDictionary
-from volttron.client.vip.agent.subsystems.base import SubsystemBase
+from volttron.client.vip.agent.results import AsyncResult
+from volttron.client.vip.agent.subsystems.base import RequestingSubsystem
 from volttron.utils.frames import decode_frame, encode_frame
 
 if TYPE_CHECKING:
     from volttron.client.vip.agent.core import Core
 
 
-class Ping(SubsystemBase):
+class Ping(RequestingSubsystem):
     """Ping the router or a peer, and answer pings."""
+
+    name = "ping"
 
     def __init__(self, core: Core) -> None:
         super().__init__(core)
-        self._results = ResultsDictionary()
-        core.register("ping", self._handle, self._handle_error)
 
     def ping(self, peer: str, *args: Any) -> AsyncResult:
         """The original call: ``['drop', peer]`` to the router; resolves to ``[peer]``."""
@@ -40,13 +39,7 @@ class Ping(SubsystemBase):
         return self._send(peer, ["ping", *args], f"ping of {peer!r}")
 
     def _send(self, peer: str, args: list[Any], description: str) -> AsyncResult:
-        result = self._results.next(peer, description)
-        try:
-            self.core.send_vip(peer, "ping", [encode_frame(a) for a in args], result.ident)
-        except VIPError as exc:
-            self._results.pop(result.ident)
-            result.set_exception(exc)
-        return result
+        return self._request(peer, [encode_frame(a) for a in args], description)
 
     def _handle(self, message: Message) -> None:
         args = message.args
@@ -58,8 +51,3 @@ class Ping(SubsystemBase):
             result = self._results.pop(message.id)
             if result is not None:
                 result.set([decode_frame(a) for a in args[1:]])
-
-    def _handle_error(self, error: VIPError, message: Message) -> None:
-        result = self._results.pop(message.id)
-        if result is not None:
-            result.set_exception(error)

@@ -30,8 +30,8 @@ from volttron.client.messagebus.base import Message
 from volttron.client.vip.agent.decorators import annotate, dualmethod
 from volttron.client.vip.agent.dispatch import SerialExecutor
 from volttron.client.vip.agent.errors import VIPError
-from volttron.client.vip.agent.results import AsyncResult, ResultsDictionary
-from volttron.client.vip.agent.subsystems.base import SubsystemBase
+from volttron.client.vip.agent.results import AsyncResult
+from volttron.client.vip.agent.subsystems.base import RequestingSubsystem
 from volttron.utils.frames import decode_frame
 from volttron.utils.jsonrpc import Error as JsonRpcError
 
@@ -49,13 +49,14 @@ _RESYNC_INTERVAL = 5.0
 Callback = Callable[[str, str, str, str, dict, Any], Any]
 
 
-class PubSub(SubsystemBase):
+class PubSub(RequestingSubsystem):
     """Publish to topics and receive what others publish."""
+
+    name = "pubsub"
 
     def __init__(self, core: Core, owner: Any = None) -> None:
         super().__init__(core)
         self.owner = owner
-        self._results = ResultsDictionary()
         # platform -> bus -> prefix -> callbacks (insertion ordered, no duplicates)
         self._subscriptions: dict[str, dict[str, dict[str, dict[Callback, None]]]] = {
             p: {} for p in PLATFORMS
@@ -63,7 +64,6 @@ class PubSub(SubsystemBase):
         self._match_cache: dict[tuple[str, str], tuple[Callback, ...]] = {}
         self._executor = SerialExecutor("pubsub")
         self._last_resync = 0.0
-        core.register("pubsub", self._handle, self._handle_error)
 
     # ------------------------------------------------------------------ life cycle
 
@@ -97,7 +97,7 @@ class PubSub(SubsystemBase):
         if not self.core.connected:
             return _done("subscribe")  # sent with every subscription at the next welcome
         body = {"prefix": prefix, "bus": bus, "all_platforms": all_platforms}
-        return self._request([b"subscribe", _dumpb(body)], f"subscribe to {prefix!r}")
+        return self._request("", [b"subscribe", _dumpb(body)], f"subscribe to {prefix!r}")
 
     @subscribe.classmethod
     def subscribe(
@@ -135,7 +135,7 @@ class PubSub(SubsystemBase):
         if not self.core.connected:
             return _done("unsubscribe")  # the next welcome sends what is left
         body = {platform: {"prefix": body_prefix, "bus": bus}}
-        return self._request([b"unsubscribe", _dumpb(body)], f"unsubscribe from {prefix!r}")
+        return self._request("", [b"unsubscribe", _dumpb(body)], f"unsubscribe from {prefix!r}")
 
     def list(
         self,
@@ -154,7 +154,7 @@ class PubSub(SubsystemBase):
             "reverse": reverse,
             "bus": bus,
         }
-        return self._request([b"list", _dumpb(body)], "subscription list")
+        return self._request("", [b"list", _dumpb(body)], "subscription list")
 
     def synchronize(self, peer: str | None = None) -> None:
         """Send every local subscription to the router, replacing what it holds for this agent."""
@@ -220,16 +220,7 @@ class PubSub(SubsystemBase):
             raise FrameError(
                 f"publish on {topic!r}: headers and message must be JSON serialisable: {exc}"
             ) from exc
-        return self._request([b"publish", topic.encode("iso-8859-1"), body], f"publish on {topic!r}")
-
-    def _request(self, args: list[bytes], description: str) -> AsyncResult:
-        result = self._results.next("", description)
-        try:
-            self.core.send_vip("", "pubsub", args, result.ident)
-        except VIPError as exc:
-            self._results.pop(result.ident)
-            result.set_exception(exc)
-        return result
+        return self._request("", [b"publish", topic.encode("iso-8859-1"), body], f"publish on {topic!r}")
 
     # ------------------------------------------------------------------ receiving
 

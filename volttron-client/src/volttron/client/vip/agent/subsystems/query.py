@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 from volttron.client.messagebus.base import Message
 from volttron.client.vip.agent.errors import VIPError
-from volttron.client.vip.agent.results import AsyncResult, ResultsDictionary
-from volttron.client.vip.agent.subsystems.base import SubsystemBase
+from volttron.client.vip.agent.results import AsyncResult
+from volttron.client.vip.agent.subsystems.base import RequestingSubsystem
 from volttron.utils.frames import decode_frame
 
 if TYPE_CHECKING:
@@ -22,23 +22,17 @@ if TYPE_CHECKING:
 _log = logging.getLogger(__name__)
 
 
-class Query(SubsystemBase):
+class Query(RequestingSubsystem):
     """Query platform properties; also learns the instance name when it is not configured."""
+
+    name = "query"
 
     def __init__(self, core: Core) -> None:
         super().__init__(core)
-        self._results = ResultsDictionary()
-        core.register("query", self._handle, self._handle_error)
 
     def query(self, prop: str, peer: str = "") -> AsyncResult:
         """The value of ``prop`` (JSON values parsed, text as text, nothing as None)."""
-        result = self._results.next(peer, f"query {prop!r}")
-        try:
-            self.core.send_vip(peer, "query", [prop.encode("iso-8859-1")], result.ident)
-        except VIPError as exc:
-            self._results.pop(result.ident)
-            result.set_exception(exc)
-        return result
+        return self._request(peer, [prop.encode("iso-8859-1")], f"query {prop!r}")
 
     __call__ = query
 
@@ -67,8 +61,3 @@ class Query(SubsystemBase):
             result.set(None)
         else:
             result.set_exception(VIPError(-1, f"unexpected query reply {args[:2]!r}", message.peer, "query"))
-
-    def _handle_error(self, error: VIPError, message: Message) -> None:
-        result = self._results.pop(message.id)
-        if result is not None:
-            result.set_exception(error)
