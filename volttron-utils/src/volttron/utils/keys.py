@@ -12,9 +12,6 @@ import base64
 import binascii
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
-
 from volttron.utils.errors import KeyFormatError
 
 KEY_LENGTH = 43
@@ -147,6 +144,10 @@ def is_valid_key(key: str | bytes) -> bool:
 
 def public_from_secret(secret: str | bytes) -> str:
     """The public key that belongs to a secret key."""
+    # cryptography costs an agent process ~7 MB; only key makers and checkers pay for it
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
     private = X25519PrivateKey.from_private_bytes(decode_key(secret))
     return encode_key(private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
 
@@ -157,6 +158,9 @@ def generate_keypair() -> KeyPair:
     Neither half starts with ``-``: such keys are mistaken for options on command lines, which is
     why the original platform regenerated them too.
     """
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+
     for _ in range(1000):
         private = X25519PrivateKey.generate()
         secret = encode_key(private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()))
