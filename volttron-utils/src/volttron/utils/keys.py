@@ -159,7 +159,12 @@ def generate_keypair() -> KeyPair:
     why the original platform regenerated them too.
     """
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+        PublicFormat,
+    )
 
     for _ in range(1000):
         private = X25519PrivateKey.generate()
