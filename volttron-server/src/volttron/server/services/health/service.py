@@ -1,0 +1,155 @@
+"""The platform health service, ``platform.health`` (reference §2.9, §3.5, §8.5 item 7).
+
+An agent inside the platform process, connected to ``inproc://vip``. It learns every peer from the
+router (the peer list at each welcome, then the peerlist ``add``/``drop`` notices) and subscribes to
+the ``heartbeat`` prefix, where every agent publishes ``heartbeat/<identity>`` with its health status
+(reference §2.8). The table and the rules (stale after missed heartbeats, disconnected peers) are in
+:mod:`~volttron.server.services.health.tracker`.
+
+RPC methods::
+
+    get_platform_health() -> {identity: entry}      # every peer but control.connection
+    get_agent_health(identity) -> entry             # RemoteError(UnknownPeerError) if never seen
+
+    entry = {"peer", "service_agent", "connected", "disconnected", "last_heartbeat", "message",
+             "heartbeat_period", "state": "connected"|"stale"|"disconnected",
+             "status": "GOOD"|"BAD"|"UNKNOWN"|"STARTING", "context"}
+
+The heartbeat is credited to the publishing peer (the ``sender`` the router stamps), not to the
+identity in the topic, so no agent can report health for another.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import gevent
+from gevent.event import Event
+
+from volttron.client.known_identities import CONTROL_CONNECTION, LEGACY_ALIASES, PROCESS_IDENTITIES
+from volttron.client.vip.agent import RPC, Agent, PubSub, VIPError
+from volttron.server.identities import PLATFORM_HEALTH
+from volttron.server.platform import PlatformContext
+from volttron.server.services.health.tracker import HealthTracker, StaleRule
+from volttron.utils.errors import VolttronError
+
+_log = logging.getLogger(__name__)
+
+HEARTBEAT_PREFIX = "heartbeat"
+EXCLUDED = (CONTROL_CONNECTION,)
+"""Identities left out of :meth:`HealthAgent.get_platform_health` (vctl's short-lived connection)."""
+SERVICE_IDENTITIES = PROCESS_IDENTITIES | frozenset(LEGACY_ALIASES)
+
+
+class HealthServiceError(VolttronError):
+    """The health service could not join the platform."""
+
+
+class HealthAgent(Agent):
+    """The ``platform.health`` agent; see the module docstring."""
+
+    LIST_TIMEOUT = 10.0
+
+    def __init__(self, tracker: HealthTracker, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.tracker = tracker
+        self.vip.peerlist.onadd.connect(self._peer_added, self)
+        self.vip.peerlist.ondrop.connect(self._peer_dropped, self)
+        self.core.onconnected.connect(self._connected, self)
+
+    # -- what the router tells us ------------------------------------------------------------------
+    def _connected(self, sender: Any, **kwargs: Any) -> None:
+        self.core.spawn(self._list_peers)
+
+    def _list_peers(self) -> None:
+        try:
+            peers = self.vip.peerlist.list().get(timeout=self.LIST_TIMEOUT)
+        except (VIPError, gevent.Timeout) as exc:
+            _log.warning("could not list the platform's peers: %s; tracking peers as they come", exc)
+            return
+        self.tracker.peers_listed(peers)
+
+    def _peer_added(self, sender: Any, peer: str = "", **kwargs: Any) -> None:
+        self.tracker.peer_connected(peer)
+
+    def _peer_dropped(self, sender: Any, peer: str = "", **kwargs: Any) -> None:
+        self.tracker.peer_dropped(peer)
+
+    @PubSub.subscribe("pubsub", HEARTBEAT_PREFIX)
+    def _on_heartbeat(self, peer: str, sender: str, bus: str, topic: str, headers: dict,
+                      message: Any) -> None:
+        self.tracker.heartbeat(sender, message)
+
+    # -- RPC -----------------------------------------------------------------------------------
+    @RPC.export
+    def get_platform_health(self) -> dict[str, dict[str, Any]]:
+        """``{identity: entry}`` for every peer the platform has (and recently had), bar vctl's."""
+        return self.tracker.report(exclude=EXCLUDED)
+
+    @RPC.export
+    def get_agent_health(self, identity: str) -> dict[str, Any]:
+        """The entry of one peer; raises :class:`UnknownPeerError` for an identity never seen."""
+        if not isinstance(identity, str):
+            raise TypeError(f"identity must be a string, not {type(identity).__name__}")
+        return self.tracker.entry(identity)
+
+
+class HealthService:
+    """Runs :class:`HealthAgent` in the platform process (a :class:`PlatformService`)."""
+
+    START_TIMEOUT = 10.0
+    STOP_TIMEOUT = 5.0
+
+    def __init__(self, context: PlatformContext, rule: StaleRule | None = None) -> None:
+        self.context = context
+        self.tracker = HealthTracker(SERVICE_IDENTITIES, rule)
+        self.agent: HealthAgent | None = None
+        self._greenlet: gevent.Greenlet | None = None
+
+    def start(self) -> None:
+        """Connect to the router and wait for the welcome; :class:`HealthServiceError` if it fails."""
+        ctx = self.context
+        agent = HealthAgent(
+            self.tracker,
+            identity=PLATFORM_HEALTH,
+            address=ctx.router_address,
+            context=ctx.zmq_context,
+            volttron_home=str(ctx.home),
+            instance_name=ctx.instance_name,
+            message_bus="zmq",
+            enable_store=False,
+            enable_auth=ctx.auth_enabled,
+        )
+        agent.core.welcome_timeout = self.START_TIMEOUT
+        running = Event()
+        greenlet = gevent.spawn(agent.core.run, running)
+        gevent.wait([running, greenlet], timeout=self.START_TIMEOUT + 1.0, count=1)
+        if not running.is_set():
+            agent.core.stop(timeout=self.STOP_TIMEOUT)
+            greenlet.kill(block=True, timeout=self.STOP_TIMEOUT)
+            why = agent.core.failure or greenlet.exception or "no welcome from the router"
+            raise HealthServiceError(f"the health service could not connect: {why}")
+        self.agent, self._greenlet = agent, greenlet
+        _log.debug("health service started as %s", PLATFORM_HEALTH)
+
+    def stop(self) -> None:
+        """Disconnect from the router."""
+        agent, greenlet = self.agent, self._greenlet
+        self.agent = self._greenlet = None
+        if agent is not None:
+            agent.core.stop(timeout=self.STOP_TIMEOUT)
+        if greenlet is not None:
+            greenlet.kill(block=True, timeout=self.STOP_TIMEOUT)
+
+    def statistics(self) -> dict[str, int]:
+        """Counts of peers by state and heartbeats heard."""
+        return self.tracker.statistics()
+
+    def __repr__(self) -> str:
+        return f"HealthService({PLATFORM_HEALTH!r})"
+
+
+def health_service(context: PlatformContext) -> HealthService:
+    """The service factory for :func:`volttron.server.main.default_services`."""
+    return HealthService(context)
