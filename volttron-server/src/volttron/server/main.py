@@ -23,7 +23,13 @@ _log = logging.getLogger("volttron.server")
 
 def default_services() -> list[ServiceFactory]:
     """The in-process services a platform starts, in start order (none yet beyond the router's own)."""
-    return []
+    from volttron.server.services.control.service import ControlService
+    from volttron.server.services.health.service import health_service
+
+    return [
+        health_service,
+        ControlService,
+    ]
 
 
 def _fail(message: str, code: int = 1) -> int:
