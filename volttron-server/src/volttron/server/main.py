@@ -23,10 +23,12 @@ _log = logging.getLogger("volttron.server")
 
 def default_services() -> list[ServiceFactory]:
     """The in-process services a platform starts, in start order (none yet beyond the router's own)."""
+    from volttron.server.services.config_store.service import config_store_service
     from volttron.server.services.control.service import ControlService
     from volttron.server.services.health.service import health_service
 
     return [
+        config_store_service,  # before the agents: they ask for their configurations as they start
         health_service,
         ControlService,
     ]
