@@ -1,0 +1,303 @@
+"""``vctl install``: a source directory, a wheel file or a package name (reference §5.4).
+
+A directory is built into a wheel here, beside vctl (``volttron.client.packaging.build_wheel``),
+so an agent installs into a remote platform too. Files are checked before anything is sent: a
+missing path, a file that is not a wheel, or a wheel without an agent entry point fail at once.
+The wheel goes to the platform over a VIP channel; a package name is resolved by pip on the
+platform against its configured index. One ``install`` call then installs, tags, enables and
+starts the agent on the platform, streaming its steps back on the channel (printed on stderr).
+
+Output: ``Agent <uuid> installed as <identity>`` or ``Agent <uuid> installed as <identity> and
+started [<pid>]``; with ``--json`` ``{"agent_uuid", "identity", "tag", "priority", "enabling",
+"starting", "started", "pid", ...}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from volttron.client.commands.cli import EXIT_ERROR, CommandError
+
+if TYPE_CHECKING:
+    from volttron.client.commands.connection import ControlConnection
+    from volttron.client.commands.vctl import VctlOptions
+
+Say = Callable[[str], None]
+CONNECT_POLL_SECONDS = 0.2
+
+
+@dataclass(frozen=True)
+class InstallRequest:
+    """What to install and how."""
+
+    source: str
+    vip_identity: str | None = None
+    tag: str | None = None
+    agent_config: str | None = None
+    """The configuration text (YAML or JSON), read from ``--agent-config FILE``."""
+    priority: str | None = None
+    enable: bool = False
+    start: bool = False
+    force: bool = False
+    pre: bool = False
+    start_wait: float = 5.0
+    """With ``start``: seconds to wait for the agent to connect (0: do not wait)."""
+
+
+@dataclass(frozen=True)
+class PreparedSource:
+    """The agent to send: a wheel file, or a package name for the platform's pip."""
+
+    wheel: Path | None = None
+    package: str | None = None
+
+
+def looks_like_path(source: str) -> bool:
+    """True when ``source`` is meant as a file or directory rather than a package name."""
+    if "://" in source:
+        return False
+    return "/" in source or os.sep in source or source.startswith((".", "~")) or source.endswith(".whl")
+
+
+def prepare_source(
+    source: str, build_dir: Path, say: Say | None = None, build_timeout: float = 600.0
+) -> PreparedSource:
+    """A checked wheel for ``source`` (building a directory into ``build_dir``), or a package name.
+
+    Raises :class:`CommandError` for a missing path, a failed build, a file that is not a wheel
+    or a wheel without an agent entry point.
+    """
+    from volttron.client.packaging import BuildError, PackagingError, build_wheel, inspect_wheel
+
+    path = Path(source).expanduser()
+    try:
+        if path.is_dir():
+            if say:
+                say(f"building a wheel from {path}")
+            wheel = build_wheel(path, build_dir, build_timeout, progress=say)
+        elif path.exists():
+            wheel = path
+        elif looks_like_path(source):
+            raise CommandError(f"{source}: no such file or directory", EXIT_ERROR)
+        else:
+            return PreparedSource(package=source.strip())
+        info = inspect_wheel(wheel)
+    except BuildError as exc:
+        first = str(exc).splitlines()[0]
+        if say and exc.output_tail:
+            say("build output (last lines):\n" + exc.output_tail)
+        raise CommandError(first, EXIT_ERROR) from exc
+    except PackagingError as exc:
+        raise CommandError(" ".join(str(exc).split()), EXIT_ERROR) from exc
+    if say:
+        say(f"agent {info.name} {info.version} in {wheel.name}")
+    return PreparedSource(wheel=wheel)
+
+
+def read_agent_config(path: str | None) -> str | None:
+    """The text of ``--agent-config FILE``, checked to parse as YAML or JSON."""
+    if path is None:
+        return None
+    from volttron.utils.config import parse_config
+    from volttron.utils.errors import ConfigError
+
+    file = Path(path).expanduser()
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CommandError(f"--agent-config {path}: cannot read it: {exc}", EXIT_ERROR) from exc
+    try:
+        parse_config(text, str(file))
+    except ConfigError as exc:
+        raise CommandError(f"--agent-config {path}: {' '.join(str(exc).split())}", EXIT_ERROR) from exc
+    return text
+
+
+def install_agent(
+    connection: ControlConnection, request: InstallRequest, prepared: PreparedSource, say: Say | None = None
+) -> dict[str, Any]:
+    """Send the agent (if a wheel) and install it; returns the platform's install report."""
+    from volttron.client.commands.connection import translate_error
+    from volttron.client.commands.transfer import TransferError, serve_install
+
+    channel = connection.channel()
+    try:
+        agent = prepared.wheel.name if prepared.wheel is not None else prepared.package
+        result = connection.call_async(
+            "install",
+            agent,
+            channel_name=channel.name if prepared.wheel is not None else None,
+            vip_identity=request.vip_identity,
+            tag=request.tag,
+            agent_config=request.agent_config,
+            priority=request.priority,
+            enable=request.enable,
+            start=request.start,
+            force=request.force,
+            pre_release=request.pre,
+            progress_channel=channel.name,
+        )
+        idle = connection.settings.timeout
+        try:
+            serve_install(
+                channel,
+                result,
+                prepared.wheel,
+                idle,
+                progress=_progress_printer(say),
+                sent=_sent_printer(say),
+            )
+        except TransferError as exc:
+            raise CommandError(f"install: {exc}", EXIT_ERROR) from exc
+        try:
+            return result.get(timeout=idle)
+        except Exception as exc:
+            from volttron.utils.errors import VolttronError
+
+            if isinstance(exc, VolttronError):
+                raise translate_error(exc, "install", "platform.control", idle) from exc
+            raise
+    finally:
+        channel.close()
+
+
+def wait_connected(connection: ControlConnection, identity: str, timeout: float) -> dict[str, Any]:
+    """Poll until ``identity`` is connected or its process has stopped; returns its last status row."""
+    deadline = time.monotonic() + timeout
+    while True:
+        row = next((r for r in connection.call("agent_status_rows") if r["identity"] == identity), None)
+        if row is None or row.get("state") != "running":
+            return row or {}
+        if identity in connection.call("peerlist"):
+            row["connected"] = True
+            return row
+        if time.monotonic() >= deadline:
+            row["connected"] = False
+            return row
+        import gevent
+
+        gevent.sleep(CONNECT_POLL_SECONDS)
+
+
+def run_install(
+    connection: ControlConnection, request: InstallRequest, prepared: PreparedSource, say: Say | None = None
+) -> dict[str, Any]:
+    """Send and install a prepared agent; with ``start``, wait for the agent to connect."""
+    report = install_agent(connection, request, prepared, say)
+    report.update(enabling=request.enable or request.priority is not None, starting=request.start)
+    if request.start and report.get("started") and request.start_wait > 0:
+        row = wait_connected(connection, report["identity"], request.start_wait)
+        report["state"] = row.get("state")
+        report["connected"] = row.get("connected", False)
+        report["pid"] = row.get("pid", report.get("pid"))
+        if row.get("state") not in (None, "running"):
+            from volttron.client.commands.agent import describe_state
+
+            report["error"] = describe_state(row)
+    return report
+
+
+def _progress_printer(say: Say | None) -> Callable[[str, str], None] | None:
+    if say is None:
+        return None
+    return lambda step, message: say(f"{step}: {message}")
+
+
+def _sent_printer(say: Say | None) -> Callable[[int, int], None] | None:
+    if say is None:
+        return None
+    shown = {"percent": -1}
+
+    def report(sent: int, total: int) -> None:
+        percent = 100 if total == 0 else min(100, sent * 100 // total)
+        if percent >= shown["percent"] + 25 or (percent == 100 and shown["percent"] != 100):
+            shown["percent"] = percent
+            say(f"transfer: sent {sent} of {total} bytes ({percent}%)")
+
+    return report
+
+
+def _say(message: str) -> None:
+    click.echo(message, err=True)
+
+
+@click.command()
+@click.argument("source", metavar="DIRECTORY|WHEEL|PACKAGE")
+@click.option("--vip-identity", help="The agent's identity (default: <name>-<version>_<n>).")
+@click.option("--tag", help="A label for the agent (at most 64 characters).")
+@click.option(
+    "--agent-config", "agent_config", metavar="FILE", help="The agent's configuration (YAML or JSON)."
+)
+@click.option("--priority", help="Enable the agent at this start priority 0-99.")
+@click.option("--enable", is_flag=True, help="Start the agent with the platform (priority 50 by default).")
+@click.option("--start", is_flag=True, help="Start the agent now.")
+@click.option("-f", "--force", is_flag=True, help="Reinstall over an agent with the same identity.")
+@click.option("--pre", "--pre-release", "pre", is_flag=True, help="Allow pre-release versions.")
+@click.option(
+    "-st",
+    "--agent-start-time",
+    "start_wait",
+    type=float,
+    default=5.0,
+    show_default=True,
+    help="With --start: seconds to wait for the agent to connect.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_obj
+def install(
+    opts: VctlOptions,
+    source: str,
+    vip_identity: str | None,
+    tag: str | None,
+    agent_config: str | None,
+    priority: str | None,
+    enable: bool,
+    start: bool,
+    force: bool,
+    pre: bool,
+    start_wait: float,
+    as_json: bool,
+) -> None:
+    """Install an agent from a source DIRECTORY, a WHEEL file, or a PACKAGE name on the platform's index."""
+    from volttron.client.commands.connection import check_local_platform, connected
+
+    request = InstallRequest(
+        source=source,
+        vip_identity=vip_identity,
+        tag=tag,
+        agent_config=read_agent_config(agent_config),
+        priority=priority,
+        enable=enable,
+        start=start,
+        force=force,
+        pre=pre,
+        start_wait=max(0.0, start_wait),
+    )
+    settings = opts.connection_settings()
+    if settings.is_local:  # say so before a build that may take a while
+        check_local_platform(settings.home)
+    with tempfile.TemporaryDirectory(prefix="vctl-build-") as tmp:
+        prepared = prepare_source(source, Path(tmp), _say)
+        with connected(settings) as connection:
+            report = run_install(connection, request, prepared, _say)
+    if as_json or opts.json:
+        click.echo(json.dumps(report, indent=2, sort_keys=True))
+    elif report.get("error"):
+        click.echo(f"Agent {report['agent_uuid']} installed as {report['identity']}")
+    elif report.get("started"):
+        click.echo(
+            f"Agent {report['agent_uuid']} installed as {report['identity']} and started [{report['pid']}]"
+        )
+    else:
+        click.echo(f"Agent {report['agent_uuid']} installed as {report['identity']}")
+    if report.get("error"):
+        raise CommandError(f"{report['identity']} did not stay up: {report['error']}", EXIT_ERROR)
