@@ -1,0 +1,225 @@
+"""The benchmark's one table, its targets, and the recorded block of docs/performance.md."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform as host
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stats import LatencyStats, Throughput
+
+MB = 1_000_000
+BEGIN = "<!-- BEGIN BENCH RESULTS: written by scripts/bench --record; edit outside this block -->"
+END = "<!-- END BENCH RESULTS -->"
+
+# The published modular platform, for scale (figures given with the task, same scenarios).
+PUBLISHED = {
+    "throughput": "~200 msg/s",
+    "latency": "~5 ms",
+    "rpc": "~2.2 ms",
+    "agent_rss": "~47 MB",
+}
+
+
+@dataclass
+class SuiteResult:
+    """What one column measured; None where it was not measured."""
+
+    throughput: Throughput | None = None
+    fanout: Throughput | None = None
+    fanout_subscribers: int = 0
+    latency: LatencyStats | None = None
+    rpc: LatencyStats | None = None
+    rss_idle: int | None = None
+    rss_connected: dict[int, int] = field(default_factory=dict)
+    connect_seconds: dict[int, float] = field(default_factory=dict)
+    agent_rss: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        """Plain data for ``--json``."""
+        def tp(t: Throughput | None) -> dict[str, Any] | None:
+            return None if t is None else {"sent": t.sent, "received": t.received, "lost": t.lost,
+                                           "seconds": t.seconds, "rate": t.rate}
+
+        def lat(s: LatencyStats | None) -> dict[str, Any] | None:
+            return None if s is None else {"count": s.count, "p50_ms": s.p50_ms, "p99_ms": s.p99_ms,
+                                           "per_second": s.per_second}
+
+        return {"throughput": tp(self.throughput), "fanout": tp(self.fanout),
+                "fanout_subscribers": self.fanout_subscribers, "latency": lat(self.latency),
+                "rpc": lat(self.rpc), "rss_idle": self.rss_idle,
+                "rss_connected": {str(k): v for k, v in self.rss_connected.items()},
+                "connect_seconds": {str(k): v for k, v in self.connect_seconds.items()},
+                "agent_rss": self.agent_rss, "notes": self.notes}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table."""
+
+    measure: str
+    curve: str
+    noauth: str
+    raw: str
+    ratio: str
+    target: str
+    verdict: str
+    published: str = ""
+
+
+def _rate(t: Throughput | None) -> str:
+    if t is None:
+        return "-"
+    return f"{t.rate:,.0f} msg/s, {t.lost:,} lost"
+
+
+def _lat(s: LatencyStats | None) -> str:
+    return "-" if s is None or not s.count else f"{s.p50_ms:.3f} / {s.p99_ms:.3f} ms"
+
+
+def _mb(value: int | None) -> str:
+    return "-" if value is None else f"{value / MB:.1f} MB"
+
+
+def _verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("PASS" if ok else "FAIL")
+
+
+def rows(curve: SuiteResult, noauth: SuiteResult | None, raw: SuiteResult, messages: int,
+         connections: list[int]) -> list[Row]:
+    """The table's rows, with targets checked on the CURVE column."""
+    na = noauth or SuiteResult()
+    out = []
+    tp, raw_tp = curve.throughput, raw.throughput
+    share = tp.rate / raw_tp.rate if tp and raw_tp and raw_tp.rate else None
+    out.append(Row(f"(a) pub/sub throughput, 1 -> 1, {messages:,} msgs", _rate(tp), _rate(na.throughput),
+                   _rate(raw_tp), "-" if share is None else f"{share:.0%} of raw",
+                   ">= 50% of raw, 0 lost",
+                   _verdict(None if share is None else share >= 0.5 and tp.lost == 0),
+                   PUBLISHED["throughput"]))
+    fan = curve.fanout
+    out.append(Row(f"(b) fan-out 1 -> {curve.fanout_subscribers} (deliveries)", _rate(fan), _rate(na.fanout),
+                   "-", "-", "0 lost", _verdict(None if fan is None else fan.lost == 0)))
+    lat = curve.latency
+    out.append(Row("(c) one-way pub/sub latency p50 / p99", _lat(lat), _lat(na.latency), "-", "-",
+                   "p50 < 0.5 ms", _verdict(None if lat is None else lat.p50_ms < 0.5), PUBLISHED["latency"]))
+    rpc, raw_rpc = curve.rpc, raw.rpc
+    times = rpc.p50_ms / raw_rpc.p50_ms if rpc and raw_rpc and raw_rpc.p50_ms else None
+    out.append(Row("(d) RPC round trip p50 / p99", _lat(rpc), _lat(na.rpc), _lat(raw_rpc),
+                   "-" if times is None else f"{times:.1f}x raw p50", "p50 < 0.5 ms",
+                   _verdict(None if rpc is None else rpc.p50_ms < 0.5), PUBLISHED["rpc"]))
+    calls = "-" if rpc is None else f"{rpc.per_second:,.0f} calls/s"
+    out.append(Row("(d) RPC calls/s, sequential", calls,
+                   "-" if na.rpc is None else f"{na.rpc.per_second:,.0f} calls/s",
+                   "-" if raw_rpc is None else f"{raw_rpc.per_second:,.0f} calls/s",
+                   "-" if not (rpc and raw_rpc) else f"{rpc.per_second / raw_rpc.per_second:.0%} of raw",
+                   "-", "-"))
+    out.append(Row("(e) server RSS, idle", _mb(curve.rss_idle), _mb(na.rss_idle), "-", "-", "-", "-"))
+    for count in connections:
+        rss = curve.rss_connected.get(count)
+        seconds = curve.connect_seconds.get(count)
+        label = f"(e) server RSS, {count:,} connected agents"
+        value = _mb(rss) + ("" if seconds is None else f" ({seconds:.1f} s to connect)")
+        target, verdict = "-", "-"
+        if count == max(connections):
+            target = "< 150 MB" if count >= 1000 else f"< 150 MB (at 1,000; {count} measured)"
+            verdict = _verdict(None if rss is None or count < 1000 else rss < 150 * MB)
+        out.append(Row(label, value, _mb(na.rss_connected.get(count)), "-", "-", target, verdict))
+    out.append(Row("(e) one agent process RSS (vip_main)", _mb(curve.agent_rss), _mb(na.agent_rss), "-", "-",
+                   "< 35 MB", _verdict(None if curve.agent_rss is None else curve.agent_rss < 35 * MB),
+                   PUBLISHED["agent_rss"]))
+    return out
+
+
+HEADER = ("Measure", "Platform, CURVE", "Platform, auth disabled", "Raw pyzmq forwarder", "CURVE vs raw",
+          "Target", "Result", "Published platform")
+
+
+def render(table: list[Row]) -> str:
+    """A Markdown table (readable as plain text too)."""
+    lines = [HEADER] + [(r.measure, r.curve, r.noauth, r.raw, r.ratio, r.target, r.verdict, r.published or "-")
+                        for r in table]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(HEADER))]
+
+    def fmt(cells: tuple[str, ...]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
+
+    return "\n".join([fmt(lines[0]), "|" + "|".join("-" * (w + 2) for w in widths) + "|",
+                      *(fmt(line) for line in lines[1:])])
+
+
+def machine() -> str:
+    """CPU, cores, memory, OS, Python and library versions of this host."""
+    import gevent
+    import psutil
+    import zmq
+
+    cpu = host.processor() or host.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{cpu}, {os.cpu_count()} logical CPUs, {psutil.virtual_memory().total / 2**30:.0f} GiB RAM; "
+            f"{host.system()} {host.release()}; Python {host.python_version()}, pyzmq {zmq.__version__} "
+            f"(libzmq {zmq.zmq_version()}), gevent {gevent.__version__}")
+
+
+def recorded_block(table: str, command: str, notes: list[str]) -> str:
+    """The block ``--record`` writes: machine, date, command, table, how to read it."""
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    note_lines = "".join(f"- {n}\n" for n in notes)
+    return f"""{BEGIN}
+Recorded {now} on: {machine()}.
+
+Command: `{command}`
+
+{table}
+
+How to read it:
+- One run measures every column: the platform with CURVE and ZAP on (the default), the same with
+  `--auth-disabled`, and a raw pyzmq ROUTER forwarder in Python (no VIP, no gevent) as the floor any
+  Python router pays. Every agent is the real client (`build_agent`, `vip.pubsub.publish`,
+  `vip.rpc.call`) in its own process, over the platform's local ipc address.
+- (a) one publisher sends every message without waiting for its acknowledgement; the rate is
+  messages received by the subscriber (another process) divided by the time from the first publish
+  to the last delivery. "lost" = published minus received; the platform drops deliveries to a
+  subscriber whose queue is full (high-water mark 6,000) instead of blocking the router.
+- (b) the same, with every message delivered to each subscriber process; the rate counts deliveries.
+- (c) one message at a time: the subscriber notes when its callback ran; p50/p99 of that minus the
+  publish time (one monotonic clock for all processes on the host).
+- (d) sequential `vip.rpc.call(...).get()` to an `echo` method of an agent in another process.
+- (e) resident memory of the `volttron` process: idle, then with raw VIP DEALER connections (each
+  a CURVE handshake, ZAP check, hello and welcome) held open by helper processes; and the RSS of one
+  minimal agent process started through `vip_main`.
+- "CURVE vs raw": platform throughput as a share of the raw forwarder's, and the platform's RPC p50
+  as a multiple of the raw echo round trip. "Published platform": figures of the published modular
+  VOLTTRON for the same scenarios, for scale.
+{note_lines}{END}"""
+
+
+TEMPLATE = f"""# Performance
+
+Measured by `scripts/bench` (see the block below for how to read it).
+
+## Results
+
+{BEGIN}
+{END}
+"""
+
+
+def record(doc: Path, block: str) -> None:
+    """Replace the recorded block of ``doc``; a document without one gets it appended."""
+    text = doc.read_text() if doc.exists() else TEMPLATE
+    if BEGIN not in text or END not in text:
+        text = text.rstrip("\n") + f"\n\n## Results\n\n{BEGIN}\n{END}\n"
+    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
+    doc.write_text(pattern.sub(lambda _m: block, text, count=1))

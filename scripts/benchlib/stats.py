@@ -1,0 +1,37 @@
+"""Figures the benchmark reports."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Throughput:
+    sent: int
+    received: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.received / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def lost(self) -> int:
+        return self.sent - self.received
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    count: int
+    p50_ms: float
+    p99_ms: float
+    per_second: float
+
+    @classmethod
+    def of(cls, samples: list[float]) -> LatencyStats:
+        if not samples:
+            return cls(0, float("nan"), float("nan"), 0.0)
+        ordered = sorted(samples)
+        p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+        return cls(len(samples), statistics.median(ordered) * 1e3, p99 * 1e3, len(samples) / sum(samples))
