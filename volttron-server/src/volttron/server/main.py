@@ -21,8 +21,11 @@ from volttron.utils.logging import level_for_verbosity, setup_logging
 _log = logging.getLogger("volttron.server")
 
 
-def default_services() -> list[ServiceFactory]:
-    """The in-process services a platform starts, in start order (none yet beyond the router's own)."""
+def default_services(options: PlatformOptions | None = None) -> list[ServiceFactory]:
+    """The in-process services a platform starts, in start order.
+
+    ``options`` turns on the optional ones (the web service with ``--bind-web-address``).
+    """
     from volttron.server.services.config_store.service import config_store_service
     from volttron.server.services.control.service import ControlService
     from volttron.server.services.health.service import health_service
@@ -31,7 +34,17 @@ def default_services() -> list[ServiceFactory]:
         config_store_service,  # before the agents: they ask for their configurations as they start
         health_service,
         ControlService,
+        *_web_services(options),
     ]
+
+
+def _web_services(options: PlatformOptions | None) -> list[ServiceFactory]:
+    """``platform.web``, last: it calls the others (reference §3.2 step 4)."""
+    if options is None or not options.bind_web_address:
+        return []
+    from volttron.server.services.web.service import web_service_factory
+
+    return [web_service_factory(options)]
 
 
 def _fail(message: str, code: int = 1) -> int:
@@ -69,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for note in options.notes:
         _log.warning("%s", note)
     try:
-        run_platform(options, default_services())
+        run_platform(options, default_services(options))
     except VolttronError as exc:
         if debug or options.debug:
             _log.exception("platform failed")

@@ -29,7 +29,7 @@ DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 
 # Keys other tools (vcfg, the web and central services) keep in the same file: accepted, not ours.
 _FOREIGN_KEYS = frozenset({
-    "volttron-central-rmq-address", "web-ssl-cert", "web-ssl-key", "web-secret-key", "web-ca-cert",
+    "volttron-central-rmq-address", "web-ca-cert",
     "agent-isolation-mode", "secure-agent-users", "setup-mode", "autostart", "enable-federation",
     "messagebus", "address", "local-address",
 })
@@ -65,6 +65,9 @@ class PlatformOptions:
     quiet: int = 0
     log_file: str | None = None
     bind_web_address: str | None = None
+    web_ssl_cert: str | None = None
+    web_ssl_key: str | None = None
+    web_secret_key: str | None = field(default=None, repr=False)
     volttron_central_address: str | None = None
     volttron_central_serverkey: str | None = None
     agent_monitor_frequency: int = DEFAULT_AGENT_MONITOR_FREQUENCY
@@ -101,7 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="message bus (zmq, the default; rmq is not available yet)")
     add("--auth-disabled", action="store_const", const=True,
         help="no CURVE encryption or authentication: only for trusted networks")
-    add("--bind-web-address", metavar="URL", help="address of the web service (answered to 'query')")
+    add("--bind-web-address", metavar="URL",
+        help="start the web service at http(s)://host:port (e.g. https://127.0.0.1:8443)")
+    add("--web-ssl-cert", metavar="FILE",
+        help="the web service's certificate (PEM; default: one issued by the platform's CA)")
+    add("--web-ssl-key", metavar="FILE", help="the private key of --web-ssl-cert (PEM)")
+    add("--web-secret-key", metavar="TEXT",
+        help="secret that signs web bearer tokens (default: generated in $VOLTTRON_HOME/web-secret-key; "
+             "prefer the config file, a command line is visible to other users)")
     add("--volttron-central-address", metavar="URL", help=argparse.SUPPRESS)
     add("--volttron-central-serverkey", metavar="KEY", help=argparse.SUPPRESS)
     add("--agent-monitor-frequency", metavar="SECONDS", type=int, help="agent monitor period (default 600)")
@@ -141,6 +151,15 @@ def check_address(address: str, key: str) -> str:
         raise OptionsError(f"{key}: {address!r} is not a tcp:// or ipc:// address")
     if match.group(1) == "tcp" and not re.fullmatch(r"[^/?#]+:(\d+|\*)([?#].*)?", match.group(2)):
         raise OptionsError(f"{key}: {address!r} needs a host and a port, e.g. tcp://127.0.0.1:22916")
+    return text
+
+
+def check_web_address(address: str, key: str = "bind-web-address") -> str:
+    """``address`` if it is ``http(s)://host:port``, else :class:`OptionsError`."""
+    text = address.strip()
+    match = re.fullmatch(r"(https?)://(\[[0-9A-Fa-f:.]+\]|[^/:?#\[\]@\s]+):(\d{1,5})/?", text)
+    if not match or not 0 < int(match.group(3)) < 65536:
+        raise OptionsError(f"{key}: {address!r} is not http(s)://host:port, e.g. https://127.0.0.1:8443")
     return text
 
 
@@ -228,7 +247,10 @@ def merge_options(args: argparse.Namespace, config: Mapping[str, str], home: Pat
         verbose=verbose,
         quiet=quiet,
         log_file=pick("log"),
-        bind_web_address=pick("bind-web-address"),
+        bind_web_address=check_web_address(web) if (web := pick("bind-web-address")) else None,
+        web_ssl_cert=pick("web-ssl-cert"),
+        web_ssl_key=pick("web-ssl-key"),
+        web_secret_key=pick("web-secret-key"),
         volttron_central_address=pick("volttron-central-address"),
         volttron_central_serverkey=pick("volttron-central-serverkey"),
         agent_monitor_frequency=_parse_int(frequency, "agent-monitor-frequency", 1),
