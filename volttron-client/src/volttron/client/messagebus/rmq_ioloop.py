@@ -1,0 +1,89 @@
+"""The gevent hub as pika's I/O loop, one per connection object and reused across reconnections.
+
+pika's :class:`~pika.adapters.gevent_connection.GeventConnection` makes a new loop, with a pipe for
+thread-safe callbacks, for every connection attempt, and never closes it: a peer that retries for a
+long broker outage would leak two descriptors per attempt. This loop needs no pipe (gevent's own
+``run_callback_threadsafe`` wakes the hub) and is handed to every ``GeventConnection`` of one
+:class:`~volttron.client.messagebus.rmq.RmqConnection` as its ``custom_ioloop``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import gevent
+from gevent.hub import Waiter
+from pika.adapters.utils.selector_ioloop_adapter import AbstractSelectorIOLoop, SelectorIOServicesAdapter
+
+
+class HubIOLoop(AbstractSelectorIOLoop):
+    """pika's selector loop interface on the current thread's gevent hub."""
+
+    READ = 1
+    WRITE = 2
+    ERROR = 0
+
+    def __init__(self) -> None:
+        self._hub = gevent.get_hub()
+        self._thread = threading.get_ident()
+        self._watchers: dict[int, Any] = {}
+        self._waiter = Waiter()
+
+    def close(self) -> None:
+        """Stop watching every descriptor (the hub itself is not ours to destroy)."""
+        for watcher in self._watchers.values():
+            watcher.close()
+        self._watchers.clear()
+
+    def start(self) -> None:
+        """Block the calling greenlet until :meth:`stop` (pika's blocking helpers only)."""
+        self._waiter.get()
+        self._waiter.clear()
+
+    def stop(self) -> None:
+        """Release :meth:`start`."""
+        self._waiter.switch(None)
+
+    def add_callback(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` soon in the hub; safe from any thread."""
+        if threading.get_ident() == self._thread:
+            self._hub.loop.run_callback(callback)
+        else:
+            self._hub.loop.run_callback_threadsafe(callback)
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Any:
+        """Run ``callback`` after ``delay`` seconds; returns a handle for :meth:`remove_timeout`."""
+        timer = self._hub.loop.timer(max(0.0, delay))
+        timer.start(callback)
+        return timer
+
+    def remove_timeout(self, timeout_handle: Any) -> None:
+        """Cancel a :meth:`call_later`."""
+        timeout_handle.close()
+
+    def add_handler(self, fd: int, handler: Callable[[int, int], None], events: int) -> None:
+        """Call ``handler(fd, events)`` when ``fd`` is ready for ``events``."""
+        watcher = self._hub.loop.io(fd, events)
+        self._watchers[fd] = watcher
+        watcher.start(handler, fd, events)
+
+    def update_handler(self, fd: int, events: int) -> None:
+        """Watch ``fd`` for other ``events`` with the same handler."""
+        watcher = self._watchers.pop(fd)
+        handler = watcher.callback
+        watcher.close()
+        self.add_handler(fd, handler, events)
+
+    def remove_handler(self, fd: int) -> None:
+        """Stop watching ``fd``."""
+        watcher = self._watchers.pop(fd, None)
+        if watcher is not None:
+            watcher.close()
+
+
+def hub_io_services() -> tuple[SelectorIOServicesAdapter, HubIOLoop]:
+    """pika's I/O services on a new :class:`HubIOLoop`, and the loop (to close at the end)."""
+    loop = HubIOLoop()
+    return SelectorIOServicesAdapter(loop), loop
