@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,6 +37,11 @@ from volttron.utils.errors import VolttronError
 from volttron.utils.home import identity_keystore_path, known_hosts_path, local_vip_address, pid_file_path
 
 _log = logging.getLogger(__name__)
+
+ATTEMPT_SECONDS = 2.0
+"""How long one connection attempt waits for the router's welcome."""
+_REFUSED = "refused the security handshake"
+"""The client core's wording for a CURVE/ZAP refusal: retrying cannot help."""
 
 
 class PlatformNotRunning(CommandError):
@@ -177,22 +183,49 @@ def open_connection(settings: ConnectionSettings) -> ControlConnection:
             "is VOLTTRON_HOME the platform's home?",
             EXIT_ERROR,
         )
-    try:
-        agent = build_agent(
-            address=settings.address or local_vip_address(settings.home),
-            identity=settings.identity,
-            serverkey=serverkey,
-            timeout=settings.timeout,
-            volttron_home=str(settings.home),
-            enable_channel=True,
-            enable_auth=False,  # vctl serves no protected methods
+    # Only one connection per identity is routed: while another vctl is connected as
+    # control.connection the router ignores us, silently. So each attempt waits a short while for
+    # the welcome and a new one starts, until the other vctl has left or the timeout is spent.
+    deadline = time.monotonic() + settings.timeout
+    attempts = 0
+    while True:
+        attempts += 1
+        wait = max(0.1, min(ATTEMPT_SECONDS, deadline - time.monotonic()))
+        try:
+            agent = build_agent(
+                address=settings.address or local_vip_address(settings.home),
+                identity=settings.identity,
+                serverkey=serverkey,
+                timeout=wait,
+                volttron_home=str(settings.home),
+                enable_channel=True,
+                enable_auth=False,  # vctl serves no protected methods
+            )
+        except ConnectError as exc:
+            refused = _REFUSED in str(exc)
+            if settings.is_local:
+                check_local_platform(settings.home)  # it may have stopped meanwhile
+            if not refused and time.monotonic() + 0.1 < deadline:
+                continue
+            raise PlatformNotRunning(_connect_failure(exc, settings, serverkey, attempts, refused)) from exc
+        return ControlConnection(agent, settings)
+
+
+def _connect_failure(
+    exc: BaseException, settings: ConnectionSettings, serverkey: str | None, attempts: int, refused: bool
+) -> str:
+    text = " ".join(str(exc).split())
+    if refused:
+        return text
+    if settings.is_local and running_pid(settings.home) is not None and attempts > 1:
+        return (
+            f"the platform in {settings.home} did not let {settings.identity} in within "
+            f"{settings.timeout:g} s: another vctl may be connected (the platform routes one at a time); "
+            f"last error: {text}"
         )
-    except ConnectError as exc:
-        hint = ""
-        if not settings.is_local and not serverkey:
-            hint = f" (no server key known for {settings.target}: pass --serverkey or add it to known_hosts)"
-        raise PlatformNotRunning(f"{' '.join(str(exc).split())}{hint}") from exc
-    return ControlConnection(agent, settings)
+    if not settings.is_local and not serverkey:
+        text += f" (no server key known for {settings.target}: pass --serverkey or add it to known_hosts)"
+    return text
 
 
 @contextmanager

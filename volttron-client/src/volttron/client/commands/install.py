@@ -92,15 +92,25 @@ def prepare_source(
             return PreparedSource(package=source.strip())
         info = inspect_wheel(wheel)
     except BuildError as exc:
-        first = str(exc).splitlines()[0]
+        first = str(exc).splitlines()[0].removesuffix("; last lines:").removesuffix(":")
         if say and exc.output_tail:
             say("build output (last lines):\n" + exc.output_tail)
-        raise CommandError(first, EXIT_ERROR) from exc
+        raise CommandError(first + _last_words(exc.output_tail), EXIT_ERROR) from exc
     except PackagingError as exc:
-        raise CommandError(" ".join(str(exc).split()), EXIT_ERROR) from exc
+        text = " ".join(str(exc).split()).replace(
+            f"{build_dir}{os.sep}", ""
+        )  # the temporary folder says nothing
+        raise CommandError(text, EXIT_ERROR) from exc
     if say:
         say(f"agent {info.name} {info.version} in {wheel.name}")
     return PreparedSource(wheel=wheel)
+
+
+def _last_words(tail: str) -> str:
+    """``: <the last line of the build output that says something>``, or nothing."""
+    lines = [line.strip() for line in tail.splitlines() if line.strip()]
+    errors = [line for line in lines if "error" in line.lower()] or lines
+    return f": {errors[-1]}" if errors else ""
 
 
 def read_agent_config(path: str | None) -> str | None:
@@ -283,10 +293,15 @@ def install(
         start_wait=max(0.0, start_wait),
     )
     settings = opts.connection_settings()
-    if settings.is_local:  # say so before a build that may take a while
-        check_local_platform(settings.home)
+    is_dir = Path(source).expanduser().is_dir()
     with tempfile.TemporaryDirectory(prefix="vctl-build-") as tmp:
-        prepared = prepare_source(source, Path(tmp), _say)
+        # Files and names are checked first (quick, no platform needed); a platform that is not
+        # running is reported before a directory's build, which may take a while.
+        prepared = None if is_dir else prepare_source(source, Path(tmp), _say)
+        if settings.is_local:
+            check_local_platform(settings.home)
+        if prepared is None:
+            prepared = prepare_source(source, Path(tmp), _say)
         with connected(settings) as connection:
             report = run_install(connection, request, prepared, _say)
     if as_json or opts.json:
