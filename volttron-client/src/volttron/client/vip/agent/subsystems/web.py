@@ -1,8 +1,24 @@
 """The ``web`` subsystem: routes served by the platform's web service (reference §2.12).
 
-Enabled with ``Agent(enable_web=True)``. Registration calls go to ``platform.web``; the service
-calls back ``route.callback`` (HTTP requests) and ``client.opened`` / ``client.closed`` /
-``client.message`` (websockets). Routes are unregistered when the agent stops.
+Enabled with ``Agent(enable_web=True)``; the platform must run with ``--bind-web-address``.
+Registration calls go to ``platform.web``::
+
+    self.vip.web.register_endpoint("/myagent/status", self.status)          # JSON answer
+    self.vip.web.register_endpoint("/myagent/raw", self.raw, res_type="raw")
+    self.vip.web.register_path_route(r"^/myagent/.*", "/abs/path/webroot")  # static files
+
+An endpoint's callback gets ``(env, data)``: ``env`` holds the request's ``PATH_INFO``,
+``REQUEST_METHOD``, ``QUERY_STRING``, ``CONTENT_TYPE``, ``HTTP_AUTHORIZATION`` and a few more;
+``data`` is the body (parsed when it is JSON). A ``jsonrpc`` endpoint returns any JSON value
+(or ``[status, text, [[header, value], ...]]``); a ``raw`` one returns ``[status, base64 body,
+headers]``. A path route serves ``webroot`` joined with the **whole** URL path, as in the
+original (``/myagent/index.html`` comes from ``/abs/path/webroot/myagent/index.html``).
+``get_user_claims(bearer)`` checks a web user's token for endpoints that need a login.
+
+The service calls back ``route.callback`` (HTTP requests) and ``client.opened`` /
+``client.closed`` / ``client.message`` (websockets; the platform's web service of this version
+offers none). Routes are registered again after the agent reconnects to a restarted platform,
+and unregistered when the agent stops.
 """
 
 from __future__ import annotations
@@ -11,7 +27,10 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import gevent
+
 from volttron.client.known_identities import PLATFORM_WEB
+from volttron.client.vip.agent.errors import Unreachable
 from volttron.client.vip.agent.subsystems.base import SubsystemBase
 
 if TYPE_CHECKING:
@@ -21,6 +40,8 @@ if TYPE_CHECKING:
 _log = logging.getLogger(__name__)
 
 WEB_TIMEOUT = 10.0
+REREGISTER_ATTEMPTS = 8
+REREGISTER_INTERVAL = 0.5
 
 
 class WebSubSystem(SubsystemBase):
@@ -31,8 +52,11 @@ class WebSubSystem(SubsystemBase):
         self.owner = owner
         self._rpc = rpc
         self._endpoints: dict[str, Callable[..., Any]] = {}
+        self._res_types: dict[str, str] = {}
+        self._paths: dict[str, str] = {}
         self._websockets: dict[str, tuple[Any, Any, Any]] = {}
         self._registered = False
+        self._connections = 0
         rpc.export(self._route_callback, "route.callback")
         rpc.export(self._opened, "client.opened")
         rpc.export(self._closed, "client.closed")
@@ -49,10 +73,21 @@ class WebSubSystem(SubsystemBase):
         """Serve ``endpoint``: ``callback(env, data)`` answers (``res_type`` 'jsonrpc' or 'raw')."""
         self._call("register_endpoint", endpoint, res_type)
         self._endpoints[endpoint] = callback
+        self._res_types[endpoint] = res_type
 
     def register_path(self, prefix: str, static_path: str) -> None:
-        """Serve the files under ``static_path`` at URL ``prefix``."""
+        """Serve files of folder ``static_path`` for URL paths matching the regex ``prefix``."""
         self._call("register_path_route", prefix, static_path)
+        self._paths[prefix] = static_path
+
+    register_path_route = register_path
+
+    def unregister_all_routes(self) -> None:
+        """Stop serving every endpoint and path route of this agent."""
+        self._rpc.call(PLATFORM_WEB, "unregister_all_agent_routes").get(timeout=WEB_TIMEOUT)
+        self._endpoints.clear()
+        self._res_types.clear()
+        self._paths.clear()
 
     def register_websocket(
         self,
@@ -78,6 +113,27 @@ class WebSubSystem(SubsystemBase):
         """The claims of a bearer token, as the web service decodes them."""
         return self._rpc.call(PLATFORM_WEB, "get_user_claims", bearer).get(timeout=WEB_TIMEOUT)
 
+    def on_connected(self) -> None:
+        self._connections += 1
+        if self._connections > 1 and (self._res_types or self._paths):
+            self.core.spawn(self._register_again)
+
+    def _register_again(self) -> None:
+        """A restarted platform forgot our routes: send them again (its web service may start late)."""
+        for attempt in range(REREGISTER_ATTEMPTS):
+            try:
+                for endpoint, res_type in list(self._res_types.items()):
+                    self._call("register_endpoint", endpoint, res_type)
+                for prefix, static_path in list(self._paths.items()):
+                    self._call("register_path_route", prefix, static_path)
+                return
+            except Unreachable:
+                gevent.sleep(REREGISTER_INTERVAL * (attempt + 1))
+            except Exception as exc:  # refused: nothing to gain by retrying
+                _log.warning("web routes not registered again after reconnecting: %s", exc)
+                return
+        _log.warning("web routes not registered again: %s did not come back", PLATFORM_WEB)
+
     def on_stop(self) -> None:
         if not self._registered:
             return
@@ -88,6 +144,8 @@ class WebSubSystem(SubsystemBase):
 
     def _route_callback(self, env: dict[str, Any], data: Any) -> Any:
         path = env.get("PATH_INFO", "") if isinstance(env, dict) else ""
+        if path in self._endpoints:
+            return self._endpoints[path](env, data)
         for endpoint in sorted(self._endpoints, key=len, reverse=True):
             if path.startswith(endpoint):
                 return self._endpoints[endpoint](env, data)
