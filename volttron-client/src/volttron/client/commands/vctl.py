@@ -37,6 +37,7 @@ COMMANDS = {
     "peerlist": lazy(f"{_PLATFORM}:peerlist", "List the identities connected to the platform."),
     "shutdown": lazy(f"{_PLATFORM}:shutdown", "Stop all agents (with --platform, the platform too)."),
     "rpc": lazy("volttron.client.commands.rpc:rpc", "Inspect the RPC methods of connected agents."),
+    "config": lazy("volttron.client.commands.config:config", "Manage agents' configurations in the store."),
 }
 
 
