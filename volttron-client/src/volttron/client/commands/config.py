@@ -28,6 +28,7 @@ import json
 import os
 import shlex
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -81,7 +82,7 @@ def check_contents(text: str, config_type: str, source: str) -> None:
 def read_text(path: str) -> str:
     """The UTF-8 text of ``path`` (``-`` is stdin); :class:`CommandError` saying why it cannot be read."""
     if path == "-":
-        data = click.get_binary_stream("stdin").read(MAX_FILE_BYTES + 1)
+        data = sys.stdin.buffer.read(MAX_FILE_BYTES + 1)
         source = "<stdin>"
     else:
         source = path
