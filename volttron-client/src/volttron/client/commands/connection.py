@@ -215,6 +215,9 @@ def _connect_failure(
     exc: BaseException, settings: ConnectionSettings, serverkey: str | None, attempts: int, refused: bool
 ) -> str:
     text = " ".join(str(exc).split())
+    if not settings.is_local and not serverkey:
+        hint = f"no server key known for {settings.target}: pass --serverkey or add it to known_hosts"
+        return f"{text} ({hint})"
     if refused:
         return text
     if settings.is_local and running_pid(settings.home) is not None and attempts > 1:
@@ -223,8 +226,6 @@ def _connect_failure(
             f"{settings.timeout:g} s: another vctl may be connected (the platform routes one at a time); "
             f"last error: {text}"
         )
-    if not settings.is_local and not serverkey:
-        text += f" (no server key known for {settings.target}: pass --serverkey or add it to known_hosts)"
     return text
 
 

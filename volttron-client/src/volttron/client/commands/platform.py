@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from volttron.client.commands.cli import EXIT_TIMEOUT, CommandError
+from volttron.client.commands.cli import EXIT_REMOTE, EXIT_TIMEOUT, CommandError
 
 if TYPE_CHECKING:
     from volttron.client.commands.connection import ControlConnection
@@ -35,11 +35,20 @@ def stop_all_agents(connection: ControlConnection) -> list[str]:
 
 
 def stop_platform(connection: ControlConnection) -> int | None:
-    """Ask the platform to stop; returns the local platform's pid (None for a remote one)."""
+    """Ask the platform to stop; returns the local platform's pid (None for a remote one).
+
+    A local platform that goes away before its answer arrives has done what was asked: the
+    caller waits for its pid to go.
+    """
     from volttron.client.commands.connection import running_pid
 
     pid = running_pid(connection.settings.home) if connection.settings.is_local else None
-    connection.call("stop_platform")
+    try:
+        connection.call("stop_platform")
+    except CommandError as exc:
+        refused = "refused" in exc.format_message()
+        if pid is None or exc.exit_code not in (EXIT_REMOTE, EXIT_TIMEOUT) or refused:
+            raise
     return pid
 
 

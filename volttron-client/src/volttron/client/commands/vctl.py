@@ -86,10 +86,15 @@ def vctl(
     verbose: int,
 ) -> None:
     """Control a VOLTTRON platform."""
+    import logging
+
     from volttron.utils.home import get_home
 
     if timeout <= 0:
         raise click.BadParameter("must be more than 0 seconds", param_hint="'-t' / '--timeout'")
+    # The libraries' warnings (a link lost while the platform stops...) are not vctl's output.
+    level = {0: logging.ERROR, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     ctx.obj = VctlOptions(
         home=get_home(),
         timeout=timeout,

@@ -43,6 +43,7 @@ it to ``control.connection`` and to its own services, never to an installed agen
 PROGRESS = "progress"
 ALIVE = "alive"
 KEEPALIVE_SECONDS = 5.0
+STOP_DELAY_SECONDS = 0.2
 _PATH_LIKE = re.compile(r"[/\\]|^[.~]")
 
 
@@ -91,7 +92,8 @@ class ControlAgent(Agent):
     def stop_platform(self) -> None:
         """Stop the platform: every agent, then the services and the router."""
         _log.info("platform stop requested by %s", self._caller())
-        gevent.spawn(self._request_stop)  # after this answer has gone out
+        # Give this answer a moment to leave before the services (this one too) go down.
+        gevent.spawn_later(STOP_DELAY_SECONDS, self._request_stop)
 
     # ------------------------------------------------------------------ describing agents
 

@@ -1,0 +1,297 @@
+"""The real ``vctl`` console script against a real ``volttron`` process (reference §5.1, §5.4).
+
+``volttron`` runs in a temporary ``VOLTTRON_HOME`` with its own pip settings (a local, empty
+package index), and every command runs as a user types it, from the repository root. The first
+test is the quickstart's walk-through: the listener installed from source, running with health
+GOOD, heartbeats in the log; then ``l2`` installed, stopped and removed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[3]
+LISTENER = "volttron-listener-agent"
+VCTL = str(Path(sys.executable).with_name("vctl"))
+START_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.1)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie waiting for its parent is gone
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+class VctlPlatform:
+    """A ``volttron`` process in its own home, and ``vctl`` commands run against it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.home = root / "home"
+        self.home.mkdir(mode=0o700)
+        self.port = free_port()
+        self.tcp_address = f"tcp://127.0.0.1:{self.port}"
+        self.log = root / "volttron.log"
+        index = root / "empty-index"
+        index.mkdir()
+        (index / "index.html").write_text("<html><body></body></html>\n")
+        # vctl keeps the user's pip settings (it builds wheels); the platform gets an empty index
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("VOLTTRON_", "AGENT_"))}
+        self.env["VOLTTRON_HOME"] = str(self.home)
+        self.platform_env = {k: v for k, v in self.env.items() if not k.startswith("PIP_")}
+        self.platform_env.update(
+            HOME=str(root),
+            PIP_CONFIG_FILE=os.devnull,
+            PIP_INDEX_URL=index.as_uri(),
+            PIP_DISABLE_PIP_VERSION_CHECK="1",
+        )
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> VctlPlatform:
+        with open(self.root / "volttron.stderr", "ab") as err:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "volttron.server",
+                    "-v",
+                    "-l",
+                    str(self.log),
+                    "--vip-address",
+                    self.tcp_address,
+                ],
+                env=self.platform_env,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                cwd=self.root,
+            )
+        wait_until(self._ready, START_TIMEOUT, "the platform to answer vctl")
+        return self
+
+    def _ready(self) -> bool:
+        assert self.process is not None and self.process.poll() is None, self.log_text()
+        return self.vctl("-t", "2", "peerlist", check=False).returncode == 0
+
+    def vctl(
+        self,
+        *args: str,
+        check: bool = True,
+        timeout: float = 120,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [VCTL, *args], env=env or self.env, cwd=REPO, capture_output=True, text=True, timeout=timeout
+        )
+        if check:
+            assert result.returncode == 0, f"vctl {' '.join(args)} -> {result.returncode}\n{result.stderr}"
+        return result
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        return {row["identity"]: row for row in json.loads(self.vctl("status", "--json").stdout)}
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+                raise AssertionError("volttron did not stop on SIGTERM") from None
+
+
+@pytest.fixture
+def platform(tmp_path: Path) -> Iterator[VctlPlatform]:
+    if not (REPO / LISTENER).is_dir() or not Path(VCTL).exists():
+        pytest.skip("needs the repository checkout and the vctl console script")
+    instance = VctlPlatform(tmp_path).start()
+    try:
+        yield instance
+    finally:
+        instance.stop()
+
+
+@pytest.fixture(scope="session")
+def listener_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from volttron.client.packaging import build_wheel
+
+    return build_wheel(REPO / LISTENER, tmp_path_factory.mktemp("wheel"), timeout=300)
+
+
+def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.startswith("vctl: error:")]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+def test_quickstart_walkthrough(platform: VctlPlatform) -> None:
+    installed = platform.vctl(
+        "install", f"{LISTENER}/", "--vip-identity", "listener", "--tag", "quickstart", "--enable", "--start"
+    )
+    assert re.fullmatch(r"Agent [0-9a-f-]{36} installed as listener and started \[\d+\]\n", installed.stdout)
+    assert "transfer: sent" in installed.stderr and "done: installed listener" in installed.stderr
+
+    def listener_good() -> bool:
+        row = platform.status().get("listener", {})
+        return row.get("state") == "running" and row.get("health") == "GOOD"
+
+    wait_until(listener_good, 30, "the listener to run with health GOOD")
+    table = platform.vctl("status")
+    assert table.stderr.split() == ["UUID", "AGENT", "IDENTITY", "TAG", "PRIORITY", "STATUS", "HEALTH"]
+    (line,) = table.stdout.splitlines()
+    assert re.fullmatch(
+        r"\w+\s+volttron-listener-0\.1\.0\s+listener\s+quickstart\s+50\s+running \[\d+\]\s+GOOD", line
+    ), line
+    wait_until(lambda: "Topic: heartbeat/listener" in platform.log_text(), 30, "a heartbeat in the log")
+
+    l2 = platform.vctl("install", f"{LISTENER}/", "--vip-identity", "l2", "--start")
+    assert re.fullmatch(r"Agent ([0-9a-f-]{36}) installed as l2 and started \[\d+\]\n", l2.stdout)
+    l2_uuid = l2.stdout.split()[1]
+    pid = platform.status()["l2"]["pid"]
+    assert platform.vctl("stop", "l2").stdout == f"Stopping {l2_uuid} l2\n"
+    assert platform.status()["l2"]["status"] == "stopped" and not alive(pid)
+    assert platform.vctl("remove", "l2").stdout == f"Removing {l2_uuid} l2\n"
+    assert set(platform.status()) == {"listener"}
+    assert not (platform.home / "agents" / "l2").exists()
+    users = {e["user_id"] for e in json.loads((platform.home / "auth.json").read_text())["allow"]}
+    assert "l2" not in users and "listener" in users
+
+
+def test_bad_installs_fail_with_one_line_and_leave_nothing(platform: VctlPlatform, tmp_path: Path) -> None:
+    noentry = tmp_path / "noentry"
+    (noentry / "src" / "vtest_noentry").mkdir(parents=True)
+    (noentry / "src" / "vtest_noentry" / "__init__.py").write_text("")
+    (noentry / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["poetry-core>=2.0"]\nbuild-backend = "poetry.core.masonry.api"\n'
+        '[project]\nname = "vtest-noentry"\nversion = "0.1.0"\n'
+        '[tool.poetry]\npackages = [{ include = "vtest_noentry", from = "src" }]\n'
+    )
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "setup.py").write_text('raise SystemExit("this build is broken on purpose")\n')
+    notwheel = tmp_path / "notes.txt"
+    notwheel.write_text("not a wheel")
+    cases = [
+        (str(tmp_path / "missing"), 1, "no such file or directory"),
+        (str(notwheel), 1, "not a wheel"),
+        (str(noentry), 1, "no agent entry point"),
+        (str(broken), 1, "the build of"),
+        ("vtest-no-such-agent-anywhere", 20, "vtest-no-such-agent-anywhere"),
+    ]
+    for source, code, message in cases:
+        started = time.monotonic()
+        result = platform.vctl("-t", "60", "install", source, "--vip-identity", "bad", check=False)
+        assert result.returncode == code, (source, result.stderr)
+        assert message in one_error_line(result), (source, result.stderr)
+        assert time.monotonic() - started < 60
+    assert not [p for p in (platform.home / "agents").iterdir() if not p.name.startswith(".")]
+    users = {e["user_id"] for e in json.loads((platform.home / "auth.json").read_text())["allow"]}
+    assert "bad" not in users
+    assert platform.status() == {}
+
+
+def test_concurrent_installs_of_one_identity(platform: VctlPlatform, listener_wheel: Path) -> None:
+    command = [VCTL, "install", str(listener_wheel), "--vip-identity", "same"]
+    runs = [
+        subprocess.Popen(
+            command, env=platform.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    outcomes = [(run.wait(120), *run.communicate()) for run in runs]
+    codes = sorted(code for code, _, _ in outcomes)
+    assert codes == [0, 20], outcomes
+    loser = next(err for code, _, err in outcomes if code == 20)
+    assert "already installed" in loser or "in progress" in loser
+    assert set(platform.status()) == {"same"}
+
+
+def test_agent_names_unknown_and_ambiguous(platform: VctlPlatform, listener_wheel: Path) -> None:
+    for identity in ("one", "two"):
+        platform.vctl("install", str(listener_wheel), "--vip-identity", identity)
+    uuids = {i: r["uuid"] for i, r in platform.status().items()}
+    unknown = platform.vctl("start", "nobody", check=False)
+    assert unknown.returncode == 1 and "'nobody'" in one_error_line(unknown)
+    common = os.path.commonprefix(list(uuids.values()))
+    if common:  # two random UUIDs share a prefix only sometimes
+        ambiguous = platform.vctl("start", common, check=False)
+        assert ambiguous.returncode == 1 and "matches 2 agents" in one_error_line(ambiguous)
+    prefix = uuids["one"][: len(common) + 1]
+    assert platform.vctl("tag", prefix, "by-prefix").stdout == "by-prefix\n"
+    assert platform.status()["one"]["tag"] == "by-prefix"
+    assert platform.vctl("enable", "two", "-p", "7").stdout.endswith("with priority 07\n")
+    assert platform.vctl("list").stdout.splitlines()[1].split()[-1] == "07"
+
+
+def test_remote_address_and_a_stopped_platform(platform: VctlPlatform, tmp_path: Path) -> None:
+    remote_home = tmp_path / "elsewhere"
+    store = remote_home / "keystores" / "control.connection" / "keystore.json"
+    store.parent.mkdir(parents=True)
+    shutil.copy(platform.home / "keystores" / "control.connection" / "keystore.json", store)
+    serverkey = json.loads((platform.home / "keystore").read_text())["public"]
+    env = {**platform.env, "VOLTTRON_HOME": str(remote_home)}
+    remote = ["--vip-address", platform.tcp_address]
+    peers = platform.vctl(*remote, "--serverkey", serverkey, "peerlist", env=env).stdout.split()
+    assert "platform.control" in peers
+    started = time.monotonic()
+    no_key = platform.vctl("-t", "3", *remote, "status", env=env, check=False)
+    assert no_key.returncode == 10 and "--serverkey" in one_error_line(no_key)
+    assert time.monotonic() - started < 10
+
+    assert platform.vctl("shutdown", "--platform").stdout.splitlines()[-1] == "Platform stopped"
+    assert platform.process is not None and platform.process.wait(20) == 0
+    local = platform.vctl("status", check=False)
+    assert local.returncode == 10 and "VOLTTRON is not running" in one_error_line(local)
+    started = time.monotonic()
+    gone = platform.vctl("-t", "2", *remote, "--serverkey", serverkey, "status", env=env, check=False)
+    assert gone.returncode == 10 and time.monotonic() - started < 8, gone.stderr
+    one_error_line(gone)
+
+
+def test_platform_stop_leaves_no_agent_process(platform: VctlPlatform, listener_wheel: Path) -> None:
+    platform.vctl("install", str(listener_wheel), "--vip-identity", "keeper", "--enable", "--start")
+    pid = platform.status()["keeper"]["pid"]
+    assert alive(pid)
+    platform.vctl("shutdown", "--platform")
+    wait_until(lambda: not alive(pid), 10, "the agent process to be gone")
+    assert not (platform.home / "VOLTTRON_PID").exists()
