@@ -237,3 +237,49 @@ def test_server_certificate_issued_by_platform_ca_and_reused(tmp_path: Path) -> 
     assert names.get_values_for_type(x509.DNSName) == ["web.example.org"]
     assert cert_path == certs.cert_path(WEB_SERVER_CERT)
     assert key_path == certs.private_key_path(WEB_SERVER_CERT)
+
+
+# -- options and the TLS context --------------------------------------------------------------------
+
+def test_web_options_from_the_config_file_and_command_line(tmp_path: Path) -> None:
+    from volttron.server.main import default_services
+    from volttron.server.options import parse_options
+
+    (tmp_path / "config").write_text("[volttron]\nbind-web-address = https://127.0.0.1:8443\n"
+                                     "web-ssl-cert = /etc/web.crt\nweb-ssl-key = /etc/web.key\n"
+                                     "web-secret-key = a-secret-from-the-file\n")
+    env = {"VOLTTRON_HOME": str(tmp_path)}
+    options = parse_options([], env=env)
+    assert (options.bind_web_address, options.web_ssl_cert, options.web_ssl_key) == (
+        "https://127.0.0.1:8443", "/etc/web.crt", "/etc/web.key")
+    assert options.web_secret_key == "a-secret-from-the-file" and "a-secret" not in repr(options)
+    assert options.notes == ()
+    settings = WebSettings.from_options(options)
+    assert settings.ssl_cert == Path("/etc/web.crt") and settings.secret_key == "a-secret-from-the-file"
+    options = parse_options(["--bind-web-address", "http://127.0.0.1:8080", "--web-secret-key",
+                             "command-line-secret"], env=env)
+    assert options.bind_web_address == "http://127.0.0.1:8080"
+    assert options.web_secret_key == "command-line-secret"
+    with pytest.raises(WebConfigError, match="https"):
+        WebSettings.from_options(options)  # a certificate from the file, but plain http
+    with pytest.raises(OptionsError):
+        parse_options(["--bind-web-address", "127.0.0.1:8080"], env=env)
+    other = {"VOLTTRON_HOME": str(tmp_path / "other")}
+    without = default_services(parse_options([], env=other))
+    with_web = default_services(parse_options(["--bind-web-address", "http://127.0.0.1:1"], env=other))
+    assert len(with_web) == len(without) + 1
+
+
+def test_tls_context_from_given_files_and_mismatched_ones(tmp_path: Path) -> None:
+    from volttron.server.services.web.service import make_ssl_context
+
+    certs = Certs(tmp_path / "certificates", "inst")
+    certs.create_root_ca()
+    certs.create_server_cert("one", ip_addresses=["127.0.0.1"])
+    certs.create_server_cert("two", ip_addresses=["127.0.0.1"])
+    assert make_ssl_context(certs.cert_path("one"), certs.private_key_path("one")).minimum_version == \
+        ssl.TLSVersion.TLSv1_2
+    with pytest.raises(WebConfigError, match="cannot use web certificate"):
+        make_ssl_context(certs.cert_path("one"), certs.private_key_path("two"))
+    with pytest.raises(WebConfigError, match="cannot use web certificate"):
+        make_ssl_context(tmp_path / "missing.crt", tmp_path / "missing.key")
