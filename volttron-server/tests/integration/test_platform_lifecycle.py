@@ -104,7 +104,7 @@ def test_stale_pid_file_is_replaced(platform_factory) -> None:
 
 
 @pytest.mark.parametrize("args,code,text", [
-    (["--message-bus", "rmq"], 1, "rmq message bus is not available yet"),
+    (["--message-bus", "rmq"], 1, "RabbitMQ message bus is not set up"),
     (["--no-such-option"], 2, "unrecognized arguments"),
     (["--vip-address", "localhost:22916"], 2, "not a tcp:// or ipc:// address"),
 ])

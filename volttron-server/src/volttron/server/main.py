@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import gevent
 
 from volttron.server.options import OptionsError, PlatformOptions, parse_options
-from volttron.server.platform import Platform, PlatformError, ServiceFactory
+from volttron.server.platform import Platform, ServiceFactory
 from volttron.utils.errors import VolttronError
 from volttron.utils.logging import level_for_verbosity, setup_logging
 
@@ -56,9 +56,6 @@ def _fail(message: str, code: int = 1) -> int:
 
 def run_platform(options: PlatformOptions, services: Sequence[ServiceFactory]) -> None:
     """Run a platform with ``options`` in this process until SIGINT, SIGTERM or a ``quit`` request."""
-    if options.message_bus != "zmq":
-        raise PlatformError(f"the {options.message_bus} message bus is not available yet; "
-                            "use --message-bus zmq")
     platform = Platform(options, services)
     handlers = [gevent.signal_handler(sig, platform.request_stop) for sig in (signal.SIGINT, signal.SIGTERM)]
     try:

@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="local address for agents on this host (default ipc://@$VOLTTRON_HOME/run/vip.socket)")
     add("--instance-name", metavar="NAME", help="name of this platform (default: config, else the host name)")
     add("--message-bus", choices=MESSAGE_BUSES,
-        help="message bus (zmq, the default; rmq is not available yet)")
+        help="message bus: zmq (the default) or rmq (RabbitMQ, set up with 'vcfg rabbitmq single')")
     add("--auth-disabled", action="store_const", const=True,
         help="no CURVE encryption or authentication: only for trusted networks")
     add("--bind-web-address", metavar="URL",

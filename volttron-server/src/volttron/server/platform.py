@@ -107,6 +107,8 @@ class Platform:
         self._stop_requested = gevent.event.Event()
         self._lock = InstanceLock(options.home)
         self._zap: ZapHandler | None = None
+        self._rabbit: Any = None
+        """The RabbitMQ side of the router with ``--message-bus rmq`` (:mod:`.router.rmq_router`)."""
         self._socket: ZmqRouterSocket | None = None
         self.router: VipRouter | None = None
         self.pubsub: PubSubService | None = None
@@ -170,7 +172,14 @@ class Platform:
             self.router, protected=protected if opts.auth_enabled else ProtectedTopics(),
             capabilities=policy.capabilities if policy is not None else None)
         self.pubsub.attach()
-        self._socket.serve(self.router.route, self.router.drop_peer).link_exception(self._router_died)
+        route = self.router.route
+        if opts.message_bus == "rmq":  # the same router, also reachable through the broker
+            from volttron.server.router.rmq_router import platform_broker_settings, start_rabbit_router
+
+            broker = platform_broker_settings(home, opts.instance_name)
+            self._rabbit = start_rabbit_router(self.router, self._socket.send, broker, self.pubsub)
+            route = self._rabbit.route_zmq
+        self._socket.serve(route, self.router.drop_peer).link_exception(self._router_died)
         self.context = PlatformContext(
             home=home, instance_name=opts.instance_name, router_address=INPROC_ADDRESS,
             zmq_context=zmq_context, serverkey=serverkey, local_address=local, addresses=opts.vip_addresses,
@@ -239,6 +248,9 @@ class Platform:
                 _log.error("service %r did not stop within %.0f s", service, self.SERVICE_STOP_TIMEOUT)
             except Exception:
                 _log.exception("service %r failed to stop", service)
+        if self._rabbit is not None:
+            self._rabbit.close()
+            self._rabbit = None
         if self._socket is not None:
             self._socket.close()
             self._socket = None
@@ -260,4 +272,6 @@ class Platform:
             stats["pubsub"] = self.pubsub.statistics()
         if self._zap is not None:
             stats["auth"] = self._zap.statistics()
+        if self._rabbit is not None:
+            stats["rabbitmq"] = self._rabbit.statistics()
         return stats

@@ -87,6 +87,8 @@ OPERATION_TIMEOUT = 10.0
 """Seconds a broker operation (declare, bind, consume) may take before the link is considered lost."""
 MAX_UNCONFIRMED = 10_000
 """Publishes awaiting the broker's confirmation before senders wait."""
+QUEUE_EXPIRES_MS = 60_000
+"""A peer's queue that nobody consumed for this long is deleted by the broker."""
 FIRST_RETRY_DELAY = 0.5
 LAST_RETRY_DELAY = 5.0
 _CLOSED = object()
@@ -145,6 +147,7 @@ class RmqConnection(Connection):
         self._waiters: dict[AsyncResult, Any] = {}
         """Pending broker operations and the channel each waits on (None: the connection)."""
         self._announced = False
+        self._in_use_reported = False
         self.settings = BrokerSettings()
         self.queue_name = ""
         self._trusted: frozenset[str] = frozenset()
@@ -190,11 +193,23 @@ class RmqConnection(Connection):
         self._subscriptions = SubscriptionTable(instance)
         self._on_event = on_event
         self._opened = True
+        pika_log = logging.getLogger("pika")
+        if pika_log.level == logging.NOTSET:
+            pika_log.setLevel(logging.WARNING)  # pika narrates every frame at INFO/DEBUG
         self._io, self._io_loop = hub_io_services()
         self._link = gevent.spawn(self._maintain_link)
 
     def _is_router(self) -> bool:
         return False
+
+    @property
+    def linked(self) -> bool:
+        """True while the link is up and set up (messages can be sent)."""
+        return self._ready.is_set()
+
+    def wait_linked(self, timeout: float | None = None) -> bool:
+        """Wait until the link is up and set up; False after ``timeout`` seconds."""
+        return self._ready.wait(timeout)
 
     # ------------------------------------------------------------------ the link
 
@@ -205,6 +220,10 @@ class RmqConnection(Connection):
         while not self._closed:
             try:
                 self._link_once()
+                delay = first
+            except QueueLocked as exc:
+                self._stats["link_failures"] += 1
+                self._identity_in_use(exc)
                 delay = first
             except LoginRefused as exc:
                 self._stats["link_failures"] += 1
@@ -221,6 +240,17 @@ class RmqConnection(Connection):
             gevent.sleep(delay)
             delay = min(delay * 2, longest)
 
+    def _identity_in_use(self, exc: QueueLocked) -> None:
+        """Another connection consumes our queue: a peer with our identity is connected."""
+        if self._in_use_reported:
+            return
+        self._in_use_reported = True
+        _log.warning("identity %r is in use on %s (another connection consumes %s); retrying",
+                     self.params.identity, self.settings.redacted(), self.queue_name)
+        # The broker is reachable: report the link up, as ZeroMQ would, so the agent waits for a
+        # welcome that cannot come and then says that its identity may be taken.
+        self._emit(BusEvent.CONNECTED, f"{self.settings.redacted()} ({exc})")
+
     def _link_once(self) -> None:
         """Connect, set up, report CONNECTED, and return when the link is gone."""
         self._lost.clear()
@@ -228,16 +258,41 @@ class RmqConnection(Connection):
         self._channel = self._open_channel()
         self._call("confirm delivery", self._channel, "confirm_delivery", ack_nack_callback=self._on_confirm)
         self._next_tag = 0
-        self._declare_own_queue()
-        self._call("consume", self._channel, "basic_consume", queue=self.queue_name,
-                   on_message_callback=self._on_vip_message, auto_ack=True)
+        self._declare_queue(self.queue_name)
+        self._consume(self._channel, self.queue_name, self._on_vip_message)
         self._setup_link()
         assert self._subscriptions is not None
         self._apply(BindingChange(add=self._subscriptions.bindings()))
         self._stats["links"] += 1
+        self._in_use_reported = False
         self._ready.set()
         self._announce()
         self._lost.wait()
+
+    def _declare_queue(self, name: str) -> None:
+        """Declare and bind the queue of a peer: ``name`` is also its routing key.
+
+        Not exclusive to our connection, so the router can tell whether it exists (a passive
+        declaration of someone else's exclusive queue is refused whether it exists or not);
+        deleted when its consumer goes, or after a minute if nobody ever consumed it. Only one
+        connection can consume it (see :meth:`_consume`).
+        """
+        self._call("declare queue", self._operations(), "queue_declare", queue=name, exclusive=False,
+                   auto_delete=True, durable=False, arguments={"x-expires": QUEUE_EXPIRES_MS})
+        self._call("bind queue", self._operations(), "queue_bind", queue=name, exchange=EXCHANGE,
+                   routing_key=name)
+
+    def _consume(self, channel: Any, queue: str, callback: Callable[..., None]) -> None:
+        """Consume ``queue`` as its only consumer; :class:`QueueLocked` when another one has it."""
+        try:
+            self._call("consume", channel, "basic_consume", queue=queue, on_message_callback=callback,
+                       auto_ack=True, exclusive=True)
+        except LinkError as exc:
+            if getattr(exc, "reply_code", None) in (403, 405):
+                locked = QueueLocked(f"queue {queue} is in use by another connection")
+                locked.reply_code = 405  # type: ignore[attr-defined]
+                raise locked from exc
+            raise
 
     def _announce(self) -> None:
         self._announced = True
@@ -288,24 +343,6 @@ class RmqConnection(Connection):
         finally:
             self._waiters.pop(result, None)
 
-    def _declare_own_queue(self) -> None:
-        while True:
-            try:
-                self._call("declare queue", self._operations(), "queue_declare", queue=self.queue_name,
-                           exclusive=True, auto_delete=True, durable=False)
-                break
-            except QueueLocked:
-                if not self._announced:
-                    # The AMQP link is up: say so, so the agent waits for its welcome and then
-                    # explains that its identity may be taken, as on ZeroMQ.
-                    _log.warning("identity %r is in use on %s (another peer holds queue %s); waiting",
-                                 self.params.identity, self.settings.redacted(), self.queue_name)
-                    self._announce()
-                if self._lost.wait(1.0) or self._closed:
-                    raise LinkError("the link dropped while our queue was taken") from None
-        self._call("bind queue", self._operations(), "queue_bind", queue=self.queue_name, exchange=EXCHANGE,
-                   routing_key=self.queue_name)
-
     def _operations(self) -> Any:
         """The channel for declarations and bindings, opened again after the broker closed it.
 
@@ -331,15 +368,18 @@ class RmqConnection(Connection):
         finally:
             self._waiters.pop(result, None)
 
-    def queue_exists(self, name: str) -> bool:
-        """Whether queue ``name`` exists now (a passive declaration); :class:`LinkError` without a link."""
+    def queue_consumed(self, name: str) -> bool:
+        """Whether queue ``name`` exists and has a consumer (a passive declaration).
+
+        Raises :class:`LinkError` when the broker cannot be asked.
+        """
         try:
-            self._call("check queue", self._operations(), "queue_declare", queue=name, passive=True)
+            frame = self._call("check queue", self._operations(), "queue_declare", queue=name, passive=True)
         except LinkError as exc:
             if getattr(exc, "reply_code", None) == 404:
                 return False
             raise
-        return True
+        return bool(frame.method.consumer_count)
 
     def _on_connection_closed(self, _connection: Any, reason: Exception) -> None:
         _log.debug("connection to %s closed: %r", self.settings.redacted(), reason)
@@ -348,12 +388,8 @@ class RmqConnection(Connection):
 
     def _on_channel_closed(self, channel: Any, reason: Exception) -> None:
         self._fail_waiters(_channel_error(reason), channel)
-        if channel is not self._channel:
-            return
-        self._lost.set()
-        if self._connection is not None and self._connection.is_open and not self._closed:
-            _log.warning("the broker closed the channel of %s: %r; reconnecting", self.queue_name, reason)
-            self._connection.close()
+        if channel is self._channel:
+            self._lost.set()  # the link greenlet closes the connection and starts again
 
     def _on_ops_channel_closed(self, channel: Any, reason: Exception) -> None:
         if channel is self._ops_channel:
@@ -588,26 +624,32 @@ class RmqConnection(Connection):
     def _deliver(self, message: Message) -> None:
         self._incoming.put(message)
 
-    def _origin(self, properties: Any) -> Any:
+    def origin(self, properties: Any) -> Any:
+        """Who sent a delivery (:func:`~.rmq_wire.message_origin`), or None when nobody vouches for it."""
         return message_origin(self.instance, properties.app_id, properties.user_id, properties.headers,
                               self._trusted)
 
     def _on_vip_message(self, _channel: Any, _method: Any, properties: Any, body: bytes) -> None:
-        origin = self._origin(properties)
+        message = self.decode_message(properties, body)
+        if message is not None:
+            self._deliver(message)
+
+    def decode_message(self, properties: Any, body: bytes) -> Message | None:
+        """The VIP message in an AMQP delivery (``peer`` is its sender), or None when dropped."""
+        origin = self.origin(properties)
         if origin is None:
             self._drop("a message whose sender the broker does not vouch for", properties)
-            return
+            return None
         try:
             args = decode_args(body)
         except ValueError:
             self._drop("a message whose body is not a JSON list", properties)
-            return
+            return None
         self._stats["received"] += 1
-        msg_id = properties.message_id or ""
-        self._deliver(Message(origin.peer, properties.type or "", args, msg_id, origin.user))
+        return Message(origin.peer, properties.type or "", args, properties.message_id or "", origin.user)
 
     def _on_publication(self, _channel: Any, method: Any, properties: Any, body: bytes) -> None:
-        origin = self._origin(properties)
+        origin = self.origin(properties)
         if origin is None:
             self._drop("a publication whose sender the broker does not vouch for", properties)
             return
@@ -718,7 +760,7 @@ def _open_error(exc: BaseException, settings: Any) -> LinkError:
 def _channel_error(reason: BaseException) -> LinkError:
     code = getattr(reason, "reply_code", None)
     text = getattr(reason, "reply_text", "") or repr(reason)
-    error = QueueLocked(text) if code == 405 else LinkError(f"channel closed ({code}): {text}")
+    error = LinkError(f"channel closed ({code}): {text}")
     error.reply_code = code  # type: ignore[attr-defined]
     return error
 

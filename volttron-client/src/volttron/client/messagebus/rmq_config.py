@@ -154,6 +154,22 @@ def settings_from_config(config: dict[str, Any], home: str | os.PathLike[str]) -
     return settings
 
 
+def admin_settings(config: dict[str, Any], home: str | os.PathLike[str], instance: str) -> BrokerSettings:
+    """The platform's own login from ``rabbitmq_config.yml``: ``user`` (default ``<instance>-admin``) with
+    ``password``, or with TLS the certificate ``<user>.crt``."""
+    settings = replace(settings_from_config(config, home), instance_name=instance)
+    user = str(config.get("user") or f"{instance}-admin")
+    password = config.get("password")
+    if password is not None:
+        return settings.with_login(user, str(password))
+    cert, key = client_cert_paths(home, user)
+    if settings.ssl and cert.is_file():
+        return replace(settings, username=user, certfile=str(cert), keyfile=str(key),
+                       cafile=str(trusted_cas_path(home, instance)))
+    raise ConfigError(f"{rabbitmq_config_path(home)} gives no password for {user} (nor a certificate "
+                      "with TLS); run 'vcfg rabbitmq single'")
+
+
 def instance_name_from_home(home: str | os.PathLike[str]) -> str:
     """The platform's instance name as the platform decides it: its config file, else the host name."""
     from volttron.utils.config import load_platform_config

@@ -3,8 +3,9 @@
 pika's :class:`~pika.adapters.gevent_connection.GeventConnection` makes a new loop, with a pipe for
 thread-safe callbacks, for every connection attempt, and never closes it: a peer that retries for a
 long broker outage would leak two descriptors per attempt. This loop needs no pipe (gevent's own
-``run_callback_threadsafe`` wakes the hub) and is handed to every ``GeventConnection`` of one
-:class:`~volttron.client.messagebus.rmq.RmqConnection` as its ``custom_ioloop``.
+``run_callback_threadsafe`` wakes the hub); :class:`HubIOServices` on it is handed to every
+``GeventConnection`` of one :class:`~volttron.client.messagebus.rmq.RmqConnection` as its
+``custom_ioloop``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from collections.abc import Callable
 from typing import Any
 
 import gevent
+import gevent.socket
 from gevent.hub import Waiter
+from pika.adapters.utils.nbio_interface import AbstractIOReference
 from pika.adapters.utils.selector_ioloop_adapter import AbstractSelectorIOLoop, SelectorIOServicesAdapter
 
 
@@ -83,7 +86,41 @@ class HubIOLoop(AbstractSelectorIOLoop):
             watcher.close()
 
 
-def hub_io_services() -> tuple[SelectorIOServicesAdapter, HubIOLoop]:
+class _Resolution(AbstractIOReference):
+    """A host name being resolved in a greenlet (cancellable)."""
+
+    def __init__(self, greenlet: gevent.Greenlet) -> None:
+        self._greenlet = greenlet
+
+    def cancel(self) -> bool:
+        if self._greenlet.dead:
+            return False
+        self._greenlet.kill(block=False)
+        return True
+
+
+class HubIOServices(SelectorIOServicesAdapter):
+    """pika's I/O services on a :class:`HubIOLoop`, resolving host names with gevent.
+
+    pika's own resolver starts a thread and waits for it to start, which a monkey-patched process
+    cannot do inside a loop callback.
+    """
+
+    def getaddrinfo(self, host: str, port: int, on_done: Callable[..., None], family: int = 0,
+                    socktype: int = 0, proto: int = 0, flags: int = 0) -> AbstractIOReference:
+        def resolve() -> None:
+            try:
+                result: Any = gevent.socket.getaddrinfo(host, port, family, socktype, proto, flags)
+            except OSError as exc:
+                result = exc
+            loop.add_callback(lambda: on_done(result))  # pika expects its loop's context
+
+        loop = self._loop
+
+        return _Resolution(gevent.spawn(resolve))
+
+
+def hub_io_services() -> tuple[HubIOServices, HubIOLoop]:
     """pika's I/O services on a new :class:`HubIOLoop`, and the loop (to close at the end)."""
     loop = HubIOLoop()
-    return SelectorIOServicesAdapter(loop), loop
+    return HubIOServices(loop), loop

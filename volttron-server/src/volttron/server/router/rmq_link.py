@@ -1,0 +1,241 @@
+"""The platform router's own connection to RabbitMQ (reference §6.1, §6.3, §6.4).
+
+A :class:`RouterLink` is a :class:`~volttron.client.messagebus.rmq.RmqConnection` with identity
+``router``, logged in as the platform's broker user, that also:
+
+* declares the ``volttron`` topic exchange (alternate exchange ``undeliverable``) and the
+  ``undeliverable`` fanout exchange, so a platform never runs on a half-prepared vhost;
+* consumes ``<instance>.router`` (messages RabbitMQ peers address to the router), and
+  ``<instance>.router.undeliverable``, bound to ``undeliverable``: what the broker could not route,
+  so the sender gets EHOSTUNREACH as on ZeroMQ;
+* holds a queue ``<instance>.<identity>`` for each peer connected over ZeroMQ (the in-process
+  services, vctl, ZeroMQ agents), so RabbitMQ peers reach them by the same routing keys (the
+  original's ZeroMQ proxy router);
+* consumes ``<instance>.router.pubsub``, bound to ``__pubsub__.<instance>.#``, to hand broker
+  publishes to pub/sub subscribers connected over ZeroMQ.
+
+Everything it receives is queued as a :class:`Delivery` for the router's greenlet
+(:mod:`~volttron.server.router.rmq_router`), never handled in the hub.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from volttron.client.messagebus.base import BusEvent, ConnectionParams, Message
+from volttron.client.messagebus.rmq import LinkError, QueueLocked, RmqConnection
+from volttron.client.messagebus.rmq_config import BrokerSettings
+from volttron.client.messagebus.rmq_wire import (
+    ALTERNATE_EXCHANGE,
+    CONTENT_TYPE,
+    EXCHANGE,
+    PUBSUB_KEY,
+    ROUTER,
+    encode_args,
+    fq_identity,
+    message_headers,
+    peer_routing_key,
+    publish_routing_key,
+    topic_from_routing_key,
+)
+from volttron.utils.frames import TEXT_ENCODING
+
+_log = logging.getLogger(__name__)
+
+VIA_HEADER = "via"
+"""Header marking publishes the router copied from ZeroMQ to the broker (so it does not copy them back)."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Something the broker gave the router.
+
+    ``kind`` is ``"route"`` (``frames`` as the ZeroMQ router receives them: sender, recipient,
+    ``VIP1``, user, id, subsystem, args), ``"unroutable"`` (``frames`` = sender, recipient, id,
+    subsystem) or ``"publication"`` (``frames`` = sender, user, id, topic, body, bus).
+    """
+
+    kind: str
+    frames: list[bytes]
+
+
+def _b(text: str) -> bytes:
+    try:
+        return text.encode(TEXT_ENCODING)
+    except UnicodeEncodeError:
+        return text.encode("utf-8")
+
+
+class RouterLink(RmqConnection):
+    """The router's broker connection; see the module docstring."""
+
+    def __init__(self, settings: BrokerSettings) -> None:
+        super().__init__(ConnectionParams(settings.redacted(), ROUTER, instance_name=settings.instance_name,
+                                          options={"context": settings}))
+        self.proxied: set[str] = set()
+        """Identities of ZeroMQ peers whose queue the router holds."""
+        self._proxy_channels: dict[str, Any] = {}
+
+    def _is_router(self) -> bool:
+        return True
+
+    @property
+    def undeliverable_queue(self) -> str:
+        """``<instance>.router.undeliverable``."""
+        return f"{self.queue_name}.undeliverable"
+
+    @property
+    def pubsub_queue(self) -> str:
+        """``<instance>.router.pubsub``."""
+        return f"{self.queue_name}.pubsub"
+
+    # -- link set-up ----------------------------------------------------------------------------
+    def _setup_link(self) -> None:
+        ops = self._operations()
+        self._call("declare exchange", ops, "exchange_declare", exchange=ALTERNATE_EXCHANGE,
+                   exchange_type="fanout", durable=True)
+        self._call("declare exchange", ops, "exchange_declare", exchange=EXCHANGE, exchange_type="topic",
+                   durable=True, arguments={"alternate-exchange": ALTERNATE_EXCHANGE})
+        self._queue(self.undeliverable_queue, ALTERNATE_EXCHANGE, "", self._on_undeliverable)
+        self._queue(self.pubsub_queue, EXCHANGE, f"{PUBSUB_KEY}.{self.instance}.#", self._on_publication_copy)
+        self._proxy_channels.clear()
+        for identity in sorted(self.proxied):
+            try:
+                self._proxy_queue(identity)
+            except QueueLocked as exc:
+                _log.warning("no RabbitMQ queue for ZeroMQ peer %r: %s", identity, exc)
+
+    def _identity_in_use(self, exc: Exception) -> None:
+        self._emit(BusEvent.CONNECT_RETRIED, f"another platform named {self.instance!r} already routes on "
+                                             f"vhost {self.settings.vhost!r} ({exc})")
+
+    def _queue(self, name: str, exchange: str, key: str, callback: Any) -> None:
+        self._call("declare queue", self._operations(), "queue_declare", queue=name, exclusive=True,
+                   auto_delete=True, durable=False)
+        self._call("bind queue", self._operations(), "queue_bind", queue=name, exchange=exchange,
+                   routing_key=key)
+        self._call("consume", self._channel, "basic_consume", queue=name, on_message_callback=callback,
+                   auto_ack=True)
+
+    def _proxy_queue(self, identity: str) -> None:
+        """Declare and consume the queue of a ZeroMQ peer, on a channel of its own.
+
+        If a RabbitMQ peer with that identity consumes it already, only that channel is refused.
+        """
+        name = fq_identity(self.instance, identity)
+        self._declare_queue(name)
+        channel = self._open_channel(self._on_proxy_channel_closed)
+        self._proxy_channels[identity] = channel
+        self._consume(channel, name, self._on_proxied)
+
+    def _on_proxy_channel_closed(self, channel: Any, reason: Exception) -> None:
+        self._fail_waiters(LinkError(f"proxy channel closed: {reason!r}"), channel)
+        for identity, held in list(self._proxy_channels.items()):
+            if held is channel:
+                del self._proxy_channels[identity]
+
+    def add_proxy(self, identity: str) -> None:
+        """Hold ``<instance>.<identity>`` for a ZeroMQ peer (now if linked, else at the next link)."""
+        if identity in self.proxied or identity == ROUTER:
+            return
+        self.proxied.add(identity)
+        if self._ready.is_set():
+            try:
+                self._proxy_queue(identity)
+            except LinkError as exc:
+                # taken by a RabbitMQ peer of that identity, or the link dropped (redone when back)
+                _log.warning("no RabbitMQ queue for ZeroMQ peer %r: %s", identity, exc)
+
+    def remove_proxy(self, identity: str) -> None:
+        """Delete the queue held for a ZeroMQ peer that went away."""
+        if identity not in self.proxied:
+            return
+        self.proxied.discard(identity)
+        channel = self._proxy_channels.pop(identity, None)
+        if channel is not None and channel.is_open:
+            channel.close()  # its consumer goes, and with it the auto-delete queue
+
+    # -- receiving ------------------------------------------------------------------------------
+    def _on_vip_message(self, _channel: Any, _method: Any, properties: Any, body: bytes) -> None:
+        message = self.decode_message(properties, body)
+        if message is not None:
+            self._deliver(Delivery("route", [_b(message.peer), b"", b"VIP1", _b(message.user), _b(message.id),
+                                             _b(message.subsystem), *message.args]))
+
+    def _on_proxied(self, _channel: Any, method: Any, properties: Any, body: bytes) -> None:
+        message = self.decode_message(properties, body)
+        if message is None:
+            return
+        recipient = method.routing_key[len(self.instance) + 1:]
+        self._deliver(Delivery("route", [_b(message.peer), _b(recipient), b"VIP1", _b(message.user),
+                                         _b(message.id), _b(message.subsystem), *message.args]))
+
+    def _on_undeliverable(self, _channel: Any, method: Any, properties: Any, _body: bytes) -> None:
+        key = method.routing_key or ""
+        local = f"{self.instance}."
+        if key.startswith(PUBSUB_KEY) or not key.startswith(local):
+            return  # a publish nobody subscribed to, or another instance's message
+        origin = self.origin(properties)
+        if origin is None:
+            return
+        recipient = key[len(local):]
+        self._deliver(Delivery("unroutable", [_b(origin.peer), _b(recipient), _b(properties.message_id or ""),
+                                              _b(properties.type or "")]))
+
+    def _on_publication_copy(self, _channel: Any, method: Any, properties: Any, body: bytes) -> None:
+        headers = properties.headers or {}
+        if headers.get(VIA_HEADER) == ROUTER:
+            return  # copied from ZeroMQ by us: its ZeroMQ subscribers have it already
+        origin = self.origin(properties)
+        if origin is None:
+            return
+        topic = headers.get("topic")
+        if not isinstance(topic, str):
+            topic = topic_from_routing_key(method.routing_key)
+        bus = headers.get("bus") if isinstance(headers.get("bus"), str) else ""
+        msg_id = _b(properties.message_id or "")
+        frames = [_b(origin.peer), _b(origin.user), msg_id, _b(topic), body, _b(bus)]
+        self._deliver(Delivery("publication", frames))
+
+    def next_delivery(self, timeout: float | None = None) -> Delivery | None:
+        """The next :class:`Delivery` (None after ``timeout``); :class:`~.base.BusClosed` once closed."""
+        item = self.recv(timeout)
+        return item  # type: ignore[return-value]
+
+    # -- sending --------------------------------------------------------------------------------
+    def forward(self, frames: list[bytes]) -> None:
+        """Publish frames the router sends (recipient, sender, ``VIP1``, user, id, subsystem, args).
+
+        Never waits: raises :class:`~.base.BusTimeout` at once when there is no link.
+        """
+        recipient = frames[0].decode(TEXT_ENCODING)
+        sender = frames[1].decode(TEXT_ENCODING)
+        key = peer_routing_key(self.instance, recipient)
+        message = Message(recipient, frames[5].decode(TEXT_ENCODING), list(frames[6:]),
+                          frames[4].decode(TEXT_ENCODING), frames[3].decode(TEXT_ENCODING))
+        self.publish(key, encode_args(message.args), self._router_properties(sender, message, key), None, 0)
+
+    def publish_copy(self, sender: str, user: str, msg_id: str, topic: str, body: bytes, bus: str) -> None:
+        """Copy a publish made over ZeroMQ to the broker, for the RabbitMQ subscribers (never waits)."""
+        key = publish_routing_key(self.instance, topic)
+        message = Message("", "pubsub", [], msg_id, user)
+        extra = {"topic": topic, "bus": bus, VIA_HEADER: ROUTER}
+        properties = self._router_properties(sender, message, key, extra)
+        self.publish(key, body, properties, None, 0)
+
+    def _router_properties(self, sender: str, message: Message, key: str,
+                           extra: dict[str, Any] | None = None) -> Any:
+        import pika
+
+        return pika.BasicProperties(
+            app_id=fq_identity(self.instance, sender or ROUTER),
+            user_id=self.settings.username,
+            headers={**message_headers(key, message.user), **(extra or {})},
+            message_id=message.id or None,
+            type=message.subsystem,
+            content_type=CONTENT_TYPE,
+        )
+
+
