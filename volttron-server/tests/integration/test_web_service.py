@@ -23,7 +23,7 @@ import gevent
 import pytest
 
 from volttron.client.runner import build_agent
-from volttron.client.vip.agent import RPC, Agent
+from volttron.client.vip.agent import RPC, Agent, RemoteError
 from volttron.server.services.web.users import add_web_user
 
 pytestmark = pytest.mark.integration
@@ -112,6 +112,11 @@ class WebTestAgent(Agent):
         return ["202 Accepted", base64.b64encode(b"<p>raw</p>").decode(), [["Content-Type", "text/html"]]]
 
 
+def tamper(token: str) -> str:
+    """``token`` with one character of its signature changed."""
+    return token[:-5] + ("B" if token[-5] == "A" else "A") + token[-4:]
+
+
 def poll(condition: Callable[[], Any], timeout: float, what: str) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -187,7 +192,7 @@ def test_login_and_rpc_through_the_gateway(web_platform, tester: WebTestAgent) -
 
     assert web.rpc(TESTER, "add", [2, 3], bob).json() == {"jsonrpc": "2.0", "id": 1, "result": 5}
     assert web.rpc(TESTER, "add", [2, 3], None).status == 401
-    assert web.rpc(TESTER, "add", [2, 3], alice[:-4] + "AAAA").status == 401
+    assert web.rpc(TESTER, "add", [2, 3], tamper(alice)).status == 401
     bad = web.request("POST", f"/jsonrpc/{TESTER}", "{not json", {"Content-Type": "application/json"},
                       token=alice)
     assert bad.status == 400 and bad.json()["error"]["code"] == -32700
@@ -206,6 +211,11 @@ def test_login_and_rpc_through_the_gateway(web_platform, tester: WebTestAgent) -
     assert failed.status == 500 and failed.json()["error"]["code"] == -32000
     assert "the tester failed on purpose" in failed.body.decode() and "Traceback" not in failed.body.decode()
     assert web.rpc("nobody.here", "add", [1, 2], alice).status == 404
+
+    claims = tester.vip.web.get_user_claims(f"Bearer {alice}")  # agents check tokens they are given
+    assert claims["sub"] == "alice" and claims["iss"] == socket.gethostname()
+    with pytest.raises(RemoteError, match="signature|malformed"):
+        tester.vip.web.get_user_claims(tamper(alice))
 
 
 def test_agent_endpoints_static_files_and_traversal(web_platform, tester: WebTestAgent) -> None:

@@ -76,7 +76,7 @@ class Site:
             LoginEndpoint(self.users, self.tokens),
             JsonRpcGateway(self.caller, self.users, self.tokens, check_capabilities=check_capabilities,
                            timeout=1.0, own_identity="platform.web"),
-            EndpointDispatcher(self.caller, 1.0), max_body=4096)
+            EndpointDispatcher(self.caller, 1.0), max_body=200_000)
 
     def request(self, method: str, path: str, body: bytes | str | Any = b"", headers: dict | None = None,
                 content_type: str | None = None) -> tuple[int, dict[str, str], bytes]:
@@ -167,7 +167,7 @@ def test_login_refusals(site: Site, body: Any, status: int) -> None:
 
 def test_login_needs_post_and_bounded_bodies(site: Site) -> None:
     assert site.request("GET", "/authenticate")[0] == 405
-    status, _, body = site.request("POST", "/authenticate", "x" * 5000)
+    status, _, body = site.request("POST", "/authenticate", "x" * 200_001)
     assert status == 413 and "at most" in json.loads(body)["error"]
 
 
@@ -199,6 +199,7 @@ def test_rpc_without_or_with_bad_token_is_401_and_not_forwarded(site: Site) -> N
     ('{"jsonrpc": "2.0", "method": "", "id": 1}', 400, jsonrpc.INVALID_REQUEST),
     ('{"jsonrpc": "2.0", "method": "x", "params": 5, "id": 1}', 400, jsonrpc.INVALID_PARAMS),
     ('"text"', 400, jsonrpc.INVALID_REQUEST),
+    ("[" * 100_000, 400, jsonrpc.PARSE_ERROR),
 ])
 def test_rpc_bad_requests_are_400_with_json_errors(site: Site, body: str, status: int, code: int) -> None:
     got, headers, payload = site.request("POST", "/jsonrpc/listener", body, site.token(),

@@ -104,6 +104,8 @@ class WebRequest:
             return json.loads(self.text())
         except ValueError as exc:
             raise BadRequest(f"the body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise BadRequest("the body's JSON is nested too deeply") from None
 
     def agent_env(self) -> dict[str, str]:
         """The JSON-safe subset of the environ an agent's ``route.callback`` receives."""
