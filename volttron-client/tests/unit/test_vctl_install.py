@@ -189,6 +189,17 @@ def test_serve_install_sends_the_file_and_reports_progress(tmp_path: Path) -> No
     assert sent[-1] == (10, 10)
 
 
+def test_progress_queued_before_the_answer_is_still_reported() -> None:
+    result = FakeResult()
+    result.done = True  # the answer is noticed first
+    steps: list[tuple[str, str]] = []
+    channel = ScriptedChannel(
+        [req("progress", "activate", "a"), req("progress", "done", "installed")], result
+    )
+    serve_install(channel, result, None, idle_timeout=5, progress=lambda *s: steps.append(s))
+    assert steps == [("activate", "a"), ("done", "installed")]
+
+
 def test_serve_install_gives_up_when_the_platform_is_silent(tmp_path: Path) -> None:
     result = FakeResult(finish_when_idle=False)
     started = time.monotonic()
@@ -290,4 +301,3 @@ def test_vctl_help_lists_the_agent_commands(tmp_path, capsys, monkeypatch) -> No
         "rpc",
     ):
         assert f"  {name} " in out, name
-

@@ -116,6 +116,14 @@ def serve_install(
                 channel.send(sender.answer(request))
                 if sent is not None and request[0] == "fetch":
                     sent(sender.sent, sender.size)
+        # Progress sent just before the answer may still wait in the channel's queue: report it too.
+        while True:
+            try:
+                request = parse_request(channel.recv(timeout=0))
+            except (ResultTimeout, ChannelClosed):
+                break
+            if request and request[0] == "progress" and progress is not None and len(request) >= 3:
+                progress(str(request[1]), str(request[2]))
     finally:
         if stream is not None:
             stream.close()
