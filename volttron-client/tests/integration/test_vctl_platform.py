@@ -295,3 +295,52 @@ def test_platform_stop_leaves_no_agent_process(platform: VctlPlatform, listener_
     platform.vctl("shutdown", "--platform")
     wait_until(lambda: not alive(pid), 10, "the agent process to be gone")
     assert not (platform.home / "VOLTTRON_PID").exists()
+
+
+def _listener_is_editable() -> bool:
+    import importlib.metadata
+
+    try:
+        text = importlib.metadata.distribution("volttron-listener").read_text("direct_url.json") or "{}"
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return bool(json.loads(text).get("dir_info", {}).get("editable"))
+
+
+def test_install_by_package_name_uses_the_platforms_environment(platform: VctlPlatform) -> None:
+    if not _listener_is_editable():
+        pytest.skip("the listener is not installed in development mode here (its index would be needed)")
+    result = platform.vctl("--json", "install", "volttron-listener", "--vip-identity", "byname", "--start")
+    report = json.loads(result.stdout)
+    assert report["identity"] == "byname" and report["started"] and report["connected"]
+    assert "development (editable) mode" in result.stderr
+    assert platform.status()["byname"]["state"] == "running"
+
+
+def test_key_commands_for_the_auth_group(platform: VctlPlatform, listener_wheel: Path) -> None:
+    import click
+    from click.testing import CliRunner
+
+    from volttron.client.commands.auth_keys import KEY_COMMANDS
+    from volttron.client.commands.vctl import VctlOptions
+
+    @click.group()
+    @click.pass_context
+    def auth(ctx: click.Context) -> None:
+        ctx.obj = VctlOptions(
+            home=platform.home, timeout=10, vip_address=None, json=False, debug=False, verbose=0
+        )
+
+    for command in KEY_COMMANDS:
+        auth.add_command(command)
+    platform.vctl("install", str(listener_wheel), "--vip-identity", "keyed")
+    runner = CliRunner()
+    serverkey = runner.invoke(auth, ["serverkey"])
+    assert serverkey.exit_code == 0, serverkey.output
+    assert serverkey.output.strip() == json.loads((platform.home / "keystore").read_text())["public"]
+    publickey = runner.invoke(auth, ["publickey", "keyed"])
+    assert publickey.exit_code == 0, publickey.output
+    agent_key = json.loads((platform.home / "agents" / "keyed" / "keystore.json").read_text())["public"]
+    assert agent_key in publickey.output
+    pair = json.loads(runner.invoke(auth, ["keypair"]).output)
+    assert len(pair["public"]) == 43 and len(pair["secret"]) == 43
