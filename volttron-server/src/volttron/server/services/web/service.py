@@ -12,7 +12,6 @@ timeout (TLS handshake included) and the number of connections served at once is
 from __future__ import annotations
 
 import logging
-import socket
 import ssl
 from typing import Any
 
@@ -109,7 +108,19 @@ class WebService:
                 users=users, web_address=settings.address.url, platform_serverkey=ctx.serverkey)
         except VolttronError as exc:
             raise WebError(f"the web service could not connect as {PLATFORM_WEB}: {exc}") from None
-        caller = VipCaller(self.agent)
+        try:
+            self._serve(self.agent, users, tokens, routes, ssl_context)
+        except BaseException:
+            self._stop_agent()
+            raise
+        if not ctx.auth_enabled:
+            _log.warning("authentication is disabled: web users' capabilities are not checked")
+        _log.info("web service listening on %s (%d web users)", settings.address.url, len(users.names()))
+
+    def _serve(self, agent: WebAgent, users: WebUserStore, tokens: TokenIssuer, routes: RouteTable,
+               ssl_context: ssl.SSLContext | None) -> None:
+        ctx, settings = self.context, self.settings
+        caller = VipCaller(agent)
         threadpool = gevent.get_hub().threadpool
 
         def check_password(password: str, stored: str) -> bool:
@@ -122,21 +133,16 @@ class WebService:
             EndpointDispatcher(caller, settings.callback_timeout), settings.max_body)
         ssl_args: dict[str, Any] = {"ssl_context": ssl_context} if ssl_context is not None else {}
         address = settings.address
-        self._server = _WebServer(
+        server = _WebServer(
             (address.host, address.port), self.app, spawn=Pool(settings.max_connections),
             log=LoggingLogAdapter(logging.getLogger(f"{__name__}.access"), logging.DEBUG),
             error_log=LoggingLogAdapter(logging.getLogger(f"{__name__}.errors"), logging.WARNING),
             socket_timeout=settings.socket_timeout, **ssl_args)
         try:
-            self._server.start()
-        except (OSError, socket.gaierror) as exc:
-            self._server = None
-            self._stop_agent()
-            raise WebError(f"the web service cannot listen on {address.url}: "
-                           f"{getattr(exc, 'strerror', None) or exc}") from None
-        if not ctx.auth_enabled:
-            _log.warning("authentication is disabled: web users' capabilities are not checked")
-        _log.info("web service listening on %s (%d web users)", address.url, len(users.names()))
+            server.start()
+        except OSError as exc:
+            raise WebError(f"the web service cannot listen on {address.url}: {exc.strerror or exc}") from None
+        self._server = server
 
     def _ssl_context(self) -> ssl.SSLContext:
         settings = self.settings
