@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import click
 
-from volttron.client.commands.cli import LazyGroup, run_cli
+from volttron.client.commands.cli import LazyGroup, lazy, run_cli
 
-COMMANDS = {}
+COMMANDS = {
+    "rabbitmq": lazy("volttron.client.commands.rabbitmq:rabbitmq", "Set up the RabbitMQ message bus."),
+}
 
 
 @click.group(cls=LazyGroup, lazy_commands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})

@@ -1,0 +1,342 @@
+"""Administering a RabbitMQ broker: vhosts, users, permissions (reference §6.1).
+
+Two back-ends with one interface, :class:`BrokerAdmin`: the management plugin's HTTP API
+(:class:`HttpAdmin`, any broker the platform can reach) and ``rabbitmqctl`` (:class:`CtlAdmin`,
+the broker on this host, run by a user allowed to use it). :func:`broker_admin` picks the HTTP API
+when it answers, else ``rabbitmqctl``. Exchanges are declared over AMQP by whoever connects
+(:func:`declare_exchanges`), since ``rabbitmqctl`` cannot.
+
+Passwords go to ``rabbitmqctl`` on its standard input, never on its command line.
+
+Errors::
+
+    VolttronError
+     +-- BrokerAdminError    the broker refused or could not be asked
+          +-- BrokerDown     nothing answers where the broker should be
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+import urllib.error
+import urllib.request
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from volttron.client.messagebus.rmq_config import BrokerSettings
+from volttron.client.messagebus.rmq_wire import ALTERNATE_EXCHANGE, EXCHANGE
+from volttron.utils.errors import VolttronError
+
+AGENT_TAG = "volttron-agent"
+"""Tag of the broker users the platform makes for agents (and may delete again)."""
+CTL_TIMEOUT = 60.0
+HTTP_TIMEOUT = 10.0
+
+
+class BrokerAdminError(VolttronError):
+    """The broker refused an administrative request, or could not be asked."""
+
+
+class BrokerDown(BrokerAdminError):
+    """Nothing answers where the broker should be."""
+
+
+@dataclass(frozen=True)
+class Permissions:
+    """A user's regular expressions on one vhost."""
+
+    configure: str
+    write: str
+    read: str
+
+
+def agent_permissions(user: str) -> Permissions:
+    """What an agent's user may do (reference §6.1, anchored): its own queues, the ``volttron`` exchange."""
+    own = re.escape(user)
+    queues = f"{own}|{own}\\.pubsub\\..*|{own}\\.zmq\\..*|amq\\..*"
+    exchange_or_queues = f"^({EXCHANGE}|{queues})$"
+    return Permissions(configure=f"^({queues})$", write=exchange_or_queues, read=exchange_or_queues)
+
+
+ADMIN_PERMISSIONS = Permissions(".*", ".*", ".*")
+
+
+class BrokerAdmin(ABC):
+    """Administrative requests to one broker."""
+
+    kind = ""
+
+    @abstractmethod
+    def check(self) -> None:
+        """Raise :class:`BrokerDown` when the broker does not answer."""
+
+    @abstractmethod
+    def vhosts(self) -> list[str]:
+        """The names of the vhosts."""
+
+    @abstractmethod
+    def add_vhost(self, name: str) -> None:
+        """Create vhost ``name`` (nothing happens when it exists)."""
+
+    @abstractmethod
+    def delete_vhost(self, name: str) -> None:
+        """Delete vhost ``name`` with everything in it (nothing happens when it does not exist)."""
+
+    @abstractmethod
+    def users(self) -> dict[str, list[str]]:
+        """User name -> tags."""
+
+    @abstractmethod
+    def put_user(self, name: str, password: str | None, tags: Sequence[str] = ()) -> None:
+        """Create or update user ``name``; ``password=None`` means no password (certificate login only)."""
+
+    @abstractmethod
+    def delete_user(self, name: str) -> None:
+        """Delete user ``name`` (nothing happens when it does not exist)."""
+
+    @abstractmethod
+    def permissions(self, vhost: str) -> dict[str, Permissions]:
+        """User name -> permissions on ``vhost``."""
+
+    @abstractmethod
+    def set_permissions(self, vhost: str, user: str, permissions: Permissions) -> None:
+        """Give ``user`` ``permissions`` on ``vhost``."""
+
+
+class CtlAdmin(BrokerAdmin):
+    """``rabbitmqctl`` on this host (``node`` names another local node)."""
+
+    kind = "rabbitmqctl"
+
+    def __init__(self, executable: str = "rabbitmqctl", node: str | None = None,
+                 timeout: float = CTL_TIMEOUT) -> None:
+        self.executable = executable
+        self.node = node
+        self.timeout = timeout
+
+    def _run(self, *args: str, stdin: str | None = None) -> str:
+        command = [self.executable, "-q", *(["-n", self.node] if self.node else []), *args]
+        try:
+            done = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=self.timeout,
+                                  check=False)
+        except FileNotFoundError:
+            raise BrokerAdminError(f"{self.executable} not found: install RabbitMQ here, or enable the "
+                                   "management plugin") from None
+        except subprocess.TimeoutExpired:
+            raise BrokerAdminError(f"{self.executable} {args[0]} did not finish within "
+                                   f"{self.timeout:g} s") from None
+        if done.returncode != 0:
+            text = (done.stderr or done.stdout).strip()
+            if "unable to perform an operation on node" in text or done.returncode == 69:
+                raise BrokerDown(f"the RabbitMQ node is not running (or {self.executable} may not reach it)")
+            first = next((line for line in text.splitlines() if line.strip()), f"exit code {done.returncode}")
+            raise BrokerAdminError(f"{self.executable} {args[0]} failed: {first.removeprefix('Error: ')}")
+        return done.stdout
+
+    def _json(self, *args: str) -> list[dict[str, Any]]:
+        text = self._run(*args, "--formatter", "json").strip()
+        if not text:
+            return []
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            raise BrokerAdminError(f"unexpected output of {self.executable} {args[0]}: {exc}") from None
+        return value if isinstance(value, list) else []
+
+    def check(self) -> None:
+        self._run("list_vhosts", "name")
+
+    def vhosts(self) -> list[str]:
+        return [row["name"] for row in self._json("list_vhosts", "name")]
+
+    def add_vhost(self, name: str) -> None:
+        if name not in self.vhosts():
+            self._run("add_vhost", name)
+
+    def delete_vhost(self, name: str) -> None:
+        if name in self.vhosts():
+            self._run("delete_vhost", name)
+
+    def users(self) -> dict[str, list[str]]:
+        return {row["user"]: list(row.get("tags") or []) for row in self._json("list_users")}
+
+    def put_user(self, name: str, password: str | None, tags: Sequence[str] = ()) -> None:
+        secret = password if password is not None else base64.urlsafe_b64encode(_random(24)).decode()
+        if name in self.users():
+            self._run("change_password", name, stdin=secret + "\n")
+        else:
+            self._run("add_user", name, stdin=secret + "\n")
+        if password is None:
+            self._run("clear_password", name)
+        self._run("set_user_tags", name, *tags)
+
+    def delete_user(self, name: str) -> None:
+        if name in self.users():
+            self._run("delete_user", name)
+
+    def permissions(self, vhost: str) -> dict[str, Permissions]:
+        return {row["user"]: Permissions(row["configure"], row["write"], row["read"])
+                for row in self._json("list_permissions", "-p", vhost)}
+
+    def set_permissions(self, vhost: str, user: str, permissions: Permissions) -> None:
+        self._run("set_permissions", "-p", vhost, user, permissions.configure, permissions.write,
+                  permissions.read)
+
+
+class HttpAdmin(BrokerAdmin):
+    """The management plugin's HTTP API at ``url`` (``http[s]://host:15672``) as ``user``."""
+
+    kind = "management API"
+
+    def __init__(self, url: str, user: str, password: str, context: ssl.SSLContext | None = None,
+                 timeout: float = HTTP_TIMEOUT) -> None:
+        self.url = url.rstrip("/")
+        self._auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+        self._context = context
+        self.timeout = timeout
+
+    def _request(self, method: str, path: str, body: Any = None) -> Any:
+        data = json.dumps(body).encode("utf-8") if body is not None else None
+        headers = {"Authorization": self._auth, "Content-Type": "application/json"}
+        request = urllib.request.Request(f"{self.url}/api/{path}", data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout, context=self._context) as response:
+                text = response.read().decode("utf-8")
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404 and method in ("DELETE", "GET"):
+                return None
+            detail = exc.read().decode("utf-8", "replace")[:200]
+            raise BrokerAdminError(f"{method} {path}: HTTP {exc.code} {detail}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise BrokerDown(f"the management API at {self.url} does not answer: "
+                             f"{getattr(exc, 'reason', exc)}") from None
+        return json.loads(text) if text.strip() else None
+
+    def check(self) -> None:
+        self._request("GET", "overview")
+
+    def vhosts(self) -> list[str]:
+        return [row["name"] for row in self._request("GET", "vhosts") or []]
+
+    def add_vhost(self, name: str) -> None:
+        self._request("PUT", f"vhosts/{_q(name)}", {})
+
+    def delete_vhost(self, name: str) -> None:
+        self._request("DELETE", f"vhosts/{_q(name)}")
+
+    def users(self) -> dict[str, list[str]]:
+        return {row["name"]: _tags(row.get("tags")) for row in self._request("GET", "users") or []}
+
+    def put_user(self, name: str, password: str | None, tags: Sequence[str] = ()) -> None:
+        body: dict[str, Any] = {"tags": ",".join(tags)}
+        if password is None:
+            body["password_hash"] = ""
+        else:
+            body["password"] = password
+        self._request("PUT", f"users/{_q(name)}", body)
+
+    def delete_user(self, name: str) -> None:
+        self._request("DELETE", f"users/{_q(name)}")
+
+    def permissions(self, vhost: str) -> dict[str, Permissions]:
+        rows = self._request("GET", f"vhosts/{_q(vhost)}/permissions") or []
+        return {row["user"]: Permissions(row["configure"], row["write"], row["read"]) for row in rows}
+
+    def set_permissions(self, vhost: str, user: str, permissions: Permissions) -> None:
+        body = {"configure": permissions.configure, "write": permissions.write, "read": permissions.read}
+        self._request("PUT", f"permissions/{_q(vhost)}/{_q(user)}", body)
+
+
+def broker_admin(settings: BrokerSettings, user: str | None = None, password: str | None = None,
+                 ctl: str = "rabbitmqctl") -> BrokerAdmin:
+    """The management API when it answers at ``settings.mgmt_port`` (with ``user``/``password``), else
+    ``rabbitmqctl`` when the broker is on this host; :class:`BrokerAdminError` when neither can be used.
+    """
+    port = settings.mgmt_port
+    if port and user and password is not None and port_open(settings.host, port):
+        scheme = "https" if settings.ssl else "http"
+        context = ssl.create_default_context(cafile=settings.cafile) if settings.ssl else None
+        return HttpAdmin(f"{scheme}://{settings.host}:{port}", user, password, context)
+    if shutil.which(ctl) and is_local_host(settings.host):
+        return CtlAdmin(ctl)
+    raise BrokerAdminError(f"cannot administer the broker at {settings.host}: the management plugin does "
+                           f"not answer on port {port} and {ctl} is not available for a broker on this host")
+
+
+def port_open(host: str, port: int, timeout: float = 2.0) -> bool:
+    """Whether a TCP connection to ``host:port`` succeeds."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def is_local_host(host: str) -> bool:
+    """Whether ``host`` names this machine."""
+    if host in ("localhost", "127.0.0.1", "::1", socket.gethostname(), socket.getfqdn()):
+        return True
+    try:
+        return socket.gethostbyname(host).startswith("127.")
+    except OSError:
+        return False
+
+
+def declare_exchanges(settings: BrokerSettings) -> None:
+    """Declare the ``undeliverable`` fanout and the ``volttron`` topic exchange (its alternate) over AMQP.
+
+    ``settings`` must log in as a user allowed to configure them. A blocking pika connection: for
+    tools, not for a running platform (whose router declares them itself).
+    """
+    import pika
+    import pika.exceptions
+
+    from volttron.client.messagebus.rmq_login import pika_credentials, ssl_options
+
+    parameters = pika.ConnectionParameters(settings.host, settings.port, settings.vhost,
+                                           pika_credentials(settings), ssl_options=ssl_options(settings),
+                                           connection_attempts=1, socket_timeout=10,
+                                           blocked_connection_timeout=30)
+    try:
+        connection = pika.BlockingConnection(parameters)
+    except pika.exceptions.AMQPConnectionError as exc:
+        if port_open(settings.host, settings.port):
+            raise BrokerAdminError(f"the broker at {settings.redacted()} refused {settings.username}: "
+                                   f"{exc!r}") from None
+        raise BrokerDown(f"no broker answers at {settings.redacted()}") from None
+    try:
+        channel = connection.channel()
+        channel.exchange_declare(ALTERNATE_EXCHANGE, "fanout", durable=True)
+        channel.exchange_declare(EXCHANGE, "topic", durable=True,
+                                 arguments={"alternate-exchange": ALTERNATE_EXCHANGE})
+    except pika.exceptions.AMQPChannelError as exc:
+        raise BrokerAdminError(f"cannot declare the exchanges on vhost {settings.vhost!r}: {exc!r} (an "
+                               "exchange of that name with other settings exists?)") from None
+    finally:
+        if connection.is_open:
+            connection.close()
+
+
+def _q(name: str) -> str:
+    return quote(name, safe="")
+
+
+def _tags(value: Any) -> list[str]:
+    if isinstance(value, list):
+        return [str(t) for t in value]
+    return [t for t in str(value or "").split(",") if t]
+
+
+def _random(n: int) -> bytes:
+    import os
+
+    return os.urandom(n)
