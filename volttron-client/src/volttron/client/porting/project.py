@@ -68,6 +68,11 @@ def port_project(
         info = read_setup(root)
         readme = next((n for n in ("README.md", "README.rst", "README.txt") if (root / n).exists()), None)
         report.pyproject = suggest_pyproject(info, readme, client_requirement)
+        if readme is None:
+            report.notes.append(
+                "no README: add a README.md and readme = \"README.md\" to [project]; the package index "
+                "shows it, and `twine check --strict` fails without a description"
+            )
         report.notes += info.notes
         if (root / "pyproject.toml").exists():
             report.notes.append("pyproject.toml exists: compare it with the suggestion")
