@@ -198,4 +198,5 @@ def test_zap_handler_answers_with_envelope(tmp_path: Path) -> None:
     assert handler.handle([b"peer-id", b"", *request, decode_key(BOB.public)])[4:6] == [b"400", b"FAIL"]
     assert handler.handle([b"peer-id", b"", b"1.0"])[4] == b"400"
     assert handler.handle([b"no-delimiter"]) is None
-    assert handler.statistics() == {"accepted": 1, "refused": 1, "auth_reloads": 0}
+    assert handler.statistics() == {"accepted": 1, "refused": 1, "auth_reloads": 0,
+                                    "refusals_not_recorded": 0}

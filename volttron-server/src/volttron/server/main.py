@@ -26,11 +26,13 @@ def default_services(options: PlatformOptions | None = None) -> list[ServiceFact
 
     ``options`` turns on the optional ones (the web service with ``--bind-web-address``).
     """
+    from volttron.server.services.auth.service import auth_service
     from volttron.server.services.config_store.service import config_store_service
     from volttron.server.services.control.service import ControlService
     from volttron.server.services.health.service import health_service
 
     return [
+        auth_service,  # first: the others fetch their capability tables from it
         config_store_service,  # before the agents: they ask for their configurations as they start
         health_service,
         ControlService,

@@ -13,6 +13,9 @@ A file that does not parse is never replaced: :func:`load_auth_file` moves it as
 ``auth.json.corrupt-<timestamp>`` and raises :class:`~volttron.utils.errors.CorruptFileError`, so the
 platform refuses to start (fail closed) instead of running with an empty or default policy. A single
 malformed entry is skipped with a warning; the rest of the file still applies.
+
+Every writer (the platform, the AIP, the auth service, tests) holds an ``flock`` on
+``auth.json.lock`` while it reads, changes and writes the file: :func:`edit_auth_file` does that.
 """
 
 from __future__ import annotations
@@ -22,10 +25,13 @@ import logging
 import os
 import re
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from volttron.server.aip.locks import FileLock
 from volttron.utils.config import strip_comments
 from volttron.utils.errors import ConfigError, CorruptFileError, KeyFormatError
 from volttron.utils.files import atomic_write, move_aside
@@ -36,6 +42,8 @@ _log = logging.getLogger(__name__)
 AUTH_FILE_VERSION = {"major": 1, "minor": 4}
 MECHANISMS = ("CURVE", "PLAIN", "NULL")
 PLATFORM_COMMENT = "Automatically added by platform on start"
+LOCK_TIMEOUT = 30.0
+"""Seconds a writer waits for ``auth.json.lock`` before giving up."""
 
 Capabilities = dict[str, "dict[str, Any] | None"]
 
@@ -115,7 +123,7 @@ class AuthEntry:
             groups=_text_list(data.get("groups"), "groups"),
             roles=_text_list(data.get("roles"), "roles"),
             capabilities=normalize_capabilities(data.get("capabilities")),
-            rpc_method_authorizations=dict(data.get("rpc_method_authorizations") or {}),
+            rpc_method_authorizations=_method_authorizations(data.get("rpc_method_authorizations")),
             comments=data.get("comments"),
             user_id=str(data.get("user_id") or ""),
             identity=data.get("identity"),
@@ -171,6 +179,15 @@ def normalize_capabilities(value: Any) -> Capabilities:
             merged.update(normalize_capabilities(item))
         return merged
     raise ConfigError(f"capabilities must be an object, a list or a name, not {type(value).__name__}")
+
+
+def _method_authorizations(value: Any) -> dict[str, list[str]]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError("rpc_method_authorizations must map method names to lists of capabilities")
+    return {str(method): _text_list(caps, f"rpc_method_authorizations[{method!r}]")
+            for method, caps in value.items()}
 
 
 def _text_list(value: Any, name: str) -> list[str]:
@@ -283,6 +300,39 @@ def save_auth_file(path: str | os.PathLike[str], document: AuthDocument) -> None
     atomic_write(path, json.dumps(document.to_dict(), indent=4) + "\n", 0o600)
 
 
+def lock_path(path: str | os.PathLike[str]) -> Path:
+    """The lock file every writer of ``path`` holds: ``auth.json.lock`` beside it."""
+    source = Path(path)
+    return source.with_name(source.name + ".lock")
+
+
+@contextmanager
+def auth_file_lock(path: str | os.PathLike[str], timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+    """Hold the ``flock`` on ``auth.json.lock`` for the block; :class:`ConfigError` after ``timeout``."""
+    lock = FileLock(lock_path(path))
+    if not lock.acquire(timeout):
+        raise ConfigError(f"{path} stayed locked by another writer for {timeout:g} s")
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+@contextmanager
+def edit_auth_file(path: str | os.PathLike[str], timeout: float = LOCK_TIMEOUT) -> Iterator[AuthDocument]:
+    """Read ``path`` under its lock, let the block change the document, write it back if it changed.
+
+    The file is (re)written when the block changed anything or the file did not exist; when the
+    block raises, nothing is written. A corrupt file raises :class:`CorruptFileError` (and is kept).
+    """
+    with auth_file_lock(path, timeout):
+        document = load_auth_file(path)
+        before = document.to_dict() if Path(path).exists() else None
+        yield document
+        if document.to_dict() != before:
+            save_auth_file(path, document)
+
+
 def ensure_entries(path: str | os.PathLike[str], entries: list[AuthEntry]) -> AuthDocument:
     """Add or update the allow entries with the ``user_id`` of each of ``entries``; returns the document.
 
@@ -290,21 +340,14 @@ def ensure_entries(path: str | os.PathLike[str], entries: list[AuthEntry]) -> Au
     (so comments or addresses an administrator set stay). The file is written only if something
     changed.
     """
-    document = load_auth_file(path)
-    changed = not Path(path).exists()
-    for wanted in entries:
-        current = document.find(wanted.user_id)
-        if current is None:
-            document.allow.append(wanted)
-            changed = True
-            continue
-        for name in ("credentials", "capabilities", "identity", "mechanism"):
-            if getattr(current, name) != getattr(wanted, name):
-                setattr(current, name, getattr(wanted, name))
-                changed = True
-        if not current.enabled:
+    with edit_auth_file(path) as document:
+        for wanted in entries:
+            current = document.find(wanted.user_id)
+            if current is None:
+                document.allow.append(wanted)
+                continue
+            for name in ("credentials", "capabilities", "identity", "mechanism"):
+                if getattr(current, name) != getattr(wanted, name):
+                    setattr(current, name, getattr(wanted, name))
             current.enabled = True
-            changed = True
-    if changed:
-        save_auth_file(path, document)
     return document

@@ -1,0 +1,484 @@
+"""The auth service, ``platform.auth`` (reference §3.4, §2.11, §8.4).
+
+An agent inside the platform process, connected to ``inproc://vip``. It serves ``auth.json`` over
+RPC and keeps everyone's view of it current:
+
+* it polls ``auth.json`` and ``protected_topics.json`` (modification time, size, inode) every
+  ``poll_interval`` seconds, and right after its own edits;
+* on a change of ``auth.json`` it RPC-calls ``auth.update(user_to_capabilities)`` on the peers
+  that hold a table (those that fetched one with ``get_user_to_capabilities`` since they
+  connected; never itself or ``control.connection``), so their ``@RPC.allow`` checks use the new
+  table at once. Agents that never fetched one have nothing to update and fetch the current table
+  when they first need it; an agent that reconnects forgets its table and fetches again;
+* on a change of ``protected_topics.json`` it sends the router pub/sub ``protected_update``, so a
+  change applies without waiting for the router's own once-a-second look at the file.
+
+The router's pub/sub service and the ZAP handler read ``auth.json`` themselves on every decision
+(they run in this process, see :mod:`~volttron.server.services.auth.policy`). So the service does
+not send the router ``auth_update``: the router would then use the pushed table instead of the file
+and lag behind a change by up to a poll interval. :meth:`AuthAgent.send_router_capabilities` sends
+it on demand, for a router that relies on it.
+
+RPC methods (modifying ones need ``allow_auth_modifications``, checked by
+:func:`~volttron.server.services.auth.access.require_capability`)::
+
+    auth_file.read() -> {"allow_list", "deny_list", "groups", "roles", "version"}
+    auth_file.add(entry, overwrite=False, is_allow=True) -> index                    (modifies)
+    auth_file.update_by_index(auth_entry, index, is_allow=True)                      (modifies)
+    auth_file.remove_by_index(index, is_allow=True) / remove_by_indices(indices, is_allow=True)
+    auth_file.find_by_credentials(credentials, is_allow=True) -> [entry]
+    auth_file.remove_by_credentials(credentials, is_allow=True) -> count             (modifies)
+    auth_file.set_groups(groups) / auth_file.set_roles(roles)                        (modifies)
+    get_user_to_capabilities() -> {user_id: {capability: parameters or null}}
+    get_authorizations(user_id) -> [capabilities, groups, roles]
+    get_capabilities(user_id) / get_groups(user_id) / get_roles(user_id)
+    update_id_rpc_authorizations(identity, rpc_methods) -> {method: [caps]} or null (the agent itself)
+    add_rpc_authorizations(identity, method, capabilities)                           (modifies)
+    delete_rpc_authorizations(identity, method, capabilities)                        (modifies)
+    get_pending_authorizations() / get_approved_authorizations() / get_denied_authorizations()
+    approve_authorization(user_id) / deny_authorization(user_id) / delete_authorization(user_id)
+    get_authorization(user_id) / get_authorization_status(user_id)                   (modifies)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gevent
+from gevent.event import Event
+from gevent.lock import Semaphore
+
+from volttron.client.known_identities import CONTROL_CONNECTION
+from volttron.client.vip.agent import RPC, Agent, VIPError
+from volttron.server.identities import AUTH
+from volttron.server.platform import PlatformContext
+from volttron.server.services.auth import edits
+from volttron.server.services.auth.access import ALLOW_AUTH_MODIFICATIONS, require_capability
+from volttron.server.services.auth.authfile import AuthDocument, AuthEntry, edit_auth_file
+from volttron.server.services.auth.pending import CredentialRecord, CredentialRequests, pending_path
+from volttron.server.services.auth.policy import AuthPolicy
+from volttron.server.services.pubsub.protected import PROTECTED_TOPICS_FILE, ProtectedTopics
+from volttron.utils.config import strip_comments
+from volttron.utils.errors import ConfigError, VolttronError
+from volttron.utils.home import auth_file_path
+
+_log = logging.getLogger(__name__)
+
+NOT_PUSHED_TO = frozenset({AUTH, CONTROL_CONNECTION})
+APPROVED_COMMENT = "Approved by an administrator after the platform refused it"
+
+
+class AuthServiceError(VolttronError):
+    """The auth service could not join the platform."""
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    """Where the service's files are and how it behaves."""
+
+    auth_file: Path
+    protected_file: Path
+    auth_enabled: bool = True
+    """Off (``--auth-disabled``): callers are not checked, as agents skip ``@RPC.allow`` then."""
+    poll_interval: float = 0.5
+    push_timeout: float = 10.0
+
+
+def _file_signature(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def read_protected_topics(path: Path) -> dict[str, Any]:
+    """The protected-topics document in ``path`` (empty when missing); :class:`ConfigError` if invalid."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {"write-protect": []}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    try:
+        document = json.loads(strip_comments(text)) if text.strip() else {"write-protect": []}
+    except ValueError as exc:
+        raise ConfigError(f"{path} is not valid JSON: {exc}") from None
+    ProtectedTopics().replace(document, str(path))  # validates; ConfigError says what is wrong
+    return document
+
+
+class AuthAgent(Agent):
+    """The ``platform.auth`` agent; see the module docstring."""
+
+    def __init__(self, settings: AuthSettings, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.policy = AuthPolicy(settings.auth_file)
+        self.requests = CredentialRequests(pending_path(settings.auth_file))
+        self._seen_reloads = -1
+        self._protected_signature: tuple[int, int, int] | None | bool = False
+        self._push_lock = Semaphore()
+        self._check_lock = Semaphore()
+        self._holders: set[str] = set()
+        """Peers holding a capability table (they fetched one since they connected)."""
+        self.counts = {"auth_updates": 0, "protected_updates": 0, "peer_pushes": 0, "peer_push_failures": 0}
+        self.core.periodic(settings.poll_interval, self.check_files, wait=0)
+        self.vip.peerlist.ondrop.connect(self._peer_dropped, self)
+
+    def _peer_dropped(self, sender: Any, peer: str = "", **kwargs: Any) -> None:
+        self._holders.discard(peer)
+
+    # -- watching and pushing ------------------------------------------------------------------
+    def check_files(self) -> None:
+        """Push ``auth.json`` / ``protected_topics.json`` to the router and agents if they changed."""
+        with self._check_lock:
+            self.policy.current()
+            if self.policy.reloads != self._seen_reloads:
+                first = self._seen_reloads < 0
+                self._seen_reloads = self.policy.reloads
+                if not first:
+                    self.core.spawn(self._push_to_peers, dict(self.policy.capabilities()))
+            signature = _file_signature(self.settings.protected_file)
+            if signature != self._protected_signature:
+                self._protected_signature = signature
+                self._push_protected_topics()
+
+    def send_router_capabilities(self) -> None:
+        """Send the router ``auth_update`` with the current table (see the module docstring)."""
+        self._send_router(b"auth_update", {"capabilities": dict(self.policy.capabilities())})
+        self.counts["auth_updates"] += 1
+
+    def _push_protected_topics(self) -> None:
+        try:
+            document = read_protected_topics(self.settings.protected_file)
+        except ConfigError as exc:
+            _log.error("protected topics not updated: %s", exc)
+            return
+        self._send_router(b"protected_update", document)
+        self.counts["protected_updates"] += 1
+
+    def _send_router(self, operation: bytes, body: Mapping[str, Any]) -> None:
+        try:
+            self.core.send_vip("", "pubsub", [operation, json.dumps(body).encode("ascii")])
+        except VIPError as exc:
+            _log.error("could not send %s to the router: %s", operation.decode(), exc)
+
+    def _push_to_peers(self, table: dict[str, Any]) -> None:
+        with self._push_lock:  # pushes arrive in the order the changes were seen
+            calls = {peer: self.vip.rpc.call(peer, "auth.update", table)
+                     for peer in sorted(self._holders - NOT_PUSHED_TO)}
+            gevent.wait(list(calls.values()), timeout=self.settings.push_timeout)
+            for peer, result in calls.items():
+                if result.ready() and result.successful():
+                    self.counts["peer_pushes"] += 1
+                else:
+                    self.counts["peer_push_failures"] += 1
+                    _log.debug("auth.update not accepted by %s: %s", peer,
+                               result.exception if result.ready() else "no answer")
+
+    # -- checks --------------------------------------------------------------------------------
+    def _caller(self) -> str | None:
+        message = self.vip.rpc.context.vip_message
+        return None if message is None else message.user
+
+    def _require(self, capability: str = ALLOW_AUTH_MODIFICATIONS) -> None:
+        if self.settings.auth_enabled:
+            require_capability(self.policy.current(), self._caller(), capability)
+
+    @contextmanager
+    def _editing(self) -> Iterator[AuthDocument]:
+        """Change ``auth.json`` under its lock, then push the result without waiting for the poll."""
+        with edit_auth_file(self.settings.auth_file) as document:
+            yield document
+        self.core.spawn(self.check_files)
+
+    # -- auth_file.* ---------------------------------------------------------------------------
+    @RPC.export("auth_file.read")
+    def read_auth_file(self) -> dict[str, Any]:
+        """The whole file: allow and deny entries, groups, roles, version."""
+        document = self.policy.current()
+        return {"allow_list": [e.to_dict() for e in document.allow],
+                "deny_list": [e.to_dict() for e in document.deny],
+                "groups": document.groups, "roles": document.roles, "version": document.version}
+
+    @RPC.export("auth_file.add")
+    def add_entry(self, entry: Mapping[str, Any], overwrite: bool = False, is_allow: bool = True) -> int:
+        """Add an entry (with ``overwrite``, replace the one for the same credentials); returns its index."""
+        self._require()
+        new = edits.entry_from_request(entry)
+        with self._editing() as document:
+            return edits.add_entry(document, new, is_allow=is_allow, overwrite=overwrite)
+
+    @RPC.export("auth_file.update_by_index")
+    def update_by_index(self, auth_entry: Mapping[str, Any], index: int, is_allow: bool = True) -> None:
+        """Replace the entry at ``index``."""
+        self._require()
+        new = edits.entry_from_request(auth_entry)
+        with self._editing() as document:
+            edits.update_entry(document, index, new, is_allow)
+
+    @RPC.export("auth_file.remove_by_index")
+    def remove_by_index(self, index: int, is_allow: bool = True) -> None:
+        """Remove the entry at ``index``."""
+        self.remove_by_indices([index], is_allow)
+
+    @RPC.export("auth_file.remove_by_indices")
+    def remove_by_indices(self, indices: list[int], is_allow: bool = True) -> None:
+        """Remove the entries at ``indices`` (all or none)."""
+        self._require()
+        if not isinstance(indices, (list, tuple)):
+            raise edits.AuthEditError("indices must be a list of entry indices")
+        with self._editing() as document:
+            edits.remove_entries(document, indices, is_allow)
+
+    @RPC.export("auth_file.find_by_credentials")
+    def find_by_credentials(self, credentials: str, is_allow: bool = True) -> list[dict[str, Any]]:
+        """The entries with exactly these credentials."""
+        return [e.to_dict() for e in edits.find_by_credentials(self.policy.current(), credentials, is_allow)]
+
+    @RPC.export("auth_file.remove_by_credentials")
+    def remove_by_credentials(self, credentials: str, is_allow: bool = True) -> int:
+        """Remove the entries with exactly these credentials; returns how many."""
+        self._require()
+        with self._editing() as document:
+            return edits.remove_by_credentials(document, credentials, is_allow)
+
+    @RPC.export("auth_file.set_groups")
+    def set_groups(self, groups: Mapping[str, list[str]]) -> None:
+        """Replace the groups map (group -> roles)."""
+        self._require()
+        with self._editing() as document:
+            edits.set_groups(document, groups)
+
+    @RPC.export("auth_file.set_roles")
+    def set_roles(self, roles: Mapping[str, list[str]]) -> None:
+        """Replace the roles map (role -> capabilities)."""
+        self._require()
+        with self._editing() as document:
+            edits.set_roles(document, roles)
+
+    # -- capabilities --------------------------------------------------------------------------
+    @RPC.export
+    def get_user_to_capabilities(self) -> dict[str, Any]:
+        """``{user_id: {capability: parameters or null}}`` of every enabled allow entry.
+
+        The caller is sent every later change (``auth.update``) until it disconnects.
+        """
+        message = self.vip.rpc.context.vip_message
+        if message is not None and message.peer:
+            self._holders.add(message.peer)
+        return dict(self.policy.capabilities())
+
+    @RPC.export
+    def get_authorizations(self, user_id: str) -> list[Any]:
+        """``[capabilities, groups, roles]`` of ``user_id`` (empty for an unknown user)."""
+        document = self.policy.current()
+        entry = document.find(user_id)
+        if entry is None or not entry.enabled:
+            return [{}, [], []]
+        return [document.effective_capabilities(entry), list(entry.groups), list(entry.roles)]
+
+    @RPC.export
+    def get_capabilities(self, user_id: str) -> dict[str, Any]:
+        """The capabilities of ``user_id``, roles and groups included."""
+        return self.get_authorizations(user_id)[0]
+
+    @RPC.export
+    def get_groups(self, user_id: str) -> list[str]:
+        """The groups of ``user_id``."""
+        return self.get_authorizations(user_id)[1]
+
+    @RPC.export
+    def get_roles(self, user_id: str) -> list[str]:
+        """The roles of ``user_id``."""
+        return self.get_authorizations(user_id)[2]
+
+    # -- RPC method authorizations -------------------------------------------------------------
+    @RPC.export
+    def update_id_rpc_authorizations(self, identity: str, rpc_methods: Mapping[str, list[str]]
+                                     ) -> dict[str, list[str]] | None:
+        """An agent reports what its methods require; returns the entry's map (administrator's wins).
+
+        Only the agent itself (or a holder of ``allow_auth_modifications``) may report for an identity.
+        """
+        if self._caller() != identity:
+            self._require()
+        with self._editing() as document:
+            return edits.merge_rpc_authorizations(document, identity, rpc_methods)
+
+    @RPC.export
+    def add_rpc_authorizations(self, identity: str, method: str, capabilities: list[str]) -> list[str]:
+        """Require ``capabilities`` for ``identity.method`` too; tells the agent if it is connected."""
+        self._require()
+        with self._editing() as document:
+            required = edits.add_rpc_authorizations(document, identity, method, capabilities)
+        self._tell_agent(identity, method, required)
+        return required
+
+    @RPC.export
+    def delete_rpc_authorizations(self, identity: str, method: str, capabilities: list[str]) -> list[str]:
+        """Stop requiring ``capabilities`` for ``identity.method``; tells the agent if it is connected."""
+        self._require()
+        with self._editing() as document:
+            required = edits.delete_rpc_authorizations(document, identity, method, capabilities)
+        self._tell_agent(identity, method, required)
+        return required
+
+    def _tell_agent(self, identity: str, method: str, required: list[str]) -> None:
+        try:
+            self.vip.rpc.call(identity, "auth.set_rpc_authorizations", method, required).get(
+                timeout=self.settings.push_timeout)
+        except (VIPError, gevent.Timeout, VolttronError) as exc:
+            # recorded in auth.json: the agent applies it when it next reports its methods
+            _log.info("%s not told about %s now (%s); it applies the change when it restarts",
+                      identity, method, exc)
+
+    # -- pending credentials -------------------------------------------------------------------
+    @RPC.export
+    def get_pending_authorizations(self) -> list[dict[str, Any]]:
+        """Refused keys nobody has decided about yet."""
+        return [r.to_dict() for r in self.requests.records("pending")]
+
+    @RPC.export
+    def get_approved_authorizations(self) -> list[dict[str, Any]]:
+        """Refused keys an administrator approved."""
+        return [r.to_dict() for r in self.requests.records("approved")]
+
+    @RPC.export
+    def get_denied_authorizations(self) -> list[dict[str, Any]]:
+        """Refused keys an administrator denied."""
+        return [r.to_dict() for r in self.requests.records("denied")]
+
+    @RPC.export
+    def approve_authorization(self, user_id: str) -> dict[str, Any]:
+        """Let the key recorded as ``user_id`` connect (an allow entry with that user id)."""
+        self._require()
+        record = self._record(user_id)
+        with self._editing() as document:
+            existing = edits.find_by_credentials(document, record.credentials)
+            if existing:
+                for entry in existing:
+                    entry.enabled = True
+            else:
+                approved = AuthEntry(mechanism=record.mechanism, credentials=record.credentials,
+                                     user_id=record.user_id, comments=APPROVED_COMMENT)
+                edits.add_entry(document, approved)
+        return self.requests.set_status(user_id, "approved").to_dict()
+
+    @RPC.export
+    def deny_authorization(self, user_id: str) -> dict[str, Any]:
+        """Refuse the key recorded as ``user_id`` (removing any allow entry it had)."""
+        self._require()
+        record = self._record(user_id)
+        with self._editing() as document:
+            edits.remove_by_credentials(document, record.credentials)
+        return self.requests.set_status(user_id, "denied").to_dict()
+
+    @RPC.export
+    def delete_authorization(self, user_id: str) -> dict[str, Any]:
+        """Forget the key recorded as ``user_id`` (and remove any allow entry it had)."""
+        self._require()
+        record = self._record(user_id)
+        with self._editing() as document:
+            edits.remove_by_credentials(document, record.credentials)
+        return self.requests.delete(user_id).to_dict()
+
+    @RPC.export
+    def get_authorization(self, user_id: str) -> dict[str, Any] | None:
+        """The record of ``user_id``, or null."""
+        self._require()
+        record = self.requests.find(user_id)
+        return None if record is None else record.to_dict()
+
+    @RPC.export
+    def get_authorization_status(self, user_id: str) -> str:
+        """``PENDING``, ``APPROVED``, ``DENIED`` or ``UNKNOWN``."""
+        self._require()
+        record = self.requests.find(user_id)
+        return "UNKNOWN" if record is None else record.status.upper()
+
+    def _record(self, user_id: str) -> CredentialRecord:
+        if not isinstance(user_id, str) or not user_id:
+            raise edits.AuthEditError("a user_id is needed; see 'vctl auth remote list'")
+        record = self.requests.find(user_id)
+        if record is None:
+            raise edits.AuthEditError(f"no pending, approved or denied credentials with user_id {user_id!r}; "
+                                      "see 'vctl auth remote list'")
+        return record
+
+    def statistics(self) -> dict[str, int]:
+        """Pushes made and failed, and how often ``auth.json`` was re-read."""
+        return {**self.counts, "auth_reloads": self.policy.reloads}
+
+
+class AuthService:
+    """Runs :class:`AuthAgent` in the platform process (a ``PlatformService``)."""
+
+    START_TIMEOUT = 10.0
+    STOP_TIMEOUT = 5.0
+
+    def __init__(self, context: PlatformContext, settings: AuthSettings | None = None,
+                 agent_class: Callable[..., AuthAgent] = AuthAgent) -> None:
+        self.context = context
+        self.settings = settings or AuthSettings(auth_file=auth_file_path(context.home),
+                                                 protected_file=context.home / PROTECTED_TOPICS_FILE,
+                                                 auth_enabled=context.auth_enabled)
+        self._agent_class = agent_class
+        self.agent: AuthAgent | None = None
+        self._greenlet: gevent.Greenlet | None = None
+
+    def start(self) -> None:
+        """Connect to the router and wait for the welcome; :class:`AuthServiceError` if it fails."""
+        ctx = self.context
+        agent = self._agent_class(
+            self.settings,
+            identity=AUTH,
+            address=ctx.router_address,
+            context=ctx.zmq_context,
+            volttron_home=str(ctx.home),
+            instance_name=ctx.instance_name,
+            message_bus="zmq",
+            enable_store=False,
+            enable_auth=False,  # it checks its callers itself, against the live auth.json
+            heartbeat_autostart=False,
+        )
+        agent.core.welcome_timeout = self.START_TIMEOUT
+        running = Event()
+        greenlet = gevent.spawn(agent.core.run, running)
+        gevent.wait([running, greenlet], timeout=self.START_TIMEOUT + 1.0, count=1)
+        if not running.is_set():
+            agent.core.stop(timeout=self.STOP_TIMEOUT)
+            greenlet.kill(block=True, timeout=self.STOP_TIMEOUT)
+            why = agent.core.failure or greenlet.exception or "no welcome from the router"
+            raise AuthServiceError(f"the auth service could not connect: {why}")
+        self.agent, self._greenlet = agent, greenlet
+        _log.debug("auth service started as %s", AUTH)
+
+    def stop(self) -> None:
+        """Disconnect from the router."""
+        agent, greenlet = self.agent, self._greenlet
+        self.agent = self._greenlet = None
+        if agent is not None:
+            agent.core.stop(timeout=self.STOP_TIMEOUT)
+        if greenlet is not None:
+            greenlet.kill(block=True, timeout=self.STOP_TIMEOUT)
+
+    def statistics(self) -> dict[str, int]:
+        """The agent's counts (empty before start)."""
+        return self.agent.statistics() if self.agent is not None else {}
+
+    def __repr__(self) -> str:
+        return f"AuthService({AUTH!r})"
+
+
+def auth_service(context: PlatformContext) -> AuthService:
+    """The service factory for :func:`volttron.server.main.default_services`."""
+    return AuthService(context)
