@@ -5,7 +5,9 @@ A method may require capabilities; a caller (its user id) holds capabilities, ea
 (``{"edit_config_store": {"identity": "listener"}}``, or ``"/regex/"`` for a pattern the whole value
 must match). :func:`check_capabilities` raises :class:`~volttron.utils.jsonrpc.Unauthorized` on any
 doubt: a missing capability, an argument that does not match, a restriction it cannot evaluate, or
-a capability table it cannot get. An empty capability set holds nothing and so is denied.
+a capability table it cannot get. An empty capability set holds nothing and so is denied; a method
+that requires an empty list (``@RPC.allow([])``) is closed to everyone. ``{""}`` means "no
+restriction" (reference §2.5) and is never checked.
 """
 
 from __future__ import annotations
@@ -34,7 +36,12 @@ def check_capabilities(
     source: CapabilitySource | None,
     user: str,
 ) -> None:
-    """Raise :class:`Unauthorized` unless ``user`` may call ``method`` (exported as ``name``) so."""
+    """Raise :class:`Unauthorized` unless ``user`` may call ``method`` (exported as ``name``) so.
+
+    An empty ``required`` set (``@RPC.allow([])``) denies every caller.
+    """
+    if not required:
+        raise unauthorized(f"method {name!r} is closed: it requires an empty list of capabilities")
     if source is None:
         raise unauthorized(
             f"method {name!r} requires {sorted(required)} and no capability table is available"

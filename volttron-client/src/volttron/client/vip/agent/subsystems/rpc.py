@@ -143,7 +143,7 @@ class RPC(SubsystemBase):
         return decorate
 
     def get_allowed(self, method: str) -> list[str]:
-        """The capabilities required to call ``method`` (empty: no restriction)."""
+        """The capabilities required to call ``method`` (see :meth:`allowed_methods` for restrictions)."""
         return sorted(self._allowed.get(method, ()))
 
     def set_allowed(self, method: str, capabilities: Iterable[str]) -> None:
@@ -151,8 +151,8 @@ class RPC(SubsystemBase):
         self._allowed[method] = _capability_set(capabilities)
 
     def allowed_methods(self) -> dict[str, list[str]]:
-        """``{method: [capabilities]}`` for every restricted method."""
-        return {name: sorted(caps) for name, caps in self._allowed.items() if caps}
+        """``{method: [capabilities]}`` for every restricted method (``[]``: nobody may call it)."""
+        return {name: sorted(caps) for name, caps in self._allowed.items() if caps != {""}}
 
     @property
     def exports(self) -> dict[str, Callable[..., Any]]:
@@ -370,8 +370,8 @@ class RPC(SubsystemBase):
         self, name: str, method: Callable[..., Any], args: list[Any], kwargs: dict[str, Any], message: Message
     ) -> None:
         required = self._allowed.get(name)
-        if not required or required == {""} or not self.auth_enabled:
-            return
+        if required is None or required == {""} or not self.auth_enabled:
+            return  # not restricted; an empty set is a restriction nobody satisfies
         check_capabilities(name, method, args, kwargs, required, self._capabilities, message.user)
 
     # ------------------------------------------------------------------ errors, peers
