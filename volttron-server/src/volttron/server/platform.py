@@ -177,7 +177,8 @@ class Platform:
             from volttron.server.router.rmq_router import platform_broker_settings, start_rabbit_router
 
             broker = platform_broker_settings(home, opts.instance_name)
-            self._rabbit = start_rabbit_router(self.router, self._socket.send, broker, self.pubsub)
+            self._rabbit = start_rabbit_router(self.router, self._socket.send, broker, self.pubsub, home=home,
+                                               keys=(serverkey, secret))
             route = self._rabbit.route_zmq
         self._socket.serve(route, self.router.drop_peer).link_exception(self._router_died)
         self.context = PlatformContext(

@@ -205,7 +205,7 @@ class RmqConnection(Connection):
     @property
     def linked(self) -> bool:
         """True while the link is up and set up (messages can be sent)."""
-        return self._ready.is_set()
+        return self._ready.is_set() and not self._closed
 
     def wait_linked(self, timeout: float | None = None) -> bool:
         """Wait until the link is up and set up; False after ``timeout`` seconds."""

@@ -96,8 +96,12 @@ class BrokerAdmin(ABC):
         """User name -> tags."""
 
     @abstractmethod
-    def put_user(self, name: str, password: str | None, tags: Sequence[str] = ()) -> None:
-        """Create or update user ``name``; ``password=None`` means no password (certificate login only)."""
+    def put_user(self, name: str, password: str | None, tags: Sequence[str] | None = (),
+                 exists: bool | None = None) -> None:
+        """Create or update user ``name``; ``password=None`` means no password (certificate login only).
+
+        ``tags=None`` keeps an existing user's tags; ``exists`` saves a look-up when the caller knows.
+        """
 
     @abstractmethod
     def delete_user(self, name: str) -> None:
@@ -138,8 +142,9 @@ class CtlAdmin(BrokerAdmin):
             text = (done.stderr or done.stdout).strip()
             if "unable to perform an operation on node" in text or done.returncode == 69:
                 raise BrokerDown(f"the RabbitMQ node is not running (or {self.executable} may not reach it)")
-            first = next((line for line in text.splitlines() if line.strip()), f"exit code {done.returncode}")
-            raise BrokerAdminError(f"{self.executable} {args[0]} failed: {first.removeprefix('Error: ')}")
+            lines = [line.strip() for line in text.splitlines() if line.strip() and line.strip() != "Error:"]
+            detail = " ".join(lines[:2]).removeprefix("Error: ") or f"exit code {done.returncode}"
+            raise BrokerAdminError(f"{self.executable} {args[0]} failed: {detail}")
         return done.stdout
 
     def _json(self, *args: str) -> list[dict[str, Any]]:
@@ -169,15 +174,23 @@ class CtlAdmin(BrokerAdmin):
     def users(self) -> dict[str, list[str]]:
         return {row["user"]: list(row.get("tags") or []) for row in self._json("list_users")}
 
-    def put_user(self, name: str, password: str | None, tags: Sequence[str] = ()) -> None:
+    def put_user(self, name: str, password: str | None, tags: Sequence[str] | None = (),
+                 exists: bool | None = None) -> None:
         secret = password if password is not None else base64.urlsafe_b64encode(_random(24)).decode()
-        if name in self.users():
+        created = False
+        if not exists:
+            try:
+                self._run("add_user", name, stdin=secret + "\n")
+                created = True
+            except BrokerAdminError as exc:
+                if "already exists" not in str(exc):
+                    raise
+        if not created:
             self._run("change_password", name, stdin=secret + "\n")
-        else:
-            self._run("add_user", name, stdin=secret + "\n")
         if password is None:
             self._run("clear_password", name)
-        self._run("set_user_tags", name, *tags)
+        if tags is not None and (created or tags):
+            self._run("set_user_tags", name, *tags)
 
     def delete_user(self, name: str) -> None:
         if name in self.users():
@@ -236,7 +249,10 @@ class HttpAdmin(BrokerAdmin):
     def users(self) -> dict[str, list[str]]:
         return {row["name"]: _tags(row.get("tags")) for row in self._request("GET", "users") or []}
 
-    def put_user(self, name: str, password: str | None, tags: Sequence[str] = ()) -> None:
+    def put_user(self, name: str, password: str | None, tags: Sequence[str] | None = (),
+                 exists: bool | None = None) -> None:
+        if tags is None:
+            tags = self.users().get(name, [])
         body: dict[str, Any] = {"tags": ",".join(tags)}
         if password is None:
             body["password_hash"] = ""

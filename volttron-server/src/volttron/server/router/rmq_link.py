@@ -141,7 +141,7 @@ class RouterLink(RmqConnection):
         if identity in self.proxied or identity == ROUTER:
             return
         self.proxied.add(identity)
-        if self._ready.is_set():
+        if self.linked:
             try:
                 self._proxy_queue(identity)
             except LinkError as exc:
@@ -154,7 +154,7 @@ class RouterLink(RmqConnection):
             return
         self.proxied.discard(identity)
         channel = self._proxy_channels.pop(identity, None)
-        if channel is not None and channel.is_open:
+        if channel is not None and channel.is_open and self.linked:
             channel.close()  # its consumer goes, and with it the auto-delete queue
 
     # -- receiving ------------------------------------------------------------------------------

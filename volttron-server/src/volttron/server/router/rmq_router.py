@@ -30,6 +30,7 @@ from typing import Any
 import gevent
 
 from volttron.client.messagebus.base import BusClosed, BusError, BusEvent, BusTimeout
+from volttron.client.messagebus.rmq_admin import broker_admin
 from volttron.client.messagebus.rmq_config import (
     BrokerSettings,
     admin_settings,
@@ -38,6 +39,7 @@ from volttron.client.messagebus.rmq_config import (
 )
 from volttron.client.messagebus.rmq_wire import fq_identity, with_sender
 from volttron.server.router.rmq_link import Delivery, RouterLink
+from volttron.server.router.rmq_users import BrokerUsers
 from volttron.server.router.routing import (
     EHOSTUNREACH,
     VIP1,
@@ -75,6 +77,8 @@ class RabbitRouter:
         self.copied_publishes = 0
         self.delivered_publishes = 0
         self.unroutable = 0
+        self.users: BrokerUsers | None = None
+        """Keeps agents' broker users in step with ``auth.json`` (set by :func:`start_rabbit_router`)."""
 
     # -- life cycle -----------------------------------------------------------------------------
     def start(self, timeout: float) -> None:
@@ -93,6 +97,8 @@ class RabbitRouter:
 
     def close(self) -> None:
         """Stop routing and leave the broker."""
+        if self.users is not None:
+            self.users.stop()
         for greenlet in self._greenlets:
             greenlet.kill(block=False)
         self.link.close(linger=0.5)
@@ -109,7 +115,8 @@ class RabbitRouter:
         """Counts for status output."""
         return {"zmq_peers": len(self.zmq_peers), "rmq_peers": len(self.rmq_peers),
                 "copied_publishes": self.copied_publishes, "delivered_publishes": self.delivered_publishes,
-                "unroutable": self.unroutable, "link": self.link.statistics()}
+                "unroutable": self.unroutable, "link": self.link.statistics(),
+                "users": self.users.statistics() if self.users is not None else None}
 
     # -- sending --------------------------------------------------------------------------------
     def send(self, frames: Frames) -> None:
@@ -249,8 +256,23 @@ def platform_broker_settings(home: Path, instance: str) -> BrokerSettings:
 
 
 def start_rabbit_router(router: VipRouter, zmq_send: Callable[[Frames], None], settings: BrokerSettings,
-                        pubsub: PubSubService | None, timeout: float = 30.0) -> RabbitRouter:
-    """Join the broker described by ``settings`` and route ``router``'s traffic over it too."""
+                        pubsub: PubSubService | None, *, home: Path, keys: tuple[str | None, str | None],
+                        timeout: float = 30.0) -> RabbitRouter:
+    """Join the broker described by ``settings`` and route ``router``'s traffic over it too.
+
+    ``keys`` is the platform's (public, secret) key pair; with it, agents in ``auth.json`` get
+    broker users (:mod:`~.rmq_users`). Without it (authentication disabled) agents need logins
+    of their own.
+    """
     rabbit = RabbitRouter(router, zmq_send, RouterLink(settings), pubsub)
     rabbit.start(timeout)
+    public, secret = keys
+    if public and secret:
+        try:
+            admin = broker_admin(settings, settings.username, settings.password)
+            rabbit.users = BrokerUsers(admin, home, settings.instance_name or "", settings.vhost,
+                                       secret_key=secret, public_key=public, tls=settings.ssl)
+            rabbit.users.start()
+        except VolttronError as exc:
+            _log.error("agents get no broker users from auth.json: %s", exc)
     return rabbit
