@@ -1,0 +1,263 @@
+"""Publishing, end to end, against a real package index on 127.0.0.1.
+
+The integration test builds the four packages, uploads them to a pypiserver with
+``scripts/publish`` (twine), publishes an agent made by ``vctl create-agent`` with
+``poetry publish``, installs ``volttron-server`` from that index into a fresh venv, starts the
+platform from that venv and installs ``volttron-listener`` and the new agent BY NAME with
+``vctl install``: the platform's pip reads ``PIP_INDEX_URL`` from the platform's environment. The
+index serves our packages itself and redirects the other names (gevent, pyzmq, ...) to PyPI, so
+no other ``volttron-*`` distribution can be picked up.
+
+The quick tests check the script's arguments and the GitHub workflows.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PUBLISH = ROOT / "scripts" / "publish"
+BIN = Path(sys.executable).parent
+WORKFLOWS = ROOT / ".github" / "workflows"
+ORDER = ["volttron_utils", "volttron_client", "volttron_server", "volttron_listener"]
+
+
+def run(
+    args: list, cwd: Path = ROOT, timeout: float = 600, env: dict[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    full_env.update(env or {})
+    result = subprocess.run(
+        [str(a) for a in args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=full_env,
+    )
+    if check:
+        assert result.returncode == 0, (
+            f"{' '.join(str(a) for a in args)} exited {result.returncode}\n"
+            f"--- stdout\n{result.stdout[-4000:]}\n--- stderr\n{result.stderr[-4000:]}"
+        )
+    return result
+
+
+# ---------------------------------------------------------------------------------------- quick checks
+
+
+def test_publish_refuses_an_unknown_repository() -> None:
+    result = run(["bash", PUBLISH, "--repository", "ftp://example", "--skip-build"], check=False)
+    assert result.returncode == 1
+    assert "--repository must be testpypi, pypi or an http(s) URL" in result.stderr
+
+
+def test_publish_refuses_unknown_arguments_and_a_missing_dist(tmp_path: Path) -> None:
+    result = run(["bash", PUBLISH, "--bogus"], check=False)
+    assert result.returncode == 1 and "unknown argument '--bogus'" in result.stderr
+    result = run(["bash", PUBLISH, "--skip-build", "--dist", tmp_path / "none"], check=False)
+    assert result.returncode == 1 and "does not exist" in result.stderr
+    (tmp_path / "d").mkdir()
+    result = run(["bash", PUBLISH, "--skip-build", "--dry-run", "--dist", tmp_path / "d"], check=False)
+    assert result.returncode == 1 and "expected one volttron_utils wheel" in result.stderr
+
+
+def test_publish_help() -> None:
+    out = run(["bash", PUBLISH, "--help"]).stdout
+    assert "release order" in out and "--dry-run" in out
+
+
+def _workflow(name: str) -> dict:
+    data = yaml.safe_load((WORKFLOWS / name).read_text())
+    data["on"] = data.pop(True, data.get("on"))  # YAML 1.1 reads the key `on` as true
+    return data
+
+
+def test_ci_workflow_builds_and_tests_on_push() -> None:
+    ci = _workflow("ci.yml")
+    assert "push" in ci["on"] and "pull_request" in ci["on"]
+    steps = [s.get("run", "") for job in ci["jobs"].values() for s in job["steps"]]
+    assert any("scripts/test" in s for s in steps)
+    assert any("scripts/publish --dry-run" in s for s in steps)
+
+
+def test_publish_workflow_uses_trusted_publishing_in_release_order() -> None:
+    wf = _workflow("publish.yml")
+    assert wf["on"]["push"]["tags"] == ["v*"] and wf["on"]["release"]["types"] == ["published"]
+    assert wf["permissions"] == {"contents": "read"}
+    for job, repository, condition in (("testpypi", "testpypi", "push"), ("pypi", "pypi", "release")):
+        spec = wf["jobs"][job]
+        assert spec["permissions"] == {"id-token": "write"} and spec["environment"] == repository
+        assert condition in spec["if"] and spec["needs"] == "build"
+        commands = " ".join(s.get("run", "") for s in spec["steps"])
+        assert f"scripts/publish --repository {repository} --skip-build" in commands
+        assert "TWINE_PASSWORD" not in commands and "secrets." not in (WORKFLOWS / "publish.yml").read_text()
+    script = PUBLISH.read_text()
+    assert "order=(volttron_utils volttron_client volttron_server volttron_listener)" in script
+
+
+# ---------------------------------------------------------------------------------------- the chain
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(condition, timeout: float, what: str, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
+@pytest.fixture
+def package_index(tmp_path: Path) -> Iterator[str]:
+    """A pypiserver on 127.0.0.1 that accepts uploads without a password; its URL."""
+    server = BIN / "pypi-server"
+    if not server.exists():
+        pytest.skip("pypiserver is not installed (scripts/requirements-dev.txt)")
+    packages = tmp_path / "index-packages"
+    packages.mkdir()
+    port = free_port()
+    log = open(tmp_path / "pypiserver.log", "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        [server, "run", "-p", str(port), "-i", "127.0.0.1", "-a", ".", "-P", ".", str(packages)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}/"
+
+    def answers() -> bool:
+        assert process.poll() is None, (tmp_path / "pypiserver.log").read_text()
+        try:
+            with urllib.request.urlopen(url + "simple/", timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    try:
+        wait_for(answers, 30, "pypiserver to answer")
+        yield url
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+        log.close()
+
+
+def simple_page(url: str, name: str) -> str:
+    with urllib.request.urlopen(f"{url}simple/{name}/", timeout=10) as response:
+        return response.read().decode()
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_publish_install_by_name_and_run(package_index: str, tmp_path: Path) -> None:
+    from volttron.client.testing.platform import VolttronPlatform, wait_until
+
+    dist = tmp_path / "dist"
+    twine_env = {"TWINE_USERNAME": "test", "TWINE_PASSWORD": "test"}
+    out = run(["bash", PUBLISH, "--repository", package_index, "--dist", dist], env=twine_env).stdout
+    uploads = [line.split()[2] for line in out.splitlines() if line.startswith("publish: uploading")]
+    assert uploads == ORDER, out
+    for name in ("volttron-utils", "volttron-client", "volttron-server", "volttron-listener"):
+        page = simple_page(package_index, name)
+        assert ".whl" in page and ".tar.gz" in page, page
+
+    # an agent made by vctl create-agent, published the poetry way
+    run(
+        [BIN / "vctl", "create-agent", "chain-agent", "--author", "Jo Doe", "--author-email", ""],
+        cwd=tmp_path,
+    )
+    poetry_env = {
+        "POETRY_CONFIG_DIR": str(tmp_path / "poetry-config"),
+        "POETRY_CACHE_DIR": str(tmp_path / "pc"),
+    }
+    run(
+        [BIN / "poetry", "config", "repositories.chain", package_index],
+        cwd=tmp_path / "chain-agent",
+        env=poetry_env,
+    )
+    run(
+        [
+            BIN / "poetry",
+            "publish",
+            "--build",
+            "--repository",
+            "chain",
+            "--username",
+            "test",
+            "--password",
+            "test",
+            "--no-interaction",
+        ],
+        cwd=tmp_path / "chain-agent",
+        env=poetry_env,
+    )
+    assert "chain_agent-0.1.0-py3-none-any.whl" in simple_page(package_index, "chain-agent")
+
+    # a user's machine: volttron-server from the index into a fresh venv
+    venv = tmp_path / "venv"
+    run([sys.executable, "-m", "venv", venv])
+    pip_env = {"PIP_INDEX_URL": package_index + "simple/", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    run(
+        [venv / "bin" / "python", "-m", "pip", "install", "--quiet", "volttron-server"],
+        env=pip_env,
+        timeout=900,
+    )
+    listed = run([venv / "bin" / "python", "-m", "pip", "list", "--format=freeze"]).stdout
+    for name in ("volttron-server==0.1.0", "volttron-client==0.1.0", "volttron-utils==0.1.0"):
+        assert name in listed.replace("_", "-").lower(), listed
+    assert "editable" not in run([venv / "bin" / "python", "-m", "pip", "list", "-e"]).stdout.lower()
+
+    platform = VolttronPlatform(tmp_path / "platform", python=str(venv / "bin" / "python"), env=pip_env)
+    try:
+        platform.start()
+        platform.vctl("install", "volttron-listener", "--vip-identity", "listener", "--start")
+        platform.vctl("install", "chain-agent", "--vip-identity", "chain.agent", "--start")
+        observer = platform.build_agent("test.observer")
+
+        def answers(identity: str, method: str, *args):
+            try:
+                return observer.vip.rpc.call(identity, method, *args).get(timeout=2)
+            except Exception:
+                return None
+
+        wait_until(
+            lambda: (answers("listener", "health.get_status") or {}).get("status") == "GOOD",
+            60,
+            "the listener installed by name to report GOOD",
+        )
+        wait_until(
+            lambda: answers("chain.agent", "rpc_method", 5, 3) == 3,
+            60,
+            "the agent published with poetry to answer",
+        )
+        status = platform.vctl("status").stdout
+        assert "listener" in status and "chain.agent" in status
+        installed = run([venv / "bin" / "python", "-m", "pip", "list", "--format=freeze"]).stdout.lower()
+        assert "volttron-listener==0.1.0" in installed.replace("_", "-")
+        assert "chain-agent==0.1.0" in installed.replace("_", "-")
+    finally:
+        platform.close()
