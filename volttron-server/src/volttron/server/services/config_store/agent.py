@@ -138,7 +138,6 @@ class ConfigStoreAgent(Agent):
     def initialize_configs(self, identity: str) -> None:
         """9.x start-up: push ``config.initial_update`` to ``identity`` (normally the caller)."""
         self._authorize("initialize_configs", _initialize_configs_9x, [identity], {})
-        self.store.snapshot(identity)  # refuses an identity that cannot have a store
         push = self.store.send_initial(identity, only_if_connected=identity != self._caller())
         if push is not None:
             push.get()

@@ -41,6 +41,7 @@ from volttron.server.services.config_store.configs import (
     resolve,
 )
 from volttron.server.services.config_store.pusher import UpdatePusher
+from volttron.utils.files import fsync_directory
 from volttron.utils.identities import is_valid_identity
 
 _log = logging.getLogger(__name__)
@@ -77,7 +78,9 @@ class ConfigStore:
         overwritten).
         """
         try:
-            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not self.directory.is_dir():
+                self.directory.mkdir(mode=0o700, parents=True)
+                fsync_directory(self.directory.parent)  # the folder itself must survive a crash too
         except OSError as exc:
             raise ConfigStoreError(f"cannot create {self.directory}: {exc.strerror or exc}") from None
         problems = []
