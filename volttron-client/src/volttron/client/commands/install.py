@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from volttron.client.commands.cli import EXIT_ERROR, CommandError
+from volttron.utils.errors import VolttronError
 
 if TYPE_CHECKING:
     from volttron.client.commands.connection import ControlConnection
@@ -170,12 +171,8 @@ def install_agent(
             raise CommandError(f"install: {exc}", EXIT_ERROR) from exc
         try:
             return result.get(timeout=idle)
-        except Exception as exc:
-            from volttron.utils.errors import VolttronError
-
-            if isinstance(exc, VolttronError):
-                raise translate_error(exc, "install", "platform.control", idle) from exc
-            raise
+        except VolttronError as exc:
+            raise translate_error(exc, "install", "platform.control", idle) from exc
     finally:
         channel.close()
 

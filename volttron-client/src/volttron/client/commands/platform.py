@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -52,12 +53,12 @@ def stop_platform(connection: ControlConnection) -> int | None:
     return pid
 
 
-def wait_platform_gone(home_pid: int, home: object, timeout: float) -> bool:
-    """Poll until the process ``home_pid`` no longer runs the platform of ``home``; False on timeout."""
+def wait_platform_gone(pid: int, home: Path, timeout: float) -> bool:
+    """Poll until ``pid`` no longer runs the platform of ``home``; False on timeout."""
     from volttron.client.commands.connection import running_pid
 
     deadline = time.monotonic() + timeout
-    while running_pid(home) == home_pid:  # type: ignore[arg-type]
+    while running_pid(home) == pid:
         if time.monotonic() >= deadline:
             return False
         time.sleep(STOP_POLL_SECONDS)
