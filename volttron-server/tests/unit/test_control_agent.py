@@ -163,7 +163,17 @@ def test_install_agent_returns_the_uuid_as_c10_does() -> None:
 
 
 @pytest.mark.parametrize(
-    "agent", ["/etc/passwd", "./agent", "~/agent", "dir/agent", "agent-0.1-py3-none-any.whl", ""]
+    "agent",
+    [
+        "/etc/passwd",
+        "./agent",
+        "~/agent",
+        "dir/agent",
+        "agent-0.1-py3-none-any.whl",
+        "",
+        "--index-url=http://elsewhere",
+        "-e.",
+    ],
 )
 def test_install_without_a_channel_takes_package_names_only(agent: str) -> None:
     aip = FakeAIP()

@@ -360,6 +360,8 @@ class _ProgressSender:
 def _package_name(agent: str) -> str:
     if not isinstance(agent, str) or not agent.strip():
         raise ControlError("name the agent to install: a wheel sent over a channel, or a package name")
+    if agent.strip().startswith("-"):
+        raise ControlError(f"{agent!r} is not a package name (pip options are not accepted here)")
     if _PATH_LIKE.search(agent.strip()) or agent.strip().endswith(".whl"):
         raise ControlError(
             f"{agent!r} looks like a file path; send the wheel over a channel (vctl install does) "
