@@ -16,7 +16,7 @@ import pytest
 
 from volttron.client.commands.cli import EXIT_ERROR, EXIT_NOT_RUNNING, EXIT_USAGE, CommandError, run_cli
 from volttron.client.commands.install import looks_like_path, prepare_source, read_agent_config
-from volttron.client.commands.transfer import COMPLETE, TransferError, serve_install
+from volttron.client.commands.transfer import COMPLETE, TransferError, TransferTimeout, serve_install
 from volttron.client.commands.vctl import vctl
 from volttron.client.packaging import BuildError
 from volttron.client.vip.agent.errors import ResultTimeout
@@ -203,7 +203,7 @@ def test_progress_queued_before_the_answer_is_still_reported() -> None:
 def test_serve_install_gives_up_when_the_platform_is_silent(tmp_path: Path) -> None:
     result = FakeResult(finish_when_idle=False)
     started = time.monotonic()
-    with pytest.raises(TransferError, match="sent nothing for 0.3 s"):
+    with pytest.raises(TransferTimeout, match="sent nothing for 0.3 s"):
         serve_install(ScriptedChannel([], result), result, None, idle_timeout=0.3)
     assert time.monotonic() - started < 5
 

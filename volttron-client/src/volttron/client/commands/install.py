@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from volttron.client.commands.cli import EXIT_ERROR, CommandError
+from volttron.client.commands.cli import EXIT_ERROR, EXIT_TIMEOUT, CommandError
 from volttron.utils.errors import VolttronError
 
 if TYPE_CHECKING:
@@ -138,7 +138,7 @@ def install_agent(
 ) -> dict[str, Any]:
     """Send the agent (if a wheel) and install it; returns the platform's install report."""
     from volttron.client.commands.connection import translate_error
-    from volttron.client.commands.transfer import TransferError, serve_install
+    from volttron.client.commands.transfer import TransferError, TransferTimeout, serve_install
 
     channel = connection.channel()
     try:
@@ -168,7 +168,8 @@ def install_agent(
                 sent=_sent_printer(say),
             )
         except TransferError as exc:
-            raise CommandError(f"install: {exc}", EXIT_ERROR) from exc
+            code = EXIT_TIMEOUT if isinstance(exc, TransferTimeout) else EXIT_ERROR
+            raise CommandError(f"install: {exc}", code) from exc
         try:
             return result.get(timeout=idle)
         except VolttronError as exc:

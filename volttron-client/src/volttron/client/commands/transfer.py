@@ -32,6 +32,10 @@ class TransferError(VolttronError):
     """The platform asked for something unexpected, or went silent."""
 
 
+class TransferTimeout(TransferError):
+    """The platform sent nothing (not even ``["alive"]``) for the idle timeout."""
+
+
 class FileSender:
     """Answers the platform's ``fetch``/``checksum`` requests from one open file."""
 
@@ -97,7 +101,7 @@ def serve_install(
                 frame = channel.recv(timeout=POLL_SECONDS)
             except ResultTimeout:
                 if time.monotonic() - last_heard > idle_timeout:
-                    raise TransferError(f"the platform sent nothing for {idle_timeout:g} s") from None
+                    raise TransferTimeout(f"the platform sent nothing for {idle_timeout:g} s") from None
                 continue
             except ChannelClosed:
                 return  # the call's own answer (or its failure) tells the rest

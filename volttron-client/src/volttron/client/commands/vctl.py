@@ -39,7 +39,9 @@ COMMANDS = {
     "rpc": lazy("volttron.client.commands.rpc:rpc", "Inspect the RPC methods of connected agents."),
     "config": lazy("volttron.client.commands.config:config", "Manage agents' configurations in the store."),
     "create-agent": lazy("volttron.client.commands.create_agent:create_agent", "Create a new agent project."),
-    "port-agent": lazy("volttron.client.commands.port_agent:port_agent", "Port a monolithic agent's imports."),
+    "port-agent": lazy(
+        "volttron.client.commands.port_agent:port_agent", "Port a monolithic agent's imports."
+    ),
 }
 
 
