@@ -110,7 +110,7 @@ class Workers:
         self.processes.append(process)
 
     def collect(self, deadline: float, **wanted: int) -> dict[str, list[tuple]]:
-        """Reports by kind, ``wanted[kind]`` of each, in any order; a worker's error raises :class:`BenchError`."""
+        """Reports by kind, ``wanted[kind]`` of each, in any order; a worker's error raises BenchError."""
         got: dict[str, list[tuple]] = {kind: [] for kind in wanted}
         while any(len(got[kind]) < n for kind, n in wanted.items()):
             left = deadline - time.monotonic()
@@ -160,21 +160,23 @@ def pubsub_throughput(platform: BenchPlatform, subscribers: int, messages: int,
         for i in range(subscribers):
             workers.start(vip_workers.subscriber, peer(platform, f"bench.sub.{i}"), messages, published,
                           workers.out, timeout)
-        workers.start(vip_workers.publisher, peer(platform, "bench.pub"), messages, subscribers, go, published,
-                      workers.out, timeout)
+        workers.start(vip_workers.publisher, peer(platform, "bench.pub"), messages, subscribers, go,
+                      published, workers.out, timeout)
         workers.collect(time.monotonic() + 60, ready=subscribers + 1)
         go.set()
         reports = workers.collect(time.monotonic() + timeout + 30, pub=1, sub=subscribers)
-        (_, _, start, _sent, short), = reports["pub"]
+        (_, _, start, _sent, unacknowledged, short), = reports["pub"]
         subs = reports["sub"]
     if short:
         raise BenchError(f"{short} publishes were acknowledged with fewer than {subscribers} subscribers")
     received = sum(r[2] for r in subs)
     last = max((r[4] for r in subs if r[2]), default=start)
-    return Throughput(sent=messages * subscribers, received=received, seconds=last - start)
+    return Throughput(sent=messages * subscribers, received=received, seconds=last - start,
+                      unacknowledged=unacknowledged)
 
 
-def latency_and_rpc(platform: BenchPlatform, samples: int, timeout: float) -> tuple[LatencyStats, LatencyStats]:
+def latency_and_rpc(platform: BenchPlatform, samples: int,
+                    timeout: float) -> tuple[LatencyStats, LatencyStats]:
     """(c) and (d): a responder agent and a driver agent in two processes."""
     go, stop = FORK.Event(), FORK.Event()
     with Workers(timeout) as workers:
@@ -185,7 +187,8 @@ def latency_and_rpc(platform: BenchPlatform, samples: int, timeout: float) -> tu
         workers.collect(time.monotonic() + 60, ready=1)
         go.set()
         try:
-            (_, _, one_way, round_trip), = workers.collect(time.monotonic() + timeout + 30, driver=1)["driver"]
+            reports = workers.collect(time.monotonic() + timeout + 30, driver=1)
+            (_, _, one_way, round_trip), = reports["driver"]
         finally:
             stop.set()
     if len(one_way) < samples or len(round_trip) < samples:
@@ -264,7 +267,8 @@ def server_rss(platform: BenchPlatform, counts: tuple[int, ...], helpers: int,
             deadline = time.monotonic() + timeout
             while welcomed.value < count:
                 if time.monotonic() > deadline:
-                    raise BenchError(f"only {welcomed.value} of {count} connections welcomed in {timeout:.0f} s")
+                    raise BenchError(f"only {welcomed.value} of {count} connections welcomed "
+                                     f"in {timeout:.0f} s")
                 try:
                     raise BenchError(f"connection helper failed: {errors.get_nowait()}")
                 except queue.Empty:

@@ -66,7 +66,8 @@ class BenchPlatform:
         pid_file = self.home / "VOLTTRON_PID"
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise BenchPlatformError(f"volttron exited with {self.process.returncode}:\n{self.log_text()}")
+                raise BenchPlatformError(
+                    f"volttron exited with {self.process.returncode}:\n{self.log_text()}")
             try:
                 if int(pid_file.read_text()) == self.process.pid:
                     return self

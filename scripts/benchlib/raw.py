@@ -12,7 +12,6 @@ import os
 import time
 
 import zmq
-
 from stats import LatencyStats, Throughput
 
 

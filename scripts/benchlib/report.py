@@ -44,7 +44,8 @@ class SuiteResult:
         """Plain data for ``--json``."""
         def tp(t: Throughput | None) -> dict[str, Any] | None:
             return None if t is None else {"sent": t.sent, "received": t.received, "lost": t.lost,
-                                           "seconds": t.seconds, "rate": t.rate}
+                                           "seconds": t.seconds, "rate": t.rate,
+                                           "unacknowledged": t.unacknowledged}
 
         def lat(s: LatencyStats | None) -> dict[str, Any] | None:
             return None if s is None else {"count": s.count, "p50_ms": s.p50_ms, "p99_ms": s.p99_ms,
@@ -75,7 +76,8 @@ class Row:
 def _rate(t: Throughput | None) -> str:
     if t is None:
         return "-"
-    return f"{t.rate:,.0f} msg/s, {t.lost:,} lost"
+    acks = f", {t.unacknowledged:,} acks dropped" if t.unacknowledged else ""
+    return f"{t.rate:,.0f} msg/s, {t.lost:,} lost{acks}"
 
 
 def _lat(s: LatencyStats | None) -> str:
@@ -142,8 +144,8 @@ HEADER = ("Measure", "Platform, CURVE", "Platform, auth disabled", "Raw pyzmq fo
 
 def render(table: list[Row]) -> str:
     """A Markdown table (readable as plain text too)."""
-    lines = [HEADER] + [(r.measure, r.curve, r.noauth, r.raw, r.ratio, r.target, r.verdict, r.published or "-")
-                        for r in table]
+    lines = [HEADER] + [(r.measure, r.curve, r.noauth, r.raw, r.ratio, r.target, r.verdict,
+                         r.published or "-") for r in table]
     widths = [max(len(line[i]) for line in lines) for i in range(len(HEADER))]
 
     def fmt(cells: tuple[str, ...]) -> str:

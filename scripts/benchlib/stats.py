@@ -8,9 +8,12 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Throughput:
+    """Messages sent and received in ``seconds``; ``unacknowledged``: publishes never acknowledged."""
+
     sent: int
     received: int
     seconds: float
+    unacknowledged: int = 0
 
     @property
     def rate(self) -> float:
@@ -23,6 +26,8 @@ class Throughput:
 
 @dataclass(frozen=True)
 class LatencyStats:
+    """Median and 99th percentile of ``count`` samples, and samples per second of their sum."""
+
     count: int
     p50_ms: float
     p99_ms: float
