@@ -1,0 +1,193 @@
+"""Each enforcement check, switched off, must make an enforcement test fail.
+
+A test that still passes while the protection it tests is off proves nothing (STYLE.md). Every
+check is one function:
+
+==================  =====================================================================
+RPC allow check     ``volttron.client.vip.agent.capabilities.check_capabilities`` (every agent's
+                    ``@RPC.allow``, so also the control and config-store services' admin methods)
+protected topics    ``volttron.server.services.pubsub.protected.is_allowed`` (the router)
+ZAP decision        ``volttron.server.services.auth.zap.decide`` (the ZAP handler)
+admin capability    ``volttron.server.services.auth.access.require_capability`` (the auth
+                    service's modifying methods)
+==================  =====================================================================
+
+For each, the enforcement tests of ``volttron-server/tests/integration/test_auth_enforcement.py``
+run again with the function's code replaced by one that lets everything through: in the platform
+process (started through a small launcher that patches it before ``main()``) and in this process
+(where the test's own agents run). The test must then fail with its ``NOT ENFORCED:`` assertion.
+A control run through the same launcher with nothing switched off must pass.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVER_TESTS = ROOT / "volttron-server" / "tests"
+
+REPLACEMENTS = '''
+def allow_everything(*args, **kwargs):
+    return None
+
+
+def always_true(*args, **kwargs):
+    return True
+
+
+def accept_everyone(*args, **kwargs):
+    return ZapDecision(True, user_id="")  # resolved in the zap module's globals
+
+
+REPLACEMENTS = {"allow": allow_everything, "true": always_true, "accept": accept_everyone}
+'''
+
+LAUNCHER = '''
+from gevent import monkey
+
+monkey.patch_all()
+
+import importlib
+import sys
+
+module_name, function_name, replacement = sys.argv[1:4]
+del sys.argv[1:4]
+''' + REPLACEMENTS + '''
+if replacement != "none":
+    function = getattr(importlib.import_module(module_name), function_name)
+    function.__code__ = REPLACEMENTS[replacement].__code__
+
+from volttron.server.main import main
+
+sys.exit(main())
+'''
+
+
+@dataclass(frozen=True)
+class Switch:
+    """One check: where it is, what replaces it, and the enforcement tests that must then fail.
+
+    ``scenarios`` maps each such test to the refusal its failure must name.
+    """
+
+    module: str
+    function: str
+    replacement: str
+    scenarios: dict[str, str]
+    in_test_process: bool = False
+
+
+SWITCHES = {
+    "rpc-allow": Switch("volttron.client.vip.agent.capabilities", "check_capabilities", "allow",
+                        {"test_rpc_allow_holds_across_agent_and_platform_restarts": "add by a caller",
+                         "test_ordinary_agent_cannot_administer_the_platform": "control.install_agent"},
+                        in_test_process=True),
+    "protected-topic": Switch("volttron.server.services.pubsub.protected", "is_allowed", "true",
+                              {"test_protected_topic_refuses_publishers_without_the_capability":
+                               "publish to secure/x"}),
+    "zap-decision": Switch("volttron.server.services.auth.zap", "decide", "accept",
+                           {"test_unknown_key_is_refused_recorded_and_can_be_approved":
+                            "stranger connected"}),
+    "admin-capability": Switch("volttron.server.services.auth.access", "require_capability", "allow",
+                               {"test_ordinary_agent_cannot_administer_the_platform": "auth.auth_file.add"}),
+}
+
+
+def _load(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None, path
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def server_fixtures() -> ModuleType:
+    """The server tests' conftest (PlatformProcess), loaded by path."""
+    return _load("volttron_server_tests_conftest_for_switches", SERVER_TESTS / "conftest.py")
+
+
+@pytest.fixture(scope="module")
+def enforcement() -> ModuleType:
+    """The enforcement tests, loaded by path."""
+    return _load("auth_enforcement_for_switches", SERVER_TESTS / "integration" / "test_auth_enforcement.py")
+
+
+@pytest.fixture
+def switched_platform(tmp_path: Path, server_fixtures: ModuleType, enforcement: ModuleType
+                      ) -> Iterator[Any]:
+    """``make(switch)``: an :class:`EnforcedPlatform` whose platform processes run with ``switch`` off."""
+    launcher = tmp_path / "switched_volttron.py"
+    launcher.write_text(LAUNCHER)
+    processes: list[Any] = []
+    platforms: list[Any] = []
+
+    class SwitchedProcess(server_fixtures.PlatformProcess):
+        def __init__(self, switch_args: list[str]) -> None:
+            super().__init__(tmp_path)
+            self.switch_args = switch_args
+
+        def command(self) -> list[str]:
+            command = super().command()
+            assert command[1:3] == ["-m", "volttron.server"], command
+            return [command[0], str(launcher), *self.switch_args, *command[3:]]
+
+    def make(switch: Switch | None) -> Any:
+        args = [switch.module, switch.function, switch.replacement] if switch else ["-", "-", "none"]
+
+        def new_process() -> Any:
+            process = SwitchedProcess(args)
+            processes.append(process)
+            return process
+
+        platform = enforcement.EnforcedPlatform(new_process)
+        platforms.append(platform)
+        return platform
+
+    yield make
+    for platform in platforms:
+        for identity in list(platform.agents):
+            platform.stop_agent(identity)
+    for process in processes:
+        process.stop()
+
+
+def _switch_off_here(monkeypatch: pytest.MonkeyPatch, switch: Switch) -> None:
+    namespace: dict[str, Any] = {}
+    exec(REPLACEMENTS, namespace)  # the same replacements the launcher uses
+    function = getattr(importlib.import_module(switch.module), switch.function)
+    monkeypatch.setattr(function, "__code__", namespace["REPLACEMENTS"][switch.replacement].__code__)
+
+
+@pytest.mark.parametrize("name,scenario", [(name, scenario) for name, switch in SWITCHES.items()
+                                           for scenario in switch.scenarios])
+def test_switching_a_check_off_fails_an_enforcement_test(name: str, scenario: str, switched_platform: Any,
+                                                         enforcement: ModuleType,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    switch = SWITCHES[name]
+    if switch.in_test_process:
+        _switch_off_here(monkeypatch, switch)
+    with pytest.raises(AssertionError, match=enforcement.NOT_ENFORCED) as failure:
+        getattr(enforcement, scenario)(switched_platform(switch))
+    assert switch.scenarios[scenario] in str(failure.value), failure.value
+
+
+def test_the_launcher_alone_breaks_nothing(switched_platform: Any, enforcement: ModuleType) -> None:
+    for scenario in ("test_protected_topic_refuses_publishers_without_the_capability",
+                     "test_unknown_key_is_refused_recorded_and_can_be_approved"):
+        platform = switched_platform(None)
+        try:
+            getattr(enforcement, scenario)(platform)
+        finally:
+            platform.close()  # the next one uses the same home
