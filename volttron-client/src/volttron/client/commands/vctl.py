@@ -38,6 +38,7 @@ COMMANDS = {
     "shutdown": lazy(f"{_PLATFORM}:shutdown", "Stop all agents (with --platform, the platform too)."),
     "rpc": lazy("volttron.client.commands.rpc:rpc", "Inspect the RPC methods of connected agents."),
     "config": lazy("volttron.client.commands.config:config", "Manage agents' configurations in the store."),
+    "auth": lazy("volttron.client.commands.auth:auth", "Manage who may connect and what they may do."),
     "create-agent": lazy("volttron.client.commands.create_agent:create_agent", "Create a new agent project."),
     "port-agent": lazy(
         "volttron.client.commands.port_agent:port_agent", "Port a monolithic agent's imports."
