@@ -44,6 +44,7 @@ class Echo(Agent):
         return {"file": self.file_config, "store": self.vip.config.get("config")}
 
 
+@pytest.mark.parametrize("volttron_message_bus", ["zmq", "rmq"], indirect=True)
 def test_agent_in_a_real_platform_talks_to_an_observer(volttron_platform, volttron_message_bus) -> None:
     echo = volttron_platform.start_agent(Echo, "echo", config={"greeting": "hi"})
     assert echo.started and echo.core.connected

@@ -31,6 +31,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -111,7 +112,7 @@ class VolttronPlatform:
         self.home.mkdir(mode=0o700, exist_ok=True)
         self.message_bus = message_bus
         self.auth = auth
-        self.instance_name = instance_name or f"test_{self.root.name}".replace("-", "_")[:60]
+        self.instance_name = instance_name or f"test-{uuid.uuid4().hex[:10]}"
         self.python = python or sys.executable
         self.extra_args = list(extra_args)
         self.port = free_tcp_port()
@@ -174,6 +175,10 @@ class VolttronPlatform:
             doc["allow"].append(entry)
             atomic_write(path, json.dumps(doc, indent=4), mode=0o600)
         self.keys[identity] = keys
+        if self._vhost is not None and self.process is not None and self.process.poll() is None:
+            # the platform makes the agent's broker user when it sees auth.json change
+            user = f"{self.instance_name}.{identity}"
+            wait_until(lambda: user in self._vhost.admin.users(), 30, f"broker user {user}", interval=0.2)
         return keys
 
     # ----- life cycle
@@ -198,10 +203,9 @@ class VolttronPlatform:
                 "(pip install volttron-server)"
             )
         if self.message_bus == "rmq" and self._vhost is None:
-            from volttron.client.testing.rmq_vhost import TestVirtualHost
+            from volttron.client.testing.rmq_vhost import BrokerVirtualHost
 
-            self._vhost = TestVirtualHost.create(self.instance_name)
-            self._vhost.write_platform_config(self.home)
+            self._vhost = BrokerVirtualHost.create(self.instance_name, self.home)
         self.starts += 1
         with open(self._stderr_path(), "ab") as stderr:
             self.process = subprocess.Popen(
@@ -284,8 +288,12 @@ class VolttronPlatform:
     # ----- agents and commands
 
     def connection_kwargs(self, identity: str, transport: str = "ipc") -> dict[str, Any]:
-        """Address, keys and home for an agent of this platform (authorized on first use)."""
-        address = self.tcp_address if transport == "tcp" else self.local_address
+        """Address, keys and home for an agent of this platform (authorized on first use).
+
+        ``transport`` (``ipc`` or ``tcp``) matters on ZeroMQ only.
+        """
+        # On RabbitMQ the local address only names the home whose rabbitmq_config.yml the agent reads.
+        address = self.tcp_address if transport == "tcp" and self.message_bus == "zmq" else self.local_address
         kwargs: dict[str, Any] = {"address": address, "identity": identity, "volttron_home": str(self.home)}
         if self.auth:
             keys = self.authorize(identity)

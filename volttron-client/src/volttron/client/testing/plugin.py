@@ -30,6 +30,13 @@ from typing import Any
 import pytest
 
 BUSES = ("zmq", "rmq")
+_REQUIRE_RABBITMQ = "VOLTTRON_TEST_REQUIRE_RABBITMQ"
+
+
+def _rabbitmq_required() -> bool:
+    import os
+
+    return os.environ.get(_REQUIRE_RABBITMQ, "").strip().lower() in ("1", "true", "yes")
 _OPTION = "--volttron-message-bus"
 
 
@@ -100,6 +107,8 @@ def volttron_platform_factory(tmp_path: Path) -> Iterator[Callable[..., Any]]:
             try:
                 platform.start()
             except PlatformUnavailable as exc:
+                if message_bus == "rmq" and _rabbitmq_required():
+                    pytest.fail(f"{exc} and {_REQUIRE_RABBITMQ}=1", pytrace=False)
                 pytest.skip(str(exc))
         return platform
 
