@@ -218,3 +218,11 @@ def test_require_capability() -> None:
         with pytest.raises(Unauthorized) as info:
             require_capability(document, user, "allow_auth_modifications")
         assert info.value.code == -32001
+
+
+def test_added_capabilities_join_what_the_code_requires() -> None:
+    document = doc(AuthEntry(credentials=ALICE, user_id="agent.a", identity="agent.a"))
+    assert edits.add_rpc_authorizations(document, "agent.a", "run", ["extra"], in_code=["from_code"]) == [
+        "from_code", "extra"]
+    assert edits.add_rpc_authorizations(document, "agent.a", "run", ["more"], in_code=["ignored"]) == [
+        "from_code", "extra", "more"]

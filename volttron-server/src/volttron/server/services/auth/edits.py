@@ -181,15 +181,18 @@ def _method_name(method: Any) -> str:
     return method
 
 
-def add_rpc_authorizations(document: AuthDocument, identity: str, method: str,
-                           capabilities: Any) -> list[str]:
+def add_rpc_authorizations(document: AuthDocument, identity: str, method: str, capabilities: Any,
+                           in_code: list[str] | None = None) -> list[str]:
     """Require ``capabilities`` (in addition to those already required) to call ``identity``'s ``method``.
 
-    Returns the method's full list of required capabilities.
+    ``in_code`` is what the agent's code requires, used when the entry holds nothing for the method
+    yet (so the new capabilities add to those instead of replacing them). Returns the method's full
+    list of required capabilities.
     """
     entry = entry_for_identity(document, identity)
     names = _capability_names(capabilities)
-    current = [c for c in entry.rpc_method_authorizations.get(_method_name(method), []) if c]
+    recorded = entry.rpc_method_authorizations.get(_method_name(method))
+    current = [c for c in (recorded if recorded is not None else in_code or []) if c]
     entry.rpc_method_authorizations[method] = list(dict.fromkeys([*current, *names]))
     return entry.rpc_method_authorizations[method]
 

@@ -318,8 +318,12 @@ class AuthAgent(Agent):
     def add_rpc_authorizations(self, identity: str, method: str, capabilities: list[str]) -> list[str]:
         """Require ``capabilities`` for ``identity.method`` too; tells the agent if it is connected."""
         self._require()
+        in_code = None
+        entry = edits.entry_for_identity(self.policy.current(), identity)
+        if method not in entry.rpc_method_authorizations:
+            in_code = self._ask_agent(identity, method)
         with self._editing() as document:
-            required = edits.add_rpc_authorizations(document, identity, method, capabilities)
+            required = edits.add_rpc_authorizations(document, identity, method, capabilities, in_code)
         self._tell_agent(identity, method, required)
         return required
 
@@ -331,6 +335,16 @@ class AuthAgent(Agent):
             required = edits.delete_rpc_authorizations(document, identity, method, capabilities)
         self._tell_agent(identity, method, required)
         return required
+
+    def _ask_agent(self, identity: str, method: str) -> list[str] | None:
+        """What ``identity``'s code requires for ``method`` (None when it cannot be asked)."""
+        try:
+            required = self.vip.rpc.call(identity, "auth.get_rpc_authorizations", method).get(
+                timeout=self.settings.push_timeout)
+        except (VIPError, gevent.Timeout, VolttronError) as exc:
+            _log.info("cannot ask %s what %s requires (%s)", identity, method, exc)
+            return None
+        return [str(c) for c in required] if isinstance(required, list) else None
 
     def _tell_agent(self, identity: str, method: str, required: list[str]) -> None:
         try:
