@@ -207,7 +207,8 @@ def suggest_pyproject(
         "]",
     ]
     if info.entry_point:
-        lines += ["", "[project.scripts]", f"{q(info.name)} = {q(info.entry_point)}"]
+        key = info.name if re.fullmatch(r"[A-Za-z0-9_-]+", info.name) else q(info.name)
+        lines += ["", "[project.scripts]", f"{key} = {q(info.entry_point)}"]
     if info.package:
         lines += ["", "[tool.poetry]", f"packages = [{{ include = {q(info.package)} }}]"]
     return "\n".join(lines) + "\n"
