@@ -31,11 +31,17 @@ class Connector:
     serverkey: str | None = None
 
 
-def hold_connections(spec: Connector, welcomed: Any, stop: Any, errors: mp.Queue, timeout: float) -> None:
-    """Connect ``spec.count`` DEALERs, say hello on each, count welcomes; keep reading until ``stop``."""
+def hold_connections(spec: Connector, welcomed: Any, handshakes: Any, stop: Any, errors: mp.Queue,
+                     timeout: float) -> None:
+    """Connect ``spec.count`` DEALERs, say hello on each, count welcomes; keep reading until ``stop``.
+
+    ``handshakes`` counts CURVE handshakes that succeeded (or connections, without CURVE), so a run
+    that gets no welcome can tell a refused key from a router that does not answer.
+    """
     ctx = zmq.Context()
-    ctx.set(zmq.MAX_SOCKETS, spec.count + 64)
+    ctx.set(zmq.MAX_SOCKETS, 2 * spec.count + 64)  # each DEALER has a monitor socket
     sockets = []
+    monitors: set[zmq.Socket] = set()
     try:
         poller = zmq.Poller()
         for n in range(spec.count):
@@ -46,6 +52,9 @@ def hold_connections(spec: Connector, welcomed: Any, stop: Any, errors: mp.Queue
                 sock.curve_serverkey = to_z85(spec.serverkey)
                 sock.curve_publickey = to_z85(spec.publickey)
                 sock.curve_secretkey = to_z85(spec.secretkey)
+            monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+            poller.register(monitor, zmq.POLLIN)
+            monitors.add(monitor)
             sock.connect(spec.address)
             sock.send_multipart([b"", b"VIP1", b"", b"hello.%d" % n, b"hello", b"hello"])
             poller.register(sock, zmq.POLLIN)
@@ -53,6 +62,12 @@ def hold_connections(spec: Connector, welcomed: Any, stop: Any, errors: mp.Queue
         deadline = time.monotonic() + timeout
         while not stop.is_set() and time.monotonic() < deadline:
             for sock, _ in poller.poll(100):
+                if sock in monitors:
+                    while sock.poll(0):
+                        sock.recv_multipart()
+                        with handshakes.get_lock():
+                            handshakes.value += 1
+                    continue
                 for _ in range(1000):  # bounded per wake-up so every socket gets its turn
                     try:
                         frames = sock.recv_multipart(zmq.NOBLOCK)
@@ -65,5 +80,8 @@ def hold_connections(spec: Connector, welcomed: Any, stop: Any, errors: mp.Queue
         errors.put(f"{spec.prefix}: {type(exc).__name__}: {exc}")
     finally:
         for sock in sockets:
+            sock.disable_monitor()
             sock.close(0)
+        for monitor in monitors:
+            monitor.close(0)
         ctx.term()

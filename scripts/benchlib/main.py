@@ -32,7 +32,7 @@ import raw
 import report
 import vip_workers
 from platform_process import BenchPlatform
-from stats import LatencyStats, Throughput
+from stats import LatencyStats, Throughput, cpu_by_thread
 from vip_workers import Peer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -163,16 +163,23 @@ def pubsub_throughput(platform: BenchPlatform, subscribers: int, messages: int,
         workers.start(vip_workers.publisher, peer(platform, "bench.pub"), messages, subscribers, go,
                       published, workers.out, timeout)
         workers.collect(time.monotonic() + 60, ready=subscribers + 1)
+        router_before = cpu_by_thread(platform.pid)
         go.set()
         reports = workers.collect(time.monotonic() + timeout + 30, pub=1, sub=subscribers)
-        (_, _, start, _sent, unacknowledged, short), = reports["pub"]
+        router = [a - b for a, b in zip(cpu_by_thread(platform.pid), router_before)]
+        (_, _, start, _sent, unacknowledged, short, pub_cpu), = reports["pub"]
         subs = reports["sub"]
     if short:
         raise BenchError(f"{short} publishes were acknowledged with fewer than {subscribers} subscribers")
     received = sum(r[2] for r in subs)
     last = max((r[4] for r in subs if r[2]), default=start)
+    per = 1e6 / messages
+    cpu = {"platform main thread": router[0] * per, "platform libzmq threads": router[1] * per,
+           "publisher main thread": pub_cpu[0] * per, "publisher libzmq threads": pub_cpu[1] * per,
+           "subscribers main threads": sum(r[5][0] for r in subs) * per,
+           "subscribers libzmq threads": sum(r[5][1] for r in subs) * per}
     return Throughput(sent=messages * subscribers, received=received, seconds=last - start,
-                      unacknowledged=unacknowledged)
+                      unacknowledged=unacknowledged, cpu_us=cpu)
 
 
 def latency_and_rpc(platform: BenchPlatform, samples: int,
@@ -241,7 +248,7 @@ def server_rss(platform: BenchPlatform, counts: tuple[int, ...], helpers: int,
     """(e): the platform's RSS once ``count`` raw peers are connected, for each count (ascending)."""
     rss: dict[int, int] = {}
     seconds: dict[int, float] = {}
-    welcomed = FORK.Value("i", 0)
+    welcomed, handshakes = FORK.Value("i", 0), FORK.Value("i", 0)
     stop = FORK.Event()
     errors: mp.Queue = FORK.Queue()
     processes: list[mp.Process] = []
@@ -260,15 +267,19 @@ def server_rss(platform: BenchPlatform, counts: tuple[int, ...], helpers: int,
                 spec = connections.Connector(platform.address, user, n, keys.public if keys else None,
                                              keys.secret if keys else None, platform.serverkey)
                 process = FORK.Process(target=connections.hold_connections,
-                                       args=(spec, welcomed, stop, errors, timeout * 4), daemon=True)
+                                       args=(spec, welcomed, handshakes, stop, errors, timeout * 4),
+                                       daemon=True)
                 process.start()
                 processes.append(process)
             held = count
             deadline = time.monotonic() + timeout
             while welcomed.value < count:
                 if time.monotonic() > deadline:
-                    raise BenchError(f"only {welcomed.value} of {count} connections welcomed "
-                                     f"in {timeout:.0f} s")
+                    alive = sum(p.is_alive() for p in processes)
+                    raise BenchError(f"only {welcomed.value} of {count} connections welcomed in "
+                                     f"{timeout:.0f} s ({handshakes.value} handshakes succeeded; "
+                                     f"{alive} of {len(processes)} helpers alive); platform log:\n"
+                                     f"{platform.log_text()[-2000:]}")
                 try:
                     raise BenchError(f"connection helper failed: {errors.get_nowait()}")
                 except queue.Empty:
@@ -318,6 +329,7 @@ def platform_column(root: Path, settings: Settings, auth: bool, memory: bool) ->
     try:
         result.throughput = pubsub_throughput(traffic, 1, settings.messages, settings.timeout)
         progress(f"{label}: (a) {result.throughput.rate:,.0f} msg/s, {result.throughput.lost} lost")
+        result.notes.append(report.cpu_note(label, "(a)", result.throughput))
         result.fanout_subscribers = settings.subscribers
         result.fanout = pubsub_throughput(traffic, settings.subscribers, settings.fanout_messages,
                                           settings.timeout)
@@ -329,12 +341,15 @@ def platform_column(root: Path, settings: Settings, auth: bool, memory: bool) ->
     return result
 
 
-def raw_column(settings: Settings) -> report.SuiteResult:
-    """(f): the raw forwarder doing (a) and (d)."""
+def raw_column(settings: Settings, curve: bool) -> report.SuiteResult:
+    """(f): the raw forwarder doing (a) and (d), plain or with every connection CURVE-encrypted."""
+    keys = raw.Curve.generate() if curve else None
+    label = "raw forwarder, CURVE" if curve else "raw forwarder"
     result = report.SuiteResult()
-    result.throughput = raw.throughput(settings.messages, settings.timeout)
-    result.rpc = raw.rpc_round_trip(settings.samples, settings.timeout)
-    progress(f"raw: (a) {result.throughput.rate:,.0f} msg/s; (d) p50 {result.rpc.p50_ms:.3f} ms")
+    result.throughput = raw.throughput(settings.messages, settings.timeout, keys)
+    result.rpc = raw.rpc_round_trip(settings.samples, settings.timeout, keys)
+    progress(f"{label}: (a) {result.throughput.rate:,.0f} msg/s; (d) p50 {result.rpc.p50_ms:.3f} ms")
+    result.notes.append(report.cpu_note(label, "(a)", result.throughput))
     return result
 
 
@@ -351,18 +366,27 @@ def main(argv: list[str] | None = None) -> int:
             curve = platform_column(Path(tmp) / "curve", settings, auth=True, memory=True)
             noauth = (platform_column(Path(tmp) / "noauth", settings, auth=False, memory=False)
                       if settings.auth_disabled_column else None)
-            baseline = raw_column(settings)
+            baseline = raw_column(settings, curve=False)
+            baseline_curve = raw_column(settings, curve=True)
     except BenchError as exc:
         sys.stderr.write(f"bench: error: {exc}\n")
         return 1
-    table = report.render(report.rows(curve, noauth, baseline, settings.messages, list(settings.connections)))
+    table = report.render(report.rows(curve, noauth, baseline, baseline_curve, settings.messages,
+                                      list(settings.connections)))
     print(table)
+    for column in (curve, noauth, baseline, baseline_curve):
+        for note in column.notes if column else ():
+            if note:
+                print(note)
     if args.json:
         args.json.write_text(json.dumps({"settings": settings.__dict__, "curve": curve.as_json(),
                                          "auth_disabled": noauth.as_json() if noauth else None,
-                                         "raw": baseline.as_json()}, indent=2, default=list))
+                                         "raw": baseline.as_json(), "raw_curve": baseline_curve.as_json()},
+                                        indent=2, default=list))
     if args.record:
-        report.record(DOC, report.recorded_block(table, command.strip(), curve.notes))
+        columns = (curve, noauth, baseline, baseline_curve)
+        notes = [n for column in columns if column for n in column.notes if n]
+        report.record(DOC, report.recorded_block(table, command.strip(), notes))
         progress(f"recorded in {DOC.relative_to(ROOT)}")
     return 0
 

@@ -76,6 +76,12 @@ class BenchPlatform:
             time.sleep(0.02)
         raise BenchPlatformError(f"volttron did not start within {START_TIMEOUT:.0f} s:\n{self.log_text()}")
 
+    @property
+    def pid(self) -> int:
+        """The platform's process id."""
+        assert self.process is not None
+        return self.process.pid
+
     def rss(self) -> int:
         """The platform process's resident set size in bytes."""
         assert self.process is not None

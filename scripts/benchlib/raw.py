@@ -2,7 +2,9 @@
 
 Peers are DEALERs with identities. A peer sends ``[recipient, payload]``; the forwarder receives
 ``[sender, recipient, payload]`` and sends ``[recipient, sender, payload]``. That is the least a
-Python router can do per message, so the platform's router is measured against it.
+Python router can do per message, so the platform's router is measured against it. With
+``curve`` every connection is encrypted as the platform's are (CURVE, no ZAP handler: any client
+key is accepted), which shows what encryption alone costs.
 """
 
 from __future__ import annotations
@@ -10,16 +12,34 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import time
+from dataclasses import dataclass
 
 import zmq
-from stats import LatencyStats, Throughput
+from stats import LatencyStats, Throughput, cpu_by_thread
 
 
-def forwarder(address: str, ready: mp.Event, stop: mp.Event) -> None:
+@dataclass(frozen=True)
+class Curve:
+    """Z85 key pairs of the forwarder and of every client."""
+
+    server_public: bytes
+    server_secret: bytes
+    client_public: bytes
+    client_secret: bytes
+
+    @classmethod
+    def generate(cls) -> Curve:
+        return cls(*zmq.curve_keypair(), *zmq.curve_keypair())
+
+
+def forwarder(address: str, ready: mp.Event, stop: mp.Event, curve: Curve | None = None) -> None:
     ctx = zmq.Context()
     router = ctx.socket(zmq.ROUTER)
     router.setsockopt(zmq.ROUTER_MANDATORY, 1)
     router.set_hwm(0)
+    if curve is not None:
+        router.curve_server = True
+        router.curve_secretkey = curve.server_secret
     router.bind(address)
     poller = zmq.Poller()
     poller.register(router, zmq.POLLIN)
@@ -40,19 +60,25 @@ def forwarder(address: str, ready: mp.Event, stop: mp.Event) -> None:
     ctx.term()
 
 
-def _dealer(ctx: zmq.Context, address: str, identity: bytes) -> zmq.Socket:
+def _dealer(ctx: zmq.Context, address: str, identity: bytes, curve: Curve | None) -> zmq.Socket:
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.IDENTITY, identity)
     sock.set_hwm(0)
+    if curve is not None:
+        sock.curve_serverkey = curve.server_public
+        sock.curve_publickey = curve.client_public
+        sock.curve_secretkey = curve.client_secret
     sock.connect(address)
     return sock
 
 
-def _sink(address: str, count: int, ready: mp.Event, result: mp.Queue, deadline_s: float) -> None:
+def _sink(address: str, count: int, ready: mp.Event, result: mp.Queue, deadline_s: float,
+          curve: Curve | None) -> None:
     ctx = zmq.Context()
-    sock = _dealer(ctx, address, b"sink")
+    sock = _dealer(ctx, address, b"sink", curve)
     sock.send_multipart([b"", b"hello"])  # makes the forwarder know us (it drops unknown recipients)
     ready.set()
+    cpu = cpu_by_thread()
     received = 0
     first = last = None
     poller = zmq.Poller()
@@ -73,52 +99,62 @@ def _sink(address: str, count: int, ready: mp.Event, result: mp.Queue, deadline_
             first = first or now
             last = now
             received += 1
-    result.put((received, first, last))
+    after = cpu_by_thread()
+    result.put((received, first, last, (after[0] - cpu[0], after[1] - cpu[1])))
     sock.close(0)
     ctx.term()
 
 
-def throughput(messages: int, timeout_s: float) -> Throughput:
+def throughput(messages: int, timeout_s: float, curve: Curve | None = None) -> Throughput:
     """One publisher to one receiver in another process through the forwarder."""
     address = f"ipc://@volttron-bench-raw-tp-{os.getpid()}"
     ready, stop, sink_ready = mp.Event(), mp.Event(), mp.Event()
-    fwd = mp.Process(target=forwarder, args=(address, ready, stop), daemon=True)
+    fwd = mp.Process(target=forwarder, args=(address, ready, stop, curve), daemon=True)
     fwd.start()
     ready.wait(10)
     result: mp.Queue = mp.Queue()
-    sink = mp.Process(target=_sink, args=(address, messages, sink_ready, result, timeout_s), daemon=True)
+    sink = mp.Process(target=_sink, args=(address, messages, sink_ready, result, timeout_s, curve),
+                      daemon=True)
     sink.start()
     sink_ready.wait(10)
     ctx = zmq.Context()
-    pub = _dealer(ctx, address, b"pub")
+    pub = _dealer(ctx, address, b"pub", curve)
     _wait_for_path(pub, b"sink", timeout_s)
     payload = b'{"bus": "", "headers": {}, "message": 42}'
+    fwd_before, pub_before = cpu_by_thread(fwd.pid), cpu_by_thread()
     start = time.perf_counter()
     for _ in range(messages):
         pub.send_multipart([b"sink", b"devices/x", payload])
-    received, first, last = result.get(timeout=timeout_s + 10)
+    received, first, last, sink_cpu = result.get(timeout=timeout_s + 10)
     end = last or time.perf_counter()
+    per = 1e6 / messages
+    cpu = {}
+    for name, pid, before in (("forwarder", fwd.pid, fwd_before), ("publisher", None, pub_before)):
+        after = cpu_by_thread(pid)
+        cpu[f"{name} main thread"] = (after[0] - before[0]) * per
+        cpu[f"{name} libzmq threads"] = (after[1] - before[1]) * per
+    cpu["sink main thread"], cpu["sink libzmq threads"] = sink_cpu[0] * per, sink_cpu[1] * per
     stop.set()
     sink.join(5)
     fwd.join(5)
     pub.close(0)
     ctx.term()
-    return Throughput(sent=messages, received=received, seconds=end - start)
+    return Throughput(sent=messages, received=received, seconds=end - start, cpu_us=cpu)
 
 
-def rpc_round_trip(calls: int, timeout_s: float) -> LatencyStats:
+def rpc_round_trip(calls: int, timeout_s: float, curve: Curve | None = None) -> LatencyStats:
     """Sequential request/response through the forwarder to an echo peer in another process."""
     address = f"ipc://@volttron-bench-raw-rpc-{os.getpid()}"
     ready, stop = mp.Event(), mp.Event()
-    fwd = mp.Process(target=forwarder, args=(address, ready, stop), daemon=True)
+    fwd = mp.Process(target=forwarder, args=(address, ready, stop, curve), daemon=True)
     fwd.start()
     ready.wait(10)
     echo_ready = mp.Event()
-    echo = mp.Process(target=_echo, args=(address, echo_ready, stop), daemon=True)
+    echo = mp.Process(target=_echo, args=(address, echo_ready, stop, curve), daemon=True)
     echo.start()
     echo_ready.wait(10)
     ctx = zmq.Context()
-    sock = _dealer(ctx, address, b"caller")
+    sock = _dealer(ctx, address, b"caller", curve)
     _wait_for_path(sock, b"echo", timeout_s)
     sock.RCVTIMEO = int(timeout_s * 1000)
     request = b'{"jsonrpc": "2.0", "method": "echo", "params": [1], "id": "1"}'
@@ -149,9 +185,9 @@ def _wait_for_path(sock: zmq.Socket, peer: bytes, timeout_s: float) -> None:
     raise TimeoutError(f"no path to {peer!r} through the forwarder")
 
 
-def _echo(address: str, ready: mp.Event, stop: mp.Event) -> None:
+def _echo(address: str, ready: mp.Event, stop: mp.Event, curve: Curve | None) -> None:
     ctx = zmq.Context()
-    sock = _dealer(ctx, address, b"echo")
+    sock = _dealer(ctx, address, b"echo", curve)
     sock.send_multipart([b"", b"hello"])
     ready.set()
     poller = zmq.Poller()

@@ -45,7 +45,7 @@ class SuiteResult:
         def tp(t: Throughput | None) -> dict[str, Any] | None:
             return None if t is None else {"sent": t.sent, "received": t.received, "lost": t.lost,
                                            "seconds": t.seconds, "rate": t.rate,
-                                           "unacknowledged": t.unacknowledged}
+                                           "unacknowledged": t.unacknowledged, "cpu_us": t.cpu_us}
 
         def lat(s: LatencyStats | None) -> dict[str, Any] | None:
             return None if s is None else {"count": s.count, "p50_ms": s.p50_ms, "p99_ms": s.p99_ms,
@@ -67,6 +67,7 @@ class Row:
     curve: str
     noauth: str
     raw: str
+    raw_curve: str
     ratio: str
     target: str
     verdict: str
@@ -88,40 +89,49 @@ def _mb(value: int | None) -> str:
     return "-" if value is None else f"{value / MB:.1f} MB"
 
 
+def cpu_note(column: str, what: str, t: Throughput | None) -> str | None:
+    """One line: CPU microseconds per message by process and thread, for the analysis."""
+    if t is None or not t.cpu_us:
+        return None
+    parts = ", ".join(f"{name} {us:.1f}" for name, us in t.cpu_us.items())
+    return f"CPU per message in {what}, {column} (us): {parts}; total {sum(t.cpu_us.values()):.1f}."
+
+
 def _verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("PASS" if ok else "FAIL")
 
 
-def rows(curve: SuiteResult, noauth: SuiteResult | None, raw: SuiteResult, messages: int,
-         connections: list[int]) -> list[Row]:
-    """The table's rows, with targets checked on the CURVE column."""
-    na = noauth or SuiteResult()
+def rows(curve: SuiteResult, noauth: SuiteResult | None, raw: SuiteResult, raw_curve: SuiteResult,
+         messages: int, connections: list[int]) -> list[Row]:
+    """The table's rows, with targets checked on the CURVE column against the plain raw forwarder."""
+    na, rc = noauth or SuiteResult(), raw_curve
     out = []
     tp, raw_tp = curve.throughput, raw.throughput
     share = tp.rate / raw_tp.rate if tp and raw_tp and raw_tp.rate else None
     out.append(Row(f"(a) pub/sub throughput, 1 -> 1, {messages:,} msgs", _rate(tp), _rate(na.throughput),
-                   _rate(raw_tp), "-" if share is None else f"{share:.0%} of raw",
+                   _rate(raw_tp), _rate(rc.throughput), "-" if share is None else f"{share:.0%} of raw",
                    ">= 50% of raw, 0 lost",
                    _verdict(None if share is None else share >= 0.5 and tp.lost == 0),
                    PUBLISHED["throughput"]))
     fan = curve.fanout
     out.append(Row(f"(b) fan-out 1 -> {curve.fanout_subscribers} (deliveries)", _rate(fan), _rate(na.fanout),
-                   "-", "-", "0 lost", _verdict(None if fan is None else fan.lost == 0)))
+                   "-", "-", "-", "0 lost", _verdict(None if fan is None else fan.lost == 0)))
     lat = curve.latency
-    out.append(Row("(c) one-way pub/sub latency p50 / p99", _lat(lat), _lat(na.latency), "-", "-",
+    out.append(Row("(c) one-way pub/sub latency p50 / p99", _lat(lat), _lat(na.latency), "-", "-", "-",
                    "p50 < 0.5 ms", _verdict(None if lat is None else lat.p50_ms < 0.5), PUBLISHED["latency"]))
     rpc, raw_rpc = curve.rpc, raw.rpc
     times = rpc.p50_ms / raw_rpc.p50_ms if rpc and raw_rpc and raw_rpc.p50_ms else None
-    out.append(Row("(d) RPC round trip p50 / p99", _lat(rpc), _lat(na.rpc), _lat(raw_rpc),
+    out.append(Row("(d) RPC round trip p50 / p99", _lat(rpc), _lat(na.rpc), _lat(raw_rpc), _lat(rc.rpc),
                    "-" if times is None else f"{times:.1f}x raw p50", "p50 < 0.5 ms",
                    _verdict(None if rpc is None else rpc.p50_ms < 0.5), PUBLISHED["rpc"]))
     calls = "-" if rpc is None else f"{rpc.per_second:,.0f} calls/s"
     out.append(Row("(d) RPC calls/s, sequential", calls,
                    "-" if na.rpc is None else f"{na.rpc.per_second:,.0f} calls/s",
                    "-" if raw_rpc is None else f"{raw_rpc.per_second:,.0f} calls/s",
+                   "-" if rc.rpc is None else f"{rc.rpc.per_second:,.0f} calls/s",
                    "-" if not (rpc and raw_rpc) else f"{rpc.per_second / raw_rpc.per_second:.0%} of raw",
                    "-", "-"))
-    out.append(Row("(e) server RSS, idle", _mb(curve.rss_idle), _mb(na.rss_idle), "-", "-", "-", "-"))
+    out.append(Row("(e) server RSS, idle", _mb(curve.rss_idle), _mb(na.rss_idle), "-", "-", "-", "-", "-"))
     for count in connections:
         rss = curve.rss_connected.get(count)
         seconds = curve.connect_seconds.get(count)
@@ -131,20 +141,21 @@ def rows(curve: SuiteResult, noauth: SuiteResult | None, raw: SuiteResult, messa
         if count == max(connections):
             target = "< 150 MB" if count >= 1000 else f"< 150 MB (at 1,000; {count} measured)"
             verdict = _verdict(None if rss is None or count < 1000 else rss < 150 * MB)
-        out.append(Row(label, value, _mb(na.rss_connected.get(count)), "-", "-", target, verdict))
+        out.append(Row(label, value, _mb(na.rss_connected.get(count)), "-", "-", "-", target,
+                       verdict))
     out.append(Row("(e) one agent process RSS (vip_main)", _mb(curve.agent_rss), _mb(na.agent_rss), "-", "-",
-                   "< 35 MB", _verdict(None if curve.agent_rss is None else curve.agent_rss < 35 * MB),
+                   "-", "< 35 MB", _verdict(None if curve.agent_rss is None else curve.agent_rss < 35 * MB),
                    PUBLISHED["agent_rss"]))
     return out
 
 
-HEADER = ("Measure", "Platform, CURVE", "Platform, auth disabled", "Raw pyzmq forwarder", "CURVE vs raw",
-          "Target", "Result", "Published platform")
+HEADER = ("Measure", "Platform, CURVE", "Platform, auth disabled", "Raw pyzmq forwarder",
+          "Raw forwarder, CURVE", "CURVE vs raw", "Target", "Result", "Published platform")
 
 
 def render(table: list[Row]) -> str:
     """A Markdown table (readable as plain text too)."""
-    lines = [HEADER] + [(r.measure, r.curve, r.noauth, r.raw, r.ratio, r.target, r.verdict,
+    lines = [HEADER] + [(r.measure, r.curve, r.noauth, r.raw, r.raw_curve, r.ratio, r.target, r.verdict,
                          r.published or "-") for r in table]
     widths = [max(len(line[i]) for line in lines) for i in range(len(HEADER))]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -14,6 +14,8 @@ class Throughput:
     received: int
     seconds: float
     unacknowledged: int = 0
+    cpu_us: dict[str, float] = field(default_factory=dict)
+    """CPU microseconds per message sent, by process and thread (a diagnostic)."""
 
     @property
     def rate(self) -> float:
@@ -40,3 +42,20 @@ class LatencyStats:
         ordered = sorted(samples)
         p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
         return cls(len(samples), statistics.median(ordered) * 1e3, p99 * 1e3, len(samples) / sum(samples))
+
+
+def cpu_by_thread(pid: int | None = None) -> tuple[float, float]:
+    """CPU seconds used so far by a process: (its main thread, all its other threads)."""
+    import os
+
+    import psutil
+
+    process = psutil.Process(pid)
+    main_thread, others = 0.0, 0.0
+    for thread in process.threads():
+        used = thread.user_time + thread.system_time
+        if thread.id == (pid or os.getpid()):
+            main_thread += used
+        else:
+            others += used
+    return main_thread, others

@@ -57,6 +57,13 @@ def _wait_event(event: Any, timeout: float) -> bool:
     return True
 
 
+def _used_since(before: tuple[float, float]) -> tuple[float, float]:
+    from stats import cpu_by_thread
+
+    after = cpu_by_thread()
+    return after[0] - before[0], after[1] - before[1]
+
+
 def _fail(out: mp.Queue, name: str, exc: BaseException) -> None:
     out.put(("error", name, f"{type(exc).__name__}: {exc}"))
 
@@ -84,13 +91,14 @@ def subscriber(peer: Peer, expected: int, published: Any, out: mp.Queue, timeout
             state["last"] = now
 
         agent.vip.pubsub.subscribe("pubsub", THROUGHPUT_TOPIC, on_message).get(timeout=10)
+        cpu = _used_since((0.0, 0.0))
         out.put(("ready", peer.identity))
         deadline = time.monotonic() + timeout
         while state["count"] < expected and time.monotonic() < deadline:
             if published.is_set() and time.perf_counter() - max(state["last"], 0.0) > quiet:
                 break
             gevent.sleep(0.01)
-        out.put(("sub", peer.identity, state["count"], state["first"], state["last"]))
+        out.put(("sub", peer.identity, state["count"], state["first"], state["last"], _used_since(cpu)))
         agent.core.stop(timeout=5)
     except BaseException as exc:
         _fail(out, peer.identity, exc)
@@ -111,6 +119,7 @@ def publisher(peer: Peer, messages: int, subscribers: int, go: Any, published: A
         out.put(("ready", peer.identity))
         if not _wait_event(go, timeout):
             raise TimeoutError("never told to start")
+        cpu = _used_since((0.0, 0.0))
         publish = agent.vip.pubsub.publish
         acks = [0]
 
@@ -131,7 +140,7 @@ def publisher(peer: Peer, messages: int, subscribers: int, go: Any, published: A
         published.set()
         acked = [p.value for p in pending if p.ready() and p.successful()]
         short = sum(1 for c in acked if c != subscribers)
-        out.put(("pub", peer.identity, start, sent, messages - len(acked), short))
+        out.put(("pub", peer.identity, start, sent, messages - len(acked), short, _used_since(cpu)))
         agent.core.stop(timeout=5)
     except BaseException as exc:
         published.set()
