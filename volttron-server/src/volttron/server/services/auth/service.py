@@ -15,9 +15,8 @@ RPC and keeps everyone's view of it current:
 
 The router's pub/sub service and the ZAP handler read ``auth.json`` themselves on every decision
 (they run in this process, see :mod:`~volttron.server.services.auth.policy`). So the service does
-not send the router ``auth_update``: the router would then use the pushed table instead of the file
-and lag behind a change by up to a poll interval. :meth:`AuthAgent.send_router_capabilities` sends
-it on demand, for a router that relies on it.
+not send the router ``auth_update`` (reference §2.6): the router would then use the pushed table
+instead of the file, and lag behind every change by up to a poll interval.
 
 RPC methods (modifying ones need ``allow_auth_modifications``, checked by
 :func:`~volttron.server.services.auth.access.require_capability`)::
@@ -129,7 +128,7 @@ class AuthAgent(Agent):
         self._check_lock = Semaphore()
         self._holders: set[str] = set()
         """Peers holding a capability table (they fetched one since they connected)."""
-        self.counts = {"auth_updates": 0, "protected_updates": 0, "peer_pushes": 0, "peer_push_failures": 0}
+        self.counts = {"protected_updates": 0, "peer_pushes": 0, "peer_push_failures": 0}
         self.core.periodic(settings.poll_interval, self.check_files, wait=0)
         self.vip.peerlist.ondrop.connect(self._peer_dropped, self)
 
@@ -150,11 +149,6 @@ class AuthAgent(Agent):
             if signature != self._protected_signature:
                 self._protected_signature = signature
                 self._push_protected_topics()
-
-    def send_router_capabilities(self) -> None:
-        """Send the router ``auth_update`` with the current table (see the module docstring)."""
-        self._send_router(b"auth_update", {"capabilities": dict(self.policy.capabilities())})
-        self.counts["auth_updates"] += 1
 
     def _push_protected_topics(self) -> None:
         try:
