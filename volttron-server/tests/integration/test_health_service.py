@@ -150,3 +150,34 @@ def test_bad_requests_give_clear_errors(platform, agents) -> None:
     assert "TypeError" in info.value.exc_info["exc_type"]
     with pytest.raises(RemoteError):
         observer.vip.rpc.call(HEALTH, "get_agent_health").get(timeout=5)
+
+
+def test_agents_that_reconnect_after_a_platform_restart_are_tracked_again(platform_factory) -> None:
+    first = platform_factory(tcp=False).start()
+    keys = {name: first.add_allow_entry(name) for name in ("observer", "beater")}
+
+    def connect(identity: str, **kwargs: Any) -> Agent:
+        return build_agent(address=first.local_address, identity=identity, publickey=keys[identity].public,
+                           secretkey=keys[identity].secret, serverkey=first.serverkey,
+                           volttron_home=str(first.home), timeout=10, **kwargs)
+
+    observer = connect("observer")
+    beater = connect("beater", heartbeat_autostart=True, heartbeat_period=PERIOD)
+    try:
+        poll(lambda: agent_health(observer, "beater")["status"] == "GOOD", 10, "beats before the restart")
+        assert first.stop() == 0
+        second = platform_factory(tcp=False).start()  # the same home, keys and address
+
+        def tracked_again() -> bool:
+            try:
+                entry = agent_health(observer, "beater")
+            except Exception:  # the observer itself may not be back yet
+                return False
+            return entry["state"] == "connected" and entry["status"] == "GOOD"
+
+        poll(tracked_again, 20, "'beater' heartbeating on the new platform")
+        assert agent_health(observer, "observer")["state"] == "connected"
+        assert second.running()
+    finally:
+        for agent in (beater, observer):
+            agent.core.stop(timeout=5)
