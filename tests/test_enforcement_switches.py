@@ -10,6 +10,8 @@ protected topics    ``volttron.server.services.pubsub.protected.is_allowed`` (th
 ZAP decision        ``volttron.server.services.auth.zap.decide`` (the ZAP handler)
 admin capability    ``volttron.server.services.auth.access.require_capability`` (the auth
                     service's modifying methods)
+identity claim      ``volttron.server.services.auth.identity_claims.identity_allowed`` (the router:
+                    which VIP identities an authenticated key may use)
 ==================  =====================================================================
 
 For each, the enforcement tests of ``volttron-server/tests/integration/test_auth_enforcement.py``
@@ -45,8 +47,13 @@ def always_true(*args, **kwargs):
     return True
 
 
-def accept_everyone(*args, **kwargs):
-    return ZapDecision(True, user_id="")  # resolved in the zap module's globals
+def accept_everyone(request, allow, deny=()):
+    # the decision without its refusal; names resolve in the zap module's globals
+    credentials = request.credential_text()
+    for entry in allow:
+        if entry.enabled and entry.matches(request.domain, request.address, request.mechanism, credentials):
+            return ZapDecision(True, user_id=entry.user_id)
+    return ZapDecision(True, user_id=credentials or "anonymous")
 
 
 REPLACEMENTS = {"allow": allow_everything, "true": always_true, "accept": accept_everyone}
@@ -100,6 +107,8 @@ SWITCHES = {
                             "stranger connected"}),
     "admin-capability": Switch("volttron.server.services.auth.access", "require_capability", "allow",
                                {"test_ordinary_agent_cannot_administer_the_platform": "auth.auth_file.add"}),
+    "identity-claim": Switch("volttron.server.services.auth.identity_claims", "identity_allowed", "true",
+                             {"test_a_key_cannot_speak_as_another_identity": "with the key of 'ordinary'"}),
 }
 
 

@@ -266,13 +266,14 @@ def test_protected_topic_refuses_publishers_without_the_capability(enforced: Enf
 
 # -- authentication --------------------------------------------------------------------------------
 
-def assert_not_connected(enforced: EnforcedPlatform, identity: str, keys: Any) -> None:
+def assert_not_connected(enforced: EnforcedPlatform, identity: str, keys: Any,
+                         why: str = "a key auth.json does not allow") -> None:
     try:
         enforced.agent(identity, keys=keys, timeout=3)
     except ConnectError:
         return
     enforced.stop_agent(identity)
-    raise AssertionError(f"{NOT_ENFORCED}{identity} connected with a key auth.json does not allow")
+    raise AssertionError(f"{NOT_ENFORCED}{identity} connected with {why}")
 
 
 def test_unknown_key_is_refused_recorded_and_can_be_approved(enforced: EnforcedPlatform) -> None:
@@ -294,3 +295,12 @@ def test_unknown_key_is_refused_recorded_and_can_be_approved(enforced: EnforcedP
     admin.vip.rpc.call("platform.auth", "delete_authorization", user_id).get(timeout=CALL_TIMEOUT)
     enforced.stop_agent("stranger")
     assert_not_connected(enforced, "stranger", stranger)
+
+
+def test_a_key_cannot_speak_as_another_identity(enforced: EnforcedPlatform) -> None:
+    enforced.start()
+    keys = enforced.authorize("ordinary", {"edit_config_store": {"identity": "ordinary"}})
+    enforced.authorize("victim", {"can_add": None})
+    for identity in ("control.connection", "victim"):  # neither is connected: the names are free
+        assert_not_connected(enforced, identity, keys, why="the key of 'ordinary'")
+    enforced.agent("ordinary", keys=keys)  # its own identity works
