@@ -14,6 +14,8 @@ The quick tests check the script's arguments and the GitHub workflows.
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -46,6 +48,7 @@ def run(
         timeout=timeout,
         check=False,
         env=full_env,
+        stdin=subprocess.DEVNULL,
     )
     if check:
         assert result.returncode == 0, (
@@ -128,25 +131,25 @@ def wait_for(condition, timeout: float, what: str, interval: float = 0.2):
         time.sleep(interval)
 
 
-@pytest.fixture
-def package_index(tmp_path: Path) -> Iterator[str]:
-    """A pypiserver on 127.0.0.1 that accepts uploads without a password; its URL."""
+def start_index(folder: Path) -> tuple[str, subprocess.Popen]:
+    """A pypiserver on 127.0.0.1 serving (and accepting uploads into) ``folder``, without passwords."""
     server = BIN / "pypi-server"
     if not server.exists():
         pytest.skip("pypiserver is not installed (scripts/requirements-dev.txt)")
-    packages = tmp_path / "index-packages"
-    packages.mkdir()
+    packages = folder / "packages"
+    packages.mkdir(parents=True)
     port = free_port()
-    log = open(tmp_path / "pypiserver.log", "wb")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(
-        [server, "run", "-p", str(port), "-i", "127.0.0.1", "-a", ".", "-P", ".", str(packages)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    with open(folder / "pypiserver.log", "wb") as log:
+        process = subprocess.Popen(
+            [server, "run", "-p", str(port), "-i", "127.0.0.1", "-a", ".", "-P", ".", str(packages)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}/"
 
     def answers() -> bool:
-        assert process.poll() is None, (tmp_path / "pypiserver.log").read_text()
+        if process.poll() is not None:
+            raise AssertionError((folder / "pypiserver.log").read_text())
         try:
             with urllib.request.urlopen(url + "simple/", timeout=2) as response:
                 return response.status == 200
@@ -155,15 +158,40 @@ def package_index(tmp_path: Path) -> Iterator[str]:
 
     try:
         wait_for(answers, 30, "pypiserver to answer")
-        yield url
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-        log.close()
+    except BaseException:
+        stop_index(process)
+        raise
+    return url, process
+
+
+def stop_index(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+
+
+@pytest.fixture
+def index_factory(tmp_path: Path) -> Iterator:
+    """Makes package indexes (see :func:`start_index`); all stopped after the test."""
+    started: list[subprocess.Popen] = []
+
+    def make(name: str) -> str:
+        url, process = start_index(tmp_path / f"index-{name}")
+        started.append(process)
+        return url
+
+    yield make
+    for process in started:
+        stop_index(process)
+
+
+@pytest.fixture
+def package_index(index_factory) -> str:
+    """One local package index; its URL."""
+    return index_factory("main")
 
 
 def simple_page(url: str, name: str) -> str:
@@ -261,3 +289,76 @@ def test_publish_install_by_name_and_run(package_index: str, tmp_path: Path) -> 
         assert "chain-agent==0.1.0" in installed.replace("_", "-")
     finally:
         platform.close()
+
+
+# ---------------------------------------------------------------------------------------- the guide
+
+GUIDE = ROOT / "docs" / "publishing-guide.md"
+PLATFORM_SECTION = "## Publishing the platform's packages"
+TESTPYPI_UPLOAD = "https://test.pypi.org/legacy/"
+
+
+def guide_commands(markdown: str) -> list[str]:
+    return re.findall(r"^```bash\n(.*?)^```", markdown, re.S | re.M)
+
+
+def copy_repository(target: Path) -> Path:
+    ignore = shutil.ignore_patterns("dist", "build", "__pycache__", ".pytest_cache", "*.egg-info", ".venv")
+    for name in (
+        "volttron-utils",
+        "volttron-client",
+        "volttron-server",
+        "volttron-listener-agent",
+        "scripts",
+    ):
+        shutil.copytree(ROOT / name, target / name, ignore=ignore)
+    shutil.copy(ROOT / "LICENSE", target / "LICENSE")
+    return target
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_every_command_of_the_publishing_guide(index_factory, tmp_path: Path) -> None:
+    text = GUIDE.read_text()
+    agent_part, platform_part = text.split(PLATFORM_SECTION)
+    assert len(guide_commands(agent_part)) >= 2 and len(guide_commands(platform_part)) >= 2
+    assert not re.findall(r"^```(sh|shell|console)\b", text, re.M)
+    testpypi, pypi, poetry_testpypi = (
+        index_factory("testpypi"),
+        index_factory("pypi"),
+        index_factory("poetry"),
+    )
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".pypirc").write_text(
+        "[distutils]\nindex-servers =\n    pypi\n    testpypi\n\n"
+        f"[pypi]\nrepository = {pypi}\nusername = test\npassword = test\n\n"
+        f"[testpypi]\nrepository = {testpypi}\nusername = test\npassword = test\n"
+    )
+    env = {
+        "HOME": str(home),
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYTHON": sys.executable,
+        "POETRY_CONFIG_DIR": str(tmp_path / "poetry-config"),
+        "POETRY_CACHE_DIR": str(tmp_path / "poetry-cache"),
+        "POETRY_HTTP_BASIC_TESTPYPI_USERNAME": "test",
+        "POETRY_HTTP_BASIC_TESTPYPI_PASSWORD": "test",
+        "TWINE_NON_INTERACTIVE": "1",
+    }
+    run([BIN / "vctl", "create-agent", "volttron-demo-agent", "--author", "Jo Doe"], cwd=tmp_path, env=env)
+    repository = copy_repository(tmp_path / "repo")
+    for part, cwd in ((agent_part, tmp_path / "volttron-demo-agent"), (platform_part, repository)):
+        script = "set -euo pipefail\n" + "\n".join(guide_commands(part)).replace(
+            TESTPYPI_UPLOAD, poetry_testpypi
+        )
+        run(["bash", "-c", script], cwd=cwd, env=env, timeout=900)
+    for index in (testpypi, pypi, poetry_testpypi):
+        for name in (
+            "volttron-demo-agent",
+            "volttron-utils",
+            "volttron-client",
+            "volttron-server",
+            "volttron-listener",
+        ):
+            page = simple_page(index, name)
+            assert ".whl" in page and ".tar.gz" in page, (index, name, page)
