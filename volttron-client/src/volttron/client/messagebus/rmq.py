@@ -90,6 +90,8 @@ MAX_UNCONFIRMED = 10_000
 QUEUE_EXPIRES_MS = 60_000
 """A peer's queue that nobody consumed for this long is deleted by the broker."""
 FIRST_RETRY_DELAY = 0.5
+LOGIN_RETRY_DELAY = 2.0
+"""Longest wait before logging in again after the broker refused the login."""
 LAST_RETRY_DELAY = 5.0
 _CLOSED = object()
 _TEXT = TEXT_ENCODING
@@ -195,7 +197,9 @@ class RmqConnection(Connection):
         self._opened = True
         pika_log = logging.getLogger("pika")
         if pika_log.level == logging.NOTSET:
-            pika_log.setLevel(logging.WARNING)  # pika narrates every frame at INFO/DEBUG
+            # pika narrates every frame, and logs each failed connection attempt as an error; this
+            # module reports what matters (and retries)
+            pika_log.setLevel(logging.CRITICAL)
         self._io, self._io_loop = hub_io_services()
         self._link = gevent.spawn(self._maintain_link)
 
@@ -229,6 +233,8 @@ class RmqConnection(Connection):
                 self._stats["link_failures"] += 1
                 _log.warning("%s: %s", self.settings.redacted(), exc)
                 self._emit(BusEvent.HANDSHAKE_FAILED, str(exc))
+                # the platform may be making our user right now: keep trying often
+                delay = min(delay, LOGIN_RETRY_DELAY / 2)
             except LinkError as exc:
                 self._stats["link_failures"] += 1
                 _log.debug("no link to %s: %s", self.settings.redacted(), exc)

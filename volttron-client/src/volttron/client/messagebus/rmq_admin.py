@@ -28,6 +28,7 @@ import urllib.error
 import urllib.request
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -97,10 +98,11 @@ class BrokerAdmin(ABC):
 
     @abstractmethod
     def put_user(self, name: str, password: str | None, tags: Sequence[str] | None = (),
-                 exists: bool | None = None) -> None:
+                 exists: bool | None = None, grant: tuple[str, Permissions] | None = None) -> None:
         """Create or update user ``name``; ``password=None`` means no password (certificate login only).
 
-        ``tags=None`` keeps an existing user's tags; ``exists`` saves a look-up when the caller knows.
+        ``tags=None`` keeps an existing user's tags; ``exists`` saves a look-up when the caller knows;
+        ``grant=(vhost, permissions)`` also sets the user's permissions there.
         """
 
     @abstractmethod
@@ -164,18 +166,20 @@ class CtlAdmin(BrokerAdmin):
         return [row["name"] for row in self._json("list_vhosts", "name")]
 
     def add_vhost(self, name: str) -> None:
-        if name not in self.vhosts():
-            self._run("add_vhost", name)
+        self._run("add_vhost", name)  # succeeds when it exists
 
     def delete_vhost(self, name: str) -> None:
-        if name in self.vhosts():
+        try:
             self._run("delete_vhost", name)
+        except BrokerAdminError as exc:
+            if "does not exist" not in str(exc):
+                raise
 
     def users(self) -> dict[str, list[str]]:
         return {row["user"]: list(row.get("tags") or []) for row in self._json("list_users")}
 
     def put_user(self, name: str, password: str | None, tags: Sequence[str] | None = (),
-                 exists: bool | None = None) -> None:
+                 exists: bool | None = None, grant: tuple[str, Permissions] | None = None) -> None:
         secret = password if password is not None else base64.urlsafe_b64encode(_random(24)).decode()
         created = False
         if not exists:
@@ -185,16 +189,38 @@ class CtlAdmin(BrokerAdmin):
             except BrokerAdminError as exc:
                 if "already exists" not in str(exc):
                     raise
-        if not created:
-            self._run("change_password", name, stdin=secret + "\n")
+        calls: list[tuple[str, ...]] = []
+        if not created and password is not None:
+            calls.append(("change_password", name))
         if password is None:
-            self._run("clear_password", name)
+            calls.append(("clear_password", name))
         if tags is not None and (created or tags):
-            self._run("set_user_tags", name, *tags)
+            calls.append(("set_user_tags", name, *tags))
+        if grant is not None:
+            vhost, permissions = grant
+            calls.append(("set_permissions", "-p", vhost, name, permissions.configure, permissions.write,
+                          permissions.read))
+        # each call starts an Erlang VM (a third of a second or more): independent ones run side by side
+        self._run_all(calls, secret)
+
+    def _run_all(self, calls: list[tuple[str, ...]], secret: str) -> None:
+        def run(call: tuple[str, ...]) -> str:
+            return self._run(*call, stdin=secret + "\n" if call[0] == "change_password" else None)
+
+        if len(calls) <= 1:
+            for call in calls:
+                run(call)
+            return
+        with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+            for future in [pool.submit(run, call) for call in calls]:
+                future.result()
 
     def delete_user(self, name: str) -> None:
-        if name in self.users():
+        try:
             self._run("delete_user", name)
+        except BrokerAdminError as exc:
+            if "does not exist" not in str(exc):
+                raise
 
     def permissions(self, vhost: str) -> dict[str, Permissions]:
         return {row["user"]: Permissions(row["configure"], row["write"], row["read"])
@@ -250,7 +276,7 @@ class HttpAdmin(BrokerAdmin):
         return {row["name"]: _tags(row.get("tags")) for row in self._request("GET", "users") or []}
 
     def put_user(self, name: str, password: str | None, tags: Sequence[str] | None = (),
-                 exists: bool | None = None) -> None:
+                 exists: bool | None = None, grant: tuple[str, Permissions] | None = None) -> None:
         if tags is None:
             tags = self.users().get(name, [])
         body: dict[str, Any] = {"tags": ",".join(tags)}
@@ -259,6 +285,8 @@ class HttpAdmin(BrokerAdmin):
         else:
             body["password"] = password
         self._request("PUT", f"users/{_q(name)}", body)
+        if grant is not None:
+            self.set_permissions(grant[0], name, grant[1])
 
     def delete_user(self, name: str) -> None:
         self._request("DELETE", f"users/{_q(name)}")

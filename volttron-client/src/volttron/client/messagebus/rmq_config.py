@@ -7,7 +7,8 @@ A RabbitMQ peer finds its broker, first match wins:
    ``amqp://[user:password@]host[:port][/vhost][?instance=NAME&heartbeat=20&cafile=..&certfile=..&keyfile=..&server_name=..]``
    (the vhost is percent-encoded; no path means ``volttron``);
 3. ``$VOLTTRON_HOME/rabbitmq_config.yml``, written by ``vcfg rabbitmq single`` (any other address,
-   such as the platform's ipc address an agent is given by default, points here).
+   such as the platform's ipc address an agent is given by default, points here; a platform's local
+   address ``ipc://@<home>/run/vip.socket`` names the home, else ``$VOLTTRON_HOME``).
 
 The instance name comes from the settings, else ``instance-name`` in ``$VOLTTRON_HOME/config``,
 else the host name - the platform's own rule. The login, first match wins: user and password in

@@ -39,7 +39,7 @@ def resolve_login(params: ConnectionParams) -> BrokerSettings:
     Raises :class:`~volttron.utils.errors.ConfigError` saying what is missing.
     """
     options = params.options or {}
-    home = Path(options.get("volttron_home") or get_home())
+    home = Path(options.get("volttron_home") or _home_of(params.address) or get_home())
     context = options.get("context")
     if isinstance(context, BrokerSettings):
         settings = context
@@ -70,6 +70,17 @@ def resolve_login(params: ConnectionParams) -> BrokerSettings:
         f"no broker login for {user} at {settings.redacted()}: give user and password in the amqp:// "
         "address, a client certificate (TLS), or the agent's CURVE keys and the platform's server key"
     )
+
+
+def _home_of(address: str | None) -> str | None:
+    """The platform home named by its local address ``ipc://[@]<home>/run/vip.socket``, if it is one."""
+    if not address or not address.startswith("ipc://"):
+        return None
+    path = address[len("ipc://"):].split("?", 1)[0].lstrip("@")
+    suffix = "/run/vip.socket"
+    if not path.endswith(suffix):
+        return None
+    return path[: -len(suffix)] or None
 
 
 def _curve_keys(params: ConnectionParams, home: Path) -> tuple[str | None, str | None]:

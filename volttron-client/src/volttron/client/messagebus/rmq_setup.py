@@ -112,15 +112,14 @@ def setup_single(setup: SingleSetup, admin: BrokerAdmin | None = None) -> SetupR
             raise BrokerDown(f"no RabbitMQ broker answers at {setup.host}:{setup.amqp_port}; start it "
                              "(e.g. 'rabbitmq-server -detached') and run this again")
         admin = broker_admin(plain, setup.bootstrap_user, setup.bootstrap_password)
-    admin.check()
+        admin.check()
     previous = _previous_config(home)
     password = previous.get("password") if previous.get("user") == report.admin else None
     password = str(password) if password else secrets.token_urlsafe(24)
 
     admin.add_vhost(setup.vhost)
     report.done.append(f"vhost {setup.vhost!r}")
-    admin.put_user(report.admin, password, ["administrator"])
-    admin.set_permissions(setup.vhost, report.admin, ADMIN_PERMISSIONS)
+    admin.put_user(report.admin, password, ["administrator"], grant=(setup.vhost, ADMIN_PERMISSIONS))
     report.done.append(f"user {report.admin!r} with every permission on {setup.vhost!r} (via {admin.kind})")
     if port_open(setup.host, setup.amqp_port):
         declare_exchanges(plain.with_login(report.admin, password))

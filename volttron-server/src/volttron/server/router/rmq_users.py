@@ -11,7 +11,8 @@ broker user ``<instance>.<identity>`` on the platform's vhost, with the anchored
   CA (EXTERNAL authentication maps its common name to the user).
 
 Users of this instance tagged ``volttron-agent`` whose entry went away are deleted. The in-process
-services (entries with the platform's own key) connect over ZeroMQ and need no user.
+services (entries with the platform's own key) and vctl (``control.connection``) connect over
+ZeroMQ and need no user. Requests for several users go to the broker side by side.
 
 :meth:`BrokerUsers.sync` runs once before the platform is ready, then whenever ``auth.json``
 changes (checked every :attr:`BrokerUsers.POLL_INTERVAL` seconds). What was set is remembered in
@@ -28,6 +29,7 @@ from typing import Any
 
 import gevent
 
+from volttron.client.known_identities import CONTROL_CONNECTION
 from volttron.client.messagebus.rmq_admin import AGENT_TAG, BrokerAdmin, BrokerAdminError, agent_permissions
 from volttron.client.messagebus.rmq_credentials import derive_password
 from volttron.client.messagebus.rmq_wire import ROUTER, fq_identity
@@ -39,11 +41,14 @@ from volttron.utils.home import certificates_dir
 
 _log = logging.getLogger(__name__)
 
+_OVER_ZEROMQ = frozenset({ROUTER, CONTROL_CONNECTION})
+"""Identities that never log in to the broker (vctl talks to the platform over its ipc address)."""
+
 
 class BrokerUsers:
     """Keeps the broker's agent users in step with ``auth.json``; see the module docstring."""
 
-    POLL_INTERVAL = 1.0
+    POLL_INTERVAL = 0.5
 
     def __init__(self, admin: BrokerAdmin, home: Path, instance: str, vhost: str, *, secret_key: str,
                  public_key: str, tls: bool = False) -> None:
@@ -68,7 +73,7 @@ class BrokerUsers:
             key = entry.credentials
             identity = entry.identity
             if (not entry.enabled or entry.mechanism != "CURVE" or not key or is_regex(key) or not identity
-                    or key == self._public or identity == ROUTER):
+                    or key == self._public or identity in _OVER_ZEROMQ):
                 continue
             user = fq_identity(self.instance, identity)
             if user in users:
@@ -82,34 +87,49 @@ class BrokerUsers:
         wanted = self.wanted(self._policy.current())
         state = read_json_file(self._state_path, {}, expect=dict)
         known = state.get(self.vhost, {}) if isinstance(state.get(self.vhost), dict) else {}
-        existing = self.admin.users()
-        permissions = self.admin.permissions(self.vhost)
-        changed = False
-        for user, password in sorted(wanted.items()):
-            digest = _digest(user, password)
-            if user not in existing or known.get(user) != digest or AGENT_TAG not in existing[user]:
-                tags = None if AGENT_TAG in existing.get(user, []) else [AGENT_TAG]
-                self.admin.put_user(user, password, tags, exists=user in existing)
-                known[user] = digest
-                changed = True
-                _log.info("broker user %s ready", user)
-            expected = agent_permissions(user)
-            if permissions.get(user) != expected:
-                self.admin.set_permissions(self.vhost, user, expected)
-            if self.tls:
-                self._ensure_certificate(user)
+        existing = gevent.spawn(self.admin.users)
+        permissions = gevent.spawn(self.admin.permissions, self.vhost)
+        gevent.joinall([existing, permissions], raise_error=True)
+        changes = [gevent.spawn(self._put, user, password, existing.value, permissions.value, known)
+                   for user, password in sorted(wanted.items())]
         prefix = f"{self.instance}."
-        for user, tags in sorted(existing.items()):
-            if user.startswith(prefix) and AGENT_TAG in tags and user not in wanted:
-                self.admin.delete_user(user)
-                known.pop(user, None)
-                changed = True
-                _log.info("broker user %s removed (no longer in auth.json)", user)
+        changes += [gevent.spawn(self._delete, user, known) for user, tags in sorted(existing.value.items())
+                    if user.startswith(prefix) and AGENT_TAG in tags and user not in wanted]
+        gevent.joinall(changes)
+        failed = [g.exception for g in changes if g.exception is not None]
+        changed = any(g.value for g in changes if g.exception is None)
         if changed or state.get(self.vhost) != known:
             state[self.vhost] = known
             self._state_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             write_json_file(self._state_path, state, 0o600)
+        if failed:
+            raise failed[0]
         self.syncs += 1
+
+    def _put(self, user: str, password: str | None, existing: dict[str, list[str]],
+             permissions: dict[str, Any], known: dict[str, str]) -> bool:
+        """Make ``user`` as wanted (the broker's requests for several users run side by side)."""
+        changed = False
+        digest = _digest(user, password)
+        expected = agent_permissions(user)
+        grant = (self.vhost, expected) if permissions.get(user) != expected else None
+        if user not in existing or known.get(user) != digest or AGENT_TAG not in existing[user]:
+            tags = None if AGENT_TAG in existing.get(user, []) else [AGENT_TAG]
+            self.admin.put_user(user, password, tags, exists=user in existing, grant=grant)
+            known[user] = digest
+            changed = True
+            _log.info("broker user %s ready", user)
+        elif grant is not None:
+            self.admin.set_permissions(self.vhost, user, expected)
+        if self.tls:
+            self._ensure_certificate(user)
+        return changed
+
+    def _delete(self, user: str, known: dict[str, str]) -> bool:
+        self.admin.delete_user(user)
+        known.pop(user, None)
+        _log.info("broker user %s removed (no longer in auth.json)", user)
+        return True
 
     def _ensure_certificate(self, user: str) -> None:
         from volttron.utils.certs import Certs

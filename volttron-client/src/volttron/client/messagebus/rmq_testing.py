@@ -1,0 +1,170 @@
+"""Test helpers for code that runs on RabbitMQ: a broker check and a vhost per test.
+
+Every RabbitMQ test calls :func:`broker_instance` (through a fixture of its own)::
+
+    @pytest.fixture
+    def rmq():
+        with broker_instance() as instance:
+            yield instance
+
+which skips the test, saying why, when no broker answers on ``127.0.0.1:5672`` - or fails it when
+``VOLTTRON_TEST_REQUIRE_RABBITMQ=1`` (CI sets it) - and gives it a :class:`BrokerInstance`: a
+unique instance name and vhost, deleted again at the end with every user of that instance.
+
+Tests run in parallel processes; one that restarts the broker takes the broker *exclusively*
+(:func:`broker_lease`), the others share it, so a restart never pulls the broker from under another
+test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from volttron.client.messagebus.rmq_admin import BrokerAdmin, BrokerAdminError, CtlAdmin, port_open
+
+REQUIRE_ENV = "VOLTTRON_TEST_REQUIRE_RABBITMQ"
+HOST = "127.0.0.1"
+PORT = 5672
+LEASE_FILE = "volttron-rabbitmq-tests.lock"
+
+
+def broker_required() -> bool:
+    """True when ``VOLTTRON_TEST_REQUIRE_RABBITMQ=1``: then a missing broker fails tests, never skips them."""
+    return os.environ.get(REQUIRE_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def require_broker(host: str = HOST, port: int = PORT) -> None:
+    """Skip the calling test (or fail it, see :func:`broker_required`) when no broker answers."""
+    import pytest
+
+    if port_open(host, port):
+        return
+    reason = f"no RabbitMQ broker answers on {host}:{port}"
+    if broker_required():
+        pytest.fail(f"{reason} and {REQUIRE_ENV}=1", pytrace=False)
+    pytest.skip(reason)
+
+
+@dataclass
+class BrokerInstance:
+    """A platform instance name and vhost of one test, on the local broker."""
+
+    instance: str
+    vhost: str
+    admin: BrokerAdmin
+    host: str = HOST
+    port: int = PORT
+
+    def url(self, user: str | None = None, password: str | None = None) -> str:
+        """``amqp://[user:password@]host:port/vhost?instance=...``."""
+        login = f"{user}:{password}@" if user else ""
+        return f"amqp://{login}{self.host}:{self.port}/{self.vhost}?instance={self.instance}"
+
+    def connections(self) -> list[dict[str, str]]:
+        """The broker's connections to this vhost: ``{"pid", "user", "name"}`` each."""
+        if not isinstance(self.admin, CtlAdmin):
+            raise BrokerAdminError("listing connections needs rabbitmqctl")
+        rows = self.admin._json("list_connections", "pid", "user", "vhost", "client_properties")  # noqa: SLF001
+        found = []
+        for row in rows:
+            if row.get("vhost") != self.vhost:
+                continue
+            properties = row.get("client_properties") or []
+            name = ""
+            for item in properties:  # rabbitmqctl gives [[key, type, value], ...]
+                if isinstance(item, list) and len(item) == 3 and item[0] == "connection_name":
+                    name = str(item[2])
+            found.append({"pid": str(row.get("pid")), "user": str(row.get("user")), "name": name})
+        return found
+
+    def close_connections(self, name: str, reason: str = "closed by a test") -> int:
+        """Close the connections whose client name is ``name`` (e.g. ``<instance>.<identity>``)."""
+        closed = 0
+        for row in self.connections():
+            if row["name"] == name:
+                assert isinstance(self.admin, CtlAdmin)
+                with contextlib.suppress(BrokerAdminError):  # already gone
+                    self.admin._run("close_connection", row["pid"].removeprefix("#PID"), reason)  # noqa: SLF001
+                    closed += 1
+        return closed
+
+    def prepare_home(self, home: Path, **settings: object) -> None:
+        """``vcfg rabbitmq single`` for this instance and vhost into ``home`` (``settings``: more fields)."""
+        from volttron.client.messagebus.rmq_setup import SingleSetup, setup_single
+
+        setup = SingleSetup(home=home, instance_name=self.instance, host=self.host, vhost=self.vhost,
+                            amqp_port=self.port, **settings)  # type: ignore[arg-type]
+        setup_single(setup, self.admin)
+
+    def cleanup(self) -> None:
+        """Delete the vhost and every user of this instance."""
+        errors = []
+        try:
+            self.admin.delete_vhost(self.vhost)
+        except BrokerAdminError as exc:
+            errors.append(str(exc))
+        try:
+            mine = (f"{self.instance}.", f"{self.instance}-")
+            users = [user for user in self.admin.users() if user.startswith(mine)]
+            with ThreadPoolExecutor(max_workers=8) as pool:  # rabbitmqctl takes a while per call
+                for done in list(pool.map(_attempt(self.admin.delete_user), users)):
+                    if done:
+                        errors.append(done)
+        except BrokerAdminError as exc:
+            errors.append(str(exc))
+        if errors:
+            raise BrokerAdminError("; ".join(errors))
+
+
+def _attempt(action: Callable[[str], None]) -> Callable[[str], str]:
+    def run(name: str) -> str:
+        try:
+            action(name)
+        except BrokerAdminError as exc:
+            return str(exc)
+        return ""
+
+    return run
+
+
+@contextlib.contextmanager
+def broker_lease(exclusive: bool = False, timeout: float = 600.0) -> Iterator[None]:
+    """Hold the local broker shared (most tests) or exclusively (a test that restarts it)."""
+    path = Path(tempfile.gettempdir()) / LEASE_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, mode | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the RabbitMQ broker was not free within {timeout:g} s") from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def broker_instance(prefix: str = "vt", exclusive: bool = False) -> Iterator[BrokerInstance]:
+    """A unique instance name and vhost on the local broker for one test; see the module docstring."""
+    require_broker()
+    name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    with broker_lease(exclusive):
+        instance = BrokerInstance(instance=name, vhost=f"{name}-vhost", admin=CtlAdmin())
+        try:
+            yield instance
+        finally:
+            instance.cleanup()
