@@ -112,7 +112,7 @@ def setup_single(setup: SingleSetup, admin: BrokerAdmin | None = None) -> SetupR
             raise BrokerDown(f"no RabbitMQ broker answers at {setup.host}:{setup.amqp_port}; start it "
                              "(e.g. 'rabbitmq-server -detached') and run this again")
         admin = broker_admin(plain, setup.bootstrap_user, setup.bootstrap_password)
-        admin.check()
+    admin.check()
     previous = _previous_config(home)
     password = previous.get("password") if previous.get("user") == report.admin else None
     password = str(password) if password else secrets.token_urlsafe(24)
