@@ -13,7 +13,9 @@ The platform listens on its local ipc address and a free ``tcp://127.0.0.1`` por
 authentication on unless ``auth=False``. Identities used by the test get CURVE keys and an
 ``auth.json`` allow entry (written under the ``auth.json.lock`` flock every writer holds).
 ``message_bus="rmq"`` runs it on RabbitMQ in a fresh virtual host of the local broker, deleted
-afterwards (see :mod:`volttron.client.testing.rmq_vhost`).
+afterwards (see :mod:`volttron.client.testing.rmq_vhost`). The home is a short temporary folder
+(the ipc socket path must fit in 107 bytes), linked as ``<root>/volttron_home`` and removed by
+:meth:`VolttronPlatform.close`.
 
 Nothing here imports ``volttron.server``: the platform is a separate process, found by module
 name. :class:`PlatformUnavailable` says why one cannot run (no server package, no broker).
@@ -26,10 +28,12 @@ import fcntl
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -108,8 +112,12 @@ class VolttronPlatform:
             raise PlatformError(f"message_bus must be 'zmq' or 'rmq', not {message_bus!r}")
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self.home = self.root / "volttron_home"
-        self.home.mkdir(mode=0o700, exist_ok=True)
+        # The home holds the ipc socket, whose path must stay under 107 bytes: a short temporary
+        # folder, linked from the root for whoever looks at a failed test's files.
+        self.home = Path(tempfile.mkdtemp(prefix="vhome-"))
+        self.home.chmod(0o700)
+        with contextlib.suppress(OSError):
+            (self.root / "volttron_home").symlink_to(self.home, target_is_directory=True)
         self.message_bus = message_bus
         self.auth = auth
         self.instance_name = instance_name or f"test-{uuid.uuid4().hex[:10]}"
@@ -271,13 +279,16 @@ class VolttronPlatform:
         return self.start()
 
     def close(self) -> None:
-        """Stop everything and delete the RabbitMQ virtual host, if one was made."""
+        """Stop everything, delete the RabbitMQ virtual host (if one was made) and the home."""
         try:
             self.stop()
         finally:
-            if self._vhost is not None:
-                self._vhost.delete()
-                self._vhost = None
+            try:
+                if self._vhost is not None:
+                    self._vhost.delete()
+                    self._vhost = None
+            finally:
+                shutil.rmtree(self.home, ignore_errors=True)
 
     def __enter__(self) -> VolttronPlatform:
         return self.start()
