@@ -99,8 +99,13 @@ def test_a_python_without_the_server_is_reported_not_run(tmp_path: Path) -> None
     probe = subprocess.run([bare, "-c", "import volttron.server"], capture_output=True, check=False)
     if probe.returncode == 0:
         pytest.skip(f"{bare} has volttron-server")
-    with pytest.raises(PlatformUnavailable, match="volttron-server is not installed"):
-        VolttronPlatform(tmp_path, python=bare).start()
+    platform = VolttronPlatform(tmp_path, python=bare)
+    try:
+        with pytest.raises(PlatformUnavailable, match="volttron-server is not installed"):
+            platform.start()
+    finally:
+        platform.close()
+    assert not platform.home.exists()
 
 
 def test_bad_bus_name_is_refused(tmp_path: Path) -> None:
