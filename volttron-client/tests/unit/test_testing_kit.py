@@ -346,3 +346,44 @@ def test_spawned_greenlets_are_waited_for_and_killed(agent_harness) -> None:
         harness.wait_spawned(timeout=0.05)
     harness.stop()
     assert forever.dead
+
+
+def test_query_peerlist_ping_and_hello_answer_locally(agent_harness) -> None:
+    harness = agent_harness(Thermostat, instance_name="campus").start()
+    vip = harness.agent.vip
+    assert vip.query.query("instance-name").get(timeout=1) == "campus"
+    vip.query.values["serverkey"] = "K" * 43
+    assert vip.query.query("serverkey").get(timeout=1) == "K" * 43
+    assert vip.query.query("unknown").get(timeout=1) is None
+    harness.rpc.add_peer("weather")
+    assert "weather" in vip.peerlist().get(timeout=1)
+    assert vip.ping.ping_peer("weather", "x").get(timeout=1) == ["x"]
+    with pytest.raises(Unreachable):
+        vip.ping.ping_peer("nobody").get(timeout=1)
+    harness.rpc.remove_peer("weather")
+    assert "weather" not in vip.peerlist().get(timeout=1)
+    assert vip.hello.hello().get(timeout=1)[0] == "welcome"
+
+
+def test_an_agent_without_the_store(agent_harness) -> None:
+    class Plain(Agent):
+        @RPC.export
+        def ping(self) -> str:
+            return "pong"
+
+    harness = agent_harness(Plain, enable_store=False).start()
+    assert harness.config is None and harness.rpc.invoke("ping") == "pong"
+    harness.config_store.set("config", {"ignored": True})  # nobody listens: stored, nothing pushed
+    assert harness.config_store.get("config") == {"ignored": True}
+
+
+def test_pubsub_list_and_published_on(agent_harness) -> None:
+    harness = agent_harness(Thermostat).start()
+    listed = harness.agent.vip.pubsub.list("pubsub", "devices").get(timeout=1)
+    assert listed == [["", "devices/zone1", True]]
+    harness.agent.vip.pubsub.publish("pubsub", "record/a", message=1)
+    harness.agent.vip.pubsub.publish("pubsub", "other/b", message=2, bus="b2")
+    assert [p.message for p in harness.pubsub.published_on("record/")] == [1]
+    assert [p.message for p in harness.pubsub.published_on("", bus="b2")] == [2]
+    harness.pubsub.clear()
+    assert harness.pubsub.published == []
