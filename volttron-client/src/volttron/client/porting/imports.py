@@ -186,10 +186,6 @@ class _Porter:
             Change(node.lineno, module, ", ".join(sorted(targets)) or "(imports of the uses)")
         )
 
-    def _indent(self, node: ast.stmt) -> str:
-        line = self.source.lines[node.lineno - 1]
-        return line[: len(line) - len(line.lstrip())]
-
     def _replace_from_module(self, node: ast.ImportFrom, new_module: str) -> None:
         start, end = self.source.span(node)
         segment = self.source.text[start:end]
