@@ -14,14 +14,15 @@ from volttron.client.vip.agent import Agent
 pytestmark = pytest.mark.integration
 
 
-def _contract():
-    name = "volttron_client_tests_bus_contract"
-    if name not in sys.modules:  # test modules are imported by path (--import-mode=importlib)
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("bus_contract.py"))
+def load(name: str):
+    """A helper module of this folder (test modules are imported by path: --import-mode=importlib)."""
+    key = f"volttron_client_tests_{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, Path(__file__).with_name(f"{name}.py"))
         module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
+        sys.modules[key] = module
         spec.loader.exec_module(module)
-    return sys.modules[name]
+    return sys.modules[key]
 
 
 class ZmqBus:
@@ -46,7 +47,7 @@ class ZmqBus:
             agent.core.stop(timeout=10)
 
 
-class TestZmqBusContract(_contract().BusContract):
+class TestZmqBusContract(load("bus_contract").BusContract):
     @pytest.fixture
     def bus(self, platform):
         harness = ZmqBus(platform)

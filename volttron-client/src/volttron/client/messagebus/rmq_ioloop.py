@@ -74,7 +74,9 @@ class HubIOLoop(AbstractSelectorIOLoop):
 
     def update_handler(self, fd: int, events: int) -> None:
         """Watch ``fd`` for other ``events`` with the same handler."""
-        watcher = self._watchers.pop(fd)
+        watcher = self._watchers.pop(fd, None)
+        if watcher is None:
+            return  # closed meanwhile (the connection object was closed while pika tore it down)
         handler = watcher.callback
         watcher.close()
         self.add_handler(fd, handler, events)

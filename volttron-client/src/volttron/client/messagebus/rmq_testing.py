@@ -70,30 +70,37 @@ class BrokerInstance:
         return f"amqp://{login}{self.host}:{self.port}/{self.vhost}?instance={self.instance}"
 
     def connections(self) -> list[dict[str, str]]:
-        """The broker's connections to this vhost: ``{"pid", "user", "name"}`` each."""
-        if not isinstance(self.admin, CtlAdmin):
+        """The broker's connections to this vhost: ``{"pid", "user", "name"}`` each.
+
+        ``name`` is the client's connection name (``<instance>.<identity>`` for our peers).
+        """
+        admin = self.admin
+        if not isinstance(admin, CtlAdmin):
             raise BrokerAdminError("listing connections needs rabbitmqctl")
-        rows = self.admin._json("list_connections", "pid", "user", "vhost", "client_properties")  # noqa: SLF001
+        rows = admin._json("list_connections", "name", "user", "vhost", "client_properties")  # noqa: SLF001
+        # The JSON form abbreviates process ids; close_connection needs the full one of the table form.
+        table = admin._run("list_connections", "pid", "name").splitlines()  # noqa: SLF001
+        pids = {name: pid for pid, _, name in (line.partition("\t") for line in table) if name}
         found = []
         for row in rows:
             if row.get("vhost") != self.vhost:
                 continue
-            properties = row.get("client_properties") or []
-            name = ""
-            for item in properties:  # rabbitmqctl gives [[key, type, value], ...]
+            client = ""
+            for item in row.get("client_properties") or []:  # [[key, type, value], ...]
                 if isinstance(item, list) and len(item) == 3 and item[0] == "connection_name":
-                    name = str(item[2])
-            found.append({"pid": str(row.get("pid")), "user": str(row.get("user")), "name": name})
+                    client = str(item[2])
+            found.append({"pid": pids.get(str(row.get("name")), ""), "user": str(row.get("user")),
+                          "name": client})
         return found
 
     def close_connections(self, name: str, reason: str = "closed by a test") -> int:
         """Close the connections whose client name is ``name`` (e.g. ``<instance>.<identity>``)."""
         closed = 0
         for row in self.connections():
-            if row["name"] == name:
+            if row["name"] == name and row["pid"]:
                 assert isinstance(self.admin, CtlAdmin)
                 with contextlib.suppress(BrokerAdminError):  # already gone
-                    self.admin._run("close_connection", row["pid"].removeprefix("#PID"), reason)  # noqa: SLF001
+                    self.admin._run("close_connection", row["pid"], reason)  # noqa: SLF001
                     closed += 1
         return closed
 
