@@ -45,6 +45,7 @@ from volttron.server.router.zmq_router import (
     make_context,
 )
 from volttron.server.services.auth.authfile import ensure_entries
+from volttron.server.services.auth.identity_claims import identity_allowed
 from volttron.server.services.auth.policy import AuthPolicy
 from volttron.server.services.auth.zap_zmq import ZapHandler
 from volttron.server.services.pubsub.protected import PROTECTED_TOPICS_FILE, ProtectedTopics
@@ -162,7 +163,8 @@ class Platform:
         identity = str(uuid.uuid4()).encode("ascii")
         self._socket = ZmqRouterSocket(
             RouterSettings(addresses=(local, *opts.vip_addresses), secret_key=secret, msgdebug=opts.msgdebug,
-                           max_message_size=opts.max_message_size),
+                           max_message_size=opts.max_message_size,
+                           identity_check=_identity_check(policy) if policy is not None else None),
             zmq_context, identity)
         self._socket.bind()
         self.router = VipRouter(identity, self._socket.send, queries=self._queries(serverkey),
@@ -276,3 +278,12 @@ class Platform:
         if self._rabbit is not None:
             stats["rabbitmq"] = self._rabbit.statistics()
         return stats
+
+
+def _identity_check(policy: AuthPolicy) -> Callable[[str, str], bool]:
+    """The router's rule for which identities a key may use, against the live ``auth.json``."""
+
+    def check(user_id: str, identity: str) -> bool:
+        return identity_allowed(policy.current(), user_id, identity)
+
+    return check

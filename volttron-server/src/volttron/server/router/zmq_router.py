@@ -26,7 +26,9 @@ hello goes unanswered, as with the original platform (reference §1.6).
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -39,6 +41,7 @@ from zmq.utils.monitor import parse_monitor_message
 from volttron.server.router.connections import ConnectionTracker
 from volttron.server.router.routing import Frames, PeerBusy, PeerUnreachable
 from volttron.utils.errors import VolttronError
+from volttron.utils.frames import VIP_SIGNATURE
 from volttron.utils.keys import to_z85
 
 _log = logging.getLogger(__name__)
@@ -55,6 +58,7 @@ _POLLIN = int(zmq.POLLIN)
 _EVENTS = int(zmq.EVENTS)
 _EHOSTUNREACH = int(zmq.EHOSTUNREACH)
 _EAGAIN = int(zmq.EAGAIN)
+_EACCES = errno.EACCES
 # The compiled send, without the Python wrapper of zmq.Socket.send (keyword handling, enum flags).
 _send_frame = zmq.backend.Socket.send
 _MONITORED = zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
@@ -84,6 +88,8 @@ class RouterSettings:
     batch: int = 1000
     """Messages handled per wake-up before yielding to other greenlets."""
     msgdebug: bool = False
+    identity_check: Callable[[str, str], bool] | None = None
+    """``(user_id, identity) -> allowed`` for CURVE peers; None when authentication is disabled."""
 
 
 def bind_address(address: str) -> str:
@@ -133,6 +139,7 @@ class ZmqRouterSocket:
         self.received = 0
         self.disconnects = 0
         self.auth_failures = 0
+        self.identity_refusals = 0
 
     # -- set-up --------------------------------------------------------------------------------
     def bind(self) -> None:
@@ -262,6 +269,8 @@ class ZmqRouterSocket:
                 except zmq.ZMQError:
                     fd = -1  # inproc: no connection to watch
                 if fd_of.get(sender) != fd:
+                    if fd >= 0 and not self._claim_allowed(first, frames):
+                        continue
                     self._connection_seen(sender, fd)
                 try:
                     route(frames)
@@ -275,6 +284,33 @@ class ZmqRouterSocket:
                 self._wait()
             else:
                 gevent.sleep(0)
+
+    # -- identity claims -----------------------------------------------------------------------
+    def _claim_allowed(self, first: zmq.Frame, frames: Frames) -> bool:
+        """May the key behind this new connection speak as the identity it declared?
+
+        Checked once per connection (the first message over it), so the hot path never pays for it.
+        A refused message is answered with EACCES and not routed; the peer is never added.
+        """
+        check = self.settings.identity_check
+        if check is None:
+            return True
+        identity = frames[0].decode("iso-8859-1")
+        try:
+            user_id = first.get("User-Id")
+        except zmq.ZMQError:
+            user_id = ""
+        if check(user_id, identity):
+            return True
+        self.identity_refusals += 1
+        _log.warning("refused %r: its key (user %r) may not use that identity", identity, user_id)
+        if len(frames) >= 6 and frames[2] == VIP_SIGNATURE and frames[5] != b"error":
+            try:
+                self.send([frames[0], b"", VIP_SIGNATURE, b"", frames[4], b"error", str(_EACCES).encode(),
+                           os.strerror(_EACCES).encode(), frames[1], frames[5]])
+            except (PeerUnreachable, PeerBusy, RouterError):
+                pass
+        return False
 
     # -- connection tracking -------------------------------------------------------------------
     def _connection_seen(self, sender: bytes, fd: int) -> None:
@@ -318,7 +354,8 @@ class ZmqRouterSocket:
     def statistics(self) -> dict[str, int]:
         """Counts for status output."""
         return {"received": self.received, "disconnects": self.disconnects,
-                "auth_failures": self.auth_failures, "connections": len(self._connections)}
+                "auth_failures": self.auth_failures, "identity_refusals": self.identity_refusals,
+                "connections": len(self._connections)}
 
     def close(self) -> None:
         """Stop the loop and close the sockets (pending outgoing messages are discarded)."""

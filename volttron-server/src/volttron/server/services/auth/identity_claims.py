@@ -1,0 +1,41 @@
+"""Which VIP identities an authenticated key may speak as.
+
+ZAP authenticates a CURVE key and names its user id, but the VIP identity is whatever routing id
+the peer declares, and the router puts that identity in the user frame that capability checks key
+on (reference §1.4, §8.2). Without a rule, any authorized key could connect as
+``control.connection`` while vctl is away and gain its capabilities, or as an installed agent while
+it is stopped. The rule, for a key authenticated as ``user_id``:
+
+1. its own user id, or an identity one of its allow entries names, is always allowed;
+2. an identity that belongs to someone else (another entry's ``user_id`` or ``identity``) or to the
+   platform (its services and ``control.connection``) is refused;
+3. any other identity is allowed only when none of the key's entries is bound to an identity
+   (keys an administrator added without one, e.g. approved pending credentials).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from volttron.server.identities import CONTROL_CONNECTION, PLATFORM, PLATFORM_SERVICES
+from volttron.server.services.auth.authfile import AuthDocument
+
+RESERVED_IDENTITIES = frozenset({*PLATFORM_SERVICES, CONTROL_CONNECTION, PLATFORM})
+
+
+def identity_allowed(
+    document: AuthDocument, user_id: str, identity: str, reserved: Collection[str] = RESERVED_IDENTITIES
+) -> bool:
+    """True when the key authenticated as ``user_id`` may use the VIP identity ``identity``."""
+    if not user_id:
+        return False
+    if user_id == identity:
+        return True
+    own = [e for e in document.allow if e.enabled and e.user_id == user_id]
+    if any(e.identity == identity for e in own):
+        return True
+    if identity in reserved:
+        return False
+    if any(e.user_id == identity or e.identity == identity for e in document.allow if e.user_id != user_id):
+        return False
+    return all(e.identity is None for e in own)

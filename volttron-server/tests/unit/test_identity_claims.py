@@ -1,0 +1,42 @@
+"""Which identities a key may speak as (services/auth/identity_claims.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from volttron.server.services.auth.authfile import AuthDocument, AuthEntry
+from volttron.server.services.auth.identity_claims import identity_allowed
+
+
+def _document(*entries: AuthEntry) -> AuthDocument:
+    return AuthDocument(allow=list(entries))
+
+
+DOC = _document(
+    AuthEntry(credentials="k1", user_id="control.connection", identity="control.connection"),
+    AuthEntry(credentials="k2", user_id="listener", identity="listener"),
+    AuthEntry(credentials="k3", user_id="3f1c-approved"),
+    AuthEntry(credentials="k4", user_id="ops", identity="ops.tool"),
+    AuthEntry(credentials="k5", user_id="off", identity="off.agent", enabled=False),
+)
+
+
+@pytest.mark.parametrize(
+    "user_id,identity,allowed",
+    [
+        ("listener", "listener", True),  # its own user id
+        ("ops", "ops.tool", True),  # the identity its entry names
+        ("ops", "ops", True),  # its user id
+        ("listener", "control.connection", False),  # impersonating vctl
+        ("3f1c-approved", "control.connection", False),  # free keys cannot take platform identities
+        ("3f1c-approved", "platform.control", False),
+        ("3f1c-approved", "listener", False),  # ... nor another agent's identity
+        ("3f1c-approved", "ops.tool", False),
+        ("3f1c-approved", "my.script", True),  # ... but any free one
+        ("listener", "my.script", False),  # a key bound to an identity stays on it
+        ("off", "off.agent", True),  # a disabled entry never passes ZAP; nothing else claims the name
+        ("", "anything", False),  # no user id: not authenticated by ZAP
+    ],
+)
+def test_identity_claims(user_id: str, identity: str, allowed: bool) -> None:
+    assert identity_allowed(DOC, user_id, identity) is allowed
