@@ -30,6 +30,7 @@ DOC = _document(
         ("listener", "control.connection", False),  # impersonating vctl
         ("3f1c-approved", "control.connection", False),  # free keys cannot take platform identities
         ("3f1c-approved", "platform.control", False),
+        ("3f1c-approved", "control", False),  # the 9.x name, which may stop the platform
         ("3f1c-approved", "listener", False),  # ... nor another agent's identity
         ("3f1c-approved", "ops.tool", False),
         ("3f1c-approved", "my.script", True),  # ... but any free one

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from volttron.server.identities import CONTROL_CONNECTION, PLATFORM, PLATFORM_SERVICES
+from volttron.server.identities import CONTROL_CONNECTION, LEGACY_ALIASES, PLATFORM, PLATFORM_SERVICES
 from volttron.server.services.auth.authfile import AuthDocument
 
-RESERVED_IDENTITIES = frozenset({*PLATFORM_SERVICES, CONTROL_CONNECTION, PLATFORM})
+RESERVED_IDENTITIES = frozenset({*PLATFORM_SERVICES, *LEGACY_ALIASES, CONTROL_CONNECTION, PLATFORM})
+"""The platform's own names, 9.x aliases included (``control`` may send ``quit``)."""
 
 
 def identity_allowed(
