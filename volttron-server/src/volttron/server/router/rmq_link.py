@@ -24,8 +24,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from gevent.event import AsyncResult
+
 from volttron.client.messagebus.base import BusEvent, ConnectionParams, Message
-from volttron.client.messagebus.rmq import LinkError, QueueLocked, RmqConnection
+from volttron.client.messagebus.rmq import OPERATION_TIMEOUT, LinkError, QueueLocked, RmqConnection
 from volttron.client.messagebus.rmq_config import BrokerSettings
 from volttron.client.messagebus.rmq_wire import (
     ALTERNATE_EXCHANGE,
@@ -107,9 +109,11 @@ class RouterLink(RmqConnection):
             except QueueLocked as exc:
                 _log.warning("no RabbitMQ queue for ZeroMQ peer %r: %s", identity, exc)
 
+    NAME_IN_USE = "another platform named"
+
     def _identity_in_use(self, exc: Exception) -> None:
-        self._emit(BusEvent.CONNECT_RETRIED, f"another platform named {self.instance!r} already routes on "
-                                             f"vhost {self.settings.vhost!r} ({exc})")
+        self._emit(BusEvent.CONNECT_RETRIED, f"{self.NAME_IN_USE} {self.instance!r} already routes on "
+                                             f"vhost {self.settings.vhost!r}")
 
     def _queue(self, name: str, exchange: str, key: str, callback: Any) -> None:
         self._call("declare queue", self._operations(), "queue_declare", queue=name, exclusive=True,
@@ -155,7 +159,12 @@ class RouterLink(RmqConnection):
         self.proxied.discard(identity)
         channel = self._proxy_channels.pop(identity, None)
         if channel is not None and channel.is_open and self.linked:
-            channel.close()  # its consumer goes, and with it the auto-delete queue
+            # its consumer goes, and with it the auto-delete queue; wait, so that a peer coming back
+            # with this identity can consume the queue again
+            closed = AsyncResult()
+            channel.add_on_close_callback(lambda *_: closed.set(None))
+            channel.close()
+            closed.wait(OPERATION_TIMEOUT)
 
     # -- receiving ------------------------------------------------------------------------------
     def _on_vip_message(self, _channel: Any, _method: Any, properties: Any, body: bytes) -> None:

@@ -23,11 +23,14 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import gevent
+import gevent.event
+import gevent.queue
 
 from volttron.client.messagebus.base import BusClosed, BusError, BusEvent, BusTimeout
 from volttron.client.messagebus.rmq_admin import broker_admin
@@ -63,6 +66,8 @@ class RabbitRouter:
     """Routes between the ZeroMQ socket, the broker and the :class:`VipRouter`; see the module docstring."""
 
     SWEEP_INTERVAL = 2.0
+    PROXY_TIMEOUT = 5.0
+    """Longest a new ZeroMQ peer's first message waits for its queue on the broker."""
 
     def __init__(self, router: VipRouter, zmq_send: Callable[[Frames], None], link: RouterLink,
                  pubsub: PubSubService | None = None) -> None:
@@ -74,6 +79,9 @@ class RabbitRouter:
         self.rmq_peers: set[bytes] = set()
         self._greenlets: list[gevent.Greenlet] = []
         self._problem = "no answer"
+        self._failures = 0
+        self._proxy_changes: gevent.queue.Queue = gevent.queue.Queue()
+        self._hopeless = gevent.event.Event()
         self.copied_publishes = 0
         self.delivered_publishes = 0
         self.unroutable = 0
@@ -84,7 +92,10 @@ class RabbitRouter:
     def start(self, timeout: float) -> None:
         """Join the broker and start routing; :class:`BrokerUnavailable` if not linked within ``timeout``."""
         self.link.open(self._on_link_event)
-        if not self.link.wait_linked(timeout):
+        deadline = time.monotonic() + timeout
+        while not self.link.linked and not self._hopeless.is_set() and time.monotonic() < deadline:
+            self._hopeless.wait(0.05)
+        if not self.link.linked:
             where = self.link.settings.redacted()
             self.link.close(linger=0)
             raise BrokerUnavailable(f"cannot join the RabbitMQ broker at {where} as "
@@ -93,7 +104,8 @@ class RabbitRouter:
         self.router.add_drop_listener(self._peer_dropped)
         if self._pubsub is not None:
             self.router.register_subsystem(b"pubsub", self._pubsub_request)
-        self._greenlets = [gevent.spawn(self._run), gevent.spawn(self._sweep)]
+        self._greenlets = [gevent.spawn(self._run), gevent.spawn(self._sweep),
+                           gevent.spawn(self._apply_proxy_changes)]
 
     def close(self) -> None:
         """Stop routing and leave the broker."""
@@ -106,6 +118,11 @@ class RabbitRouter:
     def _on_link_event(self, event: BusEvent, detail: str) -> None:
         if event in (BusEvent.CONNECT_RETRIED, BusEvent.HANDSHAKE_FAILED):
             self._problem = detail
+            self._failures += 1
+            # a refused login, a name in use, or a broker not answering thrice: starting cannot work
+            if (event is BusEvent.HANDSHAKE_FAILED or detail.startswith(RouterLink.NAME_IN_USE)
+                    or self._failures >= 3):
+                self._hopeless.set()
         elif event is BusEvent.DISCONNECTED:
             _log.warning("lost the RabbitMQ broker at %s; reconnecting", detail)
         elif event is BusEvent.CONNECTED:
@@ -144,14 +161,35 @@ class RabbitRouter:
         if sender and sender not in self.zmq_peers and not sender.startswith(b"\x00"):
             self.zmq_peers.add(sender)
             self.rmq_peers.discard(sender)
-            gevent.spawn(self.link.add_proxy, sender.decode(TEXT_ENCODING))
+            # A new ZeroMQ peer's first message may ask for an answer from a RabbitMQ peer: its
+            # queue must exist before that answer comes, so wait (briefly) for it.
+            done = gevent.event.AsyncResult()
+            self._proxy_changes.put((sender, done))
+            done.wait(self.PROXY_TIMEOUT)
         self.router.route(frames)
 
     def _peer_dropped(self, identity: bytes) -> None:
         self.rmq_peers.discard(identity)
         if identity in self.zmq_peers:
             self.zmq_peers.discard(identity)
-            gevent.spawn(self.link.remove_proxy, identity.decode(TEXT_ENCODING))
+            self._proxy_changes.put((identity, None))
+
+    def _apply_proxy_changes(self) -> None:
+        """Hold and release the queues of ZeroMQ peers one change at a time, in order.
+
+        A release is skipped when the peer has come back meanwhile (it still needs its queue).
+        """
+        while True:
+            identity, done = self._proxy_changes.get()
+            name = identity.decode(TEXT_ENCODING)
+            try:
+                if done is not None:
+                    self.link.add_proxy(name)
+                elif identity not in self.zmq_peers:
+                    self.link.remove_proxy(name)
+            finally:
+                if done is not None:
+                    done.set(None)
 
     def _pubsub_request(self, frames: Frames) -> None:
         pubsub = self._pubsub
