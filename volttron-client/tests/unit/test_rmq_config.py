@@ -132,3 +132,19 @@ def test_no_login_is_one_clear_error(tmp_path: Path) -> None:
 def test_a_home_without_rabbitmq_config_says_run_vcfg(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="vcfg rabbitmq single"):
         resolve_login(ConnectionParams("", "alice", options={"volttron_home": str(tmp_path)}))
+
+
+def test_the_rabbitmq_backend_is_chosen_by_name_and_says_what_it_does() -> None:
+    from volttron.client.messagebus.base import connection_class
+
+    rmq, zmq = connection_class("rmq"), connection_class("zmq")
+    assert rmq.name == "rmq" and rmq.pubsub_by_broker and rmq.reports_disconnects and not rmq.uses_curve_keys
+    assert not zmq.pubsub_by_broker
+
+
+def test_an_identity_the_router_owns_is_refused(tmp_path: Path) -> None:
+    from volttron.client.messagebus.base import BusError, connection_class
+
+    connection = connection_class("rmq")(ConnectionParams("amqp://u:p@h/v?instance=i", "router"))
+    with pytest.raises(BusError, match="router"):
+        connection.open(lambda *a: None)

@@ -133,6 +133,10 @@ class Connection(ABC):
     """True when the keys in :class:`ConnectionParams` authenticate the peer."""
     reports_disconnects: ClassVar[bool] = False
     """True when DISCONNECTED/CONNECTED events are emitted when the link drops and comes back."""
+    pubsub_by_broker: ClassVar[bool] = False
+    """True when the connection itself answers the ``pubsub`` requests addressed to the router and a
+    broker does the fan-out (RabbitMQ): prefixes then match whole topic words, and a publish
+    resolves to 1 once the broker confirmed it rather than to the number of subscribers."""
 
     def __init__(self, params: ConnectionParams) -> None:
         self.params = params
