@@ -144,7 +144,7 @@ class AuthAgent(Agent):
                 first = self._seen_reloads < 0
                 self._seen_reloads = self.policy.reloads
                 if not first:
-                    self.core.spawn(self._push_to_peers, dict(self.policy.capabilities()))
+                    self.core.spawn(self._push_to_peers)
             signature = _file_signature(self.settings.protected_file)
             if signature != self._protected_signature:
                 self._protected_signature = signature
@@ -165,8 +165,9 @@ class AuthAgent(Agent):
         except VIPError as exc:
             _log.error("could not send %s to the router: %s", operation.decode(), exc)
 
-    def _push_to_peers(self, table: dict[str, Any]) -> None:
-        with self._push_lock:  # pushes arrive in the order the changes were seen
+    def _push_to_peers(self) -> None:
+        with self._push_lock:  # one push at a time, each with the newest table
+            table = dict(self.policy.capabilities())
             calls = {peer: self.vip.rpc.call(peer, "auth.update", table)
                      for peer in sorted(self._holders - NOT_PUSHED_TO)}
             gevent.wait(list(calls.values()), timeout=self.settings.push_timeout)
