@@ -39,7 +39,7 @@ def hold_connections(spec: Connector, welcomed: Any, handshakes: Any, stop: Any,
     that gets no welcome can tell a refused key from a router that does not answer.
     """
     ctx = zmq.Context()
-    ctx.set(zmq.MAX_SOCKETS, 2 * spec.count + 64)  # each DEALER has a monitor socket
+    ctx.set(zmq.MAX_SOCKETS, 3 * spec.count + 64)  # a DEALER, its monitor and libzmq's end of it
     sockets = []
     monitors: set[zmq.Socket] = set()
     try:

@@ -364,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="volttron-bench-") as tmp:
             curve = platform_column(Path(tmp) / "curve", settings, auth=True, memory=True)
-            noauth = (platform_column(Path(tmp) / "noauth", settings, auth=False, memory=False)
+            noauth = (platform_column(Path(tmp) / "noauth", settings, auth=False, memory=True)
                       if settings.auth_disabled_column else None)
             baseline = raw_column(settings, curve=False)
             baseline_curve = raw_column(settings, curve=True)

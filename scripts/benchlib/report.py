@@ -180,9 +180,11 @@ def machine() -> str:
                 break
     except OSError:
         pass
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     return (f"{cpu}, {os.cpu_count()} logical CPUs, {psutil.virtual_memory().total / 2**30:.0f} GiB RAM; "
             f"{host.system()} {host.release()}; Python {host.python_version()}, pyzmq {zmq.__version__} "
-            f"(libzmq {zmq.zmq_version()}), gevent {gevent.__version__}")
+            f"(libzmq {zmq.zmq_version()}), gevent {gevent.__version__}; load average at the end "
+            f"{load} (1, 5, 15 min); bench niceness {os.nice(0)}")
 
 
 def recorded_block(table: str, command: str, notes: list[str]) -> str:
