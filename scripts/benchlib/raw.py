@@ -105,8 +105,17 @@ def _sink(address: str, count: int, ready: mp.Event, result: mp.Queue, deadline_
     ctx.term()
 
 
-def throughput(messages: int, timeout_s: float, curve: Curve | None = None) -> Throughput:
-    """One publisher to one receiver in another process through the forwarder."""
+VIP_SHAPE = [b"VIP1", b"", b"1700000000.1", b"pubsub", b"publish", b"devices/x"]
+"""The frames a VIP publish carries between recipient and payload (reference §1.2, §2.6)."""
+
+
+def throughput(messages: int, timeout_s: float, curve: Curve | None = None,
+               vip_shaped: bool = False) -> Throughput:
+    """One publisher to one receiver in another process through the forwarder.
+
+    Messages are ``[recipient, topic, payload]``, or with ``vip_shaped`` as many frames as a VIP
+    publish (8 with the recipient), to show what the frame count alone costs.
+    """
     address = f"ipc://@volttron-bench-raw-tp-{os.getpid()}"
     ready, stop, sink_ready = mp.Event(), mp.Event(), mp.Event()
     fwd = mp.Process(target=forwarder, args=(address, ready, stop, curve), daemon=True)
@@ -123,8 +132,9 @@ def throughput(messages: int, timeout_s: float, curve: Curve | None = None) -> T
     payload = b'{"bus": "", "headers": {}, "message": 42}'
     fwd_before, pub_before = cpu_by_thread(fwd.pid), cpu_by_thread()
     start = time.perf_counter()
+    frames = [b"sink", *VIP_SHAPE, payload] if vip_shaped else [b"sink", b"devices/x", payload]
     for _ in range(messages):
-        pub.send_multipart([b"sink", b"devices/x", payload])
+        pub.send_multipart(frames)
     received, first, last, sink_cpu = result.get(timeout=timeout_s + 10)
     end = last or time.perf_counter()
     per = 1e6 / messages

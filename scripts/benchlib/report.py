@@ -30,6 +30,8 @@ class SuiteResult:
     """What one column measured; None where it was not measured."""
 
     throughput: Throughput | None = None
+    vip_shaped: Throughput | None = None
+    """Raw forwarder only: (a) with messages of as many frames as VIP's."""
     fanout: Throughput | None = None
     fanout_subscribers: int = 0
     latency: LatencyStats | None = None
@@ -51,7 +53,8 @@ class SuiteResult:
             return None if s is None else {"count": s.count, "p50_ms": s.p50_ms, "p99_ms": s.p99_ms,
                                            "per_second": s.per_second}
 
-        return {"throughput": tp(self.throughput), "fanout": tp(self.fanout),
+        return {"throughput": tp(self.throughput), "vip_shaped": tp(self.vip_shaped),
+                "fanout": tp(self.fanout),
                 "fanout_subscribers": self.fanout_subscribers, "latency": lat(self.latency),
                 "rpc": lat(self.rpc), "rss_idle": self.rss_idle,
                 "rss_connected": {str(k): v for k, v in self.rss_connected.items()},
@@ -113,6 +116,11 @@ def rows(curve: SuiteResult, noauth: SuiteResult | None, raw: SuiteResult, raw_c
                    ">= 50% of raw, 0 lost",
                    _verdict(None if share is None else share >= 0.5 and tp.lost == 0),
                    PUBLISHED["throughput"]))
+    shaped = rc.vip_shaped
+    share_shaped = tp.rate / shaped.rate if tp and shaped and shaped.rate else None
+    out.append(Row("(a) the same, raw with VIP-sized messages (8 frames)", "-", "-", _rate(raw.vip_shaped),
+                   _rate(shaped), "-" if share_shaped is None else f"{share_shaped:.0%} of raw CURVE",
+                   "(diagnostic)", "-"))
     fan = curve.fanout
     out.append(Row(f"(b) fan-out 1 -> {curve.fanout_subscribers} (deliveries)", _rate(fan), _rate(na.fanout),
                    "-", "-", "-", "0 lost", _verdict(None if fan is None else fan.lost == 0)))
