@@ -110,6 +110,8 @@ class Platform:
         self._zap: ZapHandler | None = None
         self._rabbit: Any = None
         """The RabbitMQ side of the router with ``--message-bus rmq`` (:mod:`.router.rmq_router`)."""
+        self._external: Any = None
+        """Routing to other ZeroMQ platforms (:mod:`.services.external`)."""
         self._socket: ZmqRouterSocket | None = None
         self.router: VipRouter | None = None
         self.pubsub: PubSubService | None = None
@@ -183,6 +185,12 @@ class Platform:
                                                keys=(serverkey, secret))
             route = self._rabbit.route_zmq
         self._socket.serve(route, self.router.drop_peer).link_exception(self._router_died)
+        if opts.message_bus == "zmq":  # RabbitMQ platforms link brokers instead (federation, shovel)
+            from volttron.server.services.external.zmq_links import start_external_routing
+
+            self._external = start_external_routing(
+                self.router, self.pubsub, home=home, instance_name=opts.instance_name, context=zmq_context,
+                keys=(serverkey, secret) if serverkey is not None and secret is not None else None)
         self.context = PlatformContext(
             home=home, instance_name=opts.instance_name, router_address=INPROC_ADDRESS,
             zmq_context=zmq_context, serverkey=serverkey, local_address=local, addresses=opts.vip_addresses,
@@ -251,6 +259,9 @@ class Platform:
                 _log.error("service %r did not stop within %.0f s", service, self.SERVICE_STOP_TIMEOUT)
             except Exception:
                 _log.exception("service %r failed to stop", service)
+        if self._external is not None:
+            self._external.stop()
+            self._external = None
         if self._rabbit is not None:
             self._rabbit.close()
             self._rabbit = None
@@ -277,6 +288,8 @@ class Platform:
             stats["auth"] = self._zap.statistics()
         if self._rabbit is not None:
             stats["rabbitmq"] = self._rabbit.statistics()
+        if self._external is not None:
+            stats["external"] = self._external.statistics()
         return stats
 
 

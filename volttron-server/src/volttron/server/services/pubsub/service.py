@@ -14,6 +14,10 @@ auth_update       ``{"capabilities": {user_id: caps}}`` (auth only)    none
 protected_update  protected-topics document (auth only)                none
 ================  ===================================================  ====================================
 
+Linked platforms add ``external_list`` and ``external_publish`` (:mod:`..external.service`, which
+registers them with :meth:`PubSubService.register_op` and forwards publishes with
+:meth:`PubSubService.add_forwarder`).
+
 A subscriber receives ``['publish', topic, {"sender": publisher, "bus", "headers", "message"}]``
 once per publish, however many of its prefixes match. The publisher's JSON is parsed once (to read
 the bus and reject garbage) and the ``sender`` key is spliced into its bytes, so the message itself
@@ -42,6 +46,8 @@ PROTECTED_TOPIC_ERROR = b"-32001"
 _TEXT = "iso-8859-1"
 
 CapabilityTable = Mapping[str, Mapping[str, Any]]
+Forwarder = Callable[[bytes, bytes, str, bytes, bytes, str], int]
+"""``(sender, msg_id, topic, topic_frame, delivery, bus) -> platforms it was sent to`` (§3.6)."""
 
 
 class BadRequest(ValueError):
@@ -102,6 +108,8 @@ class PubSubService:
             b"auth_update": self._auth_update,
             b"protected_update": self._protected_update,
         }
+        self._forwarders: list[Forwarder] = []
+        self._subscription_listeners: list[Callable[[], None]] = []
         self.published = 0
         self.delivered = 0
         self.dropped: Counter[bytes] = Counter()
@@ -111,9 +119,26 @@ class PubSubService:
         self._router.register_subsystem(b"pubsub", self.handle)
         self._router.add_drop_listener(self.peer_dropped)
 
+    def register_op(self, op: bytes, handler: Callable[[Frames], None]) -> None:
+        """Serve another operation (the platform-to-platform ``external_*`` ones, reference §3.6)."""
+        self._ops[op] = handler
+
+    def add_forwarder(self, forwarder: Forwarder) -> None:
+        """Also offer every accepted publish to ``forwarder`` (other platforms); it returns a count."""
+        self._forwarders.append(forwarder)
+
+    def add_subscription_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` after a change that may have touched the ``all`` (every platform) bucket."""
+        self._subscription_listeners.append(listener)
+
+    def _all_bucket_changed(self) -> None:
+        for listener in self._subscription_listeners:
+            listener()
+
     def peer_dropped(self, identity: bytes) -> None:
         """Remove every subscription of a peer that went away."""
-        self.index.drop_peer(identity)
+        if self.index.drop_peer(identity):
+            self._all_bucket_changed()
         self.dropped.pop(identity, None)
 
     def statistics(self) -> dict[str, Any]:
@@ -167,24 +192,44 @@ class PubSubService:
                 return
         self.published += 1
         subscribers = self.index.match(topic, bus)
-        if subscribers:
+        count = len(subscribers)
+        if subscribers or self._forwarders:
             delivery = self._delivery(sender, payload, body)
-            msg_id = frames[4]
-            send = self._router.send
-            tail = [b"", VIP1, sender, msg_id, b"pubsub", b"publish", topic_frame, delivery]
-            for subscriber in subscribers:
-                try:
-                    send([subscriber, *tail])
-                except PeerBusy:
-                    self.dropped[subscriber] += 1
-                    self._throttle.warning(f"slow:{subscriber!r}", "subscriber %r is not keeping up; %d "
-                                           "publishes dropped so far", subscriber, self.dropped[subscriber])
-                    continue
-                except PeerUnreachable:
-                    self._router.drop_peer(subscriber)
-                    continue
-                self.delivered += 1
-        self._respond(frames, b"request_response", str(len(subscribers)).encode("ascii"))
+            self._send_to(subscribers, sender, frames[4], topic_frame, delivery)
+            for forward in self._forwarders:
+                count += forward(sender, frames[4], topic, topic_frame, delivery, bus)
+        self._respond(frames, b"request_response", str(count).encode("ascii"))
+
+    def deliver(self, user: bytes, msg_id: bytes, topic_frame: bytes, delivery: bytes, bus: str = "") -> int:
+        """Hand a publish that came from another platform to its ``all_platforms`` subscribers here.
+
+        Returns how many got it. Subscribers of the ``internal`` bucket asked for this platform's
+        publishes only, so they are skipped. ``delivery`` is the ``{"sender", "bus", "headers",
+        "message"}`` JSON as it arrived. Nothing is forwarded again, so platforms linked in a ring
+        never loop a message.
+        """
+        topic = topic_frame.decode(_TEXT)
+        subscribers = {peer for peer in self.index.match(topic, bus)
+                       if self.index.listing(peer, topic, bus, ALL_PLATFORMS, reverse=True)}
+        self._send_to(subscribers, user, msg_id, topic_frame, delivery)
+        return len(subscribers)
+
+    def _send_to(self, subscribers: set, user: bytes, msg_id: bytes, topic_frame: bytes,
+                 delivery: bytes) -> None:
+        send = self._router.send
+        tail = [b"", VIP1, user, msg_id, b"pubsub", b"publish", topic_frame, delivery]
+        for subscriber in subscribers:
+            try:
+                send([subscriber, *tail])
+            except PeerBusy:
+                self.dropped[subscriber] += 1
+                self._throttle.warning(f"slow:{subscriber!r}", "subscriber %r is not keeping up; %d "
+                                       "publishes dropped so far", subscriber, self.dropped[subscriber])
+                continue
+            except PeerUnreachable:
+                self._router.drop_peer(subscriber)
+                continue
+            self.delivered += 1
 
     @staticmethod
     def _delivery(sender: bytes, payload: bytes, body: dict[str, Any]) -> bytes:
@@ -209,6 +254,8 @@ class PubSubService:
         platform = ALL_PLATFORMS if request.get("all_platforms") else INTERNAL
         self.index.subscribe(frames[0], prefixes, bus, platform)
         self._respond(frames, b"request_response", b"true")
+        if platform == ALL_PLATFORMS:
+            self._all_bucket_changed()
 
     def _unsubscribe(self, frames: Frames) -> None:
         request = _json_object(self._arg(frames, 7, "unsubscription"), "unsubscription")
@@ -224,6 +271,8 @@ class PubSubService:
             bus = _bus(spec.get("bus", ""), allow_none=True)
             self.index.unsubscribe(frames[0], prefixes, bus, platform)
         self._respond(frames, b"request_response", b"true")
+        if ALL_PLATFORMS in request:
+            self._all_bucket_changed()
 
     def _list(self, frames: Frames) -> None:
         request = _json_object(self._arg(frames, 7, "list request"), "list request")
@@ -253,6 +302,7 @@ class PubSubService:
                 assert found is not None
                 wanted[platform][bus] = found
         self.index.replace(frames[0], wanted)
+        self._all_bucket_changed()
 
     def _auth_update(self, frames: Frames) -> None:
         if frames[0] != self._auth_identity:
