@@ -197,3 +197,25 @@ def test_links_come_back_and_subscriptions_are_resent_after_the_other_platform_r
     publish_until_received(after, "alerts/after", inbox, 20)
     assert inbox.items[0][:2] == ("b.publisher2", "alerts/after")
     assert "linked to platform 'B'" in a.log_text()
+
+
+def test_a_platform_whose_key_the_other_refuses_never_links_and_says_why(platform_factory, agents):
+    a, b = make_pair(platform_factory)
+    (b.home / "auth.json").unlink()  # B has forgotten A's key (its own entries come back at start)
+    a.start(), b.start()
+    caller = agents(a, "a.caller")
+    poll(lambda: "refused our key" in a.log_text(), 15, "A to log that B refused its key")
+    with pytest.raises(Unreachable, match="platform 'B' is not connected"):
+        caller.vip.rpc.call("b.x", "anything", external_platform="B").get(timeout=5)
+
+
+def test_an_unusable_discovery_file_stops_the_start_with_one_clear_line(platform_factory):
+    a = platform_factory(args=["--instance-name", "A"], name="a")
+    a.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    (a.home / "external_platform_discovery.json").write_text(
+        json.dumps({"B": {"vip-address": "ipc://@/nope", "instance-name": "B", "serverkey": "x"}}))
+    a.expect_clean_exit = False
+    a.launch()
+    assert a.wait(15) == 1
+    stderr = a.stderr_path.read_text()
+    assert "entry 'B': vip-address must be tcp://host:port" in stderr and "Traceback" not in stderr

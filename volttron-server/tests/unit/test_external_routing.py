@@ -260,3 +260,15 @@ def test_stop_closes_every_link(wired) -> None:
     _router, routing, link, _sock = wired
     routing.stop()
     assert link.stopped and routing.statistics()["links"] == {}
+
+
+def test_a_call_naming_our_own_platform_is_served_here(wired) -> None:
+    router, _routing, link, sock = wired
+    router.route(send_platform("A", "a.callee", REQUEST))
+    (delivered,) = sock.to(b"a.callee")
+    assert delivered[5:7] == [b"external_rpc", b"send_peer"] and link.ops(b"external_rpc") == []
+    sock.gone.add(b"a.nobody")
+    router.route(send_platform("A", "a.nobody", REQUEST))
+    (answer,) = [f for f in sock.to(b"caller") if f[5] == b"external_rpc"]
+    (error,) = [json.loads(text) for text in json.loads(answer[7])["args"]]
+    assert error["id"] == "r1" and error["error"]["code"] == UNAVAILABLE_AGENT
