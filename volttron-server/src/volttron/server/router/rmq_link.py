@@ -27,7 +27,8 @@ from typing import Any
 from gevent.event import AsyncResult
 
 from volttron.client.messagebus.base import BusEvent, ConnectionParams, Message
-from volttron.client.messagebus.rmq import OPERATION_TIMEOUT, LinkError, QueueLocked, RmqConnection
+from volttron.client.messagebus.rmq import RmqConnection
+from volttron.client.messagebus.rmq_amqp import OPERATION_TIMEOUT, LinkError, QueueLocked
 from volttron.client.messagebus.rmq_config import BrokerSettings
 from volttron.client.messagebus.rmq_wire import (
     ALTERNATE_EXCHANGE,
