@@ -146,3 +146,42 @@ def test_tests_skip_without_a_broker_unless_it_is_required(monkeypatch) -> None:
         rmq_testing.require_broker()
     monkeypatch.setattr(rmq_testing, "port_open", lambda host, port, timeout=2.0: True)
     rmq_testing.require_broker()
+
+
+def test_vcfg_asks_on_a_terminal_when_given_nothing(monkeypatch, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from volttron.client.commands import rabbitmq as command
+    from volttron.client.commands.vcfg import vcfg
+
+    captured = []
+
+    def fake_setup(setup: SingleSetup) -> rmq_setup.SetupReport:
+        captured.append(setup)
+        return rmq_setup.SetupReport(admin=f"{setup.instance_name}-admin", done=["vhost"])
+
+    monkeypatch.setattr(rmq_setup, "setup_single", fake_setup)
+    monkeypatch.setattr(command, "_interactive", lambda: True)
+    answers = "\n".join(["asked", "broker.example", "vh", "5673", "n"]) + "\n"
+    result = CliRunner().invoke(vcfg, ["--vhome", str(tmp_path), "rabbitmq", "single"], input=answers)
+    assert result.exit_code == 0, result.output
+    setup = captured[0]
+    assert (setup.instance_name, setup.host, setup.vhost, setup.amqp_port, setup.ssl) == (
+        "asked", "broker.example", "vh", 5673, False)
+    assert "RabbitMQ ready for instance 'asked'" in result.output
+
+
+def test_vcfg_with_flags_never_asks(monkeypatch, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from volttron.client.commands import rabbitmq as command
+    from volttron.client.commands.vcfg import vcfg
+
+    captured = []
+    monkeypatch.setattr(rmq_setup, "setup_single",
+                        lambda setup: captured.append(setup) or rmq_setup.SetupReport(admin="x"))
+    monkeypatch.setattr(command, "_interactive", lambda: True)
+    args = ["--vhome", str(tmp_path), "rabbitmq", "single", "--instance-name", "given", "--ssl"]
+    result = CliRunner().invoke(vcfg, args, input="")
+    assert result.exit_code == 0, result.output
+    assert captured[0].instance_name == "given" and captured[0].ssl

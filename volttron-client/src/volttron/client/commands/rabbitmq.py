@@ -54,7 +54,7 @@ def single(ctx: click.Context, config_file: str | None, instance_name: str | Non
         file_values = load_setup_file(config_file) if config_file else {}
         given = config_file or instance_name or any(v is not None for k, v in flags.items()
                                                      if not k.startswith("admin_"))
-        if not given and sys.stdin.isatty():
+        if not given and _interactive():
             instance_name, flags = _ask(home, flags)
         setup = merge_setup(home, instance_name, file_values, flags)
         report = setup_single(setup)
@@ -68,6 +68,11 @@ def single(ctx: click.Context, config_file: str | None, instance_name: str | Non
     for note in report.notes:
         click.echo(f"note: {note}", err=True)
     click.echo(f"Start the platform with: volttron --message-bus rmq (VOLTTRON_HOME={home})")
+
+
+def _interactive() -> bool:
+    """Whether a person can answer questions (standard input is a terminal)."""
+    return sys.stdin.isatty()
 
 
 def _ask(home: Path, flags: dict[str, Any]) -> tuple[str, dict[str, Any]]:
