@@ -103,6 +103,9 @@ def test_rpc_and_pubsub_cross_between_zeromq_and_rabbitmq_peers(agents, caller_b
     assert got == [("cross.caller", "cross/news", {"n": 1})]
     peers = caller.vip.peerlist().get(timeout=10)
     assert {"cross.callee", "cross.caller", "platform.control"} <= set(peers)
+    buses = caller.vip.peerlist.list_with_messagebus().get(timeout=10)
+    assert [buses["cross.callee"], buses["cross.caller"], buses["platform.control"]] == [
+        callee_bus, caller_bus, "zmq"]
 
 
 def test_rabbitmq_agents_call_the_in_process_services(agents) -> None:

@@ -102,6 +102,7 @@ class RabbitRouter:
                                     f"{self.link.settings.username}: {self._problem}")
         self.router.send = self.send
         self.router.add_drop_listener(self._peer_dropped)
+        self.router.register_subsystem(b"peerlist", self._peerlist)
         if self._pubsub is not None:
             self.router.register_subsystem(b"pubsub", self._pubsub_request)
         self._greenlets = [gevent.spawn(self._run), gevent.spawn(self._sweep),
@@ -190,6 +191,20 @@ class RabbitRouter:
             finally:
                 if done is not None:
                     done.set(None)
+
+    def _peerlist(self, frames: Frames) -> None:
+        """``peerlist`` as the original RabbitMQ router answers it (``list_with_messagebus`` names buses)."""
+        sender, msg_id = frames[0], frames[4]
+        head = [sender, b"", VIP1, b"", msg_id, b"peerlist"]
+        op = frames[6] if len(frames) > 6 else None
+        peers = self.router.peers
+        if op == b"list":
+            self.router.reply([*head, b"listing", *peers])
+        elif op == b"list_with_messagebus":
+            listing = {p.decode(TEXT_ENCODING): "rmq" if p in self.rmq_peers else "zmq" for p in peers}
+            self.router.reply([*head, b"listing_with_messagebus", json.dumps(listing).encode("ascii")])
+        else:
+            self.router.reply([*head, b"error", b"missing operation" if op is None else b"unknown operation"])
 
     def _pubsub_request(self, frames: Frames) -> None:
         pubsub = self._pubsub
