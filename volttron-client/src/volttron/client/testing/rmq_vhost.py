@@ -1,53 +1,58 @@
 """A RabbitMQ virtual host of its own for one test platform (``VolttronPlatform(message_bus="rmq")``).
 
-:meth:`BrokerVirtualHost.create` prepares the local broker and the platform's home as
-``vcfg rabbitmq single`` does (vhost ``<instance>-vhost``, the platform's broker user,
-``rabbitmq_config.yml``, ``message-bus = rmq``); :meth:`~BrokerVirtualHost.delete` removes the
-vhost and every broker user of the instance. Tests on the same broker never see each other's
-traffic. No broker on ``127.0.0.1:5672`` raises
-:class:`~volttron.client.testing.platform.PlatformUnavailable` (the fixtures skip, or fail when
-``VOLTTRON_TEST_REQUIRE_RABBITMQ=1``).
+Built on :mod:`volttron.client.messagebus.rmq_testing`: :meth:`BrokerVirtualHost.create` holds the
+broker *shared* for as long as the platform lives (so a test that restarts the broker waits for it)
+and prepares the broker and the platform's home as ``vcfg rabbitmq single`` does;
+:meth:`~BrokerVirtualHost.delete` removes the vhost and every broker user of the instance. No broker
+on ``127.0.0.1:5672`` raises :class:`~volttron.client.testing.platform.PlatformUnavailable` (the
+fixtures skip, or fail when ``VOLTTRON_TEST_REQUIRE_RABBITMQ=1``).
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from volttron.client.messagebus.rmq_admin import BrokerAdmin, BrokerAdminError, broker_admin, port_open
 from volttron.client.messagebus.rmq_config import BrokerSettings
-from volttron.client.messagebus.rmq_setup import SingleSetup, setup_single
-
-HOST = "localhost"
-PORT = 5672
+from volttron.client.messagebus.rmq_testing import HOST, PORT, BrokerInstance, broker_lease
 
 
 @dataclass
 class BrokerVirtualHost:
-    """One test platform's vhost on the local broker."""
+    """One test platform's vhost on the local broker, with its hold on the broker."""
 
-    instance: str
-    vhost: str
-    admin: BrokerAdmin
+    broker: BrokerInstance
+    lease: contextlib.ExitStack
+
+    @property
+    def admin(self) -> BrokerAdmin:
+        """The broker administration used for this vhost."""
+        return self.broker.admin
 
     @classmethod
     def create(cls, instance: str, home: Path) -> BrokerVirtualHost:
         """Make the vhost and the platform's broker configuration in ``home``."""
         from volttron.client.testing.platform import PlatformError, PlatformUnavailable
 
-        if not port_open("127.0.0.1", PORT):
-            raise PlatformUnavailable(f"no RabbitMQ broker answers on 127.0.0.1:{PORT}")
+        if not port_open(HOST, PORT):
+            raise PlatformUnavailable(f"no RabbitMQ broker answers on {HOST}:{PORT}")
         vhost = f"{instance}-vhost"
+        lease = contextlib.ExitStack()
+        lease.enter_context(broker_lease())
         try:
             admin = broker_admin(BrokerSettings(host=HOST, port=PORT, vhost=vhost, instance_name=instance))
-            setup_single(SingleSetup(home=home, instance_name=instance, host=HOST, vhost=vhost), admin)
+            broker = BrokerInstance(instance=instance, vhost=vhost, admin=admin)
+            broker.prepare_home(home)
         except BrokerAdminError as exc:
+            lease.close()
             raise PlatformError(f"cannot prepare RabbitMQ vhost {vhost!r}: {exc}") from exc
-        return cls(instance, vhost, admin)
+        return cls(broker, lease)
 
     def delete(self) -> None:
-        """Delete the vhost and the instance's broker users."""
-        self.admin.delete_vhost(self.vhost)
-        for user in self.admin.users():
-            if user.startswith((f"{self.instance}.", f"{self.instance}-")):
-                self.admin.delete_user(user)
+        """Delete the vhost and the instance's broker users, then let go of the broker."""
+        try:
+            self.broker.cleanup()
+        finally:
+            self.lease.close()
