@@ -74,5 +74,15 @@ def parse_vip_address(address: str) -> VipAddress:
     return VipAddress(scheme, f"{scheme}://{location}", params, fragment or None)
 
 
-def _redact(text: str) -> str:
-    return text.partition("?")[0]
+def redact_address(text: str) -> str:
+    """An address safe to show: no ``?query`` (it may hold keys) and no password before ``@``."""
+    base = text.partition("?")[0]
+    scheme, sep, rest = base.partition("://")
+    if sep and "@" in rest:
+        login, _, location = rest.rpartition("@")
+        user = login.partition(":")[0]
+        return f"{scheme}://{user}:***@{location}" if ":" in login else base
+    return base
+
+
+_redact = redact_address

@@ -39,6 +39,7 @@ import gevent
 from gevent.event import Event
 
 from volttron.client.credentials import Credentials, resolve_credentials
+from volttron.client.messagebus.address import redact_address
 from volttron.client.messagebus.base import (
     BusClosed,
     BusError,
@@ -348,7 +349,7 @@ class Core(AgentTasks):
             self._connection.open(self._on_bus_event)
         except BusError as exc:
             raise ConnectError(
-                f"cannot connect to {credentials.address} as {self._identity!r}: {exc}"
+                f"cannot connect to {redact_address(credentials.address)} as {self._identity!r}: {exc}"
             ) from exc
 
     def _on_bus_event(self, event: BusEvent, detail: str) -> None:
@@ -357,7 +358,8 @@ class Core(AgentTasks):
             return
         if self._handshake.on_bus_event(event, detail):
             self._connected = False
-            _log.warning("lost the connection to the platform at %s; reconnecting", self.address)
+            _log.warning("lost the connection to the platform at %s; reconnecting",
+                         redact_address(self.address or ""))
             for extension in self._extensions:
                 _call_hook(extension, "on_disconnected")
             self.spawn(self.ondisconnected.send, self)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import gevent
 from gevent.event import Event
 
+from volttron.client.messagebus.address import redact_address
 from volttron.client.messagebus.base import BusError, BusEvent, Message
 from volttron.client.vip.agent.errors import ConnectError, VIPError
 
@@ -118,7 +119,7 @@ class Handshake:
     def overdue_reason(self) -> str:
         """Why no welcome came, as well as the link events tell."""
         core = self.core
-        address, identity, timeout = core.address, core.identity, core.welcome_timeout
+        address, identity, timeout = redact_address(core.address or ""), core.identity, core.welcome_timeout
         if self.handshake_failure:
             return (
                 f"the platform at {address} refused the security handshake for identity {identity!r}: "
@@ -141,7 +142,8 @@ class Handshake:
         if not core.connected and not core.stopping:
             core.fail(
                 ConnectError(
-                    f"the platform at {core.address} has been unreachable for {core.reconnect_timeout:g} s; "
+                    f"the platform at {redact_address(core.address or '')} has been unreachable for "
+                    f"{core.reconnect_timeout:g} s; "
                     f"agent {core.identity!r} stops"
                 )
             )
