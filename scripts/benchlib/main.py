@@ -32,7 +32,7 @@ import raw
 import report
 import vip_workers
 from platform_process import BenchPlatform
-from stats import LatencyStats, Throughput, cpu_by_thread
+from stats import LatencyStats, Throughput, cpu_by_thread, median_run
 from vip_workers import Peer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,6 +52,7 @@ class Settings:
     fanout_messages: int
     subscribers: int
     samples: int
+    repeat: int
     connections: tuple[int, ...]
     helpers: int
     auth_disabled_column: bool
@@ -65,6 +66,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Settings]:
                         help="messages per subscriber in (b) (default: --messages / 4)")
     parser.add_argument("--subscribers", type=int, default=10, help="subscriber processes in (b)")
     parser.add_argument("--samples", type=int, default=2_000, help="samples in (c) and (d)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of (a), the median is reported")
     parser.add_argument("--connections", type=int, nargs="+", default=[100, 1_000],
                         help="connected-peer counts at which (e) measures the server's RSS")
     parser.add_argument("--helpers", type=int, default=4, help="helper processes holding the connections")
@@ -79,17 +81,20 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Settings]:
     args = parser.parse_args(argv)
     if args.quick:
         subscribers, samples, conns, skip = min(args.subscribers, 3), min(args.samples, 200), [10, 20], True
+        repeat = 1
     else:
         subscribers, samples, conns, skip = args.subscribers, args.samples, args.connections, False
+        repeat = args.repeat
     for name, value in (("--messages", args.messages), ("--subscribers", subscribers),
-                        ("--samples", samples), ("--helpers", args.helpers)):
+                        ("--samples", samples), ("--helpers", args.helpers), ("--repeat", repeat)):
         if value < 1:
             parser.error(f"{name} must be at least 1")
     if any(c < 1 for c in conns):
         parser.error("--connections must be positive")
     fanout = args.fanout_messages if args.fanout_messages is not None else max(1, args.messages // 4)
     settings = Settings(messages=args.messages, fanout_messages=fanout, subscribers=subscribers,
-                        samples=samples, connections=tuple(sorted(set(conns))), helpers=args.helpers,
+                        samples=samples, repeat=repeat, connections=tuple(sorted(set(conns))),
+                        helpers=args.helpers,
                         auth_disabled_column=not (skip or args.skip_auth_disabled), timeout=args.timeout)
     return args, settings
 
@@ -327,8 +332,11 @@ def platform_column(root: Path, settings: Settings, auth: bool, memory: bool) ->
             mem.stop()
     traffic = BenchPlatform(root / "traffic", auth=auth).start()
     try:
-        result.throughput = pubsub_throughput(traffic, 1, settings.messages, settings.timeout)
-        progress(f"{label}: (a) {result.throughput.rate:,.0f} msg/s, {result.throughput.lost} lost")
+        result.throughput = median_run([pubsub_throughput(traffic, 1, settings.messages, settings.timeout)
+                                        for _ in range(settings.repeat)])
+        progress(f"{label}: (a) median {result.throughput.rate:,.0f} msg/s of "
+                 f"{', '.join(f'{r:,.0f}' for r in result.throughput.rates)}; "
+                 f"{result.throughput.lost_in_runs} lost")
         result.notes.append(report.cpu_note(label, "(a)", result.throughput))
         result.fanout_subscribers = settings.subscribers
         result.fanout = pubsub_throughput(traffic, settings.subscribers, settings.fanout_messages,
@@ -346,8 +354,10 @@ def raw_column(settings: Settings, curve: bool) -> report.SuiteResult:
     keys = raw.Curve.generate() if curve else None
     label = "raw forwarder, CURVE" if curve else "raw forwarder"
     result = report.SuiteResult()
-    result.throughput = raw.throughput(settings.messages, settings.timeout, keys)
-    result.vip_shaped = raw.throughput(settings.messages, settings.timeout, keys, vip_shaped=True)
+    result.throughput = median_run([raw.throughput(settings.messages, settings.timeout, keys)
+                                    for _ in range(settings.repeat)])
+    result.vip_shaped = median_run([raw.throughput(settings.messages, settings.timeout, keys, vip_shaped=True)
+                                    for _ in range(settings.repeat)])
     result.rpc = raw.rpc_round_trip(settings.samples, settings.timeout, keys)
     progress(f"{label}: (a) {result.throughput.rate:,.0f} msg/s, with 8 frames {result.vip_shaped.rate:,.0f} "
              f"msg/s; (d) p50 {result.rpc.p50_ms:.3f} ms")

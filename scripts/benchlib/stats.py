@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
 @dataclass(frozen=True)
@@ -16,6 +16,10 @@ class Throughput:
     unacknowledged: int = 0
     cpu_us: dict[str, float] = field(default_factory=dict)
     """CPU microseconds per message sent, by process and thread (a diagnostic)."""
+    rates: tuple[float, ...] = ()
+    """With repeated runs (:func:`median_run`): every run's rate, and ``lost_in_runs`` their losses."""
+    lost_in_runs: int = 0
+    unacknowledged_in_runs: int = 0
 
     @property
     def rate(self) -> float:
@@ -24,6 +28,16 @@ class Throughput:
     @property
     def lost(self) -> int:
         return self.sent - self.received
+
+
+def median_run(runs: list[Throughput]) -> Throughput:
+    """The run with the median rate, carrying every run's rate and the losses of all runs."""
+    if not runs:
+        raise ValueError("no runs")
+    ordered = sorted(runs, key=lambda r: r.rate)
+    middle = ordered[(len(ordered) - 1) // 2]
+    return replace(middle, rates=tuple(r.rate for r in runs), lost_in_runs=sum(r.lost for r in runs),
+                   unacknowledged_in_runs=sum(r.unacknowledged for r in runs))
 
 
 @dataclass(frozen=True)
