@@ -91,11 +91,13 @@ class ExternalRouting:
         self._router.add_drop_listener(self._peer_dropped)
         self._pubsub.register_op(b"external_list", self._external_list)
         self._pubsub.register_op(b"external_publish", self._external_publish)
-        self._pubsub.add_forwarder(self._forward_publish)
-        self._pubsub.add_subscription_listener(self._subscriptions_changed)
 
     def add_link(self, link: PlatformLink) -> None:
         """Route to ``link.instance_name`` over ``link``."""
+        if not self._links:
+            # only a platform with links can have remote subscribers: one without pays nothing per publish
+            self._pubsub.add_forwarder(self._forward_publish)
+            self._pubsub.add_subscription_listener(self._subscriptions_changed)
         self._links[link.instance_name] = link
 
     def link_connected(self, link: PlatformLink) -> None:
@@ -161,8 +163,6 @@ class ExternalRouting:
         return sorted({prefix for _bus, prefix, _member in rows})
 
     def _subscriptions_changed(self) -> None:
-        if not self._links:
-            return
         prefixes = self._own_prefixes()
         for link in self._links.values():
             if link.connected and self._sent.get(link.instance_name) != prefixes:
@@ -212,7 +212,7 @@ class ExternalRouting:
             return 0
         count = 0
         for name in self._remote.match(topic, bus):
-            link = self._links.get(name)  # type: ignore[call-overload]
+            link = self._links.get(name)
             if link is None:
                 continue
             try:
