@@ -234,11 +234,15 @@ class ExternalRouting:
         if not isinstance(envelope, dict) or not isinstance(envelope.get("args"), list):
             self._refuse(frames, EINVAL, b"", "external_rpc needs a JSON object with 'args'")
             return
-        if op == b"send_platform" and frames[0] not in self._platform_peers:
-            self._send_platform(frames, envelope)
-        elif op == b"send_peer" and self._platform_of(frames, "external_rpc send_peer") is not None:
-            self._send_peer(frames, envelope)
-        elif op not in (b"send_platform", b"send_peer"):
+        if op == b"send_platform":
+            if frames[0] in self._platform_peers:  # platforms send send_peer; this one is confused
+                self._refuse(frames, EINVAL, b"", "send_platform from a linked platform")
+            else:
+                self._send_platform(frames, envelope)
+        elif op == b"send_peer":
+            if self._platform_of(frames, "external_rpc send_peer") is not None:
+                self._send_peer(frames, envelope)
+        else:
             self._refuse(frames, EINVAL, b"", f"unknown external_rpc operation {op[:40].decode(_TEXT)!r}")
 
     def _refuse(self, frames: Frames, errnum: int, recipient: bytes, text: str) -> None:
