@@ -75,6 +75,12 @@ class Heartbeat(SubsystemBase):
         if self.autostart:
             self.start()
 
+    def on_connected(self) -> None:
+        # back from an outage or a platform restart: say so now, not one period later, so the
+        # health service does not show the agent as unknown meanwhile
+        if self.running:
+            self.restart()
+
     def on_stop(self) -> None:
         self.stop()
 
