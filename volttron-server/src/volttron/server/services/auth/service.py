@@ -51,10 +51,10 @@ from pathlib import Path
 from typing import Any
 
 import gevent
-from gevent.event import Event
 from gevent.lock import Semaphore
 
 from volttron.client.known_identities import CONTROL_CONNECTION
+from volttron.client.runner import build_agent
 from volttron.client.vip.agent import RPC, Agent, VIPError
 from volttron.server.identities import AUTH
 from volttron.server.platform import PlatformContext
@@ -442,43 +442,34 @@ class AuthService:
                                                  auth_enabled=context.auth_enabled)
         self._agent_class = agent_class
         self.agent: AuthAgent | None = None
-        self._greenlet: gevent.Greenlet | None = None
 
     def start(self) -> None:
         """Connect to the router and wait for the welcome; :class:`AuthServiceError` if it fails."""
         ctx = self.context
-        agent = self._agent_class(
-            self.settings,
-            identity=AUTH,
-            address=ctx.router_address,
-            context=ctx.zmq_context,
-            volttron_home=str(ctx.home),
-            instance_name=ctx.instance_name,
-            message_bus="zmq",
-            enable_store=False,
-            enable_auth=False,  # it checks its callers itself, against the live auth.json
-            heartbeat_autostart=False,
-        )
-        agent.core.welcome_timeout = self.START_TIMEOUT
-        running = Event()
-        greenlet = gevent.spawn(agent.core.run, running)
-        gevent.wait([running, greenlet], timeout=self.START_TIMEOUT + 1.0, count=1)
-        if not running.is_set():
-            agent.core.stop(timeout=self.STOP_TIMEOUT)
-            greenlet.kill(block=True, timeout=self.STOP_TIMEOUT)
-            why = agent.core.failure or greenlet.exception or "no welcome from the router"
-            raise AuthServiceError(f"the auth service could not connect: {why}")
-        self.agent, self._greenlet = agent, greenlet
+        try:
+            self.agent = build_agent(
+                agent_class=self._agent_class,
+                settings=self.settings,
+                identity=AUTH,
+                address=ctx.router_address,
+                context=ctx.zmq_context,
+                volttron_home=str(ctx.home),
+                instance_name=ctx.instance_name,
+                message_bus="zmq",
+                enable_store=False,
+                enable_auth=False,  # it checks its callers itself, against the live auth.json
+                heartbeat_autostart=False,
+                timeout=self.START_TIMEOUT,
+            )
+        except VolttronError as exc:
+            raise AuthServiceError(f"the auth service could not connect: {exc}") from None
         _log.debug("auth service started as %s", AUTH)
 
     def stop(self) -> None:
         """Disconnect from the router."""
-        agent, greenlet = self.agent, self._greenlet
-        self.agent = self._greenlet = None
+        agent, self.agent = self.agent, None
         if agent is not None:
             agent.core.stop(timeout=self.STOP_TIMEOUT)
-        if greenlet is not None:
-            greenlet.kill(block=True, timeout=self.STOP_TIMEOUT)
 
     def statistics(self) -> dict[str, int]:
         """The agent's counts (empty before start)."""

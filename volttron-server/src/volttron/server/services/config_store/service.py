@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import gevent
-from gevent.event import Event
 
+from volttron.client.runner import build_agent
 from volttron.server.identities import CONFIGURATION_STORE
 from volttron.server.platform import PlatformContext
 from volttron.server.services.auth.policy import AuthPolicy
@@ -44,7 +44,6 @@ class ConfigStoreService:
         self.store = ConfigStore(config_store_dir(context.home), run_io=_in_thread)
         self.problems: list[str] = []
         self.agent: ConfigStoreAgent | None = None
-        self._greenlet: gevent.Greenlet | None = None
 
     def start(self) -> None:
         """Load the stores, connect, and wait for the welcome; :class:`ConfigStoreError` on failure."""
@@ -52,30 +51,25 @@ class ConfigStoreService:
         self.problems = self.store.load()
         for problem in self.problems:
             _log.error("configuration store: %s", problem)
-        agent = ConfigStoreAgent(
-            self.store,
-            capabilities=self._capability_source() if ctx.auth_enabled else None,
-            push_timeout=self.push_timeout,
-            identity=CONFIGURATION_STORE,
-            address=ctx.router_address,
-            context=ctx.zmq_context,
-            volttron_home=str(ctx.home),
-            instance_name=ctx.instance_name,
-            message_bus="zmq",
-            enable_store=False,
-            heartbeat_autostart=False,
-            enable_auth=ctx.auth_enabled,
-        )
-        agent.core.welcome_timeout = self.START_TIMEOUT
-        running = Event()
-        greenlet = gevent.spawn(agent.core.run, running)
-        gevent.wait([running, greenlet], timeout=self.START_TIMEOUT + 1.0, count=1)
-        if not running.is_set():
-            agent.core.stop(timeout=self.STOP_TIMEOUT)
-            greenlet.kill(block=True, timeout=self.STOP_TIMEOUT)
-            why = agent.core.failure or greenlet.exception or "no welcome from the router"
-            raise ConfigStoreError(f"the configuration store could not connect: {why}")
-        self.agent, self._greenlet = agent, greenlet
+        try:
+            self.agent = build_agent(
+                agent_class=ConfigStoreAgent,
+                store=self.store,
+                capabilities=self._capability_source() if ctx.auth_enabled else None,
+                push_timeout=self.push_timeout,
+                identity=CONFIGURATION_STORE,
+                address=ctx.router_address,
+                context=ctx.zmq_context,
+                volttron_home=str(ctx.home),
+                instance_name=ctx.instance_name,
+                message_bus="zmq",
+                enable_store=False,
+                heartbeat_autostart=False,
+                enable_auth=ctx.auth_enabled,
+                timeout=self.START_TIMEOUT,
+            )
+        except VolttronError as exc:
+            raise ConfigStoreError(f"the configuration store could not connect: {exc}") from None
         _log.info("configuration store %s serving %d store(s) from %s", CONFIGURATION_STORE,
                   len(self.store.identities()), self.store.directory)
 

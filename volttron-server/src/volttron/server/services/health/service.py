@@ -25,9 +25,9 @@ import logging
 from typing import Any
 
 import gevent
-from gevent.event import Event
 
 from volttron.client.known_identities import CONTROL_CONNECTION, LEGACY_ALIASES, PROCESS_IDENTITIES
+from volttron.client.runner import build_agent
 from volttron.client.vip.agent import RPC, Agent, PubSub, VIPError
 from volttron.server.identities import PLATFORM_HEALTH
 from volttron.server.platform import PlatformContext
@@ -105,42 +105,34 @@ class HealthService:
         self.context = context
         self.tracker = HealthTracker(SERVICE_IDENTITIES, rule)
         self.agent: HealthAgent | None = None
-        self._greenlet: gevent.Greenlet | None = None
 
     def start(self) -> None:
         """Connect to the router and wait for the welcome; :class:`HealthServiceError` if it fails."""
         ctx = self.context
-        agent = HealthAgent(
-            self.tracker,
-            identity=PLATFORM_HEALTH,
-            address=ctx.router_address,
-            context=ctx.zmq_context,
-            volttron_home=str(ctx.home),
-            instance_name=ctx.instance_name,
-            message_bus="zmq",
-            enable_store=False,
-            enable_auth=ctx.auth_enabled,
-        )
-        agent.core.welcome_timeout = self.START_TIMEOUT
-        running = Event()
-        greenlet = gevent.spawn(agent.core.run, running)
-        gevent.wait([running, greenlet], timeout=self.START_TIMEOUT + 1.0, count=1)
-        if not running.is_set():
-            agent.core.stop(timeout=self.STOP_TIMEOUT)
-            greenlet.kill(block=True, timeout=self.STOP_TIMEOUT)
-            why = agent.core.failure or greenlet.exception or "no welcome from the router"
-            raise HealthServiceError(f"the health service could not connect: {why}")
-        self.agent, self._greenlet = agent, greenlet
+        try:
+            self.agent = build_agent(
+                agent_class=HealthAgent,
+                tracker=self.tracker,
+                identity=PLATFORM_HEALTH,
+                address=ctx.router_address,
+                context=ctx.zmq_context,
+                volttron_home=str(ctx.home),
+                instance_name=ctx.instance_name,
+                message_bus="zmq",
+                enable_store=False,
+                enable_auth=ctx.auth_enabled,
+                heartbeat_autostart=True,
+                timeout=self.START_TIMEOUT,
+            )
+        except VolttronError as exc:
+            raise HealthServiceError(f"the health service could not connect: {exc}") from None
         _log.debug("health service started as %s", PLATFORM_HEALTH)
 
     def stop(self) -> None:
         """Disconnect from the router."""
-        agent, greenlet = self.agent, self._greenlet
-        self.agent = self._greenlet = None
+        agent, self.agent = self.agent, None
         if agent is not None:
             agent.core.stop(timeout=self.STOP_TIMEOUT)
-        if greenlet is not None:
-            greenlet.kill(block=True, timeout=self.STOP_TIMEOUT)
 
     def statistics(self) -> dict[str, int]:
         """Counts of peers by state and heartbeats heard."""
