@@ -180,9 +180,10 @@ def test_the_platform_launches_the_listener_on_rabbitmq(rmq_platform, broker, ag
         wait(lambda: heard, 60, "the heartbeat of the listener the platform started")
         sender = heard[0][1]
         assert sender == "listen.aip"
-        assert provisioned(rmq_platform, broker, "listen.aip")
-        connections = broker.connections()
-        assert any(c["name"] == f"{broker.instance}.listen.aip" for c in connections), connections
+        # the platform records the broker users it made after making them: poll, the agent may be faster
+        wait(lambda: provisioned(rmq_platform, broker, "listen.aip"), 30, "the listener's broker user")
+        wait(lambda: any(c["name"] == f"{broker.instance}.listen.aip" for c in broker.connections()), 30,
+             "the listener's broker connection")
     finally:
         try:
             admin.vip.rpc.call("platform.control", "remove_agent", "listen.aip").get(timeout=60)
