@@ -34,8 +34,7 @@ from volttron.server.aip.platform_agents import AIPConfig, AIPPlatform
 from volttron.server.aip.supervisor import AgentState, SupervisorPolicy
 from volttron.utils.keystore import KeyStore
 
-# these tests install into the shared venv and check what it holds: keep them on one worker
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("shared-venv-installs")]
+pytestmark = pytest.mark.integration
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "agents"
 BASIC = "volttron-testagent-basic"
