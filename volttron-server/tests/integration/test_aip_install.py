@@ -7,14 +7,17 @@ Every distribution these tests install is named ``volttron-testagent-*`` and is 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
 import shutil
 import stat
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import gevent
@@ -58,13 +61,25 @@ def test_distributions(environment: PythonEnvironment) -> set[str]:
 test_distributions.__test__ = False  # a helper, not a test
 
 
+LOCK_PATH = Path(tempfile.gettempdir()) / "volttron-aip-install-tests.lock"
+
+
+@contextlib.contextmanager
+def _shared_venv() -> Iterator[None]:
+    """One user of the shared venv's test distributions at a time, across xdist workers."""
+    with open(LOCK_PATH, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # bounded by pytest's timeout
+        yield
+
+
 @pytest.fixture(scope="session")
 def environment() -> PythonEnvironment:
     env = PythonEnvironment()
-    leftovers = test_distributions(env)
-    env.uninstall(sorted(leftovers))
+    with _shared_venv():
+        env.uninstall(sorted(test_distributions(env)))
     yield env
-    env.uninstall(sorted(test_distributions(env)))
+    with _shared_venv():
+        env.uninstall(sorted(test_distributions(env)))
 
 
 @pytest.fixture(scope="session")
@@ -90,8 +105,16 @@ def wheels(tmp_path_factory: pytest.TempPathFactory, environment: PythonEnvironm
     return built
 
 
+@pytest.fixture(autouse=True)
+def venv_lock(environment: PythonEnvironment) -> Iterator[None]:
+    """One test of this file at a time across xdist workers: they all install the same test
+    distributions into the one shared venv and check that none is left behind."""
+    with _shared_venv():
+        yield
+
+
 @pytest.fixture
-def platform(tmp_path: Path, wheels: dict[str, Path], environment: PythonEnvironment):
+def platform(venv_lock: None, tmp_path: Path, wheels: dict[str, Path], environment: PythonEnvironment):
     settings = InstallerSettings(pip=PipOptions(index_url=wheels["index"].as_uri()))
     aip = AIPPlatform(AIPConfig(volttron_home=tmp_path / "home", installer=settings, supervisor=POLICY))
     yield aip
