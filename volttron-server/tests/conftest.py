@@ -417,3 +417,30 @@ def vip_client_factory() -> Iterator[Callable[..., VipClient]]:
     yield make
     for client in made:
         client.close()
+
+
+# -- figures and long variants of the hardening battery ------------------------------------------
+
+@pytest.fixture
+def slow_enabled(request: pytest.FixtureRequest) -> bool:
+    """Whether long variants were asked for (``-m slow`` or ``VOLTTRON_TEST_SLOW=1``)."""
+    expr = request.config.getoption("markexpr", "") or ""
+    return os.environ.get("VOLTTRON_TEST_SLOW") == "1" or ("slow" in expr and "not slow" not in expr)
+
+
+@pytest.fixture
+def report(request: pytest.FixtureRequest, record_property: Callable[[str, Any], None],
+           tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, Any], None]:
+    """``report(name, value)``: print, record and store one figure of this test."""
+    path = tmp_path_factory.getbasetemp() / "hardening-figures.json"
+    capman = request.config.pluginmanager.getplugin("capturemanager")
+
+    def put(name: str, value: Any) -> None:
+        record_property(name, value)
+        data = json.loads(path.read_text()) if path.exists() else {}
+        data[f"{request.node.name}.{name}"] = value
+        path.write_text(json.dumps(data, indent=1, sort_keys=True))
+        with capman.global_and_fixture_disabled():
+            print(f"\n[figure] {request.node.name}: {name}: {value}", flush=True)
+
+    return put

@@ -38,30 +38,6 @@ CALL_TIMEOUT = 60.0
 LIMIT = 5  # SupervisorPolicy.restart_limit, the production default the platform runs with
 
 
-def slow_enabled(config: pytest.Config) -> bool:
-    """Whether long variants were asked for (``-m slow`` or ``VOLTTRON_TEST_SLOW=1``)."""
-    expr = config.getoption("markexpr", "") or ""
-    return os.environ.get("VOLTTRON_TEST_SLOW") == "1" or ("slow" in expr and "not slow" not in expr)
-
-
-@pytest.fixture
-def report(request: pytest.FixtureRequest, record_property: Callable[[str, Any], None],
-           tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, Any], None]:
-    """``report(name, value)``: print, record and store one figure of this test."""
-    path = tmp_path_factory.getbasetemp() / "hardening-figures.json"
-    capman = request.config.pluginmanager.getplugin("capturemanager")
-
-    def put(name: str, value: Any) -> None:
-        record_property(name, value)
-        data = json.loads(path.read_text()) if path.exists() else {}
-        data[f"{request.node.name}.{name}"] = value
-        path.write_text(json.dumps(data, indent=1, sort_keys=True))
-        with capman.global_and_fixture_disabled():
-            print(f"\n[figure] {request.node.name}: {name}: {value}", flush=True)
-
-    return put
-
-
 def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
     """Poll ``condition`` (cooperatively, so agents keep running) until true, or fail."""
     deadline = time.monotonic() + timeout
@@ -194,9 +170,9 @@ def test_kill_9_of_an_agent_restarts_it_then_a_crash_loop_ends_failed(platform, 
 
 
 @pytest.mark.slow
-def test_kill_9_of_an_agent_restarts_it_then_a_crash_loop_ends_failed_long(request, platform, agents,
+def test_kill_9_of_an_agent_restarts_it_then_a_crash_loop_ends_failed_long(slow_enabled, platform, agents,
                                                                            listener_wheel, report) -> None:
     """20 kills (a stop/start after every 5), then the crash loop ending FAILED."""
-    if not slow_enabled(request.config):
+    if not slow_enabled:
         pytest.skip("long variant: run with -m slow or VOLTTRON_TEST_SLOW=1")
     crash_battery(platform, agents, listener_wheel, report, kills=20)

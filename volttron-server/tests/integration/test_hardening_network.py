@@ -9,7 +9,6 @@ figures. The ``slow`` variants run only with ``-m slow`` or ``VOLTTRON_TEST_SLOW
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from collections.abc import Callable
@@ -22,30 +21,6 @@ import zmq
 pytestmark = pytest.mark.integration
 
 MB = 1024 * 1024
-
-
-def slow_enabled(config: pytest.Config) -> bool:
-    """Whether long variants were asked for (``-m slow`` or ``VOLTTRON_TEST_SLOW=1``)."""
-    expr = config.getoption("markexpr", "") or ""
-    return os.environ.get("VOLTTRON_TEST_SLOW") == "1" or ("slow" in expr and "not slow" not in expr)
-
-
-@pytest.fixture
-def report(request: pytest.FixtureRequest, record_property: Callable[[str, Any], None],
-           tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, Any], None]:
-    """``report(name, value)``: print, record and store one figure of this test."""
-    path = tmp_path_factory.getbasetemp() / "hardening-figures.json"
-    capman = request.config.pluginmanager.getplugin("capturemanager")
-
-    def put(name: str, value: Any) -> None:
-        record_property(name, value)
-        data = json.loads(path.read_text()) if path.exists() else {}
-        data[f"{request.node.name}.{name}"] = value
-        path.write_text(json.dumps(data, indent=1, sort_keys=True))
-        with capman.global_and_fixture_disabled():
-            print(f"\n[figure] {request.node.name}: {name}: {value}", flush=True)
-
-    return put
 
 
 def rss(platform: Any) -> int:
@@ -107,9 +82,9 @@ def test_unknown_curve_keys_are_refused_and_cost_nothing(running_platform, repor
 
 
 @pytest.mark.slow
-def test_unknown_curve_keys_are_refused_and_cost_nothing_long(request, running_platform, report) -> None:
+def test_unknown_curve_keys_are_refused_and_cost_nothing_long(slow_enabled, running_platform, report) -> None:
     """The same with 1,000 keys."""
-    if not slow_enabled(request.config):
+    if not slow_enabled:
         pytest.skip("long variant: run with -m slow or VOLTTRON_TEST_SLOW=1")
     unknown_keys(running_platform, report, 1000)
 
@@ -165,8 +140,9 @@ def test_a_subscriber_that_reads_nothing_costs_bounded_memory(running_platform, 
 
 
 @pytest.mark.slow
-def test_a_subscriber_that_reads_nothing_costs_bounded_memory_long(request, running_platform, report) -> None:
+def test_a_subscriber_that_reads_nothing_costs_bounded_memory_long(slow_enabled, running_platform,
+                                                                   report) -> None:
     """The same with 50,000 publishes."""
-    if not slow_enabled(request.config):
+    if not slow_enabled:
         pytest.skip("long variant: run with -m slow or VOLTTRON_TEST_SLOW=1")
     slow_subscriber(running_platform, report, 50_000)

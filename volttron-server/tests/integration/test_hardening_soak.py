@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
 from typing import Any
 
 import psutil
@@ -27,32 +26,8 @@ PUBLISH_RATE = 1000.0
 RPC_RATE = 50.0
 
 
-def slow_enabled(config: pytest.Config) -> bool:
-    """Whether long variants were asked for (``-m slow`` or ``VOLTTRON_TEST_SLOW=1``)."""
-    expr = config.getoption("markexpr", "") or ""
-    return os.environ.get("VOLTTRON_TEST_SLOW") == "1" or ("slow" in expr and "not slow" not in expr)
-
-
-@pytest.fixture
-def report(request: pytest.FixtureRequest, record_property: Callable[[str, Any], None],
-           tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, Any], None]:
-    """``report(name, value)``: print, record and store one figure of this test."""
-    path = tmp_path_factory.getbasetemp() / "hardening-figures.json"
-    capman = request.config.pluginmanager.getplugin("capturemanager")
-
-    def put(name: str, value: Any) -> None:
-        record_property(name, value)
-        data = json.loads(path.read_text()) if path.exists() else {}
-        data[f"{request.node.name}.{name}"] = value
-        path.write_text(json.dumps(data, indent=1, sort_keys=True))
-        with capman.global_and_fixture_disabled():
-            print(f"\n[figure] {request.node.name}: {name}: {value}", flush=True)
-
-    return put
-
-
-def test_soak_publishes_and_rpc_without_errors_or_memory_growth(request, report) -> None:
-    if not slow_enabled(request.config):
+def test_soak_publishes_and_rpc_without_errors_or_memory_growth(request, slow_enabled, report) -> None:
+    if not slow_enabled:
         pytest.skip("soak: run with -m slow or VOLTTRON_TEST_SLOW=1 (VOLTTRON_SOAK_SECONDS sets the length)")
     duration = float(os.environ.get("VOLTTRON_SOAK_SECONDS", "600"))
     warmup = max(10.0, duration / 5)

@@ -10,7 +10,6 @@ Figures are reported as in test_hardening_network.py (terminal, ``record_propert
 from __future__ import annotations
 
 import json
-import os
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -27,30 +26,6 @@ pytestmark = pytest.mark.integration
 STORE = "platform.config_store"
 ADMIN = {"edit_config_store": None}
 WRITERS = 4
-
-
-def slow_enabled(config: pytest.Config) -> bool:
-    """Whether long variants were asked for (``-m slow`` or ``VOLTTRON_TEST_SLOW=1``)."""
-    expr = config.getoption("markexpr", "") or ""
-    return os.environ.get("VOLTTRON_TEST_SLOW") == "1" or ("slow" in expr and "not slow" not in expr)
-
-
-@pytest.fixture
-def report(request: pytest.FixtureRequest, record_property: Callable[[str, Any], None],
-           tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, Any], None]:
-    """``report(name, value)``: print, record and store one figure of this test."""
-    path = tmp_path_factory.getbasetemp() / "hardening-figures.json"
-    capman = request.config.pluginmanager.getplugin("capturemanager")
-
-    def put(name: str, value: Any) -> None:
-        record_property(name, value)
-        data = json.loads(path.read_text()) if path.exists() else {}
-        data[f"{request.node.name}.{name}"] = value
-        path.write_text(json.dumps(data, indent=1, sort_keys=True))
-        with capman.global_and_fixture_disabled():
-            print(f"\n[figure] {request.node.name}: {name}: {value}", flush=True)
-
-    return put
 
 
 def poll(condition: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -156,9 +131,9 @@ def test_kill_9_during_config_writes_loses_no_acknowledged_write(platform_factor
 
 
 @pytest.mark.slow
-def test_kill_9_during_config_writes_loses_no_acknowledged_write_long(request, platform_factory, agents,
+def test_kill_9_during_config_writes_loses_no_acknowledged_write_long(slow_enabled, platform_factory, agents,
                                                                       report) -> None:
     """20 rounds x 200 writes."""
-    if not slow_enabled(request.config):
+    if not slow_enabled:
         pytest.skip("long variant: run with -m slow or VOLTTRON_TEST_SLOW=1")
     crash_rounds(platform_factory, agents, report, rounds=20, writes=200)
