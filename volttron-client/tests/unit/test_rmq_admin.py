@@ -18,6 +18,7 @@ from volttron.client.messagebus.rmq_admin import (
     CtlAdmin,
     HttpAdmin,
     Permissions,
+    TopicPermissions,
     agent_permissions,
 )
 
@@ -168,3 +169,24 @@ def test_the_management_api_reports_refusals_and_silence(api) -> None:
         admin.put_user("refused", "pw")
     with pytest.raises(BrokerDown):
         HttpAdmin("http://127.0.0.1:9", "a", "b", timeout=2).check()
+
+
+def test_the_management_api_parameter_policy_and_topic_requests(api) -> None:
+    admin, requests = api
+    admin.set_parameter("federation-upstream", "v", "up-1", {"uri": "amqp://h"})
+    admin.set_policy("v", "fed", "^volttron$", {"federation-upstream-set": "all"}, "exchanges")
+    admin.set_topic_permissions("v", "inst.a", "volttron", TopicPermissions("^w", "^r"))
+    admin.clear_parameter("shovel", "v", "s")
+    admin.clear_policy("v", "fed")
+    admin.clear_topic_permissions("v", "inst.a")
+    assert [r[:3] for r in requests] == [
+        ("PUT", "/api/parameters/federation-upstream/v/up-1",
+         {"component": "federation-upstream", "vhost": "v", "name": "up-1", "value": {"uri": "amqp://h"}}),
+        ("PUT", "/api/policies/v/fed",
+         {"pattern": "^volttron$", "definition": {"federation-upstream-set": "all"}, "apply-to": "exchanges",
+          "priority": 0}),
+        ("PUT", "/api/topic-permissions/v/inst.a", {"exchange": "volttron", "write": "^w", "read": "^r"}),
+        ("DELETE", "/api/parameters/shovel/v/s", None),
+        ("DELETE", "/api/policies/v/fed", None),
+        ("DELETE", "/api/topic-permissions/v/inst.a", None),
+    ]

@@ -1,4 +1,4 @@
-"""Administering a RabbitMQ broker: vhosts, users, permissions (reference §6.1).
+"""Administering a RabbitMQ broker: vhosts, users, permissions, parameters, policies (reference §6.1, §6.5).
 
 Two back-ends with one interface, :class:`BrokerAdmin`: the management plugin's HTTP API
 (:class:`HttpAdmin`, any broker the platform can reach) and ``rabbitmqctl`` (:class:`CtlAdmin`,
@@ -71,6 +71,14 @@ def agent_permissions(user: str) -> Permissions:
 ADMIN_PERMISSIONS = Permissions(".*", ".*", ".*")
 
 
+@dataclass(frozen=True)
+class TopicPermissions:
+    """Regular expressions over the routing keys a user may publish with (write) and bind to (read)."""
+
+    write: str
+    read: str
+
+
 class BrokerAdmin(ABC):
     """Administrative requests to one broker."""
 
@@ -117,6 +125,44 @@ class BrokerAdmin(ABC):
     def set_permissions(self, vhost: str, user: str, permissions: Permissions) -> None:
         """Give ``user`` ``permissions`` on ``vhost``."""
 
+    @abstractmethod
+    def topic_permissions(self, vhost: str) -> dict[str, dict[str, TopicPermissions]]:
+        """User name -> exchange -> topic permissions (routing-key patterns) on ``vhost``."""
+
+    @abstractmethod
+    def set_topic_permissions(self, vhost: str, user: str, exchange: str,
+                              permissions: TopicPermissions) -> None:
+        """Limit the routing keys ``user`` may publish with (and bind to) on topic exchange ``exchange``."""
+
+    @abstractmethod
+    def clear_topic_permissions(self, vhost: str, user: str) -> None:
+        """Remove every topic permission of ``user`` on ``vhost`` (nothing happens when there is none)."""
+
+    @abstractmethod
+    def parameters(self, component: str, vhost: str) -> dict[str, Any]:
+        """Name -> value of the runtime parameters of ``component`` (``federation-upstream``, ``shovel``)."""
+
+    @abstractmethod
+    def set_parameter(self, component: str, vhost: str, name: str, value: dict[str, Any]) -> None:
+        """Create or replace runtime parameter ``name`` of ``component`` on ``vhost``."""
+
+    @abstractmethod
+    def clear_parameter(self, component: str, vhost: str, name: str) -> None:
+        """Remove runtime parameter ``name`` (nothing happens when it does not exist)."""
+
+    @abstractmethod
+    def policies(self, vhost: str) -> dict[str, dict[str, Any]]:
+        """Name -> ``{"pattern", "definition", "apply-to", "priority"}`` of the policies on ``vhost``."""
+
+    @abstractmethod
+    def set_policy(self, vhost: str, name: str, pattern: str, definition: dict[str, Any],
+                   apply_to: str = "all", priority: int = 0) -> None:
+        """Create or replace policy ``name`` on ``vhost``."""
+
+    @abstractmethod
+    def clear_policy(self, vhost: str, name: str) -> None:
+        """Remove policy ``name`` (nothing happens when it does not exist)."""
+
 
 class CtlAdmin(BrokerAdmin):
     """``rabbitmqctl`` on this host (``node`` names another local node)."""
@@ -142,7 +188,9 @@ class CtlAdmin(BrokerAdmin):
                                    f"{self.timeout:g} s") from None
         if done.returncode != 0:
             text = (done.stderr or done.stdout).strip()
-            if "unable to perform an operation on node" in text or done.returncode == 69:
+            # 69 (EX_UNAVAILABLE) is also what "parameter does not exist" exits with
+            absent = "does not exist" in text or "not found" in text.lower()
+            if "unable to perform an operation on node" in text or (done.returncode == 69 and not absent):
                 raise BrokerDown(f"the RabbitMQ node is not running (or {self.executable} may not reach it)")
             lines = [line.strip() for line in text.splitlines() if line.strip() and line.strip() != "Error:"]
             detail = " ".join(lines[:2]).removeprefix("Error: ") or f"exit code {done.returncode}"
@@ -230,6 +278,51 @@ class CtlAdmin(BrokerAdmin):
         self._run("set_permissions", "-p", vhost, user, permissions.configure, permissions.write,
                   permissions.read)
 
+    def topic_permissions(self, vhost: str) -> dict[str, dict[str, TopicPermissions]]:
+        found: dict[str, dict[str, TopicPermissions]] = {}
+        for row in self._json("list_topic_permissions", "-p", vhost):
+            found.setdefault(row["user"], {})[row["exchange"]] = TopicPermissions(row["write"], row["read"])
+        return found
+
+    def set_topic_permissions(self, vhost: str, user: str, exchange: str,
+                              permissions: TopicPermissions) -> None:
+        self._run("set_topic_permissions", "-p", vhost, user, exchange, permissions.write, permissions.read)
+
+    def clear_topic_permissions(self, vhost: str, user: str) -> None:
+        self._absent_ok("clear_topic_permissions", "-p", vhost, user)
+
+    def parameters(self, component: str, vhost: str) -> dict[str, Any]:
+        listed = self._json("list_parameters", "-p", vhost)
+        rows = [row for row in listed if row.get("component") == component]
+        return {row["name"]: _json_value(row.get("value")) for row in rows}
+
+    def set_parameter(self, component: str, vhost: str, name: str, value: dict[str, Any]) -> None:
+        self._run("set_parameter", "-p", vhost, component, name, json.dumps(value))
+
+    def clear_parameter(self, component: str, vhost: str, name: str) -> None:
+        self._absent_ok("clear_parameter", "-p", vhost, component, name)
+
+    def policies(self, vhost: str) -> dict[str, dict[str, Any]]:
+        return {row["name"]: {"pattern": row.get("pattern"), "definition": _json_value(row.get("definition")),
+                              "apply-to": row.get("apply-to"), "priority": row.get("priority")}
+                for row in self._json("list_policies", "-p", vhost)}
+
+    def set_policy(self, vhost: str, name: str, pattern: str, definition: dict[str, Any],
+                   apply_to: str = "all", priority: int = 0) -> None:
+        self._run("set_policy", "-p", vhost, "--apply-to", apply_to, "--priority", str(priority), name,
+                  pattern, json.dumps(definition))
+
+    def clear_policy(self, vhost: str, name: str) -> None:
+        self._absent_ok("clear_policy", "-p", vhost, name)
+
+    def _absent_ok(self, *args: str) -> None:
+        try:
+            self._run(*args)
+        except BrokerAdminError as exc:
+            text = str(exc).lower()
+            if "not found" not in text and "does not exist" not in text and "no_such" not in text:
+                raise
+
 
 class HttpAdmin(BrokerAdmin):
     """The management plugin's HTTP API at ``url`` (``http[s]://host:15672``) as ``user``."""
@@ -298,6 +391,45 @@ class HttpAdmin(BrokerAdmin):
     def set_permissions(self, vhost: str, user: str, permissions: Permissions) -> None:
         body = {"configure": permissions.configure, "write": permissions.write, "read": permissions.read}
         self._request("PUT", f"permissions/{_q(vhost)}/{_q(user)}", body)
+
+    def topic_permissions(self, vhost: str) -> dict[str, dict[str, TopicPermissions]]:
+        found: dict[str, dict[str, TopicPermissions]] = {}
+        for row in self._request("GET", f"vhosts/{_q(vhost)}/topic-permissions") or []:
+            found.setdefault(row["user"], {})[row["exchange"]] = TopicPermissions(row["write"], row["read"])
+        return found
+
+    def set_topic_permissions(self, vhost: str, user: str, exchange: str,
+                              permissions: TopicPermissions) -> None:
+        body = {"exchange": exchange, "write": permissions.write, "read": permissions.read}
+        self._request("PUT", f"topic-permissions/{_q(vhost)}/{_q(user)}", body)
+
+    def clear_topic_permissions(self, vhost: str, user: str) -> None:
+        self._request("DELETE", f"topic-permissions/{_q(vhost)}/{_q(user)}")
+
+    def parameters(self, component: str, vhost: str) -> dict[str, Any]:
+        rows = self._request("GET", f"parameters/{_q(component)}/{_q(vhost)}") or []
+        return {row["name"]: row.get("value") for row in rows}
+
+    def set_parameter(self, component: str, vhost: str, name: str, value: dict[str, Any]) -> None:
+        body = {"component": component, "vhost": vhost, "name": name, "value": value}
+        self._request("PUT", f"parameters/{_q(component)}/{_q(vhost)}/{_q(name)}", body)
+
+    def clear_parameter(self, component: str, vhost: str, name: str) -> None:
+        self._request("DELETE", f"parameters/{_q(component)}/{_q(vhost)}/{_q(name)}")
+
+    def policies(self, vhost: str) -> dict[str, dict[str, Any]]:
+        rows = self._request("GET", f"policies/{_q(vhost)}") or []
+        return {row["name"]: {"pattern": row.get("pattern"), "definition": row.get("definition"),
+                              "apply-to": row.get("apply-to"), "priority": row.get("priority")}
+                for row in rows}
+
+    def set_policy(self, vhost: str, name: str, pattern: str, definition: dict[str, Any],
+                   apply_to: str = "all", priority: int = 0) -> None:
+        body = {"pattern": pattern, "definition": definition, "apply-to": apply_to, "priority": priority}
+        self._request("PUT", f"policies/{_q(vhost)}/{_q(name)}", body)
+
+    def clear_policy(self, vhost: str, name: str) -> None:
+        self._request("DELETE", f"policies/{_q(vhost)}/{_q(name)}")
 
 
 def broker_admin(settings: BrokerSettings, user: str | None = None, password: str | None = None,
@@ -372,6 +504,16 @@ def declare_exchanges(settings: BrokerSettings) -> None:
 
 def _q(name: str) -> str:
     return quote(name, safe="")
+
+
+def _json_value(value: Any) -> Any:
+    """A parameter or policy value as ``rabbitmqctl`` lists it: JSON text (sometimes) or already decoded."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
 
 
 def _tags(value: Any) -> list[str]:
