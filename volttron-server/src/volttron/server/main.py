@@ -1,7 +1,8 @@
 """The ``volttron`` command: parse options, set up logging, run the platform until told to stop.
 
-Every failure is one line on stderr and a non-zero exit code (2 for a bad command line), with a
-traceback only under ``--debug``. SIGINT and SIGTERM stop the platform cleanly.
+Every failure is one line on stderr and a non-zero exit code (2 for a bad command line, 77 when
+``--secure-agent-users`` cannot work: not root, or agent users could not run the platform's
+Python), with a traceback only under ``--debug``. SIGINT and SIGTERM stop the platform cleanly.
 """
 
 from __future__ import annotations
@@ -13,12 +14,16 @@ from collections.abc import Sequence
 
 import gevent
 
+from volttron.server.aip.agent_users import SecureModeError, check_requirements
 from volttron.server.options import OptionsError, PlatformOptions, parse_options
 from volttron.server.platform import Platform, ServiceFactory
 from volttron.utils.errors import VolttronError
 from volttron.utils.logging import level_for_verbosity, setup_logging
 
 _log = logging.getLogger("volttron.server")
+
+SECURE_MODE_EXIT = 77
+"""Exit code when ``--secure-agent-users`` cannot work here (EX_NOPERM: mostly, not root)."""
 
 
 def default_services(options: PlatformOptions | None = None) -> list[ServiceFactory]:
@@ -74,6 +79,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         options = parse_options(argv)
     except OptionsError as exc:
         return _fail(str(exc), exc.exit_code)
+    if options.secure_agent_users:
+        try:
+            check_requirements(options.home)
+        except SecureModeError as exc:
+            return _fail(str(exc), SECURE_MODE_EXIT)
     try:
         setup_logging(level_for_verbosity(options.verbose, options.quiet), options.log_file)
     except VolttronError as exc:

@@ -30,7 +30,7 @@ DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 # Keys other tools (vcfg, the web and central services) keep in the same file: accepted, not ours.
 _FOREIGN_KEYS = frozenset({
     "volttron-central-rmq-address", "web-ca-cert",
-    "agent-isolation-mode", "secure-agent-users", "setup-mode", "autostart", "enable-federation",
+    "agent-isolation-mode", "setup-mode", "autostart", "enable-federation",
     "messagebus", "address", "local-address",
 })
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -72,6 +72,8 @@ class PlatformOptions:
     volttron_central_serverkey: str | None = None
     agent_monitor_frequency: int = DEFAULT_AGENT_MONITOR_FREQUENCY
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    secure_agent_users: bool = False
+    """Secure mode: each agent gets its own system user and runs as it (needs root)."""
     config_file: Path | None = None
     notes: tuple[str, ...] = field(default=())
     """Things worth a warning found while reading the configuration (logged once logging is set up)."""
@@ -117,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--agent-monitor-frequency", metavar="SECONDS", type=int, help="agent monitor period (default 600)")
     add("--max-message-size", metavar="BYTES", type=int,
         help="largest frame a peer may send; larger ones disconnect it (default 64 MiB)")
+    add("--secure-agent-users", action="store_const", const=True,
+        help="run each agent as its own system user that may write only to its data folder "
+             "(needs root; see docs/secure-mode.md)")
     add("--msgdebug", action="store_const", const=True, help="log every routed message at DEBUG")
     add("--debug", action="store_const", const=True, help="show tracebacks on errors")
     add("--version", action="version", version=f"%(prog)s {__version__}")
@@ -225,7 +230,8 @@ def merge_options(args: argparse.Namespace, config: Mapping[str, str], home: Pat
         given = getattr(args, name)
         if given is not None:
             return bool(given)
-        return parse_bool(config[name], name) if name in config else False
+        key = name.replace("_", "-")
+        return parse_bool(config[key], key) if key in config else False
 
     verbose = args.verbose if args.verbose is not None else _parse_int(config.get("verbose", 0), "verbose", 0)
     quiet = args.quiet if args.quiet is not None else _parse_int(config.get("quiet", 0), "quiet", 0)
@@ -255,6 +261,7 @@ def merge_options(args: argparse.Namespace, config: Mapping[str, str], home: Pat
         volttron_central_serverkey=pick("volttron-central-serverkey"),
         agent_monitor_frequency=_parse_int(frequency, "agent-monitor-frequency", 1),
         max_message_size=_parse_int(max_size, "max-message-size", 1024),
+        secure_agent_users=flag("secure_agent_users"),
         config_file=config_path,
         notes=tuple(notes),
     )

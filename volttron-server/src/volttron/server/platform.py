@@ -1,6 +1,7 @@
 """The platform's life: start-up, running, and a clean stop (reference §3.2).
 
-Start-up order: the home and the single-instance lock; the platform keys, ``auth.json`` entries and
+Start-up order: the home (in secure mode with its permission layout, :mod:`.aip.agent_users`) and
+the single-instance lock; the platform keys, ``auth.json`` entries and
 ``known_hosts``; the ZAP handler; the ROUTER socket with the VIP router and the pub/sub service;
 then the in-process services, in the order given; then ``VOLTTRON_PID`` (the platform is ready).
 Stopping undoes it in reverse: services, router, ZAP handler, PID file and lock.
@@ -28,6 +29,7 @@ import gevent
 import gevent.event
 
 from volttron.server import __version__
+from volttron.server.aip.agent_users import secure_home
 from volttron.server.options import PlatformOptions
 from volttron.server.platform_home import (
     InstanceLock,
@@ -79,6 +81,8 @@ class PlatformContext:
     message_bus: str
     request_stop: Callable[[], None]
     """Ask the platform to shut down (as a ``quit`` from the control service does)."""
+    secure_agent_users: bool = False
+    """Secure mode: each agent runs as its own system user (:mod:`.aip.agent_users`)."""
 
 
 class PlatformService(Protocol):
@@ -154,6 +158,8 @@ class Platform:
         opts = self.options
         home = opts.home
         prepare_home(home)
+        if opts.secure_agent_users:
+            secure_home(home)
         self._lock.acquire()
         serverkey, secret, policy = self._setup_auth()
         protected = ProtectedTopics(home / PROTECTED_TOPICS_FILE)
@@ -194,7 +200,8 @@ class Platform:
         self.context = PlatformContext(
             home=home, instance_name=opts.instance_name, router_address=INPROC_ADDRESS,
             zmq_context=zmq_context, serverkey=serverkey, local_address=local, addresses=opts.vip_addresses,
-            auth_enabled=opts.auth_enabled, message_bus=opts.message_bus, request_stop=self.request_stop)
+            auth_enabled=opts.auth_enabled, message_bus=opts.message_bus, request_stop=self.request_stop,
+            secure_agent_users=opts.secure_agent_users)
         for factory in self._factories:
             service = factory(self.context)
             try:
@@ -205,8 +212,9 @@ class Platform:
                                     f"{self.SERVICE_START_TIMEOUT:.0f} s") from None
             self._services.append(service)
         self._lock.write_pid()
-        _log.info("platform %s ready in %s: %s (auth %s)", opts.instance_name, home,
-                  ", ".join(self._socket.bound), "enabled" if opts.auth_enabled else "DISABLED")
+        _log.info("platform %s ready in %s: %s (auth %s%s)", opts.instance_name, home,
+                  ", ".join(self._socket.bound), "enabled" if opts.auth_enabled else "DISABLED",
+                  "; secure mode: each agent runs as its own system user" if opts.secure_agent_users else "")
 
     def _router_died(self, greenlet: gevent.Greenlet) -> None:
         # the loop only ends on an error libzmq should never give; a platform that no longer routes

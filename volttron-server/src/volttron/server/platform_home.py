@@ -52,7 +52,7 @@ def prepare_home(home: Path) -> None:
         if not os.access(folder, os.W_OK | os.X_OK):
             raise HomeError(f"VOLTTRON_HOME {folder} is not writable")
     mode = home.stat().st_mode & 0o777
-    if mode & 0o077:
+    if mode & 0o066:  # passing through (x, as secure mode's 0711) lets no one list or read anything
         _log.warning("VOLTTRON_HOME %s is accessible by other users (mode %o); 0700 is advised", home, mode)
 
 

@@ -6,7 +6,9 @@ identities and names). The plain functions do the work against a
 :class:`~volttron.client.commands.connection.ControlConnection`; the click callbacks parse, connect
 and print. ``status`` prints ``UUID AGENT IDENTITY TAG PRIORITY STATUS HEALTH``, the header on
 stderr and the rows on stdout, the UUID as its shortest unique prefix (at least ``-n``
-characters; ``-n 0`` for whole ones).
+characters; ``-n 0`` for whole ones). A platform in secure mode reports each agent's system user:
+``status`` then adds an ``AGENT_USER`` column after ``AGENT`` (reference §5.1), and ``--json`` rows
+have ``"user"``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
 HEALTH_PEER = "platform.health"
 HEALTH_TIMEOUT = 5.0
 STATUS_HEADER = ["UUID", "AGENT", "IDENTITY", "TAG", "PRIORITY", "STATUS", "HEALTH"]
+SECURE_STATUS_HEADER = ["UUID", "AGENT", "AGENT_USER", "IDENTITY", "TAG", "PRIORITY", "STATUS", "HEALTH"]
 LIST_HEADER = ["UUID", "AGENT", "IDENTITY", "TAG", "PRI"]
 UNKNOWN_HEALTH = "UNKNOWN"
 
@@ -152,11 +155,23 @@ def status_rows(connection: ControlConnection, refs: Sequence[str] = ()) -> list
     return sorted(rows, key=lambda r: r["identity"])
 
 
+def secure_mode(rows: Sequence[dict[str, Any]]) -> bool:
+    """Whether the rows come from a platform in secure mode (they name each agent's system user)."""
+    return any("user" in r for r in rows)
+
+
+def status_header(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The ``status`` header: with ``AGENT_USER`` when the platform runs agents as their own users."""
+    return SECURE_STATUS_HEADER if secure_mode(rows) else STATUS_HEADER
+
+
 def status_table(rows: Sequence[dict[str, Any]], minimum: int = 1) -> list[list[str]]:
-    """The ``status`` table rows."""
+    """The ``status`` table rows (columns as :func:`status_header`)."""
     short = short_uuids([r["uuid"] for r in rows], minimum)
-    return [
-        [
+    users = secure_mode(rows)
+    table = []
+    for r in rows:
+        line = [
             short[r["uuid"]],
             agent_label(r),
             r["identity"],
@@ -165,8 +180,10 @@ def status_table(rows: Sequence[dict[str, Any]], minimum: int = 1) -> list[list[
             r["status"],
             r["health"],
         ]
-        for r in rows
-    ]
+        if users:
+            line.insert(2, r.get("user") or "")
+        table.append(line)
+    return table
 
 
 # ---------------------------------------------------------------------------- actions
@@ -224,7 +241,7 @@ def status(opts: VctlOptions, agents: tuple[str, ...], uuid_length: int, as_json
     if as_json or opts.json:
         _echo_json(rows)
     elif rows:
-        echo_table(status_table(rows, uuid_length), STATUS_HEADER)
+        echo_table(status_table(rows, uuid_length), status_header(rows))
     else:
         click.echo("No installed agents.", err=True)
 

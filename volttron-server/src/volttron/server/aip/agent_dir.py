@@ -11,6 +11,7 @@
         keystore.json   its CURVE key pair, mode 0600
         TAG             an optional label, at most 64 characters
         AUTOSTART       the start priority "00".."99" when the agent is enabled
+        USER_ID         in secure mode, the system user the agent runs as (see ``agent_users``)
 
 Every file is written with :func:`~volttron.utils.files.atomic_write`.
 """
@@ -35,6 +36,7 @@ MAX_IDENTITY_LENGTH = 200
 DEFAULT_PRIORITY = "50"
 DATA_DIR = "data"
 KEYSTORE = "keystore.json"
+USER_FILE = "USER_ID"
 
 
 def check_agent_identity(identity: str) -> str:
@@ -182,6 +184,11 @@ class AgentDirectory:
         return self._read("AUTOSTART")
 
     @property
+    def user(self) -> str | None:
+        """The system user the agent runs as in secure mode (``USER_ID``), or None."""
+        return self._read(USER_FILE)
+
+    @property
     def config_path(self) -> Path | None:
         """The ``config`` file, when the agent has one."""
         path = self.path / "config"
@@ -229,6 +236,10 @@ class AgentDirectory:
     def set_priority(self, priority: str | int | None) -> None:
         """Enable with a priority 0..99, or (None) disable: writes or removes ``AUTOSTART``."""
         self._write_or_remove("AUTOSTART", check_priority(priority))
+
+    def set_user(self, user: str | None) -> None:
+        """Record (or with None forget) the agent's system user in ``USER_ID``."""
+        self._write_or_remove(USER_FILE, user)
 
     # ----- files
 

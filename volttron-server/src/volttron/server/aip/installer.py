@@ -8,6 +8,8 @@ which, after undoing the earlier ones:
 ``check``     list the environment and ask pip what it would change (``--dry-run``, platform pinned)
 ``install``   ``pip install`` the wheel and its dependencies
 ``directory`` build the agent directory in a work folder (keys, uuid, config, data of a reinstall)
+``user``      secure mode only: create the agent's system user (a reinstall keeps it) and hand it
+              its part of the directory (:mod:`~volttron.server.aip.agent_users`)
 ``auth``      tell the hooks (default: add the agent's entry to ``auth.json``)
 ``activate``  rename the work folder into ``agents/<identity>`` (a reinstall swaps, keeping nothing old)
 
@@ -41,6 +43,7 @@ from volttron.server.aip.agent_dir import (
     check_priority,
     check_tag,
 )
+from volttron.server.aip.agent_users import AgentUsers, secure_agent_directory
 from volttron.server.aip.agents_folder import AgentsFolder
 from volttron.server.aip.auth_entries import AgentHooks
 from volttron.server.aip.environment import PipOptions, PlannedChange, PythonEnvironment
@@ -127,11 +130,14 @@ class AgentInstaller:
         environment: PythonEnvironment,
         hooks: AgentHooks,
         settings: InstallerSettings | None = None,
+        users: AgentUsers | None = None,
     ) -> None:
         self.folder = folder
         self.environment = environment
         self.hooks = hooks
         self.settings = settings or InstallerSettings()
+        self.users = users
+        """Secure mode: each agent gets a system user. None: agents run as the platform's user."""
 
     # ----- install
 
@@ -257,6 +263,7 @@ class AgentInstaller:
         notes: list[str] = []
         new_names: list[str] = []
         hooked = False
+        created_user: str | None = None
         work: Path | None = None
         try:
             if installed is not None and installed.editable:
@@ -281,6 +288,14 @@ class AgentInstaller:
             steps.enter("directory", f"creating the agent directory for {identity}")
             work = self.folder.work_path("new", identity)
             new_dir = self._populate(work, info, existing, wanted)
+            if self.users is not None:
+                steps.enter("user", f"giving {identity} its own system user")
+                user = existing.user if existing is not None else None
+                if user is None or not self.users.exists(user):
+                    user = created_user = self.users.create(identity, self.folder.path / identity / "data")
+                new_dir.set_user(user)
+                secure_agent_directory(new_dir, user, recursive=True)
+                steps.say(f"{identity} runs as the system user {user}")
             steps.enter("auth", f"allowing {identity} to connect")
             self.hooks.on_agent_installed(identity, new_dir.keys().public)
             hooked = True
@@ -289,7 +304,7 @@ class AgentInstaller:
             work = None
             self.folder.discard(old)
         except BaseException as exc:
-            self._roll_back(work, identity, existing, hooked, new_names)
+            self._roll_back(work, identity, existing, hooked, new_names, created_user)
             if isinstance(exc, AgentInstallError):
                 raise
             if isinstance(exc, (AIPError, OSError, ValueError)):
@@ -337,8 +352,14 @@ class AgentInstaller:
         existing: AgentDirectory | None,
         hooked: bool,
         new_names: list[str],
+        created_user: str | None = None,
     ) -> None:
         self.folder.discard(work)
+        if created_user is not None and self.users is not None:
+            try:
+                self.users.remove(created_user)
+            except AIPError as exc:
+                _log.error("rolling back %s: could not remove its system user: %s", identity, exc)
         if hooked and existing is None:
             try:
                 self.hooks.on_agent_removed(identity)
@@ -368,15 +389,23 @@ class AgentInstaller:
         lock = self.folder.lock(record.identity)
         try:
             steps.enter("remove", f"removing {record.identity} ({record.uuid})")
+            user = directory.user
             with self.folder.removing(directory):
                 if remove_auth:
                     self.hooks.on_agent_removed(record.identity)
             notes: list[str] = []
+            if user is not None and self.users is not None:
+                try:
+                    self.users.remove(user)
+                    steps.say(f"removed the system user {user}")
+                except AIPError as exc:
+                    _log.error("removing %s: %s", record.identity, exc)
+                    notes.append(f"the system user {user} is left behind: {exc}")
             uninstalled: list[str] = []
             if uninstall and record.name:
                 env_lock = self.folder.environment_lock(self.settings.environment_lock_timeout)
                 try:
-                    notes = self._uninstall_if_unused(record.name, uninstalled)
+                    notes += self._uninstall_if_unused(record.name, uninstalled)
                 finally:
                     env_lock.release()
             for note in notes:

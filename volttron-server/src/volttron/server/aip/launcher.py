@@ -5,6 +5,8 @@ The launcher is the distribution's entry point (first of ``console_scripts``, th
 :mod:`importlib.metadata` in the server's own environment, where the agent was installed. It runs as
 ``python -c "import sys; from <module> import <fn>; sys.exit(<fn>())"`` with the agent directory as
 working directory and the platform's environment plus the variables of :func:`agent_environment`.
+In secure mode the spec names the agent's system user: the process runs as it, with ``HOME``,
+``USER`` and ``LOGNAME`` set to match (``HOME`` is the agent's ``data/``).
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ class LaunchSpec:
     argv: tuple[str, ...]
     cwd: Path
     env: Mapping[str, str]
+    user: str | None = None
+    """The system user to run as (secure mode); None runs as the platform's user."""
 
 
 def find_entry_point(distribution: str) -> tuple[str, str, str]:
@@ -123,13 +127,22 @@ def agent_environment(directory: AgentDirectory, settings: LaunchSettings) -> di
     return env
 
 
-def build_launch_spec(directory: AgentDirectory, settings: LaunchSettings) -> LaunchSpec:
-    """The command line, working directory and environment that start the agent in ``directory``."""
+def build_launch_spec(
+    directory: AgentDirectory, settings: LaunchSettings, user: str | None = None
+) -> LaunchSpec:
+    """The command line, working directory and environment that start the agent in ``directory``.
+
+    ``user`` (secure mode) is the system user the process is to run as.
+    """
     directory.data_dir.mkdir(exist_ok=True)
     _, _, value = find_entry_point(directory.name)
+    env = agent_environment(directory, settings)
+    if user is not None:
+        env.update({"HOME": str(directory.data_dir), "USER": user, "LOGNAME": user})
     return LaunchSpec(
         identity=directory.identity,
         argv=(settings.python, "-c", launcher_code(value)),
         cwd=directory.path,
-        env=agent_environment(directory, settings),
+        env=env,
+        user=user,
     )

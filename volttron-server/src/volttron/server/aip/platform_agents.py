@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from volttron.server.aip.agent_dir import DEFAULT_PRIORITY, AgentDirectory, check_priority, check_tag
+from volttron.server.aip.agent_users import AgentUsers, secure_agent_directory, secure_agents_folder
 from volttron.server.aip.agents_folder import AgentsFolder
 from volttron.server.aip.auth_entries import AgentHooks, AuthFileHooks
 from volttron.server.aip.environment import PythonEnvironment
@@ -43,6 +44,8 @@ class AIPConfig:
     """The environment agents inherit; a snapshot of ``os.environ`` taken at construction if None."""
     installer: InstallerSettings = field(default_factory=InstallerSettings)
     supervisor: SupervisorPolicy = field(default_factory=SupervisorPolicy)
+    secure_agent_users: bool = False
+    """Secure mode: each agent gets its own system user and runs as it (needs root)."""
 
 
 class AIPPlatform:
@@ -56,6 +59,11 @@ class AIPPlatform:
         self.folder = AgentsFolder(home)
         self.folder.ensure()
         self.folder.recover()
+        self.users: AgentUsers | None = None
+        if config.secure_agent_users:
+            self.users = AgentUsers(home)
+            secure_agents_folder(self.folder.path)
+            self.users.remove_stale(d.user for d in self.folder.directories() if d.user)
         self.hooks: AgentHooks = hooks if hooks is not None else AuthFileHooks(home)
         base_env = dict(os.environ if config.base_env is None else config.base_env)
         self.launch_settings = LaunchSettings(
@@ -67,7 +75,11 @@ class AIPPlatform:
         )
         self.supervisor = AgentSupervisor(config.supervisor)
         self.installer = AgentInstaller(
-            self.folder, environment or PythonEnvironment(env=base_env), self.hooks, config.installer
+            self.folder,
+            environment or PythonEnvironment(env=base_env),
+            self.hooks,
+            config.installer,
+            users=self.users,
         )
 
     # ----- installing
@@ -225,16 +237,22 @@ class AIPPlatform:
 
     def agent_status_row(self, ref: str) -> dict[str, Any]:
         """One agent's row: ``{"uuid", "name", "version", "identity", "tag", "priority", "pid", "state",
-        "returncode", "last_error", "crashes"}``; ``state`` is running, stopped, stopping, restarting
-        or FAILED."""
+        "returncode", "last_error", "crashes"}``, plus ``"user"`` in secure mode; ``state`` is running,
+        stopped, stopping, restarting or FAILED."""
         return self._status_row(self.folder.resolve(ref))
 
-    def status_agents(self) -> list[list[Any]]:
-        """The control service's ``status_agents`` rows: ``[uuid, name, [pid, returncode], identity]``."""
+    def status_agents(self, get_agent_user: bool = False) -> list[list[Any]]:
+        """The control service's ``status_agents`` rows: ``[uuid, name, [pid, returncode], identity]``.
+
+        With ``get_agent_user`` in secure mode, the agent's system user follows the name (reference §3.3).
+        """
         rows = []
         for directory in self.folder.directories():
             status = self.supervisor.status(directory.identity)
-            rows.append([directory.uuid, directory.name, [status.pid, status.returncode], directory.identity])
+            row = [directory.uuid, directory.name, [status.pid, status.returncode], directory.identity]
+            if get_agent_user and self.users is not None:
+                row.insert(2, directory.user)
+            rows.append(row)
         return rows
 
     def agent_status(self, ref: str) -> list[int | None]:
@@ -284,9 +302,23 @@ class AIPPlatform:
             settings = self.launch_settings
             if settings.serverkey is None:  # the platform may have made its keys after we started
                 settings = replace(settings, serverkey=_platform_serverkey(settings.volttron_home))
-            return build_launch_spec(directory, settings)
+            return build_launch_spec(directory, settings, user=self._agent_user(directory))
 
         return make
+
+    def _agent_user(self, directory: AgentDirectory) -> str | None:
+        """Secure mode: the agent's user, its part of the directory re-applied; made for an agent
+        installed before secure mode was on. None outside secure mode."""
+        if self.users is None:
+            return None
+        user = directory.user
+        if user is None:
+            user = self.users.create(directory.identity, directory.data_dir)
+            directory.set_user(user)
+            secure_agent_directory(directory, user, recursive=True)
+            return user
+        secure_agent_directory(directory, user)
+        return user
 
     def _start_quietly(self, identity: str) -> None:
         try:
@@ -297,7 +329,7 @@ class AIPPlatform:
     def _status_row(self, directory: AgentDirectory) -> dict[str, Any]:
         record = directory.record()
         status = self.supervisor.status(directory.identity)
-        return {
+        row = {
             "uuid": record.uuid,
             "name": record.name,
             "version": record.version,
@@ -310,6 +342,9 @@ class AIPPlatform:
             "last_error": status.last_error,
             "crashes": status.crashes,
         }
+        if self.users is not None:
+            row["user"] = directory.user
+        return row
 
 
 def _platform_serverkey(home: Path) -> str | None:

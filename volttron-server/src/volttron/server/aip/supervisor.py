@@ -19,6 +19,7 @@ import collections
 import enum
 import logging
 import os
+import pwd
 import signal
 import time
 from collections.abc import Callable, Iterable
@@ -29,6 +30,7 @@ import gevent
 import gevent.subprocess
 
 from volttron.server.aip.agent_output import AgentOutputRelay
+from volttron.server.aip.agent_users import AGENT_UMASK
 from volttron.server.aip.errors import AgentProcessError, AIPError
 from volttron.server.aip.launcher import LaunchSpec
 
@@ -227,6 +229,10 @@ class AgentSupervisor:
     def _spawn(self, agent: _Agent) -> None:
         try:
             spec = agent.factory()
+            as_user: dict[str, Any] = {}
+            if spec.user is not None:  # secure mode: its own user and group, none of ours
+                group = pwd.getpwnam(spec.user).pw_gid
+                as_user = {"user": spec.user, "group": group, "extra_groups": [], "umask": AGENT_UMASK}
             proc = gevent.subprocess.Popen(
                 list(spec.argv),
                 cwd=str(spec.cwd),
@@ -236,8 +242,9 @@ class AgentSupervisor:
                 stderr=gevent.subprocess.PIPE,
                 start_new_session=True,
                 close_fds=True,
+                **as_user,
             )
-        except (AIPError, OSError, ValueError) as exc:
+        except (AIPError, OSError, ValueError, KeyError) as exc:
             agent.state = AgentState.FAILED
             agent.proc = None
             agent.relay.last_error = f"cannot start: {exc}"

@@ -104,14 +104,15 @@ class ControlAgent(Agent):
 
     @RPC.export
     def status_agents(self, get_agent_user: bool = False) -> list[list[Any]]:
-        """``[[uuid, name, [pid, returncode], identity]]`` (no agent users: agents share the platform's)."""
-        return self.aip.status_agents()
+        """``[[uuid, name, [pid, returncode], identity]]``; in secure mode with ``get_agent_user`` the
+        agent's system user follows the name."""
+        return self.aip.status_agents(get_agent_user)
 
     @RPC.export
     def agent_status_rows(self) -> list[dict[str, Any]]:
         """Every agent's ``{"uuid", "name", "version", "identity", "tag", "priority", "pid", "state",
-        "returncode", "last_error", "crashes"}``; ``state`` is running, stopped, stopping, restarting
-        or FAILED."""
+        "returncode", "last_error", "crashes"}``, plus ``"user"`` (its system user) in secure mode;
+        ``state`` is running, stopped, stopping, restarting or FAILED."""
         return self.aip.status()
 
     @RPC.export

@@ -69,6 +69,7 @@ class ControlService:
                 vip_address=ctx.local_address,
                 serverkey=ctx.serverkey,
                 supervisor=self.settings.supervisor,
+                secure_agent_users=ctx.secure_agent_users,
             )
         )
         self.agent = build_agent(
