@@ -1,14 +1,17 @@
-"""``scripts/bench``: the platform's message bus against a raw pyzmq forwarder, in one run.
+"""``scripts/bench``: the platform's message buses against raw pyzmq and raw pika, in one run.
 
-Measures (see docs/performance.md for the targets and how to read the table):
+Measures (see docs/performance.md for the targets and how to read the tables):
 (a) pub/sub throughput, one publisher agent to one subscriber agent in another process;
 (b) fan-out to several subscriber processes; (c) one-way pub/sub latency, one message at a time;
 (d) sequential RPC round trips; (e) the server's RSS idle and with many connected peers, and one
 agent process's RSS; (f) the raw forwarder doing (a) and (d).
+On RabbitMQ (``--bus rmq`` or ``both``): (a), (c), (d) and one agent's RSS with the platform run
+with ``--message-bus rmq``, and raw pika clients doing (a), (c) and (d) through a topic exchange,
+in a vhost made for the run and deleted afterwards.
 
-This process only orchestrates: every ZeroMQ endpoint lives in a child process (forked before this
-one has a ZeroMQ context or a gevent hub) or in the ``volttron`` subprocess. Every wait has a
-deadline; every loop is bounded.
+This process only orchestrates: every ZeroMQ and pika endpoint lives in a child process (forked
+before this one has a ZeroMQ context, a broker connection or a gevent hub) or in the ``volttron``
+subprocess. Every wait has a deadline; every loop is bounded.
 """
 
 from __future__ import annotations
@@ -16,9 +19,11 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import queue
 import select
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -29,11 +34,16 @@ from typing import Any
 
 import connections
 import raw
+import raw_pika
 import report
+import rmq_broker
 import vip_workers
-from platform_process import BenchPlatform
+from platform_process import BenchPlatform, BenchPlatformError
 from stats import LatencyStats, Throughput, cpu_by_thread, median_run
 from vip_workers import Peer
+
+from volttron.client.messagebus.rmq_admin import BrokerAdminError
+from volttron.client.messagebus.rmq_testing import BrokerInstance
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "performance.md"
@@ -57,6 +67,8 @@ class Settings:
     helpers: int
     auth_disabled_column: bool
     timeout: float
+    broker_host: str = "127.0.0.1"
+    broker_port: int = 5672
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Settings]:
@@ -76,6 +88,11 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Settings]:
                         help="small run for smoke tests: 3 subscribers, 200 samples, 20 connections, "
                              "no auth-disabled column")
     parser.add_argument("--timeout", type=float, default=120.0, help="deadline of each phase, seconds")
+    parser.add_argument("--bus", choices=("zmq", "rmq", "both"), default=None,
+                        help="message buses to measure (default: both when a RabbitMQ broker answers at "
+                             "--broker, else zmq)")
+    parser.add_argument("--broker", default="127.0.0.1:5672", metavar="HOST:PORT",
+                        help="the local RabbitMQ broker (managed with rabbitmqctl; default 127.0.0.1:5672)")
     parser.add_argument("--record", action="store_true", help="write the table into docs/performance.md")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON to this file")
     args = parser.parse_args(argv)
@@ -91,12 +108,30 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Settings]:
             parser.error(f"{name} must be at least 1")
     if any(c < 1 for c in conns):
         parser.error("--connections must be positive")
+    host, _, port = args.broker.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        parser.error(f"--broker must be HOST:PORT, not {args.broker!r}")
     fanout = args.fanout_messages if args.fanout_messages is not None else max(1, args.messages // 4)
     settings = Settings(messages=args.messages, fanout_messages=fanout, subscribers=subscribers,
                         samples=samples, repeat=repeat, connections=tuple(sorted(set(conns))),
                         helpers=args.helpers,
-                        auth_disabled_column=not (skip or args.skip_auth_disabled), timeout=args.timeout)
+                        auth_disabled_column=not (skip or args.skip_auth_disabled), timeout=args.timeout,
+                        broker_host=host, broker_port=int(port))
     return args, settings
+
+
+def choose_buses(requested: str | None, settings: Settings) -> tuple[str, ...]:
+    """The buses to measure; BenchError when RabbitMQ is asked for and no broker answers."""
+    where = f"{settings.broker_host}:{settings.broker_port}"
+    answers = rmq_broker.broker_answers(settings.broker_host, settings.broker_port)
+    if requested is None:
+        if answers:
+            return ("zmq", "rmq")
+        progress(f"no RabbitMQ broker answers on {where}: measuring ZeroMQ only (--bus zmq)")
+        return ("zmq",)
+    if requested != "zmq" and not answers:
+        raise BenchError(f"--bus {requested}: no RabbitMQ broker answers on {where}")
+    return {"zmq": ("zmq",), "rmq": ("rmq",), "both": ("zmq", "rmq")}[requested]
 
 
 # -- processes ------------------------------------------------------------------------------------
@@ -110,7 +145,7 @@ class Workers:
         self.processes: list[mp.Process] = []
 
     def start(self, target: Any, *args: Any) -> None:
-        process = FORK.Process(target=target, args=(*args,), daemon=True)
+        process = FORK.Process(target=_child, args=(target, *args), daemon=True)
         process.start()
         self.processes.append(process)
 
@@ -139,8 +174,8 @@ class Workers:
     def __enter__(self) -> Workers:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        deadline = time.monotonic() + 15
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        deadline = time.monotonic() + (15 if exc_type is None else 0)  # on failure: end them now
         for process in self.processes:
             process.join(max(0.1, deadline - time.monotonic()))
         for process in self.processes:
@@ -149,10 +184,17 @@ class Workers:
                 process.join(5)
 
 
+def _child(target: Any, *args: Any) -> None:
+    """Run a worker with Ctrl-C left to the orchestrator, which ends the workers (SIGTERM)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    target(*args)
+
+
 def peer(platform: BenchPlatform, identity: str) -> Peer:
     keys = platform.authorize(identity)
-    return Peer(platform.address, identity, str(platform.home), keys.public if keys else None,
-                keys.secret if keys else None, platform.serverkey)
+    return Peer(platform.agent_address, identity, str(platform.home), keys.public if keys else None,
+                keys.secret if keys else None, platform.serverkey,
+                "zmq" if platform.broker is None else "rmq")
 
 
 # -- measurements ---------------------------------------------------------------------------------
@@ -167,22 +209,40 @@ def pubsub_throughput(platform: BenchPlatform, subscribers: int, messages: int,
                           workers.out, timeout)
         workers.start(vip_workers.publisher, peer(platform, "bench.pub"), messages, subscribers, go,
                       published, workers.out, timeout)
-        workers.collect(time.monotonic() + 60, ready=subscribers + 1)
-        router_before = cpu_by_thread(platform.pid)
-        go.set()
-        reports = workers.collect(time.monotonic() + timeout + 30, pub=1, sub=subscribers)
-        router = [a - b for a, b in zip(cpu_by_thread(platform.pid), router_before)]
-        (_, _, start, _sent, unacknowledged, short, pub_cpu), = reports["pub"]
-        subs = reports["sub"]
+        if platform.broker is None:
+            return _throughput(workers, messages, subscribers, go, ("platform", platform.pid))
+        return _throughput(workers, messages, subscribers, go, ("broker", rmq_broker.broker_pid()))
+
+
+def _throughput(workers: Workers, messages: int, subscribers: int, go: Any,
+                hub: tuple[str, int | None]) -> Throughput:
+    """Start the started publisher and subscribers of (a)/(b) and add up their reports.
+
+    ``hub``: the process every message passes through (the platform's router or the broker) whose
+    CPU is reported too. On ZeroMQ the threads other than the main one are libzmq's I/O threads.
+    """
+    workers.collect(time.monotonic() + 60, ready=subscribers + 1)
+    name, pid = hub
+    hub_before = cpu_by_thread(pid) if pid else (0.0, 0.0)
+    go.set()
+    reports = workers.collect(time.monotonic() + workers.timeout + 30, pub=1, sub=subscribers)
+    hub_used = [a - b for a, b in zip(cpu_by_thread(pid), hub_before)] if pid else None
+    (_, _, start, _sent, unacknowledged, short, pub_cpu), = reports["pub"]
+    subs = reports["sub"]
     if short:
         raise BenchError(f"{short} publishes were acknowledged with fewer than {subscribers} subscribers")
     received = sum(r[2] for r in subs)
     last = max((r[4] for r in subs if r[2]), default=start)
     per = 1e6 / messages
-    cpu = {"platform main thread": router[0] * per, "platform libzmq threads": router[1] * per,
-           "publisher main thread": pub_cpu[0] * per, "publisher libzmq threads": pub_cpu[1] * per,
-           "subscribers main threads": sum(r[5][0] for r in subs) * per,
-           "subscribers libzmq threads": sum(r[5][1] for r in subs) * per}
+    cpu: dict[str, float] = {}
+    if hub_used is not None and name == "platform":
+        cpu.update({"platform main thread": hub_used[0] * per, "platform libzmq threads": hub_used[1] * per})
+    elif hub_used is not None:
+        cpu[f"{name} (all threads)"] = sum(hub_used) * per
+    others = "libzmq threads" if name == "platform" else "other threads"
+    cpu.update({"publisher main thread": pub_cpu[0] * per, f"publisher {others}": pub_cpu[1] * per,
+                "subscribers main threads": sum(r[5][0] for r in subs) * per,
+                f"subscribers {others}": sum(r[5][1] for r in subs) * per})
     return Throughput(sent=messages * subscribers, received=received, seconds=last - start,
                       unacknowledged=unacknowledged, cpu_us=cpu)
 
@@ -211,8 +271,6 @@ def latency_and_rpc(platform: BenchPlatform, samples: int,
 
 def agent_rss(platform: BenchPlatform, timeout: float) -> int:
     """RSS of one minimal agent process run through ``vip_main``, once it has started."""
-    import os
-
     import psutil
 
     identity = "bench.idle"
@@ -221,6 +279,9 @@ def agent_rss(platform: BenchPlatform, timeout: float) -> int:
            "VOLTTRON_VIP_ADDR": platform.address}
     for name in ("_LAUNCHED_BY_PLATFORM", "AGENT_CONFIG", "AGENT_UUID", "MESSAGEBUS"):
         env.pop(name, None)
+    if platform.broker is not None:  # the broker's address comes from the home's rabbitmq_config.yml
+        del env["VOLTTRON_VIP_ADDR"]
+        env["MESSAGEBUS"] = "rmq"
     if keys is not None:
         env.update(AGENT_PUBLICKEY=keys.public, AGENT_SECRETKEY=keys.secret,
                    VOLTTRON_SERVERKEY=platform.serverkey or "")
@@ -365,40 +426,158 @@ def raw_column(settings: Settings, curve: bool) -> report.SuiteResult:
     return result
 
 
+RMQ_IDENTITIES = ("bench.pub", "bench.sub.0", vip_workers.ECHO_IDENTITY, "bench.driver", "bench.idle")
+"""Every agent of the RabbitMQ column, authorised before the platform starts so that it makes their
+broker users in one go."""
+
+
+def rmq_platform_column(root: Path, settings: Settings, instance: BrokerInstance
+                        ) -> report.SuiteResult:
+    """(a), (c), (d) and one agent's RSS with ``volttron --message-bus rmq`` in the run's vhost."""
+    result = report.SuiteResult()
+    label = "RabbitMQ"
+    platform = BenchPlatform(root, broker=instance)
+    for identity in RMQ_IDENTITIES:
+        platform.authorize(identity)
+    platform.start()
+    try:
+        platform.wait_broker_users(list(RMQ_IDENTITIES), 60)
+        result.agent_rss = agent_rss(platform, settings.timeout)
+        progress(f"{label}: agent process RSS {result.agent_rss / report.MB:.1f} MB")
+        result.throughput = median_run([pubsub_throughput(platform, 1, settings.messages, settings.timeout)
+                                        for _ in range(settings.repeat)])
+        progress(f"{label}: (a) median {result.throughput.rate:,.0f} msg/s of "
+                 f"{', '.join(f'{r:,.0f}' for r in result.throughput.rates)}; "
+                 f"{result.throughput.lost_in_runs} lost")
+        result.notes.append(report.cpu_note("platform on RabbitMQ", "(a)", result.throughput))
+        result.latency, result.rpc = latency_and_rpc(platform, settings.samples, settings.timeout)
+        progress(f"{label}: (c) p50 {result.latency.p50_ms:.3f} ms; (d) p50 {result.rpc.p50_ms:.3f} ms")
+    finally:
+        platform.stop()
+    return result
+
+
+def raw_pika_throughput(broker: raw_pika.Broker, messages: int, timeout: float) -> Throughput:
+    """(a) with raw pika: one confirmed publisher process, one consumer process."""
+    go, published = FORK.Event(), FORK.Event()
+    with Workers(timeout) as workers:
+        workers.start(raw_pika.subscriber, broker, messages, published, workers.out, timeout)
+        workers.start(raw_pika.publisher, broker, messages, go, published, workers.out, timeout)
+        return _throughput(workers, messages, 1, go, ("broker", rmq_broker.broker_pid()))
+
+
+def raw_pika_latency_and_rpc(broker: raw_pika.Broker, samples: int,
+                             timeout: float) -> tuple[LatencyStats, LatencyStats]:
+    """(c) and (d) with raw pika: a responder and a driver process."""
+    go, stop = FORK.Event(), FORK.Event()
+    with Workers(timeout) as workers:
+        workers.start(raw_pika.responder, broker, stop, workers.out, timeout + 60)
+        workers.collect(time.monotonic() + 60, ready=1)
+        workers.start(raw_pika.driver, broker, samples, go, workers.out, timeout)
+        workers.collect(time.monotonic() + 60, ready=1)
+        go.set()
+        try:
+            reports = workers.collect(time.monotonic() + timeout + 30, driver=1)
+            (_, _, one_way, round_trip), = reports["driver"]
+        finally:
+            stop.set()
+    if len(one_way) < samples or len(round_trip) < samples:
+        raise BenchError(f"raw pika: only {len(one_way)} latency and {len(round_trip)} request/reply samples "
+                         f"of {samples} within {timeout:.0f} s")
+    return LatencyStats.of(one_way), LatencyStats.of(round_trip)
+
+
+def raw_pika_column(settings: Settings, broker: raw_pika.Broker) -> report.SuiteResult:
+    """The raw pika baseline doing (a), (c) and (d) in the run's vhost."""
+    result = report.SuiteResult()
+    result.throughput = median_run([raw_pika_throughput(broker, settings.messages, settings.timeout)
+                                    for _ in range(settings.repeat)])
+    result.latency, result.rpc = raw_pika_latency_and_rpc(broker, settings.samples, settings.timeout)
+    progress(f"raw pika: (a) {result.throughput.rate:,.0f} msg/s; (c) p50 {result.latency.p50_ms:.3f} ms; "
+             f"(d) p50 {result.rpc.p50_ms:.3f} ms")
+    result.notes.append(report.cpu_note("raw pika", "(a)", result.throughput))
+    return result
+
+
+def rmq_columns(root: Path, settings: Settings) -> tuple[report.SuiteResult, report.SuiteResult]:
+    """The platform on RabbitMQ and the raw pika baseline, in one vhost made for them and removed after."""
+    try:
+        with rmq_broker.run_instance(settings.broker_host, settings.broker_port) as (instance, login):
+            progress(f"RabbitMQ: vhost {instance.vhost} (removed at the end)")
+            platform = rmq_platform_column(root, settings, instance)
+            baseline = raw_pika_column(settings, login)
+    except (BrokerAdminError, BenchPlatformError, TimeoutError) as exc:
+        raise BenchError(f"RabbitMQ: {exc}") from exc
+    return platform, baseline
+
+
 def progress(text: str) -> None:
     sys.stderr.write(f"bench: {text}\n")
     sys.stderr.flush()
 
 
+def _interrupt_on_sigterm() -> None:
+    """SIGTERM ends this process as Ctrl-C does (so cleanups run); forked children keep the default."""
+    orchestrator = os.getpid()
+
+    def handler(signum: int, frame: Any) -> None:
+        if os.getpid() != orchestrator:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     args, settings = parse_args(argv)
     command = "scripts/bench " + shlex.join(argv if argv is not None else sys.argv[1:])
+    _interrupt_on_sigterm()
+    zmq: dict[str, report.SuiteResult | None] = {}
+    rmq: dict[str, report.SuiteResult] = {}
     try:
+        buses = choose_buses(args.bus, settings)
         with tempfile.TemporaryDirectory(prefix="volttron-bench-") as tmp:
-            curve = platform_column(Path(tmp) / "curve", settings, auth=True, memory=True)
-            noauth = (platform_column(Path(tmp) / "noauth", settings, auth=False, memory=True)
-                      if settings.auth_disabled_column else None)
-            baseline = raw_column(settings, curve=False)
-            baseline_curve = raw_column(settings, curve=True)
+            if "zmq" in buses:
+                zmq["curve"] = platform_column(Path(tmp) / "curve", settings, auth=True, memory=True)
+                zmq["noauth"] = (platform_column(Path(tmp) / "noauth", settings, auth=False, memory=True)
+                                 if settings.auth_disabled_column else None)
+                zmq["raw"] = raw_column(settings, curve=False)
+                zmq["raw_curve"] = raw_column(settings, curve=True)
+            if "rmq" in buses:
+                rmq["platform"], rmq["raw"] = rmq_columns(Path(tmp) / "rmq", settings)
     except BenchError as exc:
         sys.stderr.write(f"bench: error: {exc}\n")
         return 1
-    table = report.render(report.rows(curve, noauth, baseline, baseline_curve, settings.messages,
-                                      list(settings.connections)))
-    print(table)
-    for column in (curve, noauth, baseline, baseline_curve):
-        for note in column.notes if column else ():
-            if note:
-                print(note)
+    except KeyboardInterrupt:
+        sys.stderr.write("bench: interrupted\n")
+        return 130
+    tables = []
+    if zmq:
+        tables.append(("ZeroMQ", report.render(report.rows(
+            zmq["curve"], zmq["noauth"], zmq["raw"], zmq["raw_curve"], settings.messages,
+            list(settings.connections)))))
+    if rmq:
+        tables.append(("RabbitMQ", report.render_rmq(report.rmq_rows(
+            rmq["platform"], rmq["raw"], zmq.get("curve"), settings.messages))))
+    columns = [c for c in (*zmq.values(), *rmq.values()) if c]
+    notes = [n for column in columns for n in column.notes if n]
+    text = report.tables_text(tables)
+    print(text)
+    for note in notes:
+        print(note)
     if args.json:
-        args.json.write_text(json.dumps({"settings": settings.__dict__, "curve": curve.as_json(),
-                                         "auth_disabled": noauth.as_json() if noauth else None,
-                                         "raw": baseline.as_json(), "raw_curve": baseline_curve.as_json()},
-                                        indent=2, default=list))
+        figures: dict[str, Any] = {"settings": settings.__dict__, "buses": list(buses)}
+        if zmq:
+            figures.update({"curve": zmq["curve"].as_json(),
+                            "auth_disabled": zmq["noauth"].as_json() if zmq["noauth"] else None,
+                            "raw": zmq["raw"].as_json(), "raw_curve": zmq["raw_curve"].as_json()})
+        if rmq:
+            figures.update({"rmq": rmq["platform"].as_json(), "raw_pika": rmq["raw"].as_json()})
+        args.json.write_text(json.dumps(figures, indent=2, default=list))
     if args.record:
-        columns = (curve, noauth, baseline, baseline_curve)
-        notes = [n for column in columns if column for n in column.notes if n]
-        report.record(DOC, report.recorded_block(table, command.strip(), notes))
+        report.record(DOC, report.recorded_block(text, command.strip(), notes, buses))
         progress(f"recorded in {DOC.relative_to(ROOT)}")
     return 0
 

@@ -1,4 +1,8 @@
-"""A ``volttron`` process in a temporary home for the benchmark: start, authorize peers, RSS, stop."""
+"""A ``volttron`` process in a temporary home for the benchmark: start, authorize peers, RSS, stop.
+
+On RabbitMQ (``broker`` given) the home is prepared as ``vcfg rabbitmq single`` does, for the run's
+own instance name and vhost, and the platform runs with ``--message-bus rmq``.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +16,13 @@ from pathlib import Path
 
 import psutil
 
+from volttron.client.messagebus.rmq_testing import BrokerInstance
 from volttron.server.services.auth.authfile import AuthEntry, ensure_entries
 from volttron.utils.keys import KeyPair, generate_keypair
 
 START_TIMEOUT = 30.0
+RMQ_START_TIMEOUT = 60.0
+"""On RabbitMQ the platform also declares its queues and makes the agents' broker users first."""
 STOP_TIMEOUT = 20.0
 
 
@@ -24,15 +31,26 @@ class BenchPlatformError(RuntimeError):
 
 
 class BenchPlatform:
-    """``python -m volttron.server`` on its local ipc address only, CURVE on unless ``auth=False``."""
+    """``python -m volttron.server`` on its local ipc address only, CURVE on unless ``auth=False``.
 
-    def __init__(self, root: Path, auth: bool = True) -> None:
+    With ``broker`` the platform runs on RabbitMQ in that instance's vhost (CURVE keys stay on: an
+    agent's broker password is derived from them).
+    """
+
+    def __init__(self, root: Path, auth: bool = True, broker: BrokerInstance | None = None) -> None:
         self.root = root
-        self.auth = auth
+        self.auth = auth or broker is not None
+        self.broker = broker
         self.home = root / "home"
         self.log_path = root / "volttron.log"
         self.address = f"ipc://@{self.home}/run/vip.socket"
         self.process: subprocess.Popen[bytes] | None = None
+        self._keys: dict[str, KeyPair] = {}
+
+    @property
+    def agent_address(self) -> str:
+        """Where agents connect: the ipc address, or on RabbitMQ the broker's ``amqp://`` URL."""
+        return self.address if self.broker is None else self.broker.url()
 
     @property
     def serverkey(self) -> str | None:
@@ -42,13 +60,18 @@ class BenchPlatform:
         return json.loads((self.home / "keystore").read_text())["public"]
 
     def authorize(self, user_id: str) -> KeyPair | None:
-        """A key pair allowed in by ``auth.json`` (None without authentication)."""
+        """A key pair allowed in by ``auth.json`` (None without authentication), one per identity."""
         if not self.auth:
             return None
+        if user_id in self._keys:
+            return self._keys[user_id]
         keys = generate_keypair()
         self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
-        ensure_entries(self.home / "auth.json", [AuthEntry(credentials=keys.public, user_id=user_id,
-                                                           comments="benchmark")])
+        # on RabbitMQ the platform makes a broker user for each entry that names an identity
+        entry = AuthEntry(credentials=keys.public, user_id=user_id, comments="benchmark",
+                          identity=user_id if self.broker is not None else None)
+        ensure_entries(self.home / "auth.json", [entry])
+        self._keys[user_id] = keys
         return keys
 
     def start(self) -> BenchPlatform:
@@ -59,10 +82,16 @@ class BenchPlatform:
         cmd = [sys.executable, "-m", "volttron.server", "-l", str(self.log_path)]
         if not self.auth:
             cmd.append("--auth-disabled")
+        if self.broker is not None:
+            self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.broker.prepare_home(self.home)
+            cmd += ["--message-bus", "rmq"]
         with open(self.root / "volttron.stderr", "wb") as stderr:
+            # a session of its own: Ctrl-C reaches the benchmark, which stops the platform in order
             self.process = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=stderr,
-                                            cwd=self.root)
-        deadline = time.monotonic() + START_TIMEOUT
+                                            cwd=self.root, start_new_session=True)
+        limit = START_TIMEOUT if self.broker is None else RMQ_START_TIMEOUT
+        deadline = time.monotonic() + limit
         pid_file = self.home / "VOLTTRON_PID"
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -74,7 +103,28 @@ class BenchPlatform:
             except (FileNotFoundError, ValueError):
                 pass
             time.sleep(0.02)
-        raise BenchPlatformError(f"volttron did not start within {START_TIMEOUT:.0f} s:\n{self.log_text()}")
+        raise BenchPlatformError(f"volttron did not start within {limit:.0f} s:\n{self.log_text()}")
+
+    def broker_user_ready(self, identity: str) -> bool:
+        """Whether the platform has made the broker user of ``identity`` (RabbitMQ only; it records them)."""
+        assert self.broker is not None
+        try:
+            made = json.loads((self.home / "rabbitmq" / "users.json").read_text())
+        except (FileNotFoundError, ValueError):
+            return False
+        return f"{self.broker.instance}.{identity}" in made.get(self.broker.vhost, {})
+
+    def wait_broker_users(self, identities: list[str], timeout: float) -> None:
+        """Wait until the platform has made the broker user of every one of ``identities``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            missing = [i for i in identities if not self.broker_user_ready(i)]
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                raise BenchPlatformError(f"the platform made no broker user for {', '.join(missing)} within "
+                                         f"{timeout:.0f} s:\n{self.log_text()[-2000:]}")
+            time.sleep(0.05)
 
     @property
     def pid(self) -> int:

@@ -168,10 +168,14 @@ HEADER = ("Measure", "Platform, CURVE", "Platform, auth disabled", "Raw pyzmq fo
 
 
 def render(table: list[Row]) -> str:
-    """A Markdown table (readable as plain text too)."""
-    lines = [HEADER] + [(r.measure, r.curve, r.noauth, r.raw, r.raw_curve, r.ratio, r.target, r.verdict,
-                         r.published or "-") for r in table]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(HEADER))]
+    """The ZeroMQ table in Markdown (readable as plain text too)."""
+    return _markdown(HEADER, [(r.measure, r.curve, r.noauth, r.raw, r.raw_curve, r.ratio, r.target, r.verdict,
+                               r.published or "-") for r in table])
+
+
+def _markdown(header: tuple[str, ...], body: list[tuple[str, ...]]) -> str:
+    lines = [header, *body]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
 
     def fmt(cells: tuple[str, ...]) -> str:
         return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
@@ -180,8 +184,76 @@ def render(table: list[Row]) -> str:
                       *(fmt(line) for line in lines[1:])])
 
 
-def machine() -> str:
-    """CPU, cores, memory, OS, Python and library versions of this host."""
+@dataclass(frozen=True)
+class RmqRow:
+    """One line of the RabbitMQ table."""
+
+    measure: str
+    platform: str
+    raw: str
+    ratio: str
+    zmq: str
+
+
+RMQ_HEADER = ("Measure", "Platform, RabbitMQ", "Raw pika", "RabbitMQ vs raw pika", "Platform, ZeroMQ CURVE")
+
+
+def _share(value: float | None, base: float | None) -> str:
+    return "-" if value is None or not base else f"{value / base:.0%} of raw"
+
+
+def _times(value: float | None, base: float | None) -> str:
+    return "-" if value is None or not base else f"{value / base:.1f}x raw p50"
+
+
+def rmq_rows(platform: SuiteResult, raw: SuiteResult, zmq: SuiteResult | None, messages: int) -> list[RmqRow]:
+    """The RabbitMQ table: the platform on RabbitMQ, raw pika, their ratio, and ZeroMQ for comparison."""
+    zmq = zmq or SuiteResult()
+    tp, raw_tp = platform.throughput, raw.throughput
+    lat, raw_lat = platform.latency, raw.latency
+    rpc, raw_rpc = platform.rpc, raw.rpc
+
+    def calls(s: LatencyStats | None) -> str:
+        return "-" if s is None else f"{s.per_second:,.0f} calls/s"
+
+    return [
+        RmqRow(f"(a) pub/sub throughput, 1 -> 1, {messages:,} msgs", _rate(tp), _rate(raw_tp),
+               _share(tp.rate if tp else None, raw_tp.rate if raw_tp else None), _rate(zmq.throughput)),
+        RmqRow("(c) one-way pub/sub latency p50 / p99", _lat(lat), _lat(raw_lat),
+               _times(lat.p50_ms if lat else None, raw_lat.p50_ms if raw_lat else None), _lat(zmq.latency)),
+        RmqRow("(d) RPC round trip p50 / p99", _lat(rpc), _lat(raw_rpc),
+               _times(rpc.p50_ms if rpc else None, raw_rpc.p50_ms if raw_rpc else None), _lat(zmq.rpc)),
+        RmqRow("(d) RPC calls/s, sequential", calls(rpc), calls(raw_rpc),
+               _share(rpc.per_second if rpc else None, raw_rpc.per_second if raw_rpc else None),
+               calls(zmq.rpc)),
+        RmqRow("(e) one agent process RSS (vip_main)", _mb(platform.agent_rss), "-", "-", _mb(zmq.agent_rss)),
+    ]
+
+
+def render_rmq(table: list[RmqRow]) -> str:
+    """The RabbitMQ table in Markdown."""
+    return _markdown(RMQ_HEADER, [(r.measure, r.platform, r.raw, r.ratio, r.zmq) for r in table])
+
+
+def tables_text(tables: list[tuple[str, str]]) -> str:
+    """Each bus's table under its name."""
+    return "\n\n".join(f"{title}:\n\n{table}" for title, table in tables)
+
+
+def broker_version() -> str:
+    """The local RabbitMQ's version, as ``rabbitmqctl`` reports it ("unknown" if it cannot)."""
+    import subprocess
+
+    try:
+        done = subprocess.run(["rabbitmqctl", "-q", "version"], capture_output=True, text=True, timeout=30,
+                              check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return done.stdout.strip() or "unknown"
+
+
+def machine(rabbitmq: bool = False) -> str:
+    """CPU, cores, memory, OS, Python and library versions of this host (and the broker's)."""
     import gevent
     import psutil
     import zmq
@@ -195,28 +267,21 @@ def machine() -> str:
     except OSError:
         pass
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    broker = ""
+    if rabbitmq:
+        import pika
+
+        broker = f", pika {pika.__version__}, RabbitMQ {broker_version()}"
     return (f"{cpu}, {os.cpu_count()} logical CPUs, {psutil.virtual_memory().total / 2**30:.0f} GiB RAM; "
             f"{host.system()} {host.release()}; Python {host.python_version()}, pyzmq {zmq.__version__} "
-            f"(libzmq {zmq.zmq_version()}), gevent {gevent.__version__}; load average at the end "
+            f"(libzmq {zmq.zmq_version()}), gevent {gevent.__version__}{broker}; load average at the end "
             f"{load} (1, 5, 15 min); bench niceness {os.nice(0)}")
 
 
-def recorded_block(table: str, command: str, notes: list[str]) -> str:
-    """The block ``--record`` writes: machine, date, command, table, how to read it."""
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    note_lines = "".join(f"- {n}\n" for n in notes)
-    return f"""{BEGIN}
-Recorded {now} on: {machine()}.
-
-Command: `{command}`
-
-{table}
-
-How to read it:
-- One run measures every column: the platform with CURVE and ZAP on (the default), the same with
-  `--auth-disabled`, and a raw pyzmq ROUTER forwarder in Python (no VIP, no gevent), plain and with
-  CURVE on every connection, as the floor any Python router pays. Every platform agent is the real
-  client (`build_agent`, `vip.pubsub.publish`, `vip.rpc.call`) in its own process, over the
+ZMQ_READING = """- ZeroMQ: one run measures every column: the platform with CURVE and ZAP on (the default),
+  the same with `--auth-disabled`, and a raw pyzmq ROUTER forwarder in Python (no VIP, no gevent), plain
+  and with CURVE on every connection, as the floor any Python router pays. Every platform agent is
+  the real client (`build_agent`, `vip.pubsub.publish`, `vip.rpc.call`) in its own process, over the
   platform's local ipc address. "Result" checks the targets on the CURVE column.
 - (a) one publisher sends every message without waiting for its acknowledgement; the rate is
   messages received by the subscriber (another process) divided by the time from the first publish
@@ -238,7 +303,37 @@ How to read it:
 - "CURVE vs raw": the platform's throughput as a share of the raw forwarder's, and its RPC p50 as
   a multiple of the raw echo round trip. "Published platform": figures of the published modular
   VOLTTRON for the same scenarios, for scale.
-- The lines below give the CPU each process and thread spent per message in (a) (from the kernel's
+"""
+
+RMQ_READING = """- RabbitMQ: `volttron --message-bus rmq` in a vhost made for the run (deleted afterwards),
+  its agents the same real client on pika's gevent adapter, each in its own process; measured against
+  raw pika clients (no VIP, no gevent) in the same vhost through a topic exchange of their own.
+  Pub/sub and RPC messages go agent to agent through the broker, so the ratio is what the client
+  side of the platform adds to the broker's own cost. (a): the raw publisher, like the platform's
+  client, publishes asynchronously with publisher confirms, at most 10,000 unconfirmed; the rate is
+  deliveries over first publish to last delivery, median of the runs; "acks dropped" here counts
+  publishes the broker never confirmed. (c): one message at a time, raw: a publish through the
+  exchange to the responder's queue. (d): raw request/reply: the request through the exchange to the
+  responder's queue, the reply to the caller's exclusive reply queue (correlation id), sequential.
+  "RabbitMQ vs raw pika": throughput and calls/s as a share of raw pika's, latencies as a multiple of
+  raw pika's p50. The last column repeats the ZeroMQ platform's figures of the same run.
+"""
+
+
+def recorded_block(text: str, command: str, notes: list[str], buses: tuple[str, ...] = ("zmq",)) -> str:
+    """The block ``--record`` writes: machine, date, command, tables, how to read them."""
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    note_lines = "".join(f"- {n}\n" for n in notes)
+    reading = (ZMQ_READING if "zmq" in buses else "") + (RMQ_READING if "rmq" in buses else "")
+    return f"""{BEGIN}
+Recorded {now} on: {machine("rmq" in buses)}.
+
+Command: `{command}`
+
+{text}
+
+How to read it:
+{reading}- The lines below give the CPU each process and thread spent per message in (a) (from the kernel's
   per-thread counters): where the time goes.
 {note_lines}{END}"""
 

@@ -26,7 +26,11 @@ ECHO_IDENTITY = "bench.echo"
 
 @dataclass(frozen=True)
 class Peer:
-    """How one worker connects: address, identity and (with authentication) its keys."""
+    """How one worker connects: address, identity and (with authentication) its keys.
+
+    ``message_bus`` ``"rmq"``: ``address`` is the broker's ``amqp://`` URL of the platform's vhost and
+    instance; the broker password is derived from the keys.
+    """
 
     address: str
     identity: str
@@ -34,6 +38,7 @@ class Peer:
     publickey: str | None = None
     secretkey: str | None = None
     serverkey: str | None = None
+    message_bus: str = "zmq"
 
 
 def _connect(peer: Peer, agent_class: Any = None) -> Any:
@@ -42,7 +47,7 @@ def _connect(peer: Peer, agent_class: Any = None) -> Any:
 
     return build_agent(address=peer.address, identity=peer.identity, publickey=peer.publickey,
                        secretkey=peer.secretkey, serverkey=peer.serverkey, volttron_home=peer.home,
-                       timeout=15, agent_class=agent_class or Agent)
+                       timeout=15, agent_class=agent_class or Agent, message_bus=peer.message_bus)
 
 
 def _wait_event(event: Any, timeout: float) -> bool:
