@@ -2,16 +2,22 @@
 
 It checks that the run completes and that the figures are sane (nothing lost at 200 messages, every
 sample taken, memory read), not how fast anything is: timings belong to the benchmark, not to tests.
+The RabbitMQ run needs the local broker (skipped without one, failed under
+``VOLTTRON_TEST_REQUIRE_RABBITMQ=1``).
 """
 
 from __future__ import annotations
 
 import json
+import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from volttron.client.messagebus.rmq_testing import require_broker
 
 pytestmark = pytest.mark.integration
 
@@ -22,7 +28,8 @@ MAIN = ROOT / "scripts" / "benchlib" / "main.py"
 def test_bench_quick_run_measures_every_column(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     run = subprocess.run([sys.executable, str(MAIN), "--messages", "200", "--quick", "--timeout", "30",
-                          "--json", str(out)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+                          "--bus", "zmq", "--json", str(out)], capture_output=True, text=True, timeout=120,
+                         cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     for label in ("(a) pub/sub throughput", "(b) fan-out 1 -> 3", "(c) one-way pub/sub latency",
                   "(d) RPC round trip", "(e) server RSS, idle", "(e) server RSS, 20 connected agents",
@@ -38,6 +45,55 @@ def test_bench_quick_run_measures_every_column(tmp_path: Path) -> None:
     assert set(curve["rss_connected"]) == {"10", "20"}
     assert raw["throughput"]["lost"] == 0 and raw["rpc"]["count"] == 200
     assert figures["auth_disabled"] is None, "--quick leaves out the auth-disabled column"
+    assert "RabbitMQ:" not in run.stdout and "rmq" not in figures
+
+
+NUMBER = r"[0-9][0-9,.]*"
+
+
+@pytest.mark.rabbitmq
+def test_bench_quick_run_on_rabbitmq_measures_the_platform_and_raw_pika(tmp_path: Path) -> None:
+    require_broker()
+    out = tmp_path / "bench.json"
+    run = subprocess.run([sys.executable, str(MAIN), "--messages", "200", "--quick", "--timeout", "30",
+                          "--bus", "rmq", "--json", str(out)], capture_output=True, text=True, timeout=120,
+                         cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "RabbitMQ:" in run.stdout and "ZeroMQ:" not in run.stdout, run.stdout
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in run.stdout.splitlines() if line.startswith("| (")}
+    expected = {  # platform, raw pika, ratio
+        "(a) pub/sub throughput, 1 -> 1, 200 msgs": (f"{NUMBER} msg/s, 0 lost",) * 2 + (r"\d+% of raw",),
+        "(c) one-way pub/sub latency p50 / p99": (f"{NUMBER} / {NUMBER} ms",) * 2 + (f"{NUMBER}x raw p50",),
+        "(d) RPC round trip p50 / p99": (f"{NUMBER} / {NUMBER} ms",) * 2 + (f"{NUMBER}x raw p50",),
+        "(d) RPC calls/s, sequential": (f"{NUMBER} calls/s",) * 2 + (r"\d+% of raw",),
+    }
+    for label, patterns in expected.items():
+        assert all(re.fullmatch(p, cell) for p, cell in zip(patterns, rows[label])), (label, rows[label])
+    assert re.fullmatch(f"{NUMBER} MB", rows["(e) one agent process RSS (vip_main)"][0])
+    figures = json.loads(out.read_text())
+    platform, raw = figures["rmq"], figures["raw_pika"]
+    assert platform["throughput"]["sent"] == 200 and platform["throughput"]["lost"] == 0
+    assert raw["throughput"]["sent"] == 200 and raw["throughput"]["lost"] == 0
+    assert platform["throughput"]["unacknowledged"] == 0 and raw["throughput"]["unacknowledged"] == 0
+    for column in (platform, raw):
+        assert column["latency"]["count"] == 200 and column["rpc"]["count"] == 200
+    assert platform["agent_rss"] > 0 and "curve" not in figures
+    assert "(removed at the end)" in run.stderr
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]  # nothing listens once the socket is closed
+
+
+def test_bench_on_rabbitmq_without_a_broker_says_so_in_one_line(tmp_path: Path) -> None:
+    broker = f"127.0.0.1:{_closed_port()}"
+    run = subprocess.run([sys.executable, str(MAIN), "--bus", "rmq", "--broker", broker], capture_output=True,
+                         text=True, timeout=60, cwd=tmp_path)
+    assert run.returncode == 1
+    assert run.stderr.strip().count("\n") == 0 and "no RabbitMQ broker answers on 127.0.0.1:" in run.stderr
 
 
 def test_bench_refuses_bad_arguments(tmp_path: Path) -> None:
