@@ -31,7 +31,7 @@ from volttron.server.aip.agent_users import (
 from volttron.server.aip.errors import AgentInstallError, AIPError
 from volttron.server.aip.launcher import LaunchSettings, build_launch_spec
 from volttron.server.aip.platform_agents import AIPConfig, AIPPlatform
-from volttron.server.options import build_parser, merge_options
+from volttron.server.options import OptionsError, build_parser, merge_options
 
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="creates system users: run the tests as root")
 LISTENER = "volttron-listener"  # installed in development mode: the AIP installs it without pip
@@ -73,6 +73,8 @@ def test_the_option_and_the_config_key() -> None:
     assert merge_options(parse([]), {"secure-agent-users": "True"}, home).secure_agent_users is True
     plain = merge_options(parse([]), {}, home)
     assert plain.secure_agent_users is False and not plain.notes
+    with pytest.raises(OptionsError, match="zmq message bus only"):
+        merge_options(parse(["--secure-agent-users", "--message-bus", "rmq"]), {}, home)
 
 
 def test_not_root_is_refused_in_one_line() -> None:
@@ -207,7 +209,7 @@ def test_install_status_and_remove_with_a_user(users: AgentUsers, tmp_path: Path
     assert aip.status_agents(get_agent_user=True) == [[uuid, LISTENER, name, [None, None], "l1"]]
     assert aip.status_agents() == [[uuid, LISTENER, [None, None], "l1"]]
     assert owner(tmp_path / "home/agents/l1/data")[0] == name
-    aip.remove("l1")
+    assert f"removed the system user {name}" in aip.remove("l1")["notes"]
     assert not users.exists(name) and users.owned() == []
 
 

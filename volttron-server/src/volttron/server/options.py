@@ -233,6 +233,11 @@ def merge_options(args: argparse.Namespace, config: Mapping[str, str], home: Pat
         key = name.replace("_", "-")
         return parse_bool(config[key], key) if key in config else False
 
+    secure_agent_users = flag("secure_agent_users")
+    if secure_agent_users and message_bus != "zmq":
+        raise OptionsError("secure-agent-users works with the zmq message bus only: RabbitMQ agents read "
+                           "broker settings and certificates from VOLTTRON_HOME, which secure mode keeps "
+                           "from them")
     verbose = args.verbose if args.verbose is not None else _parse_int(config.get("verbose", 0), "verbose", 0)
     quiet = args.quiet if args.quiet is not None else _parse_int(config.get("quiet", 0), "quiet", 0)
     frequency = pick("agent-monitor-frequency")
@@ -261,7 +266,7 @@ def merge_options(args: argparse.Namespace, config: Mapping[str, str], home: Pat
         volttron_central_serverkey=pick("volttron-central-serverkey"),
         agent_monitor_frequency=_parse_int(frequency, "agent-monitor-frequency", 1),
         max_message_size=_parse_int(max_size, "max-message-size", 1024),
-        secure_agent_users=flag("secure_agent_users"),
+        secure_agent_users=secure_agent_users,
         config_file=config_path,
         notes=tuple(notes),
     )

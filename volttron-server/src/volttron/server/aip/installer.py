@@ -397,7 +397,7 @@ class AgentInstaller:
             if user is not None and self.users is not None:
                 try:
                     self.users.remove(user)
-                    steps.say(f"removed the system user {user}")
+                    notes.append(f"removed the system user {user}")
                 except AIPError as exc:
                     _log.error("removing %s: %s", record.identity, exc)
                     notes.append(f"the system user {user} is left behind: {exc}")
