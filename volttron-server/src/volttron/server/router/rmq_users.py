@@ -10,13 +10,22 @@ broker user ``<instance>.<identity>`` on the platform's vhost, with the anchored
 * TLS: no password, and a client certificate ``<instance>.<identity>`` signed by the instance's
   CA (EXTERNAL authentication maps its common name to the user).
 
+Each user also gets the topic permissions of :mod:`~.rmq_topic_permissions` on the ``volttron``
+exchange, so the broker refuses its publishes to the protected topics (``protected_topics.json``)
+whose capabilities its ``auth.json`` entry lacks, as the pub/sub service does on ZeroMQ; a user
+with nothing to refuse has no topic permission. A new user gets them before it may use the vhost;
+when the permissions of an existing user become stricter its connections are closed (the broker
+caches allowed keys per channel) and the agent links again by itself.
+
 Users of this instance tagged ``volttron-agent`` whose entry went away are deleted. The in-process
 services (entries with the platform's own key) and vctl (``control.connection``) connect over
 ZeroMQ and need no user. Requests for several users go to the broker side by side.
 
-:meth:`BrokerUsers.sync` runs once before the platform is ready, then whenever ``auth.json``
-changes (checked every :attr:`BrokerUsers.POLL_INTERVAL` seconds). What was set is remembered in
-``$VOLTTRON_HOME/rabbitmq/users.json`` (digests, not passwords), so a restart touches only what
+:meth:`BrokerUsers.sync` runs once before the platform is ready, then whenever ``auth.json`` or
+``protected_topics.json`` changes (checked every :attr:`BrokerUsers.POLL_INTERVAL` seconds; a
+protected-topics file that does not parse is reported and the last good one stays in force). What
+was set is remembered in ``$VOLTTRON_HOME/rabbitmq/users.json`` (digests, not passwords), and vhost
+and topic permissions are compared with what the broker lists, so a restart touches only what
 changed.
 """
 
@@ -24,18 +33,34 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import gevent
 
 from volttron.client.known_identities import CONTROL_CONNECTION
-from volttron.client.messagebus.rmq_admin import AGENT_TAG, BrokerAdmin, BrokerAdminError, agent_permissions
+from volttron.client.messagebus.rmq_admin import (
+    AGENT_TAG,
+    BrokerAdmin,
+    BrokerAdminError,
+    CtlAdmin,
+    HttpAdmin,
+    Permissions,
+    TopicPermissions,
+    agent_permissions,
+)
 from volttron.client.messagebus.rmq_credentials import derive_password
-from volttron.client.messagebus.rmq_wire import ROUTER, fq_identity
+from volttron.client.messagebus.rmq_wire import EXCHANGE, ROUTER, fq_identity
+from volttron.server.router.rmq_topic_permissions import agent_topic_permissions
 from volttron.server.services.auth.authfile import AuthDocument, is_regex
 from volttron.server.services.auth.policy import AuthPolicy
-from volttron.utils.errors import VolttronError
+from volttron.server.services.auth.service import read_protected_topics
+from volttron.server.services.pubsub.protected import PROTECTED_TOPICS_FILE, ProtectedTopics
+from volttron.utils.errors import ConfigError, VolttronError
 from volttron.utils.files import read_json_file, write_json_file
 from volttron.utils.home import certificates_dir
 
@@ -60,10 +85,14 @@ class BrokerUsers:
         self._public = public_key
         self.tls = tls
         self._policy = AuthPolicy(home / "auth.json")
+        self._protected_path = home / PROTECTED_TOPICS_FILE
+        self._protected = ProtectedTopics()
+        self._protected_signature: tuple[int, int, int] | None | bool = False
         self._state_path = home / "rabbitmq" / "users.json"
         self._greenlet: gevent.Greenlet | None = None
         self.syncs = 0
         self.failures = 0
+        self.topic_updates = 0
 
     # -- what is wanted -------------------------------------------------------------------------
     def wanted(self, document: AuthDocument) -> dict[str, str | None]:
@@ -81,16 +110,49 @@ class BrokerUsers:
             users[user] = None if self.tls else derive_password(self._secret, key, user)
         return users
 
+    def wanted_topic_permissions(self, document: AuthDocument,
+                                 users: Iterable[str]) -> dict[str, TopicPermissions | None]:
+        """Broker user -> its topic permissions on ``volttron`` (None: none) under the protected topics.
+
+        Capabilities are looked up by identity, as the pub/sub service looks up a publisher's.
+        """
+        literal, regexes = self._protected.entries()
+        table = document.capabilities_by_user() if literal or regexes else {}
+        prefix = f"{self.instance}."
+        return {user: agent_topic_permissions(self.instance, literal, regexes, table.get(user[len(prefix):]))
+                for user in users}
+
+    def refresh_protected_topics(self) -> bool:
+        """Re-read ``protected_topics.json`` if it changed on disk; True when its entries changed.
+
+        A file that does not parse is reported and the last good entries stay (missing: no entries).
+        """
+        signature = _file_signature(self._protected_path)
+        if signature == self._protected_signature:
+            return False
+        self._protected_signature = signature
+        before = self._protected.entries()
+        try:
+            self._protected.replace(read_protected_topics(self._protected_path), str(self._protected_path))
+        except ConfigError as exc:
+            _log.error("broker topic permissions not changed: %s", exc)
+            return False
+        return self._protected.entries() != before
+
     # -- applying it ----------------------------------------------------------------------------
     def sync(self) -> None:
         """Make the broker's agent users what ``auth.json`` says (raises :class:`BrokerAdminError`)."""
-        wanted = self.wanted(self._policy.current())
+        document = self._policy.current()
+        wanted = self.wanted(document)
+        topics = self.wanted_topic_permissions(document, wanted)
         state = read_json_file(self._state_path, {}, expect=dict)
         known = state.get(self.vhost, {}) if isinstance(state.get(self.vhost), dict) else {}
         existing = gevent.spawn(self.admin.users)
         permissions = gevent.spawn(self.admin.permissions, self.vhost)
-        gevent.joinall([existing, permissions], raise_error=True)
-        changes = [gevent.spawn(self._put, user, password, existing.value, permissions.value, known)
+        topic_permissions = gevent.spawn(self.admin.topic_permissions, self.vhost)
+        gevent.joinall([existing, permissions, topic_permissions], raise_error=True)
+        current = _Current(existing.value, permissions.value, topic_permissions.value)
+        changes = [gevent.spawn(self._put, user, password, topics[user], current, known)
                    for user, password in sorted(wanted.items())]
         prefix = f"{self.instance}."
         changes += [gevent.spawn(self._delete, user, known) for user, tags in sorted(existing.value.items())
@@ -106,24 +168,45 @@ class BrokerUsers:
             raise failed[0]
         self.syncs += 1
 
-    def _put(self, user: str, password: str | None, existing: dict[str, list[str]],
-             permissions: dict[str, Any], known: dict[str, str]) -> bool:
-        """Make ``user`` as wanted (the broker's requests for several users run side by side)."""
+    def _put(self, user: str, password: str | None, topics: TopicPermissions | None, current: _Current,
+             known: dict[str, str]) -> bool:
+        """Make ``user`` as wanted (the broker's requests for several users run side by side).
+
+        Topic permissions go before the vhost permissions, so a new user is never without them.
+        """
         changed = False
         digest = _digest(user, password)
         expected = agent_permissions(user)
-        grant = (self.vhost, expected) if permissions.get(user) != expected else None
+        existing = current.users
+        grant = (self.vhost, expected) if current.permissions.get(user) != expected else None
+        topics_stale = current.topics.get(user, {}).get(EXCHANGE) != topics
         if user not in existing or known.get(user) != digest or AGENT_TAG not in existing[user]:
             tags = None if AGENT_TAG in existing.get(user, []) else [AGENT_TAG]
-            self.admin.put_user(user, password, tags, exists=user in existing, grant=grant)
+            self.admin.put_user(user, password, tags, exists=user in existing,
+                                grant=None if topics_stale else grant)
             known[user] = digest
             changed = True
             _log.info("broker user %s ready", user)
-        elif grant is not None:
+        elif not topics_stale and grant is not None:
             self.admin.set_permissions(self.vhost, user, expected)
+        if topics_stale:
+            self._put_topic_permissions(user, topics, stricter=user in existing)
+            if grant is not None:
+                self.admin.set_permissions(self.vhost, user, expected)
         if self.tls:
             self._ensure_certificate(user)
         return changed
+
+    def _put_topic_permissions(self, user: str, topics: TopicPermissions | None, stricter: bool) -> None:
+        if topics is None:
+            self.admin.clear_topic_permissions(self.vhost, user)
+            _log.info("broker user %s: no protected topic refused", user)
+        else:
+            self.admin.set_topic_permissions(self.vhost, user, EXCHANGE, topics)
+            _log.info("broker user %s: publishes refused by %s", user, topics.write)
+            if stricter:
+                _close_connections(self.admin, user)
+        self.topic_updates += 1
 
     def _delete(self, user: str, known: dict[str, str]) -> bool:
         self.admin.delete_user(user)
@@ -141,7 +224,8 @@ class BrokerUsers:
 
     # -- running --------------------------------------------------------------------------------
     def start(self) -> None:
-        """Sync now (errors are raised), then whenever ``auth.json`` changes."""
+        """Sync now (errors are raised), then whenever ``auth.json`` or ``protected_topics.json`` changes."""
+        self.refresh_protected_topics()
         self.sync()
         self._greenlet = gevent.spawn(self._watch)
 
@@ -150,7 +234,8 @@ class BrokerUsers:
         while True:
             gevent.sleep(self.POLL_INTERVAL)
             self._policy.current()
-            if self._policy.reloads == seen and self.failures == 0:
+            protected_changed = self.refresh_protected_topics()
+            if self._policy.reloads == seen and not protected_changed and self.failures == 0:
                 continue
             seen = self._policy.reloads
             try:
@@ -169,8 +254,37 @@ class BrokerUsers:
 
     def statistics(self) -> dict[str, Any]:
         """Counts for status output."""
-        return {"syncs": self.syncs, "failures": self.failures}
+        return {"syncs": self.syncs, "failures": self.failures, "topic_updates": self.topic_updates}
+
+
+@dataclass(frozen=True)
+class _Current:
+    """What the broker has: users and tags, vhost permissions, topic permissions."""
+
+    users: dict[str, list[str]]
+    permissions: dict[str, Permissions]
+    topics: dict[str, dict[str, TopicPermissions]]
 
 
 def _digest(user: str, password: str | None) -> str:
     return hashlib.sha256(f"{user}\0{password or ''}".encode()).hexdigest()
+
+
+def _file_signature(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def _close_connections(admin: BrokerAdmin, user: str) -> None:
+    """Close ``user``'s connections, so no channel keeps keys the broker allowed it before.
+
+    Through the back-ends' own request methods until :class:`BrokerAdmin` offers this itself.
+    """
+    reason = "topic permissions changed: link again"
+    if isinstance(admin, CtlAdmin):
+        admin._run("close_all_user_connections", user, reason)  # noqa: SLF001
+    elif isinstance(admin, HttpAdmin):
+        admin._request("DELETE", f"connections/username/{quote(user, safe='')}")  # noqa: SLF001

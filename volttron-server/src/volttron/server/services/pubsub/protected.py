@@ -100,6 +100,10 @@ class ProtectedTopics:
             self._signature = signature
             self._load(strict=False)
 
+    def entries(self) -> tuple[dict[str, list[str]], list[tuple[str, list[str]]]]:
+        """The literal topics and the ``/regex/`` entries (pattern text, in order) with their capabilities."""
+        return dict(self._literal), [(regex.pattern, caps) for regex, caps in self._regexes]
+
     def required(self, topic: str) -> list[str] | None:
         """Capabilities needed to publish to ``topic``, or None when it is not protected."""
         caps = self._literal.get(topic)
