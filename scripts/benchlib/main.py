@@ -95,6 +95,8 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Settings]:
                         help="the local RabbitMQ broker (managed with rabbitmqctl; default 127.0.0.1:5672)")
     parser.add_argument("--record", action="store_true", help="write the table into docs/performance.md")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON to this file")
+    parser.add_argument("--note", action="append", default=[],
+                        help="a line about the conditions of the run for the recorded block (repeatable)")
     args = parser.parse_args(argv)
     if args.quick:
         subscribers, samples, conns, skip = min(args.subscribers, 3), min(args.samples, 200), [10, 20], True
@@ -210,23 +212,24 @@ def pubsub_throughput(platform: BenchPlatform, subscribers: int, messages: int,
         workers.start(vip_workers.publisher, peer(platform, "bench.pub"), messages, subscribers, go,
                       published, workers.out, timeout)
         if platform.broker is None:
-            return _throughput(workers, messages, subscribers, go, ("platform", platform.pid))
-        return _throughput(workers, messages, subscribers, go, ("broker", rmq_broker.broker_pid()))
+            return _throughput(workers, messages, subscribers, go, {"platform": platform.pid})
+        return _throughput(workers, messages, subscribers, go,
+                           {"broker": rmq_broker.broker_pid(), "platform": platform.pid})
 
 
 def _throughput(workers: Workers, messages: int, subscribers: int, go: Any,
-                hub: tuple[str, int | None]) -> Throughput:
+                watched: dict[str, int | None]) -> Throughput:
     """Start the started publisher and subscribers of (a)/(b) and add up their reports.
 
-    ``hub``: the process every message passes through (the platform's router or the broker) whose
-    CPU is reported too. On ZeroMQ the threads other than the main one are libzmq's I/O threads.
+    ``watched``: other processes whose CPU is reported too (the platform, the broker). With ZeroMQ
+    (no broker) the platform's and the agents' threads other than the main one are libzmq's.
     """
     workers.collect(time.monotonic() + 60, ready=subscribers + 1)
-    name, pid = hub
-    hub_before = cpu_by_thread(pid) if pid else (0.0, 0.0)
+    zmq = "broker" not in watched
+    before = {name: cpu_by_thread(pid) for name, pid in watched.items() if pid}
     go.set()
     reports = workers.collect(time.monotonic() + workers.timeout + 30, pub=1, sub=subscribers)
-    hub_used = [a - b for a, b in zip(cpu_by_thread(pid), hub_before)] if pid else None
+    used = {name: [a - b for a, b in zip(cpu_by_thread(watched[name]), was)] for name, was in before.items()}
     (_, _, start, _sent, unacknowledged, short, pub_cpu), = reports["pub"]
     subs = reports["sub"]
     if short:
@@ -235,11 +238,13 @@ def _throughput(workers: Workers, messages: int, subscribers: int, go: Any,
     last = max((r[4] for r in subs if r[2]), default=start)
     per = 1e6 / messages
     cpu: dict[str, float] = {}
-    if hub_used is not None and name == "platform":
-        cpu.update({"platform main thread": hub_used[0] * per, "platform libzmq threads": hub_used[1] * per})
-    elif hub_used is not None:
-        cpu[f"{name} (all threads)"] = sum(hub_used) * per
-    others = "libzmq threads" if name == "platform" else "other threads"
+    for name, (main_thread, other_threads) in used.items():
+        if zmq:
+            cpu[f"{name} main thread"] = main_thread * per
+            cpu[f"{name} libzmq threads"] = other_threads * per
+        else:
+            cpu[f"{name} (all threads)"] = (main_thread + other_threads) * per
+    others = "libzmq threads" if zmq else "other threads"
     cpu.update({"publisher main thread": pub_cpu[0] * per, f"publisher {others}": pub_cpu[1] * per,
                 "subscribers main threads": sum(r[5][0] for r in subs) * per,
                 f"subscribers {others}": sum(r[5][1] for r in subs) * per})
@@ -463,7 +468,7 @@ def raw_pika_throughput(broker: raw_pika.Broker, messages: int, timeout: float) 
     with Workers(timeout) as workers:
         workers.start(raw_pika.subscriber, broker, messages, published, workers.out, timeout)
         workers.start(raw_pika.publisher, broker, messages, go, published, workers.out, timeout)
-        return _throughput(workers, messages, 1, go, ("broker", rmq_broker.broker_pid()))
+        return _throughput(workers, messages, 1, go, {"broker": rmq_broker.broker_pid()})
 
 
 def raw_pika_latency_and_rpc(broker: raw_pika.Broker, samples: int,
@@ -516,6 +521,19 @@ def progress(text: str) -> None:
     sys.stderr.flush()
 
 
+def _reproducible(argv: list[str]) -> list[str]:
+    """The arguments that shape the measurements: without ``--json``/``--note`` and their values."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--json", "--note"):
+            skip = True
+        elif not arg.startswith(("--json=", "--note=")):
+            kept.append(arg)
+    return kept
+
+
 def _interrupt_on_sigterm() -> None:
     """SIGTERM ends this process as Ctrl-C does (so cleanups run); forked children keep the default."""
     orchestrator = os.getpid()
@@ -532,7 +550,7 @@ def _interrupt_on_sigterm() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args, settings = parse_args(argv)
-    command = "scripts/bench " + shlex.join(argv if argv is not None else sys.argv[1:])
+    command = "scripts/bench " + shlex.join(_reproducible(argv if argv is not None else sys.argv[1:]))
     _interrupt_on_sigterm()
     zmq: dict[str, report.SuiteResult | None] = {}
     rmq: dict[str, report.SuiteResult] = {}
@@ -577,7 +595,7 @@ def main(argv: list[str] | None = None) -> int:
             figures.update({"rmq": rmq["platform"].as_json(), "raw_pika": rmq["raw"].as_json()})
         args.json.write_text(json.dumps(figures, indent=2, default=list))
     if args.record:
-        report.record(DOC, report.recorded_block(text, command.strip(), notes, buses))
+        report.record(DOC, report.recorded_block(text, command.strip(), notes, buses, args.note))
         progress(f"recorded in {DOC.relative_to(ROOT)}")
     return 0
 
