@@ -9,6 +9,7 @@ below it each hold one concept:
 - ``environment``    pip and the protected platform packages
 - ``installer``      the install and remove transactions
 - ``auth_entries``   the hooks told about installs and removals (default: edit ``auth.json``)
+- ``agent_users``    secure mode: one system user per agent, and the permissions it gets
 - ``launcher``       an agent's command line and environment
 - ``agent_output``   an agent's stdout/stderr into the platform log
 - ``supervisor``     processes under gevent: start, stop, crash restarts
