@@ -334,7 +334,8 @@ def _run_locked(command: list[str]) -> subprocess.CompletedProcess[str]:
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise SecureModeError(f"{command[0]} failed: {exc}") from exc
-        if result.returncode != _USERADD_LOCKED and "lock" not in result.stderr.lower():
+        locked = result.returncode == _USERADD_LOCKED or "lock" in result.stderr.lower()
+        if result.returncode == 0 or not locked:
             return result
         time.sleep(_LOCK_RETRY_SECONDS)
     assert result is not None
