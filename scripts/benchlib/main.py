@@ -462,12 +462,13 @@ def rmq_platform_column(root: Path, settings: Settings, instance: BrokerInstance
     return result
 
 
-def raw_pika_throughput(broker: raw_pika.Broker, messages: int, timeout: float) -> Throughput:
+def raw_pika_throughput(broker: raw_pika.Broker, messages: int, timeout: float,
+                        vip_shaped: bool = False) -> Throughput:
     """(a) with raw pika: one confirmed publisher process, one consumer process."""
     go, published = FORK.Event(), FORK.Event()
     with Workers(timeout) as workers:
         workers.start(raw_pika.subscriber, broker, messages, published, workers.out, timeout)
-        workers.start(raw_pika.publisher, broker, messages, go, published, workers.out, timeout)
+        workers.start(raw_pika.publisher, broker, messages, go, published, workers.out, timeout, vip_shaped)
         return _throughput(workers, messages, 1, go, {"broker": rmq_broker.broker_pid()})
 
 
@@ -497,8 +498,11 @@ def raw_pika_column(settings: Settings, broker: raw_pika.Broker) -> report.Suite
     result = report.SuiteResult()
     result.throughput = median_run([raw_pika_throughput(broker, settings.messages, settings.timeout)
                                     for _ in range(settings.repeat)])
+    result.vip_shaped = median_run([raw_pika_throughput(broker, settings.messages, settings.timeout, True)
+                                    for _ in range(settings.repeat)])
     result.latency, result.rpc = raw_pika_latency_and_rpc(broker, settings.samples, settings.timeout)
-    progress(f"raw pika: (a) {result.throughput.rate:,.0f} msg/s; (c) p50 {result.latency.p50_ms:.3f} ms; "
+    progress(f"raw pika: (a) {result.throughput.rate:,.0f} msg/s, with VIP's properties "
+             f"{result.vip_shaped.rate:,.0f} msg/s; (c) p50 {result.latency.p50_ms:.3f} ms; "
              f"(d) p50 {result.rpc.p50_ms:.3f} ms")
     result.notes.append(report.cpu_note("raw pika", "(a)", result.throughput))
     return result

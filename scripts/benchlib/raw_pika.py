@@ -56,6 +56,18 @@ class Broker:
                                          heartbeat=0, connection_attempts=3, retry_delay=0.5)
 
 
+def vip_properties(user: str) -> Any:
+    """The properties the platform's client gives every publish (``rmq_wire``): for the diagnostic run."""
+    import pika
+
+    key = f"__pubsub__.{user}.{THROUGHPUT_KEY}.#"
+    return pika.BasicProperties(app_id=f"{user}.bench.pub", user_id=user, type="pubsub",
+                                content_type="application/json",
+                                message_id="8c3f2b1e-5d7a-4c2e-9f1a-0b6d4e8a7c21",
+                                headers={"recipient": key, "proto": "VIP", "user": "bench.pub",
+                                         "topic": "bench/tp", "bus": ""})
+
+
 def _used_since(before: tuple[float, float]) -> tuple[float, float]:
     after = cpu_by_thread()
     return after[0] - before[0], after[1] - before[1]
@@ -123,15 +135,18 @@ def subscriber(broker: Broker, expected: int, published: Any, out: mp.Queue, tim
 
 
 def publisher(broker: Broker, messages: int, go: Any, published: Any, out: mp.Queue,
-              timeout: float) -> None:
+              timeout: float, vip_shaped: bool = False) -> None:
     """Publish ``messages`` with publisher confirms, never more than :data:`WINDOW` unconfirmed.
 
     Reports like :func:`vip_workers.publisher`: the start and end of publishing, how many publishes
-    were never confirmed (the broker refused them or time ran out) and the CPU used.
+    were never confirmed (the broker refused them or time ran out) and the CPU used. With
+    ``vip_shaped`` every publish carries the properties a VIP publish has (:func:`vip_properties`),
+    to show what they alone cost.
     """
     import pika
 
     name = "raw.pub"
+    properties = vip_properties(broker.user) if vip_shaped else None
     state: dict[str, Any] = {"sent": 0, "nacked": 0, "start": 0.0, "sent_at": 0.0, "cpu": (0.0, 0.0),
                              "reported": False, "blocked": False}
     outstanding: collections.deque[int] = collections.deque()
@@ -179,7 +194,7 @@ def publisher(broker: Broker, messages: int, go: Any, published: Any, out: mp.Qu
             channel = state["channel"]
             room = min(BATCH, messages - state["sent"], WINDOW - len(outstanding))
             for _ in range(room):
-                channel.basic_publish(EXCHANGE, THROUGHPUT_KEY, PAYLOAD)
+                channel.basic_publish(EXCHANGE, THROUGHPUT_KEY, PAYLOAD, properties)
                 state["sent"] += 1
                 outstanding.append(state["sent"])
             if state["sent"] == messages:

@@ -31,7 +31,7 @@ class SuiteResult:
 
     throughput: Throughput | None = None
     vip_shaped: Throughput | None = None
-    """Raw forwarder only: (a) with messages of as many frames as VIP's."""
+    """Raw clients only: (a) with messages shaped as VIP's (as many frames; on AMQP its properties)."""
     fanout: Throughput | None = None
     fanout_subscribers: int = 0
     latency: LatencyStats | None = None
@@ -219,6 +219,9 @@ def rmq_rows(platform: SuiteResult, raw: SuiteResult, zmq: SuiteResult | None, m
     return [
         RmqRow(f"(a) pub/sub throughput, 1 -> 1, {messages:,} msgs", _rate(tp), _rate(raw_tp),
                _share(tp.rate if tp else None, raw_tp.rate if raw_tp else None), _rate(zmq.throughput)),
+        RmqRow("(a) the same, raw pika with VIP's message properties", "-", _rate(raw.vip_shaped),
+               "-" if not (tp and raw.vip_shaped and raw.vip_shaped.rate)
+               else f"{tp.rate / raw.vip_shaped.rate:.0%} of raw with properties", "-"),
         RmqRow("(c) one-way pub/sub latency p50 / p99", _lat(lat), _lat(raw_lat),
                _times(lat.p50_ms if lat else None, raw_lat.p50_ms if raw_lat else None), _lat(zmq.latency)),
         RmqRow("(d) RPC round trip p50 / p99", _lat(rpc), _lat(raw_rpc),
@@ -305,31 +308,38 @@ ZMQ_READING = """- ZeroMQ: one run measures every column: the platform with CURV
   VOLTTRON for the same scenarios, for scale.
 """
 
-RMQ_READING = """- RabbitMQ: `volttron --message-bus rmq` in a vhost made for the run (deleted afterwards),
-  its agents the same real client on pika's gevent adapter, each in its own process; measured against
+RMQ_READING = """\
+- RabbitMQ: `volttron --message-bus rmq` in a vhost made for the run (deleted afterwards), its
+  agents the same real client on pika's gevent adapter, each in its own process; measured against
   raw pika clients (no VIP, no gevent) in the same vhost through a topic exchange of their own.
   Pub/sub and RPC messages go agent to agent through the broker, so the ratio is what the client
   side of the platform adds to the broker's own cost. (a): the raw publisher, like the platform's
-  client, publishes asynchronously with publisher confirms, at most 10,000 unconfirmed; the rate is
-  deliveries over first publish to last delivery, median of the runs; "acks dropped" here counts
-  publishes the broker never confirmed. (c): one message at a time, raw: a publish through the
-  exchange to the responder's queue. (d): raw request/reply: the request through the exchange to the
-  responder's queue, the reply to the caller's exclusive reply queue (correlation id), sequential.
-  "RabbitMQ vs raw pika": throughput and calls/s as a share of raw pika's, latencies as a multiple of
-  raw pika's p50. The last column repeats the ZeroMQ platform's figures of the same run.
+  client, publishes asynchronously with publisher confirms, at most 10,000 unconfirmed; the rate
+  is deliveries over first publish to last delivery, median of the runs; "acks dropped" here
+  counts publishes the broker never confirmed. The raw messages carry a body only; the diagnostic
+  row gives every raw publish the AMQP properties a VIP publish has (app and user id, message id,
+  type, content type, a headers table of five entries), to tell what they cost from what the
+  client adds. (c): one message at a time, raw: a publish through the exchange to the responder's
+  queue. (d): raw request/reply: the request through the exchange to the responder's queue, the
+  reply to the caller's exclusive reply queue (correlation id), sequential. "RabbitMQ vs raw
+  pika": throughput and calls/s as a share of raw pika's, latencies as a multiple of raw pika's
+  p50. The last column repeats the ZeroMQ platform's figures of the same run. The broker's CPU in
+  the lines below is all it did meanwhile, also for other users of the broker.
 """
 
 
-def recorded_block(text: str, command: str, notes: list[str], buses: tuple[str, ...] = ("zmq",)) -> str:
-    """The block ``--record`` writes: machine, date, command, tables, how to read them."""
+def recorded_block(text: str, command: str, notes: list[str], buses: tuple[str, ...] = ("zmq",),
+                   conditions: list[str] | None = None) -> str:
+    """The block ``--record`` writes: machine, date, command, conditions, tables, how to read them."""
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     note_lines = "".join(f"- {n}\n" for n in notes)
     reading = (ZMQ_READING if "zmq" in buses else "") + (RMQ_READING if "rmq" in buses else "")
+    said = "".join(f"\nConditions: {c}\n" for c in conditions or [])
     return f"""{BEGIN}
 Recorded {now} on: {machine("rmq" in buses)}.
 
 Command: `{command}`
-
+{said}
 {text}
 
 How to read it:
