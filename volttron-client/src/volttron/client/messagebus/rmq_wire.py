@@ -17,6 +17,13 @@ agent's user ``<instance>.<identity>`` makes ``peer`` and ``user`` that identity
 (``<instance>-admin``, or our own user) is trusted to name the peer and user it speaks for, as the
 ZeroMQ router is. Messages from a user of another instance keep that full name as their user id.
 
+Another instance's messages arrive through a federation link (header ``x-received-from``; the
+link keeps the user id the upstream broker checked, ``trust-user-id``) or a shovel (header
+``x-shovelled``; the user id is the shovel's login on our broker, which our broker checked). Such a
+message may not claim one of our own users - ``<instance>-...`` or ``<instance>.<identity>`` - and is
+dropped if it does: an upstream's word is taken for its own users only. A message nobody vouches
+for (no user id, e.g. a federation link without ``trust-user-id``) is dropped too.
+
 Pub/sub goes through the broker: a publish on ``devices/a/b`` uses routing key
 ``__pubsub__.<instance>.devices.a.b.#`` (the literal ``.#`` of the original), a subscription to
 ``devices/a`` binds ``__pubsub__.<instance>.devices.a.#`` (``*`` for the instance with
@@ -42,6 +49,8 @@ PUBSUB_KEY = "__pubsub__"
 PROTOCOL = "VIP"
 PUBSUB_TYPE = "pubsub"
 CONTENT_TYPE = "application/json"
+LINK_HEADERS = ("x-received-from", "x-shovelled")
+"""Headers the federation and shovel plugins add to what they deliver."""
 
 
 def fq_identity(instance: str, identity: str) -> str:
@@ -115,6 +124,9 @@ def message_origin(
     local_prefix = f"{instance}."
     claimed = app_id[len(local_prefix):] if app_id.startswith(local_prefix) else app_id
     peer = "" if claimed == ROUTER else claimed
+    if headers and any(key in headers for key in LINK_HEADERS) and user_id and (
+            user_id in trusted_users or user_id.startswith((local_prefix, f"{instance}-"))):
+        return None  # a linked broker speaking for one of our users
     if user_id and user_id in trusted_users:
         header_user = (headers or {}).get("user")
         return Origin(peer, header_user if isinstance(header_user, str) else peer)

@@ -12,7 +12,10 @@ A :class:`RouterLink` is a :class:`~volttron.client.messagebus.rmq.RmqConnection
   services, vctl, ZeroMQ agents), so RabbitMQ peers reach them by the same routing keys (the
   original's ZeroMQ proxy router);
 * consumes ``<instance>.router.pubsub``, bound to ``__pubsub__.<instance>.#``, to hand broker
-  publishes to pub/sub subscribers connected over ZeroMQ.
+  publishes to pub/sub subscribers connected over ZeroMQ;
+* publishes ``external_rpc`` messages for agents of other instances (:meth:`RouterLink.publish_external`,
+  routing key ``<other instance>.<identity>``: a federation or shovel carries them), and reports
+  those the broker could not route, ours or another instance's, as ``"external_undeliverable"``.
 
 Everything it receives is queued as a :class:`Delivery` for the router's greenlet
 (:mod:`~volttron.server.router.rmq_router`), never handled in the hub.
@@ -36,6 +39,7 @@ from volttron.client.messagebus.rmq_wire import (
     EXCHANGE,
     PUBSUB_KEY,
     ROUTER,
+    decode_args,
     encode_args,
     fq_identity,
     message_headers,
@@ -47,6 +51,7 @@ from volttron.utils.frames import TEXT_ENCODING
 
 _log = logging.getLogger(__name__)
 
+EXTERNAL_RPC = "external_rpc"
 VIA_HEADER = "via"
 """Header marking publishes the router copied from ZeroMQ to the broker (so it does not copy them back)."""
 
@@ -57,7 +62,8 @@ class Delivery:
 
     ``kind`` is ``"route"`` (``frames`` as the ZeroMQ router receives them: sender, recipient,
     ``VIP1``, user, id, subsystem, args), ``"unroutable"`` (``frames`` = sender, recipient, id,
-    subsystem) or ``"publication"`` (``frames`` = sender, user, id, topic, body, bus).
+    subsystem), ``"publication"`` (``frames`` = sender, user, id, topic, body, bus) or
+    ``"external_undeliverable"`` (``frames`` = id, envelope, ``b"1"`` if we sent it else ``b""``).
     """
 
     kind: str
@@ -182,17 +188,39 @@ class RouterLink(RmqConnection):
         self._deliver(Delivery("route", [_b(message.peer), _b(recipient), b"VIP1", _b(message.user),
                                          _b(message.id), _b(message.subsystem), *message.args]))
 
-    def _on_undeliverable(self, _channel: Any, method: Any, properties: Any, _body: bytes) -> None:
+    def _on_undeliverable(self, _channel: Any, method: Any, properties: Any, body: bytes) -> None:
         key = method.routing_key or ""
         local = f"{self.instance}."
-        if key.startswith(PUBSUB_KEY) or not key.startswith(local):
-            return  # a publish nobody subscribed to, or another instance's message
+        if key.startswith(PUBSUB_KEY):
+            return  # a publish nobody subscribed to
+        if properties.type == EXTERNAL_RPC and self._external_undeliverable(key, properties, body):
+            return
+        if not key.startswith(local):
+            return  # another instance's message
         origin = self.origin(properties)
         if origin is None:
             return
         recipient = key[len(local):]
         self._deliver(Delivery("unroutable", [_b(origin.peer), _b(recipient), _b(properties.message_id or ""),
                                               _b(properties.type or "")]))
+
+    def _external_undeliverable(self, key: str, properties: Any, body: bytes) -> bool:
+        """Report an unroutable ``external_rpc`` message we sent to another instance, or one another
+        instance sent here; False for anything else (a local message: the usual rules apply)."""
+        user = properties.user_id or ""
+        ours = user in self._trusted
+        local = key.startswith(f"{self.instance}.")
+        remote_user = bool(user) and not ours and not user.startswith(f"{self.instance}.")
+        if not ((ours and not local) or (remote_user and local)) or self.origin(properties) is None:
+            return False
+        try:
+            args = decode_args(body)
+        except ValueError:
+            return True
+        if len(args) == 2 and args[0] == b"send_peer":
+            self._deliver(Delivery("external_undeliverable", [_b(properties.message_id or ""), args[1],
+                                                              b"1" if ours else b""]))
+        return True
 
     def _on_publication_copy(self, _channel: Any, method: Any, properties: Any, body: bytes) -> None:
         headers = properties.headers or {}
@@ -234,6 +262,16 @@ class RouterLink(RmqConnection):
         extra = {"topic": topic, "bus": bus, VIA_HEADER: ROUTER}
         properties = self._router_properties(sender, message, key, extra)
         self.publish(key, body, properties, None, 0)
+
+    def publish_external(self, to_platform: str, to_peer: str, from_peer: str, user: bytes, msg_id: bytes,
+                         body: bytes) -> None:
+        """Publish ``['external_rpc', 'send_peer', body]`` for ``to_peer`` of instance ``to_platform``
+        (routing key ``<to_platform>.<to_peer>``) on behalf of local agent ``from_peer``; never waits."""
+        key = peer_routing_key(to_platform, to_peer)
+        message = Message(to_peer, EXTERNAL_RPC, [b"send_peer", body], msg_id.decode(TEXT_ENCODING),
+                          user.decode(TEXT_ENCODING))
+        properties = self._router_properties(from_peer, message, key)
+        self.publish(key, encode_args(message.args), properties, None, 0)
 
     def _router_properties(self, sender: str, message: Message, key: str,
                            extra: dict[str, Any] | None = None) -> Any:

@@ -15,6 +15,9 @@ both transports, so there is one peer list with one add/drop broadcast.
   peer and sends the sender EHOSTUNREACH, as on ZeroMQ.
 * Pub/sub: publishes over ZeroMQ are served by the platform's pub/sub service and copied to the
   broker for RabbitMQ subscribers; broker publishes are handed to the ZeroMQ subscribers.
+* ``external_rpc`` to another instance goes through the broker (an :class:`~volttron.server.
+  services.external.service.ExternalRouting` with this router as its broker route): federation
+  or shovels between the brokers carry it (``vcfg rabbitmq federation`` / ``shovel``).
 * A RabbitMQ peer that disappears without ``agentstop`` is noticed within
   :attr:`RabbitRouter.SWEEP_INTERVAL` seconds: its exclusive queue is gone.
 """
@@ -51,6 +54,7 @@ from volttron.server.router.routing import (
     PeerUnreachable,
     VipRouter,
 )
+from volttron.server.services.external.service import ExternalRouting, LinkDown
 from volttron.server.services.pubsub.service import PubSubService
 from volttron.utils.errors import ConfigError, VolttronError
 from volttron.utils.frames import TEXT_ENCODING
@@ -87,6 +91,8 @@ class RabbitRouter:
         self.unroutable = 0
         self.users: BrokerUsers | None = None
         """Keeps agents' broker users in step with ``auth.json`` (set by :func:`start_rabbit_router`)."""
+        self.external: ExternalRouting | None = None
+        """``external_rpc`` to other instances through the broker (set by :func:`start_rabbit_router`)."""
 
     # -- life cycle -----------------------------------------------------------------------------
     def start(self, timeout: float) -> None:
@@ -137,6 +143,14 @@ class RabbitRouter:
                 "users": self.users.statistics() if self.users is not None else None}
 
     # -- sending --------------------------------------------------------------------------------
+    def send_external(self, to_platform: str, to_peer: str, from_peer: str, user: bytes, msg_id: bytes,
+                      body: bytes) -> None:
+        """:class:`~volttron.server.services.external.service.BrokerRoute`: publish on the broker."""
+        try:
+            self.link.publish_external(to_platform, to_peer, from_peer, user, msg_id, body)
+        except BusError as exc:
+            raise LinkDown(str(exc) or "no link to the broker") from None
+
     def send(self, frames: Frames) -> None:
         """The router's ``send``: ZeroMQ first unless the recipient is a RabbitMQ peer, else the broker."""
         recipient = frames[0]
@@ -241,6 +255,9 @@ class RabbitRouter:
                     self._unroutable(*item.frames)
                 elif item.kind == "publication":
                     self._publication(*item.frames)
+                elif item.kind == "external_undeliverable" and self.external is not None:
+                    msg_id, body, ours = item.frames
+                    self.external.undeliverable(msg_id, body, ours == b"1")
             except Exception:  # one bad message must not stop the routing
                 _log.exception("routing a %s from the broker failed", item.kind)
 
@@ -319,6 +336,9 @@ def start_rabbit_router(router: VipRouter, zmq_send: Callable[[Frames], None], s
     """
     rabbit = RabbitRouter(router, zmq_send, RouterLink(settings), pubsub)
     rabbit.start(timeout)
+    if pubsub is not None:
+        rabbit.external = ExternalRouting(router, pubsub, settings.instance_name or "", broker=rabbit)
+        rabbit.external.attach()
     public, secret = keys
     if public and secret:
         try:

@@ -19,6 +19,15 @@ the link to ``to_platform``, whose router delivers it to ``to_peer``; the answer
 way. A platform we have no link to, or whose link is down, is refused at once with EHOSTUNREACH and a
 text naming it; an agent missing on the far side is answered with JSON-RPC error -32006 so the
 caller's result fails instead of waiting for its timeout.
+
+On a RabbitMQ platform the brokers are linked instead (federation, shovel: reference §6.5) and
+an :class:`ExternalRouting` gets a :class:`BrokerRoute`: ``send_platform`` for a platform with no
+ZeroMQ link is published on the broker with routing key ``<to_platform>.<to_peer>`` as
+``['external_rpc', 'send_peer', envelope]``; the federation or shovel that carries that key
+delivers it straight to the agent's queue on the other instance, and the answer comes back the
+same way. What the broker could not route comes back here (:meth:`ExternalRouting.undeliverable`):
+the caller gets EHOSTUNREACH when no link carries the key, or -32006 from the far side when the
+agent there is missing.
 """
 
 from __future__ import annotations
@@ -61,12 +70,22 @@ class PlatformLink(Protocol):
         """Close the link."""
 
 
+class BrokerRoute(Protocol):
+    """How a RabbitMQ platform sends an ``external_rpc`` message to another instance's agent."""
+
+    def send_external(self, to_platform: str, to_peer: str, from_peer: str, user: bytes, msg_id: bytes,
+                      body: bytes) -> None:
+        """Publish ``['external_rpc', 'send_peer', body]`` with routing key ``<to_platform>.<to_peer>``;
+        :class:`LinkDown` when the broker cannot take it now."""
+
+
 class ExternalRouting:
     """This platform's side of multi-platform routing; see the module docstring."""
 
     def __init__(self, router: VipRouter, pubsub: PubSubService, instance_name: str,
-                 throttle: LogThrottle | None = None) -> None:
+                 throttle: LogThrottle | None = None, broker: BrokerRoute | None = None) -> None:
         self._router = router
+        self._broker = broker
         self._pubsub = pubsub
         self.instance_name = instance_name
         self._own = instance_name.encode(_TEXT)
@@ -266,6 +285,16 @@ class ExternalRouting:
             self._deliver(self.instance_name, to_peer, sender, frames[4], body, envelope)
             return
         link = self._links.get(to_platform)
+        if link is None and self._broker is not None:
+            try:
+                self._broker.send_external(to_platform, to_peer, envelope["from_peer"], frames[3], frames[4],
+                                           body)
+            except LinkDown as exc:
+                self._refuse(frames, EHOSTUNREACH, to_peer.encode(_TEXT),
+                             f"platform {to_platform!r} cannot be reached through the broker now ({exc})")
+                return
+            self.rpc_sent += 1
+            return
         if link is None:
             self._refuse(frames, EHOSTUNREACH, to_peer.encode(_TEXT),
                          f"no link to platform {to_platform!r} (not in external_platform_discovery.json)")
@@ -313,6 +342,59 @@ class ExternalRouting:
             link.send(frames)
         except LinkDown as exc:
             _log.info("could not tell platform %r that %s: %s", from_platform, why, exc)
+
+    def undeliverable(self, msg_id: bytes, body: bytes, ours: bool) -> None:
+        """The broker could not route an ``external_rpc`` message (RabbitMQ platforms).
+
+        ``ours``: we published it (no federation or shovel carries its routing key): its sender
+        gets EHOSTUNREACH. Otherwise another instance's message for an agent missing here: it gets
+        the -32006 answers, as over ZeroMQ.
+        """
+        try:
+            envelope = json.loads(body.decode(_TEXT))
+        except ValueError:
+            envelope = None
+        if not isinstance(envelope, dict) or not isinstance(envelope.get("args"), list):
+            return
+        to_platform, to_peer = str(envelope.get("to_platform")), str(envelope.get("to_peer"))
+        if ours:
+            from_peer = envelope.get("from_peer")
+            if not isinstance(from_peer, str) or not from_peer:
+                return
+            self.rpc_refused += 1
+            if any(_is_request(item) for item in envelope["args"]):
+                text = (f"no federation or shovel carries messages for {to_peer!r} to platform "
+                        f"{to_platform!r} (vcfg rabbitmq shovel / federation)")
+                self._router.send_error(from_peer.encode(_TEXT), msg_id, EHOSTUNREACH, to_peer.encode(_TEXT),
+                                        b"external_rpc", text.encode(_TEXT))
+            return
+        if to_platform != self.instance_name or not isinstance(envelope.get("from_platform"), str):
+            return
+        why = f"agent {to_peer!r} is not connected to platform {self.instance_name!r}"
+        self._reply_unavailable(envelope, to_peer, msg_id, why)
+
+    def _reply_unavailable(self, envelope: dict[str, Any], to_peer: str, msg_id: bytes, why: str) -> None:
+        answers = _unavailable_answers(envelope["args"], why)
+        if not answers or self._broker is None:
+            return
+        from_platform, from_peer = str(envelope["from_platform"]), str(envelope.get("from_peer"))
+        reply = {"to_platform": from_platform, "to_peer": from_peer, "from_platform": self.instance_name,
+                 "from_peer": to_peer, "args": answers}
+        try:
+            self._broker.send_external(from_platform, from_peer, to_peer, b"", msg_id,
+                                       json.dumps(reply).encode(_TEXT))
+        except LinkDown as exc:
+            _log.info("could not tell platform %r that %s: %s", from_platform, why, exc)
+
+
+def _is_request(text: Any) -> bool:
+    """Whether an ``args`` item of an envelope holds a request (not only answers)."""
+    try:
+        obj = json.loads(text) if isinstance(text, str) else text
+    except ValueError:
+        return False
+    items = obj if isinstance(obj, list) else [obj]
+    return any(isinstance(item, dict) and "method" in item for item in items)
 
 
 def _unavailable_answers(requests: Iterable[Any], why: str) -> list[str]:

@@ -1,0 +1,577 @@
+"""Linking RabbitMQ instances: ``vcfg rabbitmq federation`` and ``vcfg rabbitmq shovel`` (reference §6.5).
+
+Both commands read a YAML file (or one link given by flags) and set runtime parameters of the broker
+plugins on *this* instance's vhost; the plugins then hold AMQP connections to the other instance.
+
+Federation, ``rabbitmq_federation_config.yml``::
+
+    federation-upstream:
+      <remote host>:               # a label when the entry gives ``host``
+        host: <remote host>        # (ours) default: the key
+        port: 5672                 # default 5671 with certificates, else 5672
+        virtual-host: volttron
+        federation-user: <user on the remote broker>     # default <local instance>-federation
+        password: <its password>   # (ours) plain login; omit with certificates
+        https-port: 8443           # kept for compatibility, unused
+        certificates: {remote_ca: ca.crt, public_cert: me.crt, private_key: me.pem}
+
+makes the parameter ``federation-upstream`` ``upstream-<host>-<vhost>`` (the vhost keeps two
+instances of one broker apart) and the policy ``volttron-federation`` (pattern ``^volttron``,
+``{"federation-upstream-set": "all"}``, applied to exchanges): the local ``volttron`` exchange
+receives what is published upstream for any binding made here, so an ``all_platforms``
+subscription (``__pubsub__.*.<prefix>.#``) sees the remote publishes.
+
+Shovel, ``rabbitmq_shovel_config.yml``::
+
+    shovel:
+      <remote host>:
+        host / port / virtual-host / password / certificates: as above
+        shovel-user: <user on the remote broker>          # default <local instance>-shovel
+        pubsub: {<local identity>: [topic, ...]}
+        rpc: {<remote instance>: [[<local identity>, <remote identity>], ...]}
+
+makes one ``shovel`` parameter per distinct source routing key, from this vhost's ``volttron``
+exchange to the remote ``volttron`` exchange: ``shovel-<host>-<vhost>-pubsub-<topic>`` with key
+``__pubsub__.<local instance>.<topic>.#``, and ``shovel-<host>-<vhost>-rpc-<remote instance>.<remote
+identity>`` with key ``<remote instance>.<remote identity>.#`` (two local identities calling one
+remote identity share its shovel: two shovels would deliver every message twice).
+
+Who sent a linked message (see :func:`~volttron.client.messagebus.rmq_wire.message_origin`): a
+federation link is made with ``trust-user-id: true``, so the receiver sees the user id the
+upstream broker checked (``<remote instance>.<identity>``); a shovel publishes with the user id set
+to its own login on the remote broker (``dest-publish-properties``), which that broker checks, so
+the receiver knows which instance's shovel delivered it. Neither may claim one of the receiver's
+own users; such messages are dropped. No user gets the ``impersonator`` tag.
+
+Plain logins go into ``amqp://user:password@host:port/<vhost>``; with certificates the URI is
+``amqps://host:port/<vhost>?cacertfile=..&certfile=..&keyfile=..&verify=verify_peer&
+server_name_indication=<host>&auth_mechanism=external`` (the certificate's common name is the user).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from volttron.client.messagebus.rmq_admin import (
+    BrokerAdmin,
+    BrokerAdminError,
+    CtlAdmin,
+    HttpAdmin,
+    Permissions,
+    is_local_host,
+)
+from volttron.client.messagebus.rmq_config import AMQP_PORT, AMQPS_PORT, BrokerSettings
+from volttron.client.messagebus.rmq_wire import EXCHANGE, PUBSUB_KEY, topic_words
+from volttron.utils.errors import ConfigError, VolttronError
+
+FEDERATION_FILE = "rabbitmq_federation_config.yml"
+SHOVEL_FILE = "rabbitmq_shovel_config.yml"
+FEDERATION_KEY = "federation-upstream"
+SHOVEL_KEY = "shovel"
+FEDERATION_COMPONENT = "federation-upstream"
+SHOVEL_COMPONENT = "shovel"
+FEDERATION_POLICY = "volttron-federation"
+FEDERATION_PATTERN = f"^{EXCHANGE}"
+PLUGINS = ("rabbitmq_federation", "rabbitmq_shovel")
+LINK_TIMEOUT = 30.0
+RECONNECT_DELAY = 5
+
+_REMOTE_KEYS = ("host", "port", "virtual-host", "password", "https-port", "certificates")
+_FEDERATION_KEYS = (*_REMOTE_KEYS, "federation-user")
+_SHOVEL_KEYS = (*_REMOTE_KEYS, "shovel-user", "pubsub", "rpc")
+_CERT_KEYS = ("remote_ca", "public_cert", "private_key")
+
+
+class LinkError(VolttronError):
+    """A federation or shovel cannot be set up, or its link did not start."""
+
+
+@dataclass(frozen=True)
+class RemoteBroker:
+    """Where the other instance's broker is and how the link logs in there."""
+
+    host: str
+    vhost: str
+    user: str
+    port: int = AMQP_PORT
+    password: str | None = None
+    cafile: str | None = None
+    certfile: str | None = None
+    keyfile: str | None = None
+
+    @property
+    def tls(self) -> bool:
+        """True when the link uses TLS (certificates were given)."""
+        return bool(self.certfile or self.cafile)
+
+    def uri(self) -> str:
+        """The AMQP URI the plugin connects with (holds the password: never print it)."""
+        vhost = quote(self.vhost, safe="")
+        where = f"{_host(self.host)}:{self.port}/{vhost}"
+        if not self.tls:
+            return f"amqp://{quote(self.user, safe='')}:{quote(self.password or '', safe='')}@{where}"
+        query: dict[str, str] = {}
+        if self.cafile:
+            query["cacertfile"] = self.cafile
+        if self.certfile:
+            query["certfile"] = self.certfile
+        if self.keyfile:
+            query["keyfile"] = self.keyfile
+        query["verify"] = "verify_peer"
+        query["server_name_indication"] = self.host
+        if self.password is None:
+            query["auth_mechanism"] = "external"
+            login = ""
+        else:
+            login = f"{quote(self.user, safe='')}:{quote(self.password, safe='')}@"
+        return f"amqps://{login}{where}?{urlencode(query)}"
+
+    def redacted(self) -> str:
+        """``amqp[s]://user@host:port/vhost`` - for messages."""
+        scheme = "amqps" if self.tls else "amqp"
+        return f"{scheme}://{self.user}@{_host(self.host)}:{self.port}/{quote(self.vhost, safe='')}"
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """One federation upstream: parameter ``name`` on the local vhost."""
+
+    name: str
+    remote: RemoteBroker
+
+    def parameter(self) -> dict[str, Any]:
+        """The value of the ``federation-upstream`` parameter."""
+        return {"uri": self.remote.uri(), "trust-user-id": True, "max-hops": 1, "ack-mode": "on-confirm",
+                "reconnect-delay": RECONNECT_DELAY}
+
+
+@dataclass(frozen=True)
+class Shovel:
+    """One dynamic shovel from the local ``volttron`` exchange to the remote one."""
+
+    name: str
+    remote: RemoteBroker
+    source_key: str
+    """Routing keys the shovel takes (``__pubsub__.<instance>.<topic>.#`` or ``<instance>.<peer>.#``)."""
+
+    def parameter(self, local_vhost: str) -> dict[str, Any]:
+        """The value of the ``shovel`` parameter (source: the local node's ``local_vhost``)."""
+        return {
+            "src-protocol": "amqp091",
+            "src-uri": f"amqp:///{quote(local_vhost, safe='')}",
+            "src-exchange": EXCHANGE,
+            "src-exchange-key": self.source_key,
+            "dest-protocol": "amqp091",
+            "dest-uri": self.remote.uri(),
+            "dest-exchange": EXCHANGE,
+            "dest-add-forward-headers": True,
+            # the remote broker checks user_id against the shovel's login: it vouches for the shovel
+            "dest-publish-properties": {"user_id": self.remote.user},
+            "ack-mode": "on-confirm",
+            "reconnect-delay": RECONNECT_DELAY,
+        }
+
+
+# -- reading the files -------------------------------------------------------------------------
+
+def load_links_file(path: str | os.PathLike[str], key: str) -> dict[str, Any]:
+    """The ``key`` mapping (``federation-upstream`` or ``shovel``) of a links file."""
+    from volttron.utils.config import load_config
+
+    document = load_config(path)
+    unknown = sorted(set(document) - {key})
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)} (expected {key!r})")
+    entries = document.get(key)
+    if not isinstance(entries, dict) or not entries:
+        raise ConfigError(f"{path}: {key!r} must map remote hosts to their settings")
+    return entries
+
+
+def parse_federation(entries: dict[str, Any], local_instance: str, source: str = "") -> list[Upstream]:
+    """The upstreams of a ``federation-upstream`` mapping; :class:`ConfigError` naming the bad key."""
+    upstreams = []
+    for label, entry in entries.items():
+        where = f"{source + ': ' if source else ''}{FEDERATION_KEY}.{label}"
+        remote = _remote(label, entry, where, _FEDERATION_KEYS, "federation-user",
+                         f"{local_instance}-federation")
+        upstreams.append(Upstream(f"upstream-{remote.host}-{remote.vhost}", remote))
+    _unique([u.name for u in upstreams], source or FEDERATION_KEY)
+    return upstreams
+
+
+def parse_shovels(entries: dict[str, Any], local_instance: str, source: str = "") -> list[Shovel]:
+    """The shovels of a ``shovel`` mapping (see the module docstring)."""
+    shovels: dict[str, Shovel] = {}
+    for label, entry in entries.items():
+        where = f"{source + ': ' if source else ''}{SHOVEL_KEY}.{label}"
+        remote = _remote(label, entry, where, _SHOVEL_KEYS, "shovel-user", f"{local_instance}-shovel")
+        prefix = f"shovel-{remote.host}-{remote.vhost}"
+        pubsub = entry.get("pubsub") or {}
+        rpc = entry.get("rpc") or {}
+        if not isinstance(pubsub, dict):
+            raise ConfigError(f"{where}.pubsub must map local identities to lists of topics")
+        if not isinstance(rpc, dict):
+            raise ConfigError(f"{where}.rpc must map remote instances to [local identity, remote identity] "
+                              "pairs")
+        if not pubsub and not rpc:
+            raise ConfigError(f"{where}: give pubsub topics or rpc pairs to shovel")
+        for identity, topics in pubsub.items():
+            if not isinstance(topics, list) or not all(isinstance(t, str) and t.strip("/") for t in topics):
+                raise ConfigError(f"{where}.pubsub.{identity} must be a list of topics")
+            for topic in topics:
+                words = topic_words(topic.strip("/"))
+                key = f"{PUBSUB_KEY}.{local_instance}.{words}.#"
+                shovel = Shovel(f"{prefix}-pubsub-{words}", remote, key)
+                shovels[shovel.name] = shovel
+        for instance, pairs in rpc.items():
+            if not isinstance(pairs, list) or not all(_pair(p) for p in pairs):
+                raise ConfigError(f"{where}.rpc.{instance} must be a list of [local identity, remote "
+                                  "identity]")
+            if str(instance) == local_instance:
+                raise ConfigError(f"{where}.rpc.{instance} names this instance; name the remote one")
+            for _local, remote_identity in pairs:
+                key = f"{instance}.{remote_identity}"
+                shovel = Shovel(f"{prefix}-rpc-{key}", remote, f"{key}.#")
+                shovels[shovel.name] = shovel
+    return list(shovels.values())
+
+
+def _pair(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) and v for v in value)
+
+
+def _unique(names: list[str], source: str) -> None:
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise ConfigError(f"{source}: two entries make the same link {name!r} (same host and vhost)")
+        seen.add(name)
+
+
+def _remote(label: Any, entry: Any, where: str, known: tuple[str, ...], user_key: str,
+            default_user: str) -> RemoteBroker:
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where} must be a mapping of settings")
+    unknown = sorted(set(entry) - set(known))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(known)})")
+    host = str(entry.get("host") or label).strip()
+    if not host or "/" in host:
+        raise ConfigError(f"{where}: host must be a host name, not {host!r}")
+    vhost = entry.get("virtual-host")
+    if not isinstance(vhost, str) or not vhost:
+        raise ConfigError(f"{where}.virtual-host is required (the remote instance's vhost)")
+    certificates = entry.get("certificates") or {}
+    if not isinstance(certificates, dict):
+        raise ConfigError(f"{where}.certificates must map {', '.join(_CERT_KEYS)} to files")
+    bad = sorted(set(certificates) - set(_CERT_KEYS))
+    if bad:
+        raise ConfigError(f"{where}.certificates: unknown key(s) {', '.join(bad)} "
+                          f"(known: {', '.join(_CERT_KEYS)})")
+    files: dict[str, str] = {}
+    for key in _CERT_KEYS:
+        value = certificates.get(key)
+        if value is None:
+            continue
+        path = Path(str(value)).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"{where}.certificates.{key}: file {path} not found")
+        files[key] = str(path.resolve())
+    if files and not {"public_cert", "private_key"} <= set(files):
+        raise ConfigError(f"{where}.certificates needs public_cert and private_key together")
+    password = entry.get("password")
+    if password is not None and not isinstance(password, str | int):
+        raise ConfigError(f"{where}.password must be text")
+    if not files and password is None:
+        raise ConfigError(f"{where}: give password (plain login) or certificates (TLS)")
+    try:
+        port = int(entry.get("port") or (AMQPS_PORT if files else AMQP_PORT))
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}.port must be a port number, not {entry.get('port')!r}") from None
+    if not 0 < port < 65536:
+        raise ConfigError(f"{where}.port must be a port number, not {port}")
+    user = entry.get(user_key) or default_user
+    return RemoteBroker(host=host, vhost=vhost, user=str(user), port=port,
+                        password=None if password is None else str(password), cafile=files.get("remote_ca"),
+                        certfile=files.get("public_cert"), keyfile=files.get("private_key"))
+
+
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+# -- the broker plugins --------------------------------------------------------------------------
+
+def ensure_plugins(admin: BrokerAdmin, settings: BrokerSettings, plugins: Iterable[str] = PLUGINS,
+                   command: str = "rabbitmq-plugins") -> str | None:
+    """Enable ``plugins`` on a broker on this host (idempotent; the broker stays up).
+
+    Returns what was done (None when nothing was needed or it cannot be done from here: then
+    setting a parameter tells). Raises :class:`LinkError` saying what to run when enabling fails.
+    """
+    wanted = list(plugins)
+    if isinstance(admin, HttpAdmin) or not is_local_host(settings.host):
+        return None  # another host's broker: its administrator enables plugins
+    executable = shutil.which(command)
+    advice = f"run 'rabbitmq-plugins enable {' '.join(wanted)}' on the broker's host as root"
+    if executable is None:
+        raise LinkError(f"{command} not found, cannot enable {', '.join(wanted)}: {advice}")
+    listed = _run([executable, "-q", "list", "--enabled", "--minimal"])
+    if listed is not None and set(wanted) <= set(listed.split()):
+        return None
+    done = subprocess.run([executable, "-q", "enable", *wanted], capture_output=True, text=True,
+                          timeout=120, check=False)
+    if done.returncode != 0:
+        text = " ".join(line.strip() for line in (done.stderr or done.stdout).splitlines() if line.strip())
+        raise LinkError(f"cannot enable {', '.join(wanted)} ({text[:200] or f'exit {done.returncode}'}): "
+                        f"{advice}")
+    return f"enabled broker plugins {', '.join(wanted)}"
+
+
+def _run(command: list[str]) -> str | None:
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def _set_parameter(admin: BrokerAdmin, component: str, vhost: str, name: str, value: dict[str, Any],
+                   plugin: str) -> None:
+    try:
+        admin.set_parameter(component, vhost, name, value)
+    except BrokerAdminError as exc:
+        text = str(exc)
+        if "component" in text.lower() or "not found" in text.lower() or "404" in text:
+            raise LinkError(f"the broker does not know {component!r} parameters: run 'rabbitmq-plugins "
+                            f"enable {plugin}' on the broker's host ({text})") from None
+        raise
+
+
+def check_remote_vhost(admin: BrokerAdmin, local: BrokerSettings, remote: RemoteBroker) -> None:
+    """When ``remote`` is on the local broker, fail now if its vhost does not exist there."""
+    same_broker = (is_local_host(remote.host) and is_local_host(local.host)
+                   and remote.port in (local.port, AMQP_PORT if local.port == AMQPS_PORT else AMQPS_PORT))
+    if same_broker and remote.vhost not in admin.vhosts():
+        raise LinkError(f"remote vhost {remote.vhost!r} does not exist on the broker at "
+                        f"{remote.host}:{remote.port} (run 'vcfg rabbitmq single' for that instance first)")
+
+
+# -- applying ----------------------------------------------------------------------------------
+
+@dataclass
+class LinkReport:
+    """What :func:`apply_federation` / :func:`apply_shovels` did."""
+
+    done: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def apply_federation(admin: BrokerAdmin, local: BrokerSettings, upstreams: list[Upstream],
+                     timeout: float = LINK_TIMEOUT) -> LinkReport:
+    """Set the upstreams and the federation policy on the local vhost, then wait for the links."""
+    report = LinkReport()
+    vhost = local.vhost
+    for upstream in upstreams:
+        check_remote_vhost(admin, local, upstream.remote)
+    before = admin.parameters(FEDERATION_COMPONENT, vhost)
+    with _undo_on_failure(admin, FEDERATION_COMPONENT, vhost, before, [u.name for u in upstreams]):
+        for upstream in upstreams:
+            _set_parameter(admin, FEDERATION_COMPONENT, vhost, upstream.name, upstream.parameter(),
+                           "rabbitmq_federation")
+            report.done.append(f"federation upstream {upstream.name} -> {upstream.remote.redacted()}")
+        admin.set_policy(vhost, FEDERATION_POLICY, FEDERATION_PATTERN, {"federation-upstream-set": "all"},
+                         apply_to="exchanges")
+        report.done.append(f"policy {FEDERATION_POLICY}: exchange {EXCHANGE!r} federated from every upstream")
+        status = link_status_reader(admin, "federation")
+        if status is None:
+            report.notes.append("link status not checked (needs rabbitmqctl here, or "
+                                "rabbitmq_federation_management)")
+        else:
+            wait_for_links(status, vhost, [u.name for u in upstreams], timeout)
+            report.done.append("federation link(s) running")
+    return report
+
+
+def apply_shovels(admin: BrokerAdmin, local: BrokerSettings, shovels: list[Shovel],
+                  timeout: float = LINK_TIMEOUT) -> LinkReport:
+    """Set the shovels on the local vhost, then wait for them to run."""
+    report = LinkReport()
+    for remote in {s.remote for s in shovels}:
+        check_remote_vhost(admin, local, remote)
+    before = admin.parameters(SHOVEL_COMPONENT, local.vhost)
+    with _undo_on_failure(admin, SHOVEL_COMPONENT, local.vhost, before, [s.name for s in shovels]):
+        for shovel in shovels:
+            _set_parameter(admin, SHOVEL_COMPONENT, local.vhost, shovel.name, shovel.parameter(local.vhost),
+                           "rabbitmq_shovel")
+            report.done.append(f"shovel {shovel.name}: {shovel.source_key} -> {shovel.remote.redacted()}")
+        status = link_status_reader(admin, "shovel")
+        if status is None:
+            report.notes.append("shovel status not checked (needs rabbitmqctl here, or "
+                                "rabbitmq_shovel_management)")
+        else:
+            wait_for_links(status, local.vhost, [s.name for s in shovels], timeout)
+            report.done.append("shovel(s) running")
+    return report
+
+
+@contextlib.contextmanager
+def _undo_on_failure(admin: BrokerAdmin, component: str, vhost: str, before: dict[str, Any],
+                     names: list[str]) -> Iterator[None]:
+    """Put the parameters ``names`` back as they were when the block fails (a broken link keeps
+    retrying forever otherwise); the failure's message says so."""
+    try:
+        yield
+    except LinkError as exc:
+        for name in names:
+            with contextlib.suppress(BrokerAdminError):
+                if name in before:
+                    admin.set_parameter(component, vhost, name, before[name])
+                else:
+                    admin.clear_parameter(component, vhost, name)
+        if component == FEDERATION_COMPONENT and not before:
+            with contextlib.suppress(BrokerAdminError):
+                admin.clear_policy(vhost, FEDERATION_POLICY)
+        raise LinkError(f"{exc}; the link was not kept") from None
+
+
+def remove_links(admin: BrokerAdmin, vhost: str, kind: str, name: str) -> list[str]:
+    """Remove federation upstream or shovel(s) ``name`` (exact, or every name starting ``name-``).
+
+    The federation policy goes with the last upstream. Returns the names removed; :class:`LinkError`
+    when none matches.
+    """
+    component = FEDERATION_COMPONENT if kind == "federation" else SHOVEL_COMPONENT
+    existing = admin.parameters(component, vhost)
+    names = [n for n in existing if n == name or n.startswith(f"{name}-")]
+    if not names:
+        have = ", ".join(sorted(existing)) or "none"
+        raise LinkError(f"no {kind} named {name!r} on vhost {vhost!r} (there: {have})")
+    for found in names:
+        admin.clear_parameter(component, vhost, found)
+    if kind == "federation" and not set(existing) - set(names):
+        admin.clear_policy(vhost, FEDERATION_POLICY)
+    return names
+
+
+def link_user_permissions(kind: str) -> Permissions:
+    """What the other instance's link user needs on this vhost.
+
+    ``federation``: the upstream side, where the link declares ``federation: ...`` objects and reads
+    the ``volttron`` exchange; ``shovel``: the destination side, where it only publishes to ``volttron``.
+    """
+    if kind == "federation":
+        return Permissions(configure="^federation: .*$", write="^federation: .*$",
+                           read=f"^({EXCHANGE}|federation: .*)$")
+    return Permissions(configure="^$", write=f"^{EXCHANGE}$", read="^$")
+
+
+def grant_link_user(admin: BrokerAdmin, vhost: str, user: str, password: str | None, kind: str) -> None:
+    """Create (or update) the user another instance's federation or shovel logs in as, on ``vhost``.
+
+    ``password=None``: certificate login only.
+    """
+    admin.put_user(user, password, None, grant=(vhost, link_user_permissions(kind)))
+
+
+# -- link status ---------------------------------------------------------------------------------
+
+StatusReader = Callable[[str], dict[str, tuple[str, str]]]
+"""vhost -> {link name: (state, problem)}; state ``running`` is up."""
+
+
+def link_status_reader(admin: BrokerAdmin, kind: str) -> StatusReader | None:
+    """How to read federation link or shovel states on ``admin``'s broker (None: cannot)."""
+    if isinstance(admin, CtlAdmin):
+        command = "federation_status" if kind == "federation" else "shovel_status"
+
+        def from_ctl(vhost: str) -> dict[str, tuple[str, str]]:
+            rows = admin._json(command)  # noqa: SLF001 - BrokerAdmin has no link status (yet)
+            return _states(kind, [r for r in rows if r.get("vhost") == vhost])
+
+        return from_ctl
+    if isinstance(admin, HttpAdmin):
+        path = "federation-links" if kind == "federation" else "shovels"
+
+        def from_http(vhost: str) -> dict[str, tuple[str, str]]:
+            rows = admin._request("GET", f"{path}/{quote(vhost, safe='')}")  # noqa: SLF001
+            if rows is None:
+                raise LinkError(f"the management API has no {path} (enable rabbitmq_{kind}_management)")
+            return _states(kind, rows)
+
+        return from_http
+    return None
+
+
+def _states(kind: str, rows: list[dict[str, Any]]) -> dict[str, tuple[str, str]]:
+    found: dict[str, tuple[str, str]] = {}
+    for row in rows:
+        if kind == "federation":
+            name = str(row.get("upstream") or "")
+            state = str(row.get("status") or "")
+            problem = describe_error(row.get("error")) if row.get("error") else ""
+        else:
+            name = str(row.get("name") or "")
+            state = str(row.get("state") or "")
+            problem = describe_error(row.get("termination_reason") or row.get("reason") or "")
+        found[name] = (state, problem)
+    return found
+
+
+def describe_error(value: Any) -> str:
+    """A link error as ``rabbitmqctl`` reports it (atoms, lists of character codes) as text."""
+    if isinstance(value, list):
+        if value and all(isinstance(v, int) and 0 <= v < 0x110000 for v in value):
+            return "".join(chr(v) for v in value)
+        return ": ".join(part for part in (describe_error(v) for v in value) if part)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={describe_error(v)}" for k, v in value.items())
+    return "" if value is None else str(value)
+
+
+def wait_for_links(status: StatusReader, vhost: str, names: list[str], timeout: float,
+                   poll: float = 0.25) -> None:
+    """Return once every link in ``names`` runs; :class:`LinkError` naming the first that fails."""
+    deadline = time.monotonic() + timeout
+    states: dict[str, tuple[str, str]] = {}
+    while True:
+        try:
+            states = status(vhost)
+        except BrokerAdminError as exc:
+            raise LinkError(f"cannot read the link status: {exc}") from None
+        for name in names:
+            state, problem = states.get(name, ("", ""))
+            if state in ("error", "terminated"):
+                raise LinkError(f"link {name} failed: {_advice(problem or state)}")
+        if all(states.get(name, ("",))[0] == "running" for name in names):
+            return
+        if time.monotonic() > deadline:
+            waiting = [f"{n} ({states.get(n, ('not started',))[0] or 'not started'})" for n in names
+                       if states.get(n, ("",))[0] != "running"]
+            raise LinkError(f"link(s) not running after {timeout:g} s: {', '.join(waiting)} (is the remote "
+                            "broker reachable, and do the remote vhost and user exist?)")
+        time.sleep(poll)
+
+
+def _advice(problem: str) -> str:
+    lowered = problem.lower()
+    if "auth_failure" in lowered or "access_refused" in lowered:
+        return f"{problem} (wrong user or password for the remote broker?)"
+    if "not_allowed" in lowered:
+        return f"{problem} (the remote vhost does not exist, or the user has no permission on it)"
+    return problem
+
+
+__all__ = ["FEDERATION_FILE", "SHOVEL_FILE", "LinkError", "LinkReport", "RemoteBroker", "Shovel", "Upstream",
+           "apply_federation", "apply_shovels", "ensure_plugins", "grant_link_user", "link_user_permissions",
+           "load_links_file", "parse_federation", "parse_shovels", "remove_links", "wait_for_links"]
