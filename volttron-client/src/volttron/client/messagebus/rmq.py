@@ -61,6 +61,7 @@ from volttron.client.messagebus.rmq_subscriptions import (
 from volttron.client.messagebus.rmq_wire import (
     CONTENT_TYPE,
     EXCHANGE,
+    PUBSUB_KEY,
     PUBSUB_TYPE,
     ROUTER,
     admin_user,
@@ -72,6 +73,7 @@ from volttron.client.messagebus.rmq_wire import (
     peer_routing_key,
     publish_routing_key,
     topic_from_routing_key,
+    topic_words,
     with_sender,
 )
 from volttron.utils.errors import VolttronError
@@ -310,6 +312,9 @@ class RmqConnection(AmqpLink, Connection):
         topic = headers.get("topic")
         if not isinstance(topic, str):
             topic = topic_from_routing_key(method.routing_key)
+        elif not self.topic_matches_key(topic, method.routing_key):
+            self._drop(f"a publication on {method.routing_key!r} claiming topic {topic!r}", properties)
+            return
         bus = headers.get("bus")
         if not isinstance(bus, str):
             try:
@@ -322,6 +327,17 @@ class RmqConnection(AmqpLink, Connection):
         self._stats["received"] += 1
         args = [b"publish", frame_bytes(topic), with_sender(body, origin.peer)]
         self._deliver(Message("", PUBSUB_TYPE, args, properties.message_id or "", origin.user))
+
+    def topic_matches_key(self, topic: str, routing_key: str) -> bool:
+        """Whether ``routing_key`` is the publish key of ``topic`` (on this or a one-word instance).
+
+        The broker's topic permissions judge the key, so a topic header naming another topic could
+        pass a publish off as one on a protected topic.
+        """
+        head, tail = f"{PUBSUB_KEY}.", f".{topic_words(topic)}.#"
+        where = routing_key[len(head):len(routing_key) - len(tail)]
+        return (routing_key.startswith(head) and routing_key.endswith(tail) and bool(where)
+                and (where == self.instance or "." not in where))
 
     def _drop(self, what: str, properties: Any) -> None:
         self._stats["dropped"] += 1

@@ -3,15 +3,22 @@
 :class:`AmqpLink` keeps one pika :class:`~pika.adapters.gevent_connection.GeventConnection` open,
 and opens it again whenever it drops (backing off up to a few seconds), until closed. Broker
 operations (declare, bind, consume) are written as plain calls that wait for the broker's answer
-(:meth:`AmqpLink._call`), and fail when the channel or connection they wait on closes. A second
-channel carries declarations and bindings, so a refused one never takes down the channel that
-publishes and consumes.
+(:meth:`AmqpLink._call`), and fail when the channel or connection they wait on closes. Besides
+the channel that consumes, one channel carries declarations and bindings and one publishes, so a
+refused binding or publish never takes down the consumers (whose queues go with them).
 
 Every publish is confirmed by the broker. :meth:`AmqpLink.publish` records what to tell the sender
 once the broker confirms (a reply) or refuses it, or when the link drops before it confirmed (an
 EAGAIN error for that message id): nothing is reported sent and then lost. A publish waits, up to
 its timeout, while there is no link, the broker blocks publishers, or too many publishes await
 confirmation.
+
+A publish whose routing key the user's topic permissions refuse (a protected topic, see the
+platform's ``rmq_topic_permissions``) makes the broker close the publishing channel with
+ACCESS_REFUSED: it is logged, its sender gets the refusal for its message id (on pub/sub the
+``-32001`` error a ZeroMQ platform answers, which the agent raises as unauthorized), the publishes
+still unconfirmed on that channel get EAGAIN, and a new publishing channel is opened; the link and
+its consumers stay.
 
 The subclass (:class:`~volttron.client.messagebus.rmq.RmqConnection`) says what a link needs
 (:meth:`AmqpLink._prepare_link`) and receives what comes in.
@@ -22,6 +29,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,7 +45,7 @@ from pika.spec import Basic
 
 from volttron.client.messagebus.base import BusClosed, BusError, BusEvent, BusTimeout, EventCallback, Message
 from volttron.client.messagebus.rmq_config import BrokerSettings
-from volttron.client.messagebus.rmq_wire import EXCHANGE
+from volttron.client.messagebus.rmq_wire import EXCHANGE, PUBSUB_TYPE, topic_from_routing_key
 from volttron.utils.errors import VolttronError
 from volttron.utils.frames import TEXT_ENCODING
 
@@ -53,6 +61,9 @@ FIRST_RETRY_DELAY = 0.5
 LOGIN_RETRY_DELAY = 2.0
 """Longest wait before logging in again after the broker refused the login."""
 LAST_RETRY_DELAY = 5.0
+PROTECTED_TOPIC_ERROR = -32001
+"""Error number of a refused publish to a protected topic (the pub/sub service's, reference §2.6)."""
+_REFUSED_TOPIC = re.compile(r"access to topic '(.*)' in exchange '")
 _EVERY_CHANNEL = object()
 _TEXT = TEXT_ENCODING
 
@@ -77,6 +88,7 @@ class Pending:
     peer: str
     subsystem: str
     reply: list[bytes] | None = None
+    routing_key: str = ""
 
 
 class AmqpLink:
@@ -97,6 +109,7 @@ class AmqpLink:
         self._connection: Any = None
         self._channel: Any = None
         self._ops_channel: Any = None
+        self._publishing: Any = None
         self._unconfirmed: dict[int, Pending | None] = {}
         self._next_tag = 0
         self._waiters: dict[AsyncResult, Any] = {}
@@ -110,7 +123,7 @@ class AmqpLink:
         self._io: Any = None
         self._io_loop: Any = None
         self._stats = {"sent": 0, "received": 0, "confirmed": 0, "refused": 0, "failed_unconfirmed": 0,
-                       "dropped": 0, "links": 0, "link_failures": 0}
+                       "dropped": 0, "links": 0, "link_failures": 0, "access_refused": 0}
 
     @property
     def linked(self) -> bool:
@@ -180,8 +193,7 @@ class AmqpLink:
         self._lost.clear()
         self._connection = self._connect()
         self._channel = self._open_channel()
-        self._call("confirm delivery", self._channel, "confirm_delivery", ack_nack_callback=self._on_confirm)
-        self._next_tag = 0
+        self._open_publishing()
         self._prepare_link()
         self._stats["links"] += 1
         self._in_use_reported = False
@@ -260,6 +272,13 @@ class AmqpLink:
         finally:
             self._waiters.pop(result, None)
 
+    def _open_publishing(self) -> None:
+        """Open the channel publishes go out on, with publisher confirms (delivery tags start again)."""
+        channel = self._open_channel(self._on_publishing_closed)
+        self._call("confirm delivery", channel, "confirm_delivery", ack_nack_callback=self._on_confirm)
+        self._next_tag = 0
+        self._publishing = channel
+
     def _operations(self) -> Any:
         """The channel for declarations and bindings, opened again after the broker closed it.
 
@@ -308,6 +327,32 @@ class AmqpLink:
         if channel is self._channel:
             self._lost.set()  # the link greenlet closes the connection and starts again
 
+    def _on_publishing_closed(self, channel: Any, reason: Exception) -> None:
+        self._fail_waiters(_channel_error(reason), channel)
+        if channel is not self._publishing:
+            return
+        self._publishing = None
+        connection = self._connection
+        found = _REFUSED_TOPIC.search(getattr(reason, "reply_text", "") or "")
+        if found is None or self._closed or connection is None or not connection.is_open:
+            self._lost.set()  # the link greenlet closes the connection and starts again
+            return
+        refused = found.group(1)
+        self._stats["access_refused"] += 1
+        _log.warning("the broker refused routing key %r to user %r (its topic permissions: a protected "
+                     "topic?); publishing on a new channel", refused, self.settings.username)
+        self._fail_unconfirmed("the broker closed the publishing channel before it confirmed the message",
+                               refused)
+        gevent.spawn(self._reopen_publishing, connection)
+
+    def _reopen_publishing(self, connection: Any) -> None:
+        try:
+            self._open_publishing()
+        except LinkError as exc:
+            if self._connection is connection:
+                _log.debug("no new publishing channel: %s", exc)
+                self._lost.set()
+
     def _on_ops_channel_closed(self, channel: Any, reason: Exception) -> None:
         if channel is self._ops_channel:
             self._ops_channel = None
@@ -328,6 +373,7 @@ class AmqpLink:
         self._fail_unconfirmed()
         self._fail_waiters(LinkError("the link dropped"))
         connection, self._connection, self._channel, self._ops_channel = self._connection, None, None, None
+        self._publishing = None
         if connection is not None and not (connection.is_closed or connection.is_closing):
             try:
                 connection.close()
@@ -362,9 +408,12 @@ class AmqpLink:
                     raise BusTimeout(f"could not send to {routing_key!r} within {timeout} s: {why}")
             if self._closed:
                 raise BusClosed("the connection is closed")
-            channel = self._channel
-            if channel is None or not channel.is_open:
-                self._ready.wait(0.05)
+            channel = self._publishing
+            if channel is None or not channel.is_open:  # being opened (again)
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise BusTimeout(f"could not send to {routing_key!r} within {timeout} s: no publishing "
+                                     "channel")
+                gevent.sleep(0.01)
                 continue
             try:
                 channel.basic_publish(EXCHANGE, routing_key, body, properties)
@@ -374,6 +423,8 @@ class AmqpLink:
             except pika.exceptions.AMQPError as exc:
                 raise BusError(f"publish to {routing_key!r} failed: {exc!r}") from exc
             self._next_tag += 1
+            if pending is not None:
+                pending.routing_key = routing_key
             self._unconfirmed[self._next_tag] = pending
             self._drained.clear()
             if len(self._unconfirmed) >= MAX_UNCONFIRMED:
@@ -410,11 +461,18 @@ class AmqpLink:
         if not self._unconfirmed:
             self._drained.set()
 
-    def _fail_unconfirmed(self) -> None:
+    def _fail_unconfirmed(self, why: str = "the link to the broker dropped before it confirmed the message",
+                          refused_key: str | None = None) -> None:
+        """Report the publishes awaiting confirmation as failed: refused (``refused_key``) or EAGAIN."""
         entries, self._unconfirmed = list(self._unconfirmed.values()), {}
         for pending in entries:
+            if refused_key is not None and pending is not None and pending.routing_key == refused_key:
+                self._stats["refused"] += 1
+                if pending.msg_id:
+                    self._deliver(refusal_message(pending, self.settings.username))
+                continue
             self._stats["failed_unconfirmed"] += 1
-            self._report_failure(pending, "the link to the broker dropped before it confirmed the message")
+            self._report_failure(pending, why)
         self._after_confirmations()
 
     def _report_failure(self, pending: Pending | None, why: str) -> None:
@@ -448,6 +506,19 @@ def error_message(msg_id: str, errnum: int, why: str, peer: str, subsystem: str)
     text = f"{os.strerror(errnum)}: {why}"
     args = [str(errnum).encode("ascii"), frame_bytes(text), frame_bytes(peer), frame_bytes(subsystem)]
     return Message("", "error", args, msg_id, "")
+
+
+def refusal_message(pending: Pending, user: str | None) -> Message:
+    """The error for a publish the broker refused by the topic permissions of ``user``."""
+    if pending.subsystem == PUBSUB_TYPE:
+        topic = topic_from_routing_key(pending.routing_key)
+        text = (f"the broker refused the publish to topic {topic}: it is protected, and {user} does not "
+                "hold the capabilities it requires")
+        code = str(PROTECTED_TOPIC_ERROR).encode("ascii")
+        args = [code, frame_bytes(text), b"", PUBSUB_TYPE.encode("ascii")]
+        return Message("", "error", args, pending.msg_id, "")
+    why = f"the broker refused routing key {pending.routing_key!r} to {user}"
+    return error_message(pending.msg_id, errno.EACCES, why, pending.peer, pending.subsystem)
 
 
 def _open_error(exc: BaseException, settings: Any) -> LinkError:

@@ -1,0 +1,178 @@
+"""Protected topics hold for agents publishing straight to RabbitMQ (``--message-bus rmq``).
+
+The platform gives each agent's broker user topic permissions (``rmq_topic_permissions``), so the
+broker refuses a publish to a protected topic from an agent lacking the capability: it never
+reaches a subscriber, the publisher gets the ``-32001`` refusal it would get on ZeroMQ, and its
+connection carries on. Granting the capability in ``auth.json``, or protecting another topic in
+``protected_topics.json``, applies while the platform runs. Every refusal that fails to happen
+fails with ``NOT ENFORCED:``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import gevent
+import pytest
+
+from volttron.client.messagebus.rmq_testing import BrokerInstance, broker_instance
+from volttron.client.runner import build_agent
+from volttron.client.vip.agent import Agent
+from volttron.client.vip.agent.errors import VIPError
+from volttron.utils.jsonrpc import Error
+
+pytestmark = [pytest.mark.integration, pytest.mark.rabbitmq]
+
+NOT_ENFORCED = "NOT ENFORCED: "
+CALL_TIMEOUT = 10.0
+SECURE = {"write-protect": [{"topic": "devices/secure", "capabilities": ["can_publish_secure"]}]}
+
+
+@pytest.fixture
+def broker() -> Iterator[BrokerInstance]:
+    with broker_instance("prot") as instance:
+        yield instance
+
+
+@pytest.fixture
+def rmq_platform(broker: BrokerInstance, platform_factory: Any) -> Any:  # stops before its vhost goes
+    platform = platform_factory(args=["--message-bus", "rmq"])
+    broker.prepare_home(platform.home)
+    (platform.home / "protected_topics.json").write_text(json.dumps(SECURE))
+    return platform.start(timeout=45)
+
+
+def eventually(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll ``condition`` until it returns a true value; AssertionError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        gevent.sleep(0.1)
+
+
+def topic_permission_of(broker: BrokerInstance, identity: str) -> Any:
+    listed = broker.admin.topic_permissions(broker.vhost)
+    return listed.get(f"{broker.instance}.{identity}", {}).get("volttron")
+
+
+class Agents:
+    """Agents on RabbitMQ connected by a test (each once its broker user is ready), stopped at the end."""
+
+    def __init__(self, platform: Any, broker: BrokerInstance) -> None:
+        self.platform = platform
+        self.broker = broker
+        self.keys: dict[str, Any] = {}
+        self.made: list[Agent] = []
+
+    def connect(self, identity: str, capabilities: dict[str, Any] | None = None) -> Agent:
+        keys = self.authorize(identity, capabilities)
+        user = f"{self.broker.instance}.{identity}"
+        vhost = self.broker.vhost
+        eventually(lambda: user in self.broker.admin.permissions(vhost), 30, f"the broker user {user}")
+        agent = build_agent(address=self.broker.url(), message_bus="rmq", identity=identity,
+                            publickey=keys.public, secretkey=keys.secret, serverkey=self.platform.serverkey,
+                            timeout=15)
+        self.made.append(agent)
+        return agent
+
+    def authorize(self, identity: str, capabilities: dict[str, Any] | None = None) -> Any:
+        """Allow ``identity`` in auth.json with ``capabilities`` (replacing those it had)."""
+        self.keys[identity] = self.platform.add_allow_entry(identity, self.keys.get(identity), capabilities)
+        return self.keys[identity]
+
+
+@pytest.fixture
+def agents(rmq_platform: Any, broker: BrokerInstance) -> Iterator[Agents]:
+    made = Agents(rmq_platform, broker)
+    yield made
+    for agent in made.made:
+        agent.core.stop(timeout=10)
+
+
+class Heard:
+    """The topics a subscriber to every topic has heard."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.topics: list[str] = []
+        subscribed = agent.vip.pubsub.subscribe("pubsub", "", lambda *a: self.topics.append(a[3]))
+        subscribed.get(timeout=CALL_TIMEOUT)
+
+
+def publish_outcome(agent: Agent, topic: str) -> str:
+    """``"sent"``, ``"refused"`` (-32001) or ``"failed"`` (another error: a link coming back)."""
+    try:
+        agent.vip.pubsub.publish("pubsub", topic, message={"topic": topic}).get(timeout=CALL_TIMEOUT)
+    except Error as exc:
+        assert exc.code == -32001 and "protected" in str(exc.data), exc
+        return "refused"
+    except (VIPError, gevent.Timeout):
+        return "failed"
+    return "sent"
+
+
+def delivered(agent: Agent, heard: Heard, topic: str) -> bool:
+    """Publish on ``topic``; True once it was sent and heard (waiting up to 10 s for it)."""
+    if publish_outcome(agent, topic) != "sent":
+        return False
+    eventually(lambda: topic in heard.topics, 10, f"the publish on {topic}")
+    return True
+
+
+def assert_not_delivered(agent: Agent, heard: Heard, topic: str, control: str) -> None:
+    """``topic`` was refused: a control publish sent after it arrives, ``topic`` never does."""
+    eventually(lambda: delivered(agent, heard, control), 20, f"the control publish on {control}")
+    assert topic not in heard.topics, f"{NOT_ENFORCED}{topic} was delivered"
+
+
+def numbered(prefix: str) -> Callable[[], str]:
+    """A new topic below ``prefix`` at each call."""
+    counter = itertools.count()
+    return lambda: f"{prefix}/{next(counter)}"
+
+
+def test_a_protected_topic_holds_for_a_rabbitmq_publisher_until_it_gets_the_capability(
+        broker: BrokerInstance, agents: Agents) -> None:
+    heard = Heard(agents.connect("listener"))
+    writer = agents.connect("writer")
+    assert topic_permission_of(broker, "writer") is not None
+    outcome = publish_outcome(writer, "devices/secure/x")
+    assert outcome == "refused", f"{NOT_ENFORCED}publish to devices/secure/x by writer: {outcome}"
+    assert_not_delivered(writer, heard, "devices/secure/x", "devices/open/1")
+    # the connection carries on: RPC, and publishes on a new channel
+    assert "writer" in writer.vip.rpc.call("platform.control", "peerlist").get(timeout=CALL_TIMEOUT)
+    outcome = publish_outcome(writer, "devices/secure2")  # a string prefix, as on ZeroMQ
+    assert outcome == "refused", f"{NOT_ENFORCED}publish to devices/secure2 by writer: {outcome}"
+    assert_not_delivered(writer, heard, "devices/secure2", "devices/open/2")
+    # granting the capability in auth.json lets publishes through, without a restart
+    agents.authorize("writer", {"can_publish_secure": None})
+    topic = numbered("devices/secure/granted")
+    eventually(lambda: delivered(writer, heard, topic()), 30, "the granted capability to apply")
+    eventually(lambda: topic_permission_of(broker, "writer") is None, 10, "its topic permission to go")
+
+
+def test_protecting_another_topic_applies_while_the_platform_runs(
+        broker: BrokerInstance, rmq_platform: Any, agents: Agents) -> None:
+    heard = Heard(agents.connect("listener"))
+    writer = agents.connect("writer", {"can_publish_secure": None})
+    assert topic_permission_of(broker, "writer") is None
+    eventually(lambda: delivered(writer, heard, "alerts/before"), 20, "a publish on alerts/before")
+    (rmq_platform.home / "protected_topics.json").write_text(json.dumps({"write-protect": [
+        *SECURE["write-protect"], {"topic": "/^alerts/[^/]+$/", "capabilities": ["can_alert"]}]}))
+    topic = numbered("alerts")
+
+    def refused() -> str | None:
+        attempt = topic()
+        return attempt if publish_outcome(writer, attempt) == "refused" else None
+
+    # the writer's connection, which published on alerts/ before, is closed and comes back
+    first = eventually(refused, 30, "the new protected topic to apply")
+    assert_not_delivered(writer, heard, first, "devices/secure/after")
+    assert_not_delivered(writer, heard, first, "alerts/x/deeper")  # the regex ends after one level
