@@ -133,9 +133,7 @@ def _local_broker(home: Path) -> tuple[Any, Any]:
     if not port_open(settings.host, settings.port):
         raise BrokerDown(f"no RabbitMQ broker answers at {settings.host}:{settings.port}; start it and run "
                          "this again")
-    admin = broker_admin(settings, settings.username, settings.password)
-    admin.check()
-    return settings, admin
+    return settings, broker_admin(settings, settings.username, settings.password)
 
 
 def _remote_entry(flags: dict[str, Any], user_key: str) -> dict[str, Any]:
@@ -226,10 +224,7 @@ def federation(ctx: click.Context, config_file: str | None, remove: str | None, 
             return
         instance = settings.instance_name or ""
         upstreams = rmq_links.parse_federation(entries, instance, config_file or "")
-        enabled = rmq_links.ensure_plugins(admin, settings, ("rabbitmq_federation",))
         report = rmq_links.apply_federation(admin, settings, upstreams, timeout)
-        if enabled:
-            report.done.insert(0, enabled)
         click.echo(f"Federation for instance {instance!r} (vhost {settings.vhost!r}):")
         _print_report(report)
 
@@ -265,10 +260,7 @@ def shovel(ctx: click.Context, config_file: str | None, remove: str | None, time
             return
         instance = settings.instance_name or ""
         shovels = rmq_links.parse_shovels(entries, instance, config_file or "")
-        enabled = rmq_links.ensure_plugins(admin, settings, ("rabbitmq_shovel",))
         report = rmq_links.apply_shovels(admin, settings, shovels, timeout)
-        if enabled:
-            report.done.insert(0, enabled)
         click.echo(f"Shovels for instance {instance!r} (vhost {settings.vhost!r}):")
         _print_report(report)
 

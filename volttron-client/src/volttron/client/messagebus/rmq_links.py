@@ -312,25 +312,25 @@ def _host(host: str) -> str:
 
 # -- the broker plugins --------------------------------------------------------------------------
 
-def ensure_plugins(admin: BrokerAdmin, settings: BrokerSettings, plugins: Iterable[str] = PLUGINS,
+def ensure_plugins(settings: BrokerSettings, plugins: Iterable[str] = PLUGINS,
                    command: str = "rabbitmq-plugins") -> str | None:
     """Enable ``plugins`` on a broker on this host (idempotent; the broker stays up).
 
-    Returns what was done (None when nothing was needed or it cannot be done from here: then
-    setting a parameter tells). Raises :class:`LinkError` saying what to run when enabling fails.
+    Returns what was done, or None when it cannot be done from here (another host's broker: its
+    administrator enables plugins). Raises :class:`LinkError` saying what to run when enabling fails.
     """
     wanted = list(plugins)
-    if isinstance(admin, HttpAdmin) or not is_local_host(settings.host):
-        return None  # another host's broker: its administrator enables plugins
+    if not is_local_host(settings.host):
+        return None
     executable = shutil.which(command)
     advice = f"run 'rabbitmq-plugins enable {' '.join(wanted)}' on the broker's host as root"
     if executable is None:
         raise LinkError(f"{command} not found, cannot enable {', '.join(wanted)}: {advice}")
-    listed = _run([executable, "-q", "list", "--enabled", "--minimal"])
-    if listed is not None and set(wanted) <= set(listed.split()):
-        return None
-    done = subprocess.run([executable, "-q", "enable", *wanted], capture_output=True, text=True,
-                          timeout=120, check=False)
+    try:
+        done = subprocess.run([executable, "-q", "enable", *wanted], capture_output=True, text=True,
+                              timeout=120, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise LinkError(f"cannot enable {', '.join(wanted)} ({exc}): {advice}") from None
     if done.returncode != 0:
         text = " ".join(line.strip() for line in (done.stderr or done.stdout).splitlines() if line.strip())
         raise LinkError(f"cannot enable {', '.join(wanted)} ({text[:200] or f'exit {done.returncode}'}): "
@@ -338,12 +338,8 @@ def ensure_plugins(admin: BrokerAdmin, settings: BrokerSettings, plugins: Iterab
     return f"enabled broker plugins {', '.join(wanted)}"
 
 
-def _run(command: list[str]) -> str | None:
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return done.stdout if done.returncode == 0 else None
+class PluginMissing(LinkError):
+    """The broker does not know the parameters of a plugin that is not enabled."""
 
 
 def _set_parameter(admin: BrokerAdmin, component: str, vhost: str, name: str, value: dict[str, Any],
@@ -353,9 +349,23 @@ def _set_parameter(admin: BrokerAdmin, component: str, vhost: str, name: str, va
     except BrokerAdminError as exc:
         text = str(exc)
         if "component" in text.lower() or "not found" in text.lower() or "404" in text:
-            raise LinkError(f"the broker does not know {component!r} parameters: run 'rabbitmq-plugins "
-                            f"enable {plugin}' on the broker's host ({text})") from None
+            raise PluginMissing(f"the broker does not know {component!r} parameters: run 'rabbitmq-plugins "
+                                f"enable {plugin}' on the broker's host ({text})") from None
         raise
+
+
+def _set_parameters(admin: BrokerAdmin, local: BrokerSettings, component: str, plugin: str,
+                    values: list[tuple[str, dict[str, Any]]], report: LinkReport,
+                    plugins_command: str) -> None:
+    """Set ``values`` (name, value); a missing plugin is enabled first when this host can."""
+    for index, (name, value) in enumerate(values):
+        try:
+            _set_parameter(admin, component, local.vhost, name, value, plugin)
+        except PluginMissing:
+            if index or not ensure_plugins(local, (plugin,), plugins_command):
+                raise
+            report.done.append(f"enabled broker plugin {plugin}")
+            _set_parameter(admin, component, local.vhost, name, value, plugin)
 
 
 def check_remote_vhost(admin: BrokerAdmin, local: BrokerSettings, remote: RemoteBroker) -> None:
@@ -378,18 +388,21 @@ class LinkReport:
 
 
 def apply_federation(admin: BrokerAdmin, local: BrokerSettings, upstreams: list[Upstream],
-                     timeout: float = LINK_TIMEOUT) -> LinkReport:
-    """Set the upstreams and the federation policy on the local vhost, then wait for the links."""
+                     timeout: float = LINK_TIMEOUT, plugins_command: str = "rabbitmq-plugins") -> LinkReport:
+    """Set the upstreams and the federation policy on the local vhost, then wait for the links.
+
+    The federation plugin is enabled when the broker lacks it and is on this host
+    (:func:`ensure_plugins`); :class:`LinkError` says what failed (nothing of this run is kept).
+    """
     report = LinkReport()
     vhost = local.vhost
     for upstream in upstreams:
         check_remote_vhost(admin, local, upstream.remote)
     before = admin.parameters(FEDERATION_COMPONENT, vhost)
     with _undo_on_failure(admin, FEDERATION_COMPONENT, vhost, before, [u.name for u in upstreams]):
-        for upstream in upstreams:
-            _set_parameter(admin, FEDERATION_COMPONENT, vhost, upstream.name, upstream.parameter(),
-                           "rabbitmq_federation")
-            report.done.append(f"federation upstream {upstream.name} -> {upstream.remote.redacted()}")
+        _set_parameters(admin, local, FEDERATION_COMPONENT, "rabbitmq_federation",
+                        [(u.name, u.parameter()) for u in upstreams], report, plugins_command)
+        report.done.extend(f"federation upstream {u.name} -> {u.remote.redacted()}" for u in upstreams)
         admin.set_policy(vhost, FEDERATION_POLICY, FEDERATION_PATTERN, {"federation-upstream-set": "all"},
                          apply_to="exchanges")
         report.done.append(f"policy {FEDERATION_POLICY}: exchange {EXCHANGE!r} federated from every upstream")
@@ -404,17 +417,17 @@ def apply_federation(admin: BrokerAdmin, local: BrokerSettings, upstreams: list[
 
 
 def apply_shovels(admin: BrokerAdmin, local: BrokerSettings, shovels: list[Shovel],
-                  timeout: float = LINK_TIMEOUT) -> LinkReport:
-    """Set the shovels on the local vhost, then wait for them to run."""
+                  timeout: float = LINK_TIMEOUT, plugins_command: str = "rabbitmq-plugins") -> LinkReport:
+    """Set the shovels on the local vhost, then wait for them to run (plugin, failures: as
+    :func:`apply_federation`)."""
     report = LinkReport()
     for remote in {s.remote for s in shovels}:
         check_remote_vhost(admin, local, remote)
     before = admin.parameters(SHOVEL_COMPONENT, local.vhost)
     with _undo_on_failure(admin, SHOVEL_COMPONENT, local.vhost, before, [s.name for s in shovels]):
-        for shovel in shovels:
-            _set_parameter(admin, SHOVEL_COMPONENT, local.vhost, shovel.name, shovel.parameter(local.vhost),
-                           "rabbitmq_shovel")
-            report.done.append(f"shovel {shovel.name}: {shovel.source_key} -> {shovel.remote.redacted()}")
+        _set_parameters(admin, local, SHOVEL_COMPONENT, "rabbitmq_shovel",
+                        [(s.name, s.parameter(local.vhost)) for s in shovels], report, plugins_command)
+        report.done.extend(f"shovel {s.name}: {s.source_key} -> {s.remote.redacted()}" for s in shovels)
         status = link_status_reader(admin, "shovel")
         if status is None:
             report.notes.append("shovel status not checked (needs rabbitmqctl here, or "
