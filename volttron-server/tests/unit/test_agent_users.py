@@ -20,6 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from volttron.server.aip import agent_users
 from volttron.server.aip.agent_dir import AgentDirectory
 from volttron.server.aip.agent_users import (
     AgentUsers,
@@ -227,6 +228,20 @@ def test_a_failed_install_removes_the_user_it_made(users: AgentUsers, tmp_path: 
         aip.install(LISTENER, vip_identity="l1")
     assert caught.value.step == "auth"
     assert users.owned() == [] and aip.list_agents() == []
+
+
+@as_root
+def test_a_user_that_cannot_be_made_fails_the_install_cleanly(
+    users: AgentUsers, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    aip = _aip(tmp_path / "home")
+    monkeypatch.setattr(agent_users, "_tool", lambda name: "/bin/false")  # every useradd fails
+    with pytest.raises(AgentInstallError, match="could not create a system user for l1") as caught:
+        aip.install(LISTENER, vip_identity="l1")
+    assert caught.value.step == "user"
+    assert aip.list_agents() == [] and users.owned() == []
+    assert not (tmp_path / "home/auth.json").exists() or "l1" not in (tmp_path / "home/auth.json").read_text()
+    assert [p.name for p in (tmp_path / "home/agents").iterdir()] == [".locks"]
 
 
 def test_without_secure_mode_no_user_is_made(tmp_path: Path) -> None:
