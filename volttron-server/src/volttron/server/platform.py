@@ -158,9 +158,9 @@ class Platform:
         opts = self.options
         home = opts.home
         prepare_home(home)
+        self._lock.acquire()
         if opts.secure_agent_users:
             secure_home(home)
-        self._lock.acquire()
         serverkey, secret, policy = self._setup_auth()
         protected = ProtectedTopics(home / PROTECTED_TOPICS_FILE)
         local = opts.vip_local_address
