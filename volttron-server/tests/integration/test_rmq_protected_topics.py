@@ -19,10 +19,13 @@ from typing import Any
 import gevent
 import pytest
 
+from volttron.client.messagebus.rmq_credentials import derive_password
 from volttron.client.messagebus.rmq_testing import BrokerInstance, broker_instance
+from volttron.client.messagebus.rmq_wire import EXCHANGE, publish_routing_key
 from volttron.client.runner import build_agent
 from volttron.client.vip.agent import Agent
 from volttron.client.vip.agent.errors import VIPError
+from volttron.server.platform_home import platform_keystore
 from volttron.utils.jsonrpc import Error
 
 pytestmark = [pytest.mark.integration, pytest.mark.rabbitmq]
@@ -38,12 +41,49 @@ def broker() -> Iterator[BrokerInstance]:
         yield instance
 
 
-@pytest.fixture
-def rmq_platform(broker: BrokerInstance, platform_factory: Any) -> Any:  # stops before its vhost goes
+SWITCHED_OFF = """
+from gevent import monkey
+
+monkey.patch_all()
+
+import sys
+
+from volttron.server.router import rmq_topic_permissions
+
+
+def no_topic_permissions(*args, **kwargs):
+    return None
+
+
+rmq_topic_permissions.agent_topic_permissions.__code__ = no_topic_permissions.__code__
+
+from volttron.server.main import main
+
+sys.exit(main())
+"""
+"""A platform launcher that gives agents' broker users no topic permissions (the check switched off)."""
+
+
+def start_platform(broker: BrokerInstance, platform_factory: Any, launcher: Any = None) -> Any:
+    """A platform on ``broker`` protecting :data:`SECURE`; run by ``launcher`` (a script) if given."""
     platform = platform_factory(args=["--message-bus", "rmq"])
+    if launcher is not None:
+        command = platform.command
+
+        def switched() -> list[str]:
+            python, *rest = command()
+            assert rest[:2] == ["-m", "volttron.server"], rest
+            return [python, str(launcher), *rest[2:]]
+
+        platform.command = switched
     broker.prepare_home(platform.home)
     (platform.home / "protected_topics.json").write_text(json.dumps(SECURE))
     return platform.start(timeout=45)
+
+
+@pytest.fixture
+def rmq_platform(broker: BrokerInstance, platform_factory: Any) -> Any:  # stops before its vhost goes
+    return start_platform(broker, platform_factory)
 
 
 def eventually(condition: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -142,9 +182,9 @@ def test_a_protected_topic_holds_for_a_rabbitmq_publisher_until_it_gets_the_capa
         broker: BrokerInstance, agents: Agents) -> None:
     heard = Heard(agents.connect("listener"))
     writer = agents.connect("writer")
-    assert topic_permission_of(broker, "writer") is not None
     outcome = publish_outcome(writer, "devices/secure/x")
     assert outcome == "refused", f"{NOT_ENFORCED}publish to devices/secure/x by writer: {outcome}"
+    assert topic_permission_of(broker, "writer") is not None
     assert_not_delivered(writer, heard, "devices/secure/x", "devices/open/1")
     # the connection carries on: RPC, and publishes on a new channel
     assert "writer" in writer.vip.rpc.call("platform.control", "peerlist").get(timeout=CALL_TIMEOUT)
@@ -176,3 +216,51 @@ def test_protecting_another_topic_applies_while_the_platform_runs(
     first = eventually(refused, 30, "the new protected topic to apply")
     assert_not_delivered(writer, heard, first, "devices/secure/after")
     assert_not_delivered(writer, heard, first, "alerts/x/deeper")  # the regex ends after one level
+
+
+def test_a_topic_header_cannot_pass_a_publish_off_as_one_on_a_protected_topic(
+        broker: BrokerInstance, rmq_platform: Any, agents: Agents) -> None:
+    import pika
+
+    heard = Heard(agents.connect("listener"))
+    keys = agents.authorize("forger")
+    user = f"{broker.instance}.forger"
+    eventually(lambda: user in broker.admin.permissions(broker.vhost), 30, f"the broker user {user}")
+    password = derive_password(platform_keystore(rmq_platform.home).keypair.secret, keys.public, user)
+    connection = pika.BlockingConnection(pika.ConnectionParameters(
+        broker.host, broker.port, broker.vhost, pika.PlainCredentials(user, password), connection_attempts=1))
+    try:
+        channel = connection.channel()
+        channel.confirm_delivery()
+
+        def publish(key_topic: str, header_topic: str) -> None:
+            properties = pika.BasicProperties(app_id=user, user_id=user, message_id=header_topic,
+                                              headers={"topic": header_topic, "bus": ""})
+            channel.basic_publish(EXCHANGE, publish_routing_key(broker.instance, key_topic),
+                                  json.dumps({"message": 1}).encode(), properties)
+
+        publish("devices/open/x", "devices/secure/forged")
+
+        def control_heard() -> bool:
+            publish("devices/open/control", "devices/open/control")
+            return "devices/open/control" in heard.topics
+
+        eventually(control_heard, 20, "the control publish")
+    finally:
+        connection.close()
+    assert "devices/secure/forged" not in heard.topics, f"{NOT_ENFORCED}a forged topic header was believed"
+
+
+def test_the_first_test_fails_with_the_topic_permissions_switched_off(
+        broker: BrokerInstance, platform_factory: Any, tmp_path: Any) -> None:
+    launcher = tmp_path / "no_topic_permissions.py"
+    launcher.write_text(SWITCHED_OFF)
+    platform = start_platform(broker, platform_factory, launcher)
+    made = Agents(platform, broker)
+    try:
+        with pytest.raises(AssertionError, match=NOT_ENFORCED) as failure:
+            test_a_protected_topic_holds_for_a_rabbitmq_publisher_until_it_gets_the_capability(broker, made)
+        assert "devices/secure/x" in str(failure.value)
+    finally:
+        for agent in made.made:
+            agent.core.stop(timeout=10)
