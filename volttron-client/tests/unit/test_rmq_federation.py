@@ -322,3 +322,31 @@ def test_a_linked_message_claiming_one_of_our_users_is_dropped(headers: dict[str
 
 def test_a_linked_message_nobody_vouches_for_is_dropped() -> None:
     assert message_origin("B", "A.pub", None, FEDERATED, frozenset({"B-admin"})) is None
+
+
+# -- the command, asking on a terminal -------------------------------------------------------------
+
+@pytest.mark.parametrize("kind,extra,expected", [
+    ("federation", [], {"upstream-127.0.0.1-a-vhost"}),
+    ("shovel", ["devices/x, alerts", "A:caller:callee"],
+     {"shovel-127.0.0.1-a-vhost-pubsub-devices.x", "shovel-127.0.0.1-a-vhost-pubsub-alerts",
+      "shovel-127.0.0.1-a-vhost-rpc-A.callee"}),
+])
+def test_vcfg_asks_on_a_terminal_when_given_nothing(monkeypatch, tmp_path: Path, kind: str,
+                                                    extra: list[str], expected: set[str]) -> None:
+    from click.testing import CliRunner
+
+    from volttron.client.commands import rabbitmq as command
+    from volttron.client.commands.vcfg import vcfg
+
+    admin = MemoryAdmin()
+    monkeypatch.setattr(command, "_local_broker", lambda home: (LOCAL, admin))
+    monkeypatch.setattr(command, "_interactive", lambda: True)
+    answers = "\n".join(["127.0.0.1", "5672", "a-vhost", "", "secret", *extra]) + "\n"
+    result = CliRunner().invoke(vcfg, ["--vhome", str(tmp_path), "rabbitmq", kind], input=answers)
+    assert result.exit_code == 0, result.output
+    component = "federation-upstream" if kind == "federation" else "shovel"
+    made = admin.parameters(component, "b-vhost")
+    assert set(made) == expected
+    uri = next(iter(made.values())).get("uri") or next(iter(made.values()))["dest-uri"]
+    assert uri == f"amqp://B-{kind}:secret@127.0.0.1:5672/a-vhost"
