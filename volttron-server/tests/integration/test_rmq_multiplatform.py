@@ -209,3 +209,24 @@ def test_shovels_carry_a_topic_and_an_rpc_with_its_answer(sides, tmp_path: Path)
 
     ok(vcfg(a.platform.home, "shovel", "--remove", f"shovel-127.0.0.1-{b.broker.vhost}"))
     assert a.broker.admin.parameters("shovel", a.broker.vhost) == {}
+
+
+GUIDE = Path(__file__).resolve().parents[3] / "docs" / "multi-platform.md"
+
+
+def test_the_rabbitmq_commands_of_the_multi_platform_guide(brokers, tmp_path: Path) -> None:
+    import os
+    import re
+
+    blocks = [body for kind, body in re.findall(r"^```(\w+)[^\n]*\n(.*?)^```", GUIDE.read_text(), re.S | re.M)
+              if kind == "sh"]
+    assert len(blocks) >= 4 and "vcfg rabbitmq federation" in "".join(blocks)
+    a, b = brokers
+    env = {k: v for k, v in os.environ.items() if k not in ("VOLTTRON_HOME", "VIRTUAL_ENV")}
+    env.update(PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}", HOME=str(tmp_path),
+               A=a.instance, B=b.instance, A_VHOST=a.vhost, B_VHOST=b.vhost)
+    done = subprocess.run(["bash", "-c", "set -euxo pipefail\n" + "\n".join(blocks)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=400, check=False)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert "federation link(s) running" in done.stdout and "shovel(s) running" in done.stdout
+    assert a.admin.parameters("shovel", a.vhost) == {} == b.admin.parameters("federation-upstream", b.vhost)
