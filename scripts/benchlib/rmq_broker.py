@@ -33,9 +33,15 @@ def broker_answers(host: str, port: int) -> bool:
 
 
 def broker_pid() -> int | None:
-    """The local broker's Erlang VM (``beam.smp``), for its CPU time; None when not found."""
-    for process in psutil.process_iter(["name"]):
-        if process.info["name"] == "beam.smp":
+    """The local broker's Erlang VM, for its CPU time; None when not found.
+
+    It is the ``beam.smp`` started with ``-s rabbit boot``: every ``rabbitmqctl`` call runs a
+    ``beam.smp`` of its own for a moment.
+    """
+    for process in psutil.process_iter(["name", "cmdline"]):
+        args = process.info["cmdline"] or []
+        if process.info["name"] == "beam.smp" and any(
+                args[i:i + 3] == ["-s", "rabbit", "boot"] for i in range(len(args))):
             return process.pid
     return None
 
