@@ -154,6 +154,16 @@ def test_federation_brings_a_publish_of_one_instance_to_all_platforms_subscriber
     assert got[0] == (f"{a.name}.fed.publisher", "fed/news", {"n": 1})
     assert local_only == []  # a subscription without all_platforms sees its own instance only
 
+    # federated both ways, the brokers also carry RPC: each side's agent queues are bindings too
+    back = f"{a.name}-federation"
+    ok(vcfg(b.platform.home, "link-user", back, "--federation", "--password", PASSWORD))
+    ok(vcfg(a.platform.home, "federation", "--host", "127.0.0.1", "--remote-vhost", b.broker.vhost,
+            "--user", back, "--password", PASSWORD))
+    b.agent("fed.callee", Echo)
+    caller = a.agent("fed.caller")
+    assert caller.vip.rpc.call("fed.callee", "echo", {"x": 1}, external_platform=b.name).get(timeout=15) \
+        == {"x": 1}
+
     removed = ok(vcfg(b.platform.home, "federation", "--remove", name))
     assert name in removed and b.broker.admin.policies(b.broker.vhost) == {}
 
