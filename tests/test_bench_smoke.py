@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from volttron.client.messagebus.rmq_admin import CtlAdmin
 from volttron.client.messagebus.rmq_testing import require_broker
 
 pytestmark = pytest.mark.integration
@@ -67,6 +68,8 @@ def test_bench_quick_run_on_rabbitmq_measures_the_platform_and_raw_pika(tmp_path
         "(c) one-way pub/sub latency p50 / p99": (f"{NUMBER} / {NUMBER} ms",) * 2 + (f"{NUMBER}x raw p50",),
         "(d) RPC round trip p50 / p99": (f"{NUMBER} / {NUMBER} ms",) * 2 + (f"{NUMBER}x raw p50",),
         "(d) RPC calls/s, sequential": (f"{NUMBER} calls/s",) * 2 + (r"\d+% of raw",),
+        "(a) the same, raw pika with VIP's message properties": (
+            "-", f"{NUMBER} msg/s, 0 lost", r"\d+% of raw with properties"),
     }
     for label, patterns in expected.items():
         assert all(re.fullmatch(p, cell) for p, cell in zip(patterns, rows[label])), (label, rows[label])
@@ -79,7 +82,8 @@ def test_bench_quick_run_on_rabbitmq_measures_the_platform_and_raw_pika(tmp_path
     for column in (platform, raw):
         assert column["latency"]["count"] == 200 and column["rpc"]["count"] == 200
     assert platform["agent_rss"] > 0 and "curve" not in figures
-    assert "(removed at the end)" in run.stderr
+    vhost = re.search(r"vhost (\S+) \(removed at the end\)", run.stderr)
+    assert vhost and vhost.group(1) not in CtlAdmin().vhosts(), "the run's vhost is deleted afterwards"
 
 
 def _closed_port() -> int:
