@@ -350,3 +350,23 @@ def test_vcfg_asks_on_a_terminal_when_given_nothing(monkeypatch, tmp_path: Path,
     assert set(made) == expected
     uri = next(iter(made.values())).get("uri") or next(iter(made.values()))["dest-uri"]
     assert uri == f"amqp://B-{kind}:secret@127.0.0.1:5672/a-vhost"
+
+
+def test_vcfg_reads_the_file_in_the_home_when_given_nothing(monkeypatch, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from volttron.client.commands import rabbitmq as command
+    from volttron.client.commands.vcfg import vcfg
+
+    admin = MemoryAdmin()
+    monkeypatch.setattr(command, "_local_broker", lambda home: (LOCAL, admin))
+    monkeypatch.setattr(command, "_interactive", lambda: False)
+    (tmp_path / "rabbitmq_shovel_config.yml").write_text(
+        "shovel:\n  127.0.0.1:\n    virtual-host: a-vhost\n    password: pw\n    pubsub: {p: [t]}\n")
+    result = CliRunner().invoke(vcfg, ["--vhome", str(tmp_path), "rabbitmq", "shovel"])
+    assert result.exit_code == 0, result.output
+    assert set(admin.parameters("shovel", "b-vhost")) == {"shovel-127.0.0.1-a-vhost-pubsub-t"}
+    (tmp_path / "rabbitmq_shovel_config.yml").write_text("shovel:\n  127.0.0.1: {password: pw}\n")
+    result = CliRunner().invoke(vcfg, ["--vhome", str(tmp_path), "rabbitmq", "shovel"])
+    assert result.exit_code == 1
+    assert "rabbitmq_shovel_config.yml: shovel.127.0.0.1.virtual-host is required" in result.output

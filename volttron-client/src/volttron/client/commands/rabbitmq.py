@@ -6,10 +6,10 @@
 terminal with neither, it asks. The work is :func:`volttron.client.messagebus.rmq_setup.setup_single`.
 
 ``vcfg rabbitmq federation`` and ``vcfg rabbitmq shovel`` link this instance's vhost to another
-instance's broker (:mod:`volttron.client.messagebus.rmq_links`), from ``--config FILE``
-(``rabbitmq_federation_config.yml`` / ``rabbitmq_shovel_config.yml``), from flags for one remote,
-or by asking; ``--remove NAME`` undoes. ``vcfg rabbitmq link-user`` makes, on this instance's vhost,
-the user another instance's federation or shovel logs in as.
+instance's broker (:mod:`volttron.client.messagebus.rmq_links`), from ``--config FILE`` (default
+``$VOLTTRON_HOME/rabbitmq_federation_config.yml`` / ``rabbitmq_shovel_config.yml`` when there), from
+flags for one remote, or by asking; ``--remove NAME`` undoes. ``vcfg rabbitmq link-user`` makes,
+on this instance's vhost, the user another instance's federation or shovel logs in as.
 """
 
 from __future__ import annotations
@@ -202,7 +202,8 @@ def _password_from_env(flags: dict[str, Any]) -> None:
 
 @rabbitmq.command("federation")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
-              help="rabbitmq_federation_config.yml (key federation-upstream).")
+              help="Upstreams (key federation-upstream; default "
+                   "$VOLTTRON_HOME/rabbitmq_federation_config.yml when it exists).")
 @_remote_options
 @click.option("--remove", metavar="NAME", help="Remove upstream NAME (upstream-<host>-<vhost>) instead.")
 @click.pass_context
@@ -216,14 +217,15 @@ def federation(ctx: click.Context, config_file: str | None, remove: str | None, 
 
     def act() -> None:
         key = rmq_links.FEDERATION_KEY
-        entries = {} if remove else _entries(config_file, flags, key, "federation-user", "federation")
+        source = config_file or _default_file(home / rmq_links.FEDERATION_FILE, flags)
+        entries = {} if remove else _entries(source, flags, key, "federation-user", "federation")
         settings, admin = _local_broker(home)
         if remove:
             names = rmq_links.remove_links(admin, settings.vhost, "federation", remove)
             click.echo(f"removed federation upstream(s) {', '.join(names)} from vhost {settings.vhost!r}")
             return
         instance = settings.instance_name or ""
-        upstreams = rmq_links.parse_federation(entries, instance, config_file or "")
+        upstreams = rmq_links.parse_federation(entries, instance, source or "")
         report = rmq_links.apply_federation(admin, settings, upstreams, timeout)
         click.echo(f"Federation for instance {instance!r} (vhost {settings.vhost!r}):")
         _print_report(report)
@@ -233,7 +235,7 @@ def federation(ctx: click.Context, config_file: str | None, remove: str | None, 
 
 @rabbitmq.command("shovel")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
-              help="rabbitmq_shovel_config.yml (key shovel).")
+              help="Shovels (key shovel; default $VOLTTRON_HOME/rabbitmq_shovel_config.yml when it exists).")
 @_remote_options
 @click.option("--topic", "topics", multiple=True,
               help="Shovel publishes on this topic to the remote (repeat).")
@@ -252,19 +254,26 @@ def shovel(ctx: click.Context, config_file: str | None, remove: str | None, time
 
     def act() -> None:
         key = rmq_links.SHOVEL_KEY
-        entries = {} if remove else _entries(config_file, flags, key, "shovel-user", "shovel")
+        source = config_file or _default_file(home / rmq_links.SHOVEL_FILE, flags)
+        entries = {} if remove else _entries(source, flags, key, "shovel-user", "shovel")
         settings, admin = _local_broker(home)
         if remove:
             names = rmq_links.remove_links(admin, settings.vhost, "shovel", remove)
             click.echo(f"removed shovel(s) {', '.join(names)} from vhost {settings.vhost!r}")
             return
         instance = settings.instance_name or ""
-        shovels = rmq_links.parse_shovels(entries, instance, config_file or "")
+        shovels = rmq_links.parse_shovels(entries, instance, source or "")
         report = rmq_links.apply_shovels(admin, settings, shovels, timeout)
         click.echo(f"Shovels for instance {instance!r} (vhost {settings.vhost!r}):")
         _print_report(report)
 
     _run_link_command(act)
+
+
+def _default_file(path: Path, flags: dict[str, Any]) -> str | None:
+    """``$VOLTTRON_HOME/rabbitmq_{federation,shovel}_config.yml`` when it exists and no flags say
+    otherwise."""
+    return str(path) if path.is_file() and not _flags_given(flags, "topics", "rpc") else None
 
 
 def _entries(config_file: str | None, flags: dict[str, Any], key: str, user_key: str,
