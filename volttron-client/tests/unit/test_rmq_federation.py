@@ -370,3 +370,18 @@ def test_vcfg_reads_the_file_in_the_home_when_given_nothing(monkeypatch, tmp_pat
     result = CliRunner().invoke(vcfg, ["--vhome", str(tmp_path), "rabbitmq", "shovel"])
     assert result.exit_code == 1
     assert "rabbitmq_shovel_config.yml: shovel.127.0.0.1.virtual-host is required" in result.output
+
+
+def test_a_management_api_that_cannot_tell_link_states_leaves_the_links_with_a_note(monkeypatch) -> None:
+    from volttron.client.messagebus.rmq_admin import HttpAdmin
+
+    admin = HttpAdmin("http://127.0.0.1:15672", "u", "p")
+    memory = MemoryAdmin()
+    for name in ("vhosts", "parameters", "set_parameter", "clear_parameter", "set_policy", "clear_policy"):
+        monkeypatch.setattr(admin, name, getattr(memory, name))
+    monkeypatch.setattr(admin, "_request", lambda method, path, body=None: None)  # 404: no such API
+    upstreams = links.parse_federation({"127.0.0.1": upstream_entry()}, "B")
+    report = links.apply_federation(admin, LOCAL, upstreams)
+    assert report.notes == ["link status not checked: the management API has no federation-links (enable "
+                            "rabbitmq_federation_management)"]
+    assert set(memory.parameters("federation-upstream", "b-vhost")) == {"upstream-127.0.0.1-a-vhost"}

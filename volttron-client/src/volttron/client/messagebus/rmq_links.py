@@ -338,6 +338,10 @@ def ensure_plugins(settings: BrokerSettings, plugins: Iterable[str] = PLUGINS,
     return f"enabled broker plugins {', '.join(wanted)}"
 
 
+class StatusUnavailable(LinkError):
+    """The broker cannot tell the state of its links (a plugin's management part is missing)."""
+
+
 class PluginMissing(LinkError):
     """The broker does not know the parameters of a plugin that is not enabled."""
 
@@ -411,8 +415,11 @@ def apply_federation(admin: BrokerAdmin, local: BrokerSettings, upstreams: list[
             report.notes.append("link status not checked (needs rabbitmqctl here, or "
                                 "rabbitmq_federation_management)")
         else:
-            wait_for_links(status, vhost, [u.name for u in upstreams], timeout)
-            report.done.append("federation link(s) running")
+            try:
+                wait_for_links(status, vhost, [u.name for u in upstreams], timeout)
+                report.done.append("federation link(s) running")
+            except StatusUnavailable as exc:
+                report.notes.append(str(exc))
     return report
 
 
@@ -433,8 +440,11 @@ def apply_shovels(admin: BrokerAdmin, local: BrokerSettings, shovels: list[Shove
             report.notes.append("shovel status not checked (needs rabbitmqctl here, or "
                                 "rabbitmq_shovel_management)")
         else:
-            wait_for_links(status, local.vhost, [s.name for s in shovels], timeout)
-            report.done.append("shovel(s) running")
+            try:
+                wait_for_links(status, local.vhost, [s.name for s in shovels], timeout)
+                report.done.append("shovel(s) running")
+            except StatusUnavailable as exc:
+                report.notes.append(str(exc))
     return report
 
 
@@ -519,7 +529,8 @@ def link_status_reader(admin: BrokerAdmin, kind: str) -> StatusReader | None:
         def from_http(vhost: str) -> dict[str, tuple[str, str]]:
             rows = admin._request("GET", f"{path}/{quote(vhost, safe='')}")  # noqa: SLF001
             if rows is None:
-                raise LinkError(f"the management API has no {path} (enable rabbitmq_{kind}_management)")
+                raise StatusUnavailable(f"link status not checked: the management API has no {path} "
+                                        f"(enable rabbitmq_{kind}_management)")
             return _states(kind, rows)
 
         return from_http
