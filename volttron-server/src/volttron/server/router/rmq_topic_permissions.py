@@ -54,7 +54,7 @@ ANY_KEY = ".*"
 END_OF_TOPIC = r"(?=\.#$)"
 """Where a key's topic words end: before the ``.#`` every publish key ends with."""
 WITHIN_TOPIC = r"(?=[\s\S]*\.#$)"
-"""After a match of a topic pattern: it did not reach into the ``.#`` (``alerts/`` is no prefix of ``alerts``)."""
+"""After a topic pattern's match: it did not reach into the ``.#`` (``alerts/`` does not cover ``alerts``)."""
 
 
 def literal_key_pattern(topic: str) -> str:
