@@ -266,6 +266,12 @@ def test_protected_topic_refuses_publishers_without_the_capability(enforced: Enf
                "the new protected topic to apply")
     assert_refused(other.vip.pubsub.publish("pubsub", "open/z", message=5), "publish to open/z")
     assert heard.count("secure/x") == 1 and "open/z" not in heard
+    # a bad edit is reported and lifts nothing: the last good list stays, the file stays for its author
+    (enforced.home / "protected_topics.json").write_text("{not json")
+    eventually(lambda: "protected topics not updated" in enforced.process.log_text(), 10,
+               "the bad edit to be reported")
+    assert_refused(other.vip.pubsub.publish("pubsub", "open/after", message=6), "publish to open/after")
+    assert (enforced.home / "protected_topics.json").read_text() == "{not json"
 
 
 # -- authentication --------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 from volttron.server.router.routing import PeerBusy, PeerUnreachable, VipRouter
 from volttron.server.services.pubsub.protected import ProtectedTopics
 from volttron.server.services.pubsub.service import PubSubService
-from volttron.utils.errors import CorruptFileError
+from volttron.utils.errors import ConfigError
 
 HEADERS = {"min_compatible_version": "3.0", "max_compatible_version": ""}
 
@@ -234,14 +234,12 @@ def test_protected_topics_file_and_capability_table(tmp_path: Path) -> None:
         assert (not errors) is allowed, (user, topic)
 
 
-def test_corrupt_protected_topics_file_is_kept_aside(tmp_path: Path) -> None:
+def test_a_corrupt_protected_topics_file_refuses_start_up_and_stays_in_place(tmp_path: Path) -> None:
     path = tmp_path / "protected_topics.json"
     path.write_text("{broken")
-    with pytest.raises(CorruptFileError) as info:
+    with pytest.raises(ConfigError, match="protected_topics.json is not valid"):
         ProtectedTopics(path)
-    assert not path.exists()
-    assert Path(info.value.kept_as).read_text() == "{broken"
-    assert Path(info.value.kept_as).name.startswith("protected_topics.json.corrupt-")
+    assert path.read_text() == "{broken", "moving it aside would read as 'nothing protected' to the others"
 
 
 def test_protected_topics_reread_when_changed(tmp_path: Path) -> None:
@@ -257,3 +255,4 @@ def test_protected_topics_reread_when_changed(tmp_path: Path) -> None:
     now[0] = 10.0
     protected.refresh()
     assert protected.required("t/1") == ["x"], "a bad edit keeps the last good list"
+    assert path.read_text() == "not json", "and the file is left for its author to fix"

@@ -7,8 +7,10 @@
 
 A topic is looked up as an exact topic first, then by the longest literal entry it starts with,
 then by the first ``/regex/`` entry matching its start. The publisher must hold every listed
-capability. The file is re-read when it changes; one that does not parse is moved aside and reported,
-and the last good list stays in force (the platform refuses to start if the file is bad at start-up).
+capability. The file is re-read when it changes; one that does not parse is reported and left in
+place, and the last good list stays in force (the platform refuses to start if the file is bad at
+start-up). Unlike a corrupt config store, it is never moved aside: a missing file means "nothing is
+protected" to every reader, so moving it would lift the protection.
 """
 
 from __future__ import annotations
@@ -23,8 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from volttron.utils.config import strip_comments
-from volttron.utils.errors import ConfigError, CorruptFileError
-from volttron.utils.files import move_aside
+from volttron.utils.errors import ConfigError
 
 _log = logging.getLogger(__name__)
 
@@ -142,12 +143,11 @@ class ProtectedTopics:
                 return
             except (ValueError, RecursionError) as exc:
                 problem = f"{self.path} is not valid: {exc}"
-        kept = str(move_aside(self.path))
-        self._signature = self._stat()
-        error = CorruptFileError(f"{problem}; kept as {kept}", path=str(self.path), kept_as=kept)
         if strict:
-            raise error
-        _log.error("protected topics not changed: %s", error)
+            raise ConfigError(f"{problem}; fix it (or remove it to protect no topic) and start again")
+        # The file stays where it is: moving it aside would read as "no protected topics" to every
+        # other reader of the home, lifting the protection a bad edit was probably meant to change.
+        _log.error("protected topics not changed, the last good list stays in force: %s", problem)
 
 
 def is_allowed(required: Collection[str], capabilities: Mapping[str, Any] | None) -> bool:
