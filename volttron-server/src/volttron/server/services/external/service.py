@@ -364,7 +364,8 @@ class ExternalRouting:
             self.rpc_refused += 1
             if any(_is_request(item) for item in envelope["args"]):
                 text = (f"no federation or shovel carries messages for {to_peer!r} to platform "
-                        f"{to_platform!r} (vcfg rabbitmq shovel / federation)")
+                        f"{to_platform!r} (none is set up for it; or, with federation, {to_peer!r} is not "
+                        "connected there)")
                 self._router.send_error(from_peer.encode(_TEXT), msg_id, EHOSTUNREACH, to_peer.encode(_TEXT),
                                         b"external_rpc", text.encode(_TEXT))
             return
