@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from volttron.client.messagebus import rmq_setup, rmq_testing
-from volttron.client.messagebus.rmq_admin import ADMIN_PERMISSIONS, BrokerAdmin, BrokerDown, Permissions
+from volttron.client.messagebus.rmq_admin import (
+    ADMIN_PERMISSIONS,
+    BrokerAdmin,
+    BrokerDown,
+    Permissions,
+    TopicPermissions,
+)
 from volttron.client.messagebus.rmq_setup import SingleSetup, load_setup_file, merge_setup, setup_single
 from volttron.utils.config import load_config, load_platform_config
 from volttron.utils.errors import ConfigError
@@ -23,6 +30,10 @@ class MemoryAdmin(BrokerAdmin):
         self.passwords: dict[str, str | None] = {}
         self.tags: dict[str, list[str]] = {}
         self.grants: dict[tuple[str, str], Permissions] = {}
+        self.topics: dict[tuple[str, str, str], TopicPermissions] = {}
+        self.params: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.policy_table: dict[tuple[str, str], dict[str, Any]] = {}
+        self.closed: list[str] = []
 
     def check(self) -> None:
         if self.down:
@@ -57,6 +68,43 @@ class MemoryAdmin(BrokerAdmin):
 
     def set_permissions(self, vhost: str, user: str, permissions: Permissions) -> None:
         self.grants[(vhost, user)] = permissions
+
+    def close_user_connections(self, user: str, reason: str) -> None:
+        self.closed.append(user)
+
+    def topic_permissions(self, vhost: str) -> dict[str, dict[str, TopicPermissions]]:
+        found: dict[str, dict[str, TopicPermissions]] = {}
+        for (v, user, exchange), permissions in self.topics.items():
+            if v == vhost:
+                found.setdefault(user, {})[exchange] = permissions
+        return found
+
+    def set_topic_permissions(self, vhost: str, user: str, exchange: str,
+                              permissions: TopicPermissions) -> None:
+        self.topics[(vhost, user, exchange)] = permissions
+
+    def clear_topic_permissions(self, vhost: str, user: str) -> None:
+        self.topics = {k: v for k, v in self.topics.items() if k[:2] != (vhost, user)}
+
+    def parameters(self, component: str, vhost: str) -> dict[str, Any]:
+        return {name: value for (c, v, name), value in self.params.items() if (c, v) == (component, vhost)}
+
+    def set_parameter(self, component: str, vhost: str, name: str, value: dict[str, Any]) -> None:
+        self.params[(component, vhost, name)] = value
+
+    def clear_parameter(self, component: str, vhost: str, name: str) -> None:
+        self.params.pop((component, vhost, name), None)
+
+    def policies(self, vhost: str) -> dict[str, dict[str, Any]]:
+        return {name: policy for (v, name), policy in self.policy_table.items() if v == vhost}
+
+    def set_policy(self, vhost: str, name: str, pattern: str, definition: dict[str, Any],
+                   apply_to: str = "all", priority: int = 0) -> None:
+        self.policy_table[(vhost, name)] = {"pattern": pattern, "definition": definition,
+                                            "apply-to": apply_to, "priority": priority}
+
+    def clear_policy(self, vhost: str, name: str) -> None:
+        self.policy_table.pop((vhost, name), None)
 
 
 @pytest.fixture(autouse=True)

@@ -126,6 +126,10 @@ class BrokerAdmin(ABC):
         """Give ``user`` ``permissions`` on ``vhost``."""
 
     @abstractmethod
+    def close_user_connections(self, user: str, reason: str) -> None:
+        """Close every connection of ``user`` (its clients see ``reason`` and may connect again)."""
+
+    @abstractmethod
     def topic_permissions(self, vhost: str) -> dict[str, dict[str, TopicPermissions]]:
         """User name -> exchange -> topic permissions (routing-key patterns) on ``vhost``."""
 
@@ -278,6 +282,9 @@ class CtlAdmin(BrokerAdmin):
         self._run("set_permissions", "-p", vhost, user, permissions.configure, permissions.write,
                   permissions.read)
 
+    def close_user_connections(self, user: str, reason: str) -> None:
+        self._run("close_all_user_connections", user, reason)
+
     def topic_permissions(self, vhost: str) -> dict[str, dict[str, TopicPermissions]]:
         found: dict[str, dict[str, TopicPermissions]] = {}
         for row in self._json("list_topic_permissions", "-p", vhost):
@@ -336,9 +343,10 @@ class HttpAdmin(BrokerAdmin):
         self._context = context
         self.timeout = timeout
 
-    def _request(self, method: str, path: str, body: Any = None) -> Any:
+    def _request(self, method: str, path: str, body: Any = None,
+                 headers: dict[str, str] | None = None) -> Any:
         data = json.dumps(body).encode("utf-8") if body is not None else None
-        headers = {"Authorization": self._auth, "Content-Type": "application/json"}
+        headers = {"Authorization": self._auth, "Content-Type": "application/json", **(headers or {})}
         request = urllib.request.Request(f"{self.url}/api/{path}", data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout, context=self._context) as response:
@@ -391,6 +399,9 @@ class HttpAdmin(BrokerAdmin):
     def set_permissions(self, vhost: str, user: str, permissions: Permissions) -> None:
         body = {"configure": permissions.configure, "write": permissions.write, "read": permissions.read}
         self._request("PUT", f"permissions/{_q(vhost)}/{_q(user)}", body)
+
+    def close_user_connections(self, user: str, reason: str) -> None:
+        self._request("DELETE", f"connections/username/{_q(user)}", headers={"X-Reason": reason})
 
     def topic_permissions(self, vhost: str) -> dict[str, dict[str, TopicPermissions]]:
         found: dict[str, dict[str, TopicPermissions]] = {}

@@ -38,7 +38,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import gevent
 
@@ -47,8 +46,6 @@ from volttron.client.messagebus.rmq_admin import (
     AGENT_TAG,
     BrokerAdmin,
     BrokerAdminError,
-    CtlAdmin,
-    HttpAdmin,
     Permissions,
     TopicPermissions,
     agent_permissions,
@@ -205,7 +202,8 @@ class BrokerUsers:
             self.admin.set_topic_permissions(self.vhost, user, EXCHANGE, topics)
             _log.info("broker user %s: publishes refused by %s", user, topics.write)
             if stricter:
-                _close_connections(self.admin, user)
+                # a channel keeps the keys the broker allowed it before: make the agent link again
+                self.admin.close_user_connections(user, "topic permissions changed: link again")
         self.topic_updates += 1
 
     def _delete(self, user: str, known: dict[str, str]) -> bool:
@@ -276,15 +274,3 @@ def _file_signature(path: Path) -> tuple[int, int, int] | None:
     except FileNotFoundError:
         return None
     return (st.st_mtime_ns, st.st_size, st.st_ino)
-
-
-def _close_connections(admin: BrokerAdmin, user: str) -> None:
-    """Close ``user``'s connections, so no channel keeps keys the broker allowed it before.
-
-    Through the back-ends' own request methods until :class:`BrokerAdmin` offers this itself.
-    """
-    reason = "topic permissions changed: link again"
-    if isinstance(admin, CtlAdmin):
-        admin._run("close_all_user_connections", user, reason)  # noqa: SLF001
-    elif isinstance(admin, HttpAdmin):
-        admin._request("DELETE", f"connections/username/{quote(user, safe='')}")  # noqa: SLF001
