@@ -195,7 +195,7 @@ def test_the_permission_layout_of_an_agent_directory(users: AgentUsers, tmp_path
 
 
 def _aip(home: Path, hooks: object | None = None) -> AIPPlatform:
-    return AIPPlatform(AIPConfig(volttron_home=home, secure_agent_users=True, base_env={}), hooks=hooks)
+    return AIPPlatform(AIPConfig(volttron_home=home, secure_agent_users=True), hooks=hooks)
 
 
 @as_root
@@ -245,7 +245,7 @@ def test_a_user_that_cannot_be_made_fails_the_install_cleanly(
 
 
 def test_without_secure_mode_no_user_is_made(tmp_path: Path) -> None:
-    aip = AIPPlatform(AIPConfig(volttron_home=tmp_path / "home", base_env={}))
+    aip = AIPPlatform(AIPConfig(volttron_home=tmp_path / "home"))
     aip.install(LISTENER, vip_identity="l1")
     assert "user" not in aip.agent_status_row("l1")
     assert not (tmp_path / "home/agents/l1/USER_ID").exists()
