@@ -281,11 +281,12 @@ def machine(rabbitmq: bool = False) -> str:
             f"{load} (1, 5, 15 min); bench niceness {os.nice(0)}")
 
 
-ZMQ_READING = """- ZeroMQ: one run measures every column: the platform with CURVE and ZAP on (the default),
-  the same with `--auth-disabled`, and a raw pyzmq ROUTER forwarder in Python (no VIP, no gevent), plain
-  and with CURVE on every connection, as the floor any Python router pays. Every platform agent is
-  the real client (`build_agent`, `vip.pubsub.publish`, `vip.rpc.call`) in its own process, over the
-  platform's local ipc address. "Result" checks the targets on the CURVE column.
+ZMQ_READING = """\
+- ZeroMQ: one run measures every column: the platform with CURVE and ZAP on (the default), the
+  same with `--auth-disabled`, and a raw pyzmq ROUTER forwarder in Python (no VIP, no gevent),
+  plain and with CURVE on every connection, as the floor any Python router pays. Every platform
+  agent is the real client (`build_agent`, `vip.pubsub.publish`, `vip.rpc.call`) in its own
+  process, over the platform's local ipc address. "Result" checks the targets on the CURVE column.
 - (a) one publisher sends every message without waiting for its acknowledgement; the rate is
   messages received by the subscriber (another process) divided by the time from the first publish
   to the last delivery. Each (a) figure is the median of several runs, their range in brackets (rates
