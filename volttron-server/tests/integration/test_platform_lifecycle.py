@@ -71,7 +71,9 @@ def test_signals_stop_cleanly(running_platform, sig) -> None:
     running_platform.signal(sig)
     assert running_platform.wait() == 0
     assert not running_platform.pid_file.exists()
-    assert "platform stopped" in running_platform.log_text()
+    log = running_platform.log_text()
+    assert "platform stopped" in log
+    assert "failed to stop" not in log and "did not stop" not in log and "Traceback" not in log, log[-2000:]
 
 
 def test_quit_from_control_stops_the_platform_and_others_are_ignored(running_platform) -> None:

@@ -88,14 +88,11 @@ class ConfigStoreService:
 
     def stop(self) -> None:
         """Stop pushing and disconnect."""
-        agent, greenlet = self.agent, self._greenlet
-        self.agent = self._greenlet = None
+        agent, self.agent = self.agent, None
         if self.store.pusher is not None:
             self.store.pusher.stop(timeout=self.STOP_TIMEOUT)
         if agent is not None:
             agent.core.stop(timeout=self.STOP_TIMEOUT)
-        if greenlet is not None:
-            greenlet.kill(block=True, timeout=self.STOP_TIMEOUT)
 
     def statistics(self) -> dict[str, Any]:
         """Counts of stores, configurations and pushes."""
