@@ -347,3 +347,24 @@ def test_rpc_authorizations_can_be_read_and_changed_with_capability(guarded, sta
     adder = start_agent("adder")
     with pytest.raises(Unauthorized):
         adder.vip.rpc.call("guarded", "auth.set_rpc_authorizations", "guarded_add", []).get(timeout=3)
+
+
+def _send_peer(sender: str, platform: str = "", caller: str = "caller") -> Message:
+    request = json.dumps({"jsonrpc": "2.0", "id": "x1", "method": "add", "params": [2, 3]})
+    envelope = {"to_platform": "testplatform", "to_peer": "calc", "from_platform": "far",
+                "from_peer": caller, "args": [request]}
+    frames = [b"send_peer", json.dumps(envelope).encode()]
+    return Message(sender, "external_rpc", frames, "e1", sender, platform)
+
+
+def test_other_platforms_calls_come_only_from_the_router_or_a_broker_link(pair, router, wait_until) -> None:
+    calc, _ = pair
+    conn = calc.core.connection
+    # first a local peer posing as another platform's caller, then the two legitimate deliverers
+    conn.deliver(_send_peer("mallory", caller="forged"))
+    conn.deliver(_send_peer("far.router", platform="far"))  # a RabbitMQ federation link or shovel
+    conn.deliver(_send_peer(""))  # our router
+    wait_until(lambda: len(router.messages("external_rpc", "calc")) >= 2)
+    answers = [json.loads(m.args[1]) for m in router.messages("external_rpc", "calc")]
+    assert [(a["to_platform"], a["to_peer"], json.loads(a["args"][0])["result"]) for a in answers] == [
+        ("far", "caller", 5), ("far", "caller", 5)], "the forged call was answered"

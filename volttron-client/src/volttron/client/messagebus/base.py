@@ -79,6 +79,9 @@ class Message:
     args: list[bytes] = field(default_factory=list)
     id: str = ""
     user: str = ""
+    platform: str = ""
+    """The instance a received message came from when a broker link (RabbitMQ federation or shovel)
+    delivered it; empty for messages of this platform."""
 
     def text(self, index: int) -> str:
         """Argument ``index`` as text (Latin-1)."""

@@ -301,7 +301,10 @@ class RmqConnection(AmqpLink, Connection):
             self._drop("a message whose body is not a JSON list", properties)
             return None
         self._stats["received"] += 1
-        return Message(origin.peer, properties.type or "", args, properties.message_id or "", origin.user)
+        app_id = properties.app_id or ""
+        remote = "" if app_id.startswith(f"{self.instance}.") else app_id.partition(".")[0]
+        return Message(origin.peer, properties.type or "", args, properties.message_id or "", origin.user,
+                       remote)
 
     def _on_publication(self, _channel: Any, method: Any, properties: Any, body: bytes) -> None:
         origin = self.origin(properties)

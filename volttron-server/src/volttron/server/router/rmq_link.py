@@ -232,6 +232,9 @@ class RouterLink(RmqConnection):
         topic = headers.get("topic")
         if not isinstance(topic, str):
             topic = topic_from_routing_key(method.routing_key)
+        elif not self.topic_matches_key(topic, method.routing_key):
+            self._drop("a publication whose topic header is not its routing key", properties)
+            return  # the broker judged the key, not the header: a protected topic could hide in it
         bus = headers.get("bus") if isinstance(headers.get("bus"), str) else ""
         msg_id = _b(properties.message_id or "")
         frames = [_b(origin.peer), _b(origin.user), msg_id, _b(topic), body, _b(bus)]

@@ -405,6 +405,12 @@ class RPC(SubsystemBase):
     def _handle_external(self, message: Message) -> None:
         if len(message.args) < 2 or message.args[0] != b"send_peer":
             return
+        if message.peer and not message.platform:
+            # Only our router (or, on RabbitMQ, a broker link from another instance) delivers calls
+            # of other platforms; a local peer sending one would be forging a remote caller.
+            _log.warning("external_rpc from local peer %r ignored: only the router delivers them",
+                         message.peer)
+            return
         try:
             envelope = json.loads(message.args[1])
         except ValueError:
