@@ -231,6 +231,9 @@ class MemoryAdmin:
     def clear_policy(self, vhost: str, name: str) -> None:
         self.policy.pop(name, None)
 
+    def link_status(self, kind: str, vhost: str) -> list[dict[str, Any]] | None:
+        return None  # like a management API without the plugins' status pages
+
 
 def test_federation_sets_the_upstream_and_the_policy_and_removing_the_last_upstream_drops_it() -> None:
     admin = MemoryAdmin()
@@ -379,7 +382,7 @@ def test_a_management_api_that_cannot_tell_link_states_leaves_the_links_with_a_n
     memory = MemoryAdmin()
     for name in ("vhosts", "parameters", "set_parameter", "clear_parameter", "set_policy", "clear_policy"):
         monkeypatch.setattr(admin, name, getattr(memory, name))
-    monkeypatch.setattr(admin, "_request", lambda method, path, body=None: None)  # 404: no such API
+    monkeypatch.setattr(admin, "_request", lambda method, path, body=None, headers=None: None)  # 404
     upstreams = links.parse_federation({"127.0.0.1": upstream_entry()}, "B")
     report = links.apply_federation(admin, LOCAL, upstreams)
     assert report.notes == ["link status not checked: the management API has no federation-links (enable "

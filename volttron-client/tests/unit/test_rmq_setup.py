@@ -72,6 +72,9 @@ class MemoryAdmin(BrokerAdmin):
     def close_user_connections(self, user: str, reason: str) -> None:
         self.closed.append(user)
 
+    def link_status(self, kind: str, vhost: str) -> list[dict[str, Any]] | None:
+        return []
+
     def topic_permissions(self, vhost: str) -> dict[str, dict[str, TopicPermissions]]:
         found: dict[str, dict[str, TopicPermissions]] = {}
         for (v, user, exchange), permissions in self.topics.items():

@@ -126,6 +126,11 @@ class BrokerAdmin(ABC):
         """Give ``user`` ``permissions`` on ``vhost``."""
 
     @abstractmethod
+    def link_status(self, kind: str, vhost: str) -> list[dict[str, Any]] | None:
+        """The states of the ``"federation"`` links or ``"shovel"`` s on ``vhost``, as the broker reports
+        them; None when this back-end cannot tell (the plugin's management pages are off)."""
+
+    @abstractmethod
     def close_user_connections(self, user: str, reason: str) -> None:
         """Close every connection of ``user`` (its clients see ``reason`` and may connect again)."""
 
@@ -282,6 +287,10 @@ class CtlAdmin(BrokerAdmin):
         self._run("set_permissions", "-p", vhost, user, permissions.configure, permissions.write,
                   permissions.read)
 
+    def link_status(self, kind: str, vhost: str) -> list[dict[str, Any]] | None:
+        rows = self._json("federation_status" if kind == "federation" else "shovel_status")
+        return [row for row in rows if row.get("vhost") == vhost]
+
     def close_user_connections(self, user: str, reason: str) -> None:
         self._run("close_all_user_connections", user, reason)
 
@@ -399,6 +408,10 @@ class HttpAdmin(BrokerAdmin):
     def set_permissions(self, vhost: str, user: str, permissions: Permissions) -> None:
         body = {"configure": permissions.configure, "write": permissions.write, "read": permissions.read}
         self._request("PUT", f"permissions/{_q(vhost)}/{_q(user)}", body)
+
+    def link_status(self, kind: str, vhost: str) -> list[dict[str, Any]] | None:
+        pages = "federation-links" if kind == "federation" else "shovels"
+        return self._request("GET", f"{pages}/{_q(vhost)}")
 
     def close_user_connections(self, user: str, reason: str) -> None:
         self._request("DELETE", f"connections/username/{_q(user)}", headers={"X-Reason": reason})

@@ -64,8 +64,6 @@ from urllib.parse import quote, urlencode
 from volttron.client.messagebus.rmq_admin import (
     BrokerAdmin,
     BrokerAdminError,
-    CtlAdmin,
-    HttpAdmin,
     Permissions,
     is_local_host,
 )
@@ -410,16 +408,12 @@ def apply_federation(admin: BrokerAdmin, local: BrokerSettings, upstreams: list[
         admin.set_policy(vhost, FEDERATION_POLICY, FEDERATION_PATTERN, {"federation-upstream-set": "all"},
                          apply_to="exchanges")
         report.done.append(f"policy {FEDERATION_POLICY}: exchange {EXCHANGE!r} federated from every upstream")
-        status = link_status_reader(admin, "federation")
-        if status is None:
-            report.notes.append("link status not checked (needs rabbitmqctl here, or "
-                                "rabbitmq_federation_management)")
-        else:
-            try:
-                wait_for_links(status, vhost, [u.name for u in upstreams], timeout)
-                report.done.append("federation link(s) running")
-            except StatusUnavailable as exc:
-                report.notes.append(str(exc))
+        try:
+            names = [u.name for u in upstreams]
+            wait_for_links(link_status_reader(admin, "federation"), vhost, names, timeout)
+            report.done.append("federation link(s) running")
+        except StatusUnavailable as exc:
+            report.notes.append(str(exc))
     return report
 
 
@@ -435,16 +429,12 @@ def apply_shovels(admin: BrokerAdmin, local: BrokerSettings, shovels: list[Shove
         _set_parameters(admin, local, SHOVEL_COMPONENT, "rabbitmq_shovel",
                         [(s.name, s.parameter(local.vhost)) for s in shovels], report, plugins_command)
         report.done.extend(f"shovel {s.name}: {s.source_key} -> {s.remote.redacted()}" for s in shovels)
-        status = link_status_reader(admin, "shovel")
-        if status is None:
-            report.notes.append("shovel status not checked (needs rabbitmqctl here, or "
-                                "rabbitmq_shovel_management)")
-        else:
-            try:
-                wait_for_links(status, local.vhost, [s.name for s in shovels], timeout)
-                report.done.append("shovel(s) running")
-            except StatusUnavailable as exc:
-                report.notes.append(str(exc))
+        try:
+            names = [s.name for s in shovels]
+            wait_for_links(link_status_reader(admin, "shovel"), local.vhost, names, timeout)
+            report.done.append("shovel(s) running")
+        except StatusUnavailable as exc:
+            report.notes.append(str(exc))
     return report
 
 
@@ -513,28 +503,18 @@ StatusReader = Callable[[str], dict[str, tuple[str, str]]]
 """vhost -> {link name: (state, problem)}; state ``running`` is up."""
 
 
-def link_status_reader(admin: BrokerAdmin, kind: str) -> StatusReader | None:
-    """How to read federation link or shovel states on ``admin``'s broker (None: cannot)."""
-    if isinstance(admin, CtlAdmin):
-        command = "federation_status" if kind == "federation" else "shovel_status"
+def link_status_reader(admin: BrokerAdmin, kind: str) -> StatusReader:
+    """How to read federation link or shovel states on ``admin``'s broker."""
 
-        def from_ctl(vhost: str) -> dict[str, tuple[str, str]]:
-            rows = admin._json(command)  # noqa: SLF001 - BrokerAdmin has no link status (yet)
-            return _states(kind, [r for r in rows if r.get("vhost") == vhost])
+    def read(vhost: str) -> dict[str, tuple[str, str]]:
+        rows = admin.link_status(kind, vhost)
+        if rows is None:
+            path = "federation-links" if kind == "federation" else "shovels"
+            raise StatusUnavailable(f"link status not checked: the management API has no {path} "
+                                    f"(enable rabbitmq_{kind}_management)")
+        return _states(kind, rows)
 
-        return from_ctl
-    if isinstance(admin, HttpAdmin):
-        path = "federation-links" if kind == "federation" else "shovels"
-
-        def from_http(vhost: str) -> dict[str, tuple[str, str]]:
-            rows = admin._request("GET", f"{path}/{quote(vhost, safe='')}")  # noqa: SLF001
-            if rows is None:
-                raise StatusUnavailable(f"link status not checked: the management API has no {path} "
-                                        f"(enable rabbitmq_{kind}_management)")
-            return _states(kind, rows)
-
-        return from_http
-    return None
+    return read
 
 
 def _states(kind: str, rows: list[dict[str, Any]]) -> dict[str, tuple[str, str]]:
