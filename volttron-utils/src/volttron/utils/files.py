@@ -75,6 +75,22 @@ def fsync_directory(directory: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
+FileSignature = tuple[int, int, int] | None
+"""What :func:`file_signature` returns: modification time (ns), size and inode, or None."""
+
+
+def file_signature(path: str | os.PathLike[str]) -> FileSignature:
+    """A cheap "has this file changed" token: ``(mtime_ns, size, inode)``, or None when it is missing.
+
+    An atomic replace changes the inode, so a rewrite within the clock's resolution is still seen.
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
 def move_aside(path: str | os.PathLike[str], reason: str = "corrupt") -> Path:
     """Rename ``path`` to ``<name>.<reason>-<UTC timestamp>`` beside it and return the new path.
 

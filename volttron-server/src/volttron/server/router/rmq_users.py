@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +57,7 @@ from volttron.server.services.auth.policy import AuthPolicy
 from volttron.server.services.auth.service import read_protected_topics
 from volttron.server.services.pubsub.protected import PROTECTED_TOPICS_FILE, ProtectedTopics
 from volttron.utils.errors import ConfigError, VolttronError
-from volttron.utils.files import read_json_file, write_json_file
+from volttron.utils.files import file_signature, read_json_file, write_json_file
 from volttron.utils.home import certificates_dir
 
 _log = logging.getLogger(__name__)
@@ -124,7 +123,7 @@ class BrokerUsers:
 
         A file that does not parse is reported and the last good entries stay (missing: no entries).
         """
-        signature = _file_signature(self._protected_path)
+        signature = file_signature(self._protected_path)
         if signature == self._protected_signature:
             return False
         self._protected_signature = signature
@@ -266,11 +265,3 @@ class _Current:
 
 def _digest(user: str, password: str | None) -> str:
     return hashlib.sha256(f"{user}\0{password or ''}".encode()).hexdigest()
-
-
-def _file_signature(path: Path) -> tuple[int, int, int] | None:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return (st.st_mtime_ns, st.st_size, st.st_ino)

@@ -17,19 +17,9 @@ from pathlib import Path
 
 from volttron.server.services.auth.authfile import AuthDocument, Capabilities, load_auth_file
 from volttron.utils.errors import ConfigError, CorruptFileError
+from volttron.utils.files import FileSignature, file_signature
 
 _log = logging.getLogger(__name__)
-
-_Signature = tuple[int, int, int] | None
-
-
-def _signature(path: Path) -> _Signature:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return (st.st_mtime_ns, st.st_size, st.st_ino)
-
 
 class AuthPolicy:
     """``auth.json`` as last read; :meth:`current` re-reads it when it changed."""
@@ -40,7 +30,7 @@ class AuthPolicy:
         self._min_interval = min_interval
         self._clock = clock
         self._checked_at = float("-inf")
-        self._signature: _Signature = _signature(self.path)
+        self._signature: FileSignature = file_signature(self.path)
         self._document = load_auth_file(self.path)
         self._capabilities: dict[str, Capabilities] | None = None
         self.reloads = 0
@@ -50,7 +40,7 @@ class AuthPolicy:
         now = self._clock()
         if now - self._checked_at >= self._min_interval:
             self._checked_at = now
-            signature = _signature(self.path)
+            signature = file_signature(self.path)
             if signature != self._signature:
                 self._reload(signature)
         return self._document
@@ -62,12 +52,12 @@ class AuthPolicy:
             self._capabilities = document.capabilities_by_user()
         return self._capabilities
 
-    def _reload(self, signature: _Signature) -> None:
+    def _reload(self, signature: FileSignature) -> None:
         try:
             document = load_auth_file(self.path)
         except CorruptFileError as exc:
             _log.error("auth policy not changed: %s; fix it and write it back as %s", exc, self.path)
-            self._signature = _signature(self.path)  # the file was moved aside: wait for a new one
+            self._signature = file_signature(self.path)  # the file was moved aside: wait for a new one
             return
         except ConfigError as exc:
             _log.error("auth policy not changed: %s", exc)

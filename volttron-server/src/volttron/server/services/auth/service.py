@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -66,6 +65,7 @@ from volttron.server.services.auth.policy import AuthPolicy
 from volttron.server.services.pubsub.protected import PROTECTED_TOPICS_FILE, ProtectedTopics
 from volttron.utils.config import strip_comments
 from volttron.utils.errors import ConfigError, VolttronError
+from volttron.utils.files import file_signature
 from volttron.utils.home import auth_file_path
 
 _log = logging.getLogger(__name__)
@@ -88,14 +88,6 @@ class AuthSettings:
     """Off (``--auth-disabled``): callers are not checked, as agents skip ``@RPC.allow`` then."""
     poll_interval: float = 0.5
     push_timeout: float = 10.0
-
-
-def _file_signature(path: Path) -> tuple[int, int, int] | None:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 def read_protected_topics(path: Path) -> dict[str, Any]:
@@ -145,7 +137,7 @@ class AuthAgent(Agent):
                 self._seen_reloads = self.policy.reloads
                 if not first:
                     self.core.spawn(self._push_to_peers)
-            signature = _file_signature(self.settings.protected_file)
+            signature = file_signature(self.settings.protected_file)
             if signature != self._protected_signature:
                 self._protected_signature = signature
                 self._push_protected_topics()

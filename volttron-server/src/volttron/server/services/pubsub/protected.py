@@ -26,6 +26,7 @@ from typing import Any
 
 from volttron.utils.config import strip_comments
 from volttron.utils.errors import ConfigError
+from volttron.utils.files import FileSignature, file_signature
 
 _log = logging.getLogger(__name__)
 
@@ -118,13 +119,9 @@ class ProtectedTopics:
                 return caps
         return None
 
-    def _stat(self) -> tuple[int, int, int] | None:
+    def _stat(self) -> FileSignature:
         assert self.path is not None
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            return None
-        return (st.st_mtime_ns, st.st_size, st.st_ino)
+        return file_signature(self.path)
 
     def _load(self, strict: bool) -> None:
         assert self.path is not None

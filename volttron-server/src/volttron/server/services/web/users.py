@@ -41,7 +41,7 @@ from volttron.server.services.auth.policy import AuthPolicy
 from volttron.server.services.web.errors import WebUserError
 from volttron.server.services.web.passwords import MIN_PASSWORD_LENGTH, hash_password, verify_password
 from volttron.utils.errors import ConfigError, CorruptFileError
-from volttron.utils.files import atomic_write, read_json_file
+from volttron.utils.files import FileSignature, atomic_write, file_signature, read_json_file
 
 _log = logging.getLogger(__name__)
 
@@ -86,14 +86,6 @@ class WebUser:
         return cls(name, password, lists["groups"], lists["roles"], capabilities)
 
 
-def _signature(path: Path) -> tuple[int, int, int] | None:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return (st.st_mtime_ns, st.st_size, st.st_ino)
-
-
 def parse_web_users(data: Mapping[str, Any], source: str = "web-users.json") -> dict[str, WebUser]:
     """The users of a parsed file; a bad record is skipped with a warning."""
     users = {}
@@ -115,10 +107,10 @@ class WebUserStore:
     def __init__(self, path: str | os.PathLike[str], policy: AuthPolicy | None = None) -> None:
         self.path = Path(path)
         self._policy = policy
-        self._signature: tuple[int, int, int] | None = None
+        self._signature: FileSignature = None
         self._users: dict[str, WebUser] = {}
         self._dummy_hash: str | None = None
-        self._load(_signature(self.path))
+        self._load(file_signature(self.path))
 
     def _load(self, signature: tuple[int, int, int] | None) -> None:
         self._signature = signature
@@ -126,7 +118,7 @@ class WebUserStore:
             data = read_json_file(self.path, {}, expect=dict)
         except CorruptFileError as exc:
             _log.error("web users not changed: %s", exc)
-            self._signature = _signature(self.path)
+            self._signature = file_signature(self.path)
             return
         except OSError as exc:
             _log.error("cannot read %s: %s; web users not changed", self.path, exc.strerror or exc)
@@ -134,7 +126,7 @@ class WebUserStore:
         self._users = parse_web_users(data, str(self.path))
 
     def _current(self) -> dict[str, WebUser]:
-        signature = _signature(self.path)
+        signature = file_signature(self.path)
         if signature != self._signature:
             self._load(signature)
         return self._users
