@@ -259,9 +259,9 @@ def test_protected_topic_refuses_publishers_without_the_capability(enforced: Enf
     assert other.vip.pubsub.publish("pubsub", "open/x", message=3).get(timeout=CALL_TIMEOUT) == 1
     eventually(lambda: heard.count("secure/x") == 1 and "open/x" in heard, 5, "the allowed publishes")
     # protecting another topic while running applies without a restart
-    (enforced.home / "protected_topics.json").write_text(json.dumps({"write-protect": [
-        {"topic": "secure/", "capabilities": ["can_publish_secure"]},
-        {"topic": "/^open/.*/", "capabilities": ["can_publish_open"]}]}))
+    protected = {"write-protect": [{"topic": "secure/", "capabilities": ["can_publish_secure"]},
+                                   {"topic": "/^open/.*/", "capabilities": ["can_publish_open"]}]}
+    (enforced.home / "protected_topics.json").write_text(json.dumps(protected))
     eventually(lambda: is_refused(other.vip.pubsub.publish("pubsub", "open/y", message=4)), 10,
                "the new protected topic to apply")
     assert_refused(other.vip.pubsub.publish("pubsub", "open/z", message=5), "publish to open/z")
@@ -272,6 +272,7 @@ def test_protected_topic_refuses_publishers_without_the_capability(enforced: Enf
                "the bad edit to be reported")
     assert_refused(other.vip.pubsub.publish("pubsub", "open/after", message=6), "publish to open/after")
     assert (enforced.home / "protected_topics.json").read_text() == "{not json"
+    (enforced.home / "protected_topics.json").write_text(json.dumps(protected))  # as its author would
 
 
 # -- authentication --------------------------------------------------------------------------------
