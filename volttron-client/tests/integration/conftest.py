@@ -25,6 +25,7 @@ import pytest
 
 from volttron.client.runner import build_agent
 from volttron.client.vip.agent import Agent
+from volttron.client.vip.agent.errors import ConnectError
 from volttron.utils.keys import KeyPair, generate_keypair
 
 AGENT_SCRIPT = Path(__file__).parent / "agents" / "pair_agent.py"
@@ -164,15 +165,22 @@ class Platform:
 
     def observer(self, identity: str = "observer", transport: str = "ipc", timeout: float = 10) -> Agent:
         keys = self.authorize(identity)
-        agent = build_agent(
-            address=self.address(transport),
-            identity=identity,
-            publickey=keys.public,
-            secretkey=keys.secret,
-            serverkey=self.serverkey,
-            timeout=timeout,
-            volttron_home=str(self.home),
-        )
+        try:
+            agent = build_agent(
+                address=self.address(transport),
+                identity=identity,
+                publickey=keys.public,
+                secretkey=keys.secret,
+                serverkey=self.serverkey,
+                timeout=timeout,
+                volttron_home=str(self.home),
+            )
+        except ConnectError as exc:
+            if identity == "test.readiness":
+                raise
+            # the platform's side of a refusal is in its log: show it with the failure
+            log = self.log_text()[-4000:]
+            raise ConnectError(f"{exc}\n--- platform log (last 4000 characters) ---\n{log}") from exc
         self.observers.append(agent)
         return agent
 
