@@ -219,3 +219,22 @@ def test_an_unusable_discovery_file_stops_the_start_with_one_clear_line(platform
     assert a.wait(15) == 1
     stderr = a.stderr_path.read_text()
     assert "entry 'B': vip-address must be tcp://host:port" in stderr and "Traceback" not in stderr
+
+
+def test_a_key_that_is_not_the_platforms_cannot_say_hello_as_that_platform(platform_factory, agents):
+    a, _b = make_pair(platform_factory)  # A lets B's platform key in as user "B"; B itself is not started
+    a.start()
+    inbox = Inbox()
+    agents(a, "a.everywhere").vip.pubsub.subscribe("pubsub", "x/", inbox, all_platforms=True).get(timeout=5)
+    # an approved key with no identity bound may pick its identity, even a link's name ...
+    keys = generate_keypair()
+    ensure_entries(a.auth_file, [AuthEntry(credentials=keys.public, user_id="approved", comments="free key")])
+    impostor = a.client("instance.A.99", keys=keys, authorize=False)
+    # ... but its hello as platform B is not believed, so neither is a publish "from B"
+    impostor.send("", "routing_table", "hello", "hello", "B")
+    forged = {"sender": "b.agent", "bus": "", "headers": {}, "message": "forged"}
+    impostor.send("", "pubsub", "external_publish", "x/1", json.dumps(forged))
+    publisher = agents(a, "a.publisher")
+    publish_until_received(publisher, "x/control", inbox, 10)  # after the forged one (FIFO)
+    assert "forged" not in inbox.messages(), "a publish from an impostor of platform B was delivered"
+    poll(lambda: "ignored a hello as platform 'B'" in a.log_text(), 10, "the refusal to be logged")

@@ -121,6 +121,23 @@ def test_platform_messages_are_refused_from_peers_that_are_not_linked_platforms(
     assert link.ops(b"pubsub") == []
 
 
+def test_a_platform_hello_is_believed_only_from_a_key_whose_user_id_is_that_platform() -> None:
+    sock = FakeSocket()
+    router = VipRouter(b"rid", sock.send)
+    pubsub = PubSubService(router)
+    pubsub.attach()
+    users = {B_LINK: "B", b"instance.A.0.7": "approved-key"}  # what ZAP authenticated each key as
+    routing = ExternalRouting(router, pubsub, "A", user_of=users.get)
+    routing.attach()
+    routing.add_link(FakeLink("B"))
+    hello(router, b"instance.A.0.7")  # an approved agent key posing as platform B
+    external_list(router, ["devices/"], b"instance.A.0.7")
+    assert routing.remote_prefixes("B") == [] and router.malformed == 2
+    hello(router)  # B's own key
+    external_list(router, ["devices/"])
+    assert routing.remote_prefixes("B") == ["devices/"]
+
+
 def test_a_publish_from_another_platform_reaches_all_platforms_subscribers_only(wired) -> None:
     router, _routing, link, sock = wired
     subscribe(router, b"everywhere", "devices/", all_platforms=True)

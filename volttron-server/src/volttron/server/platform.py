@@ -196,7 +196,8 @@ class Platform:
 
             self._external = start_external_routing(
                 self.router, self.pubsub, home=home, instance_name=opts.instance_name, context=zmq_context,
-                keys=(serverkey, secret) if serverkey is not None and secret is not None else None)
+                keys=(serverkey, secret) if serverkey is not None and secret is not None else None,
+                user_of=self._socket.user_of)
         self.context = PlatformContext(
             home=home, instance_name=opts.instance_name, router_address=INPROC_ADDRESS,
             zmq_context=zmq_context, serverkey=serverkey, local_address=local, addresses=opts.vip_addresses,

@@ -139,6 +139,8 @@ class ZmqRouterSocket:
         self.disconnects = 0
         self.auth_failures = 0
         self.identity_refusals = 0
+        self._users: dict[bytes, str] = {}
+        """Identity -> the user id ZAP gave its connection's key (kept while auth is on)."""
 
     # -- set-up --------------------------------------------------------------------------------
     def bind(self) -> None:
@@ -300,6 +302,7 @@ class ZmqRouterSocket:
         except zmq.ZMQError:
             user_id = ""
         if check(user_id, identity):
+            self._users[frames[0]] = user_id
             return True
         self.identity_refusals += 1
         _log.warning("refused %r: its key (user %r) may not use that identity", identity, user_id)
@@ -340,6 +343,7 @@ class ZmqRouterSocket:
         for identity in self._connections.settle():
             self.disconnects += 1
             _log.debug("peer %r disconnected", identity)
+            self._users.pop(identity, None)
             try:
                 self._on_disconnect(identity)
             except Exception:
@@ -348,6 +352,11 @@ class ZmqRouterSocket:
     def forget(self, identity: bytes) -> None:
         """Stop tracking ``identity`` (it was dropped for another reason)."""
         self._connections.forget(identity)
+        self._users.pop(identity, None)
+
+    def user_of(self, identity: bytes) -> str | None:
+        """The user id ZAP authenticated ``identity``'s connection as; None when auth is off or unknown."""
+        return self._users.get(identity)
 
     # -- status and shutdown -------------------------------------------------------------------
     def statistics(self) -> dict[str, int]:

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from volttron.server.router.routing import EHOSTUNREACH, VIP1, Frames, PeerBusy, PeerUnreachable, VipRouter
@@ -83,8 +83,11 @@ class ExternalRouting:
     """This platform's side of multi-platform routing; see the module docstring."""
 
     def __init__(self, router: VipRouter, pubsub: PubSubService, instance_name: str,
-                 throttle: LogThrottle | None = None, broker: BrokerRoute | None = None) -> None:
+                 throttle: LogThrottle | None = None, broker: BrokerRoute | None = None,
+                 user_of: Callable[[bytes], str | None] | None = None) -> None:
         self._router = router
+        self._user_of = user_of
+        """The user id a peer's key authenticated as (None: authentication is off)."""
         self._broker = broker
         self._pubsub = pubsub
         self.instance_name = instance_name
@@ -155,6 +158,14 @@ class ExternalRouting:
         if not sender.startswith(b"instance." + self._own + b"."):
             self._throttle.warning(f"hello:{sender!r}", "ignored a platform hello from %r: a link to %r "
                                    "is named instance.%s.<n>", sender, self.instance_name, self.instance_name)
+            return
+        user = self._user_of(sender) if self._user_of is not None else None
+        if user is not None and user != name:
+            # a platform's key is let in by an entry whose user id is its name (multi-platform.md);
+            # any other key saying hello as that platform would speak for it
+            self._router.malformed += 1
+            self._throttle.warning(f"hello-user:{sender!r}", "ignored a hello as platform %r from %r: "
+                                   "its key is user %r, not %r", name, sender, user, name)
             return
         if self._platform_peers.get(sender) != name:
             _log.info("platform %r linked to us as %r", name, sender)

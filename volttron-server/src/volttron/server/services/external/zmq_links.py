@@ -201,13 +201,16 @@ class ZmqPlatformLink:
 
 def start_external_routing(router: VipRouter, pubsub: PubSubService, *, home: Path, instance_name: str,
                            context: zmq.green.Context, keys: tuple[str, str] | None,
-                           settings: LinkSettings | None = None) -> ExternalRouting:
+                           settings: LinkSettings | None = None,
+                           user_of: Callable[[bytes], str | None] | None = None) -> ExternalRouting:
     """Serve multi-platform routing on ``router`` and link to every platform of the discovery file.
 
-    Raises :class:`~.discovery.DiscoveryError` when the file is unusable.
+    ``user_of`` tells the user id a peer's key authenticated as: a platform's hello is believed only
+    from a key whose user id is that platform's name. Raises :class:`~.discovery.DiscoveryError` when
+    the file is unusable.
     """
     remotes = load_discovery(home, instance_name)
-    routing = ExternalRouting(router, pubsub, instance_name)
+    routing = ExternalRouting(router, pubsub, instance_name, user_of=user_of)
     routing.attach()
     for remote in remotes:
         link = ZmqPlatformLink(remote, instance_name, context, keys, routing.link_connected, settings)
