@@ -159,10 +159,18 @@ def publish_outcome(agent: Agent, topic: str) -> str:
 
 
 def delivered(agent: Agent, heard: Heard, topic: str) -> bool:
-    """Publish on ``topic``; True once it was sent and heard (waiting up to 10 s for it)."""
+    """Publish on ``topic``; True once it was sent and heard (waiting up to 5 s for it).
+
+    False when it was not heard: a subscriber whose permissions tightened is linking again (the
+    platform closes its connection, and its queue goes with it), so the caller publishes again.
+    """
     if publish_outcome(agent, topic) != "sent":
         return False
-    eventually(lambda: topic in heard.topics, 10, f"the publish on {topic}")
+    deadline = time.monotonic() + 5
+    while topic not in heard.topics:
+        if time.monotonic() > deadline:
+            return False
+        gevent.sleep(0.05)
     return True
 
 
