@@ -255,12 +255,22 @@ def _throughput(workers: Workers, messages: int, subscribers: int, go: Any,
 def latency_and_rpc(platform: BenchPlatform, samples: int,
                     timeout: float) -> tuple[LatencyStats, LatencyStats]:
     """(c) and (d): a responder agent and a driver agent in two processes."""
+    return responder_and_driver(vip_workers.responder, peer(platform, vip_workers.ECHO_IDENTITY),
+                                vip_workers.driver, peer(platform, "bench.driver"), samples, timeout,
+                                "", "RPC")
+
+
+def responder_and_driver(responder: Any, responder_arg: Any, driver: Any, driver_arg: Any, samples: int,
+                         timeout: float, label: str, round_trips: str) -> tuple[LatencyStats, LatencyStats]:
+    """(c) and (d) between a ``responder`` and a ``driver`` process (a bus's or raw pika's workers).
+
+    ``label`` and ``round_trips`` name the client and its round trips in the error when samples are missing.
+    """
     go, stop = FORK.Event(), FORK.Event()
     with Workers(timeout) as workers:
-        workers.start(vip_workers.responder, peer(platform, vip_workers.ECHO_IDENTITY), stop, workers.out,
-                      timeout + 60)
+        workers.start(responder, responder_arg, stop, workers.out, timeout + 60)
         workers.collect(time.monotonic() + 60, ready=1)
-        workers.start(vip_workers.driver, peer(platform, "bench.driver"), samples, go, workers.out, timeout)
+        workers.start(driver, driver_arg, samples, go, workers.out, timeout)
         workers.collect(time.monotonic() + 60, ready=1)
         go.set()
         try:
@@ -269,8 +279,8 @@ def latency_and_rpc(platform: BenchPlatform, samples: int,
         finally:
             stop.set()
     if len(one_way) < samples or len(round_trip) < samples:
-        raise BenchError(f"only {len(one_way)} latency and {len(round_trip)} RPC samples of {samples} "
-                         f"within {timeout:.0f} s")
+        raise BenchError(f"{label}only {len(one_way)} latency and {len(round_trip)} {round_trips} samples "
+                         f"of {samples} within {timeout:.0f} s")
     return LatencyStats.of(one_way), LatencyStats.of(round_trip)
 
 
@@ -475,22 +485,8 @@ def raw_pika_throughput(broker: raw_pika.Broker, messages: int, timeout: float,
 def raw_pika_latency_and_rpc(broker: raw_pika.Broker, samples: int,
                              timeout: float) -> tuple[LatencyStats, LatencyStats]:
     """(c) and (d) with raw pika: a responder and a driver process."""
-    go, stop = FORK.Event(), FORK.Event()
-    with Workers(timeout) as workers:
-        workers.start(raw_pika.responder, broker, stop, workers.out, timeout + 60)
-        workers.collect(time.monotonic() + 60, ready=1)
-        workers.start(raw_pika.driver, broker, samples, go, workers.out, timeout)
-        workers.collect(time.monotonic() + 60, ready=1)
-        go.set()
-        try:
-            reports = workers.collect(time.monotonic() + timeout + 30, driver=1)
-            (_, _, one_way, round_trip), = reports["driver"]
-        finally:
-            stop.set()
-    if len(one_way) < samples or len(round_trip) < samples:
-        raise BenchError(f"raw pika: only {len(one_way)} latency and {len(round_trip)} request/reply samples "
-                         f"of {samples} within {timeout:.0f} s")
-    return LatencyStats.of(one_way), LatencyStats.of(round_trip)
+    return responder_and_driver(raw_pika.responder, broker, raw_pika.driver, broker, samples, timeout,
+                                "raw pika: ", "request/reply")
 
 
 def raw_pika_column(settings: Settings, broker: raw_pika.Broker) -> report.SuiteResult:
