@@ -147,18 +147,18 @@ def _free_port() -> int:
 
 @pytest.fixture
 def tester(web_platform, tmp_path: Path) -> Iterator[WebTestAgent]:
-    keys = web_platform.add_allow_entry(TESTER)
+    keys = web_platform.add_allow_entry(TESTER, capabilities={"web.serve_path": None})
     agent = build_agent(address=web_platform.local_address, identity=TESTER, publickey=keys.public,
                         secretkey=keys.secret, serverkey=web_platform.serverkey, agent_class=WebTestAgent,
                         volttron_home=str(web_platform.home), enable_web=True, enable_auth=True, timeout=10)
     # The capability table platform.auth would give the agent: platform.web holds web_test_cap.
     agent.table = {"platform.web": {"web_test_cap": None}}
     agent.vip.rpc.set_capability_source(lambda user: agent.table.get(user, {}))
-    webroot = tmp_path / "webroot"
+    webroot = web_platform.home / "agents" / TESTER / "data" / "webroot"  # agents serve only their own
     (webroot / "tester").mkdir(parents=True)
     (webroot / "tester" / "index.html").write_text("<h1>tester</h1>")
     (webroot / "tester" / "app.js").write_text("let x = 1;")
-    (tmp_path / "outside.txt").write_text("must not be served")
+    (webroot.parent / "outside.txt").write_text("must not be served")
     agent.vip.web.register_endpoint("/tester/api", agent.api)
     agent.vip.web.register_endpoint("/tester/raw", agent.raw, res_type="raw")
     agent.vip.web.register_path_route(r"^/tester/", str(webroot))

@@ -383,7 +383,8 @@ def test_unexpected_failure_is_a_plain_500(site: Site) -> None:
 
 @pytest.fixture
 def webroot(tmp_path: Path) -> Path:
-    root = tmp_path / "site"
+    """agent.a's site, in its data folder under ``tmp_path / "home-dir"`` (agents serve only from there)."""
+    root = tmp_path / "home-dir" / "agents" / "agent.a" / "data" / "site"
     (root / "app" / "css").mkdir(parents=True)
     (root / "app" / "index.html").write_text("<h1>home</h1>")
     (root / "app" / "css" / "s.css").write_text("body{}")
@@ -396,7 +397,7 @@ def webroot(tmp_path: Path) -> Path:
 
 def test_static_files_with_content_types(tmp_path: Path, webroot: Path) -> None:
     home = tmp_path / "home-dir"
-    home.mkdir()
+    home.mkdir(exist_ok=True)
     site = Site(home)
     site.routes.add_path_route("agent.a", r"^/app/", str(webroot))
     cases = {"/app/index.html": ("text/html; charset=utf-8", b"<h1>home</h1>"),
@@ -421,7 +422,7 @@ def test_static_files_with_content_types(tmp_path: Path, webroot: Path) -> None:
 ])
 def test_static_traversal_refused(tmp_path: Path, webroot: Path, path: str) -> None:
     home = tmp_path / "home-dir"
-    home.mkdir()
+    home.mkdir(exist_ok=True)
     site = Site(home)
     site.routes.add_path_route("agent.a", r"^/app", str(webroot))
     status, _, payload = site.request("GET", path)
@@ -440,6 +441,7 @@ def test_resolve_static_file_rules(webroot: Path) -> None:
 def test_route_table_rules(tmp_path: Path, webroot: Path) -> None:
     home = tmp_path / "home-dir"
     (home / "agents" / "agent.a" / "www").mkdir(parents=True)
+    (home / "agents" / "agent.b" / "data").mkdir(parents=True)
     (home / "keystores").mkdir()
     routes = RouteTable(home)
     routes.add_endpoint("agent.a", "/a", "raw")
@@ -453,6 +455,9 @@ def test_route_table_rules(tmp_path: Path, webroot: Path) -> None:
         (lambda: routes.add_endpoint("agent.b", "relative"), RouteError),
         (lambda: routes.add_endpoint("agent.b", "/b", "xml"), RouteError),
         (lambda: routes.add_path_route("agent.b", "(", str(webroot)), RouteError),
+        (lambda: routes.add_path_route("agent.b", "^/(a+)+$", str(home / "agents" / "agent.b")), RouteError),
+        (lambda: routes.add_path_route("agent.b", "^/b", str(webroot)), RouteError),  # agent.a's
+        (lambda: routes.add_path_route("agent.b", "^/b", "/etc"), RouteError),
         (lambda: routes.add_path_route("agent.b", "^/b", "relative/dir"), RouteError),
         (lambda: routes.add_path_route("agent.b", "^/b", str(webroot / "missing")), RouteError),
         (lambda: routes.add_path_route("agent.b", "^/b", "/"), RouteError),
@@ -465,7 +470,7 @@ def test_route_table_rules(tmp_path: Path, webroot: Path) -> None:
         with pytest.raises(error):
             attempt()
     routes.add_path_route("agent.a", "^/own", str(home / "agents" / "agent.a" / "www"))
-    routes.add_path_route("agent.b", "^/b", str(webroot))
+    routes.add_path_route("agent.b", "^/b", str(home / "agents" / "agent.b" / "data"))
     assert routes.path_route("/b/x").identity == "agent.b" and routes.path_route("/c") is None
     assert routes.statistics() == {"endpoints": 1, "path_routes": 2}
     assert routes.remove_identity("agent.a") == 2 and routes.endpoint("/a") is None

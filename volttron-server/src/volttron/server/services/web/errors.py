@@ -9,7 +9,8 @@
           +-- WebUserError        a web user that cannot be created or read
           +-- RouteError          a route an agent may not register
                +-- ReservedRouteError     the path belongs to the web service itself
-               +-- DuplicateEndpointError another agent serves that endpoint already
+               +-- RouteTakenError        another agent owns that URL (registered it first)
+                    +-- DuplicateEndpointError another agent serves that endpoint already
 
 Agents see the route errors as :class:`~volttron.utils.jsonrpc.RemoteError` whose ``exc_type``
 names the class.
@@ -44,5 +45,9 @@ class ReservedRouteError(RouteError):
     """The path is one the web service answers itself (``/discovery/``, ``/authenticate``, ``/jsonrpc``)."""
 
 
-class DuplicateEndpointError(RouteError):
+class RouteTakenError(RouteError):
+    """Another agent owns a URL this route would answer (it registered it first)."""
+
+
+class DuplicateEndpointError(RouteTakenError):
     """Another agent serves this endpoint already."""

@@ -105,7 +105,8 @@ class WebService:
                 address=ctx.router_address, identity=PLATFORM_WEB, agent_class=WebAgent,
                 timeout=self.AGENT_START_TIMEOUT, context=ctx.zmq_context, enable_auth=ctx.auth_enabled,
                 volttron_home=str(ctx.home), instance_name=ctx.instance_name, routes=routes, tokens=tokens,
-                users=users, web_address=settings.address.url, platform_serverkey=ctx.serverkey)
+                users=users, web_address=settings.address.url, platform_serverkey=ctx.serverkey,
+                policy=policy)
         except VolttronError as exc:
             raise WebError(f"the web service could not connect as {PLATFORM_WEB}: {exc}") from None
         try:

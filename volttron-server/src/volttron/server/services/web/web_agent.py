@@ -4,8 +4,9 @@ Agents register routes with it over RPC (the caller's identity owns the route):
 
 * ``register_endpoint(endpoint, res_type="jsonrpc")`` — answer the exact path ``endpoint``
   through ``route.callback(env, data)``;
-* ``register_path_route(regex, root_dir)`` — serve files from ``root_dir`` for paths matching
-  ``regex`` (:mod:`.routes` explains the path mapping and which folders are refused);
+* ``register_path_route(prefix, root_dir)`` — serve files from ``root_dir`` for paths starting
+  with ``prefix`` (``^/myagent/`` or ``^/myagent/.*``); needs the capability ``web.serve_path``
+  (:mod:`.access`); :mod:`.routes` explains the path mapping and which folders are refused;
 * ``unregister_all_agent_routes()`` — drop the caller's routes (also done when it leaves);
 * ``get_user_claims(bearer)`` — the verified claims of a web user's token (``sub``, ``groups``,
   ``exp``...), for agents that guard their own endpoints; raises when the token is not good;
@@ -21,6 +22,8 @@ from typing import Any
 
 from volttron.client.vip.agent import Agent
 from volttron.client.vip.agent.subsystems.rpc import RPC
+from volttron.server.services.auth.policy import AuthPolicy
+from volttron.server.services.web.access import check_serve_path
 from volttron.server.services.web.errors import RouteError, TokenError
 from volttron.server.services.web.routes import RouteTable
 from volttron.server.services.web.tokens import TokenIssuer
@@ -34,8 +37,10 @@ class WebAgent(Agent):
     """The agent behind the web service; see the module docstring."""
 
     def __init__(self, routes: RouteTable, tokens: TokenIssuer, users: WebUserStore, web_address: str,
-                 platform_serverkey: str | None = None, **kwargs: Any) -> None:
+                 platform_serverkey: str | None = None, policy: AuthPolicy | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self._policy = policy
         self._platform_serverkey = platform_serverkey
         self.routes = routes
         self._tokens = tokens
@@ -58,8 +63,9 @@ class WebAgent(Agent):
 
     @RPC.export
     def register_path_route(self, regex: str, root_dir: str) -> None:
-        """Serve files under ``root_dir`` for URL paths matching ``regex``."""
+        """Serve files under ``root_dir`` for URL paths starting with the prefix ``regex``."""
         identity = self._caller()
+        check_serve_path(self._policy.current() if self._policy is not None else None, identity)
         route = self.routes.add_path_route(identity, regex, root_dir)
         _log.info("%s serves files of %s for %s", identity, route.root, regex)
 
