@@ -40,6 +40,9 @@ _log = logging.getLogger(__name__)
 
 ATTEMPT_SECONDS = 2.0
 """How long one connection attempt waits for the router's welcome."""
+BUSY_PAUSE = 0.05
+BUSY_PAUSE_MAX = 1.0
+"""First and longest pause before a call refused as busy (EAGAIN) is sent again."""
 _REFUSED = "refused the security handshake"
 """The client core's wording for a CURVE/ZAP refusal: retrying cannot help."""
 
@@ -120,9 +123,30 @@ class ControlConnection:
     def call(
         self, method: str, *args: Any, peer: str = CONTROL, timeout: float | None = None, **kwargs: Any
     ) -> Any:
-        """Call ``method`` on ``peer`` and wait up to ``timeout`` (default: the connection's)."""
-        result = self.call_async(method, *args, peer=peer, **kwargs)
-        return self.wait(result, method, peer, timeout)
+        """Call ``method`` on ``peer`` and wait up to ``timeout`` (default: the connection's).
+
+        A call refused as busy (EAGAIN: the peer's queue is full, or it serves too many requests of
+        ours) was not run, so it is sent again after a short pause until the timeout is spent.
+        """
+        import gevent
+
+        from volttron.client.vip.agent.errors import Again
+
+        wait = self.settings.timeout if timeout is None else timeout
+        deadline = time.monotonic() + wait
+        pause = BUSY_PAUSE
+        while True:
+            result = self.call_async(method, *args, peer=peer, **kwargs)
+            try:
+                return result.get(timeout=max(0.01, deadline - time.monotonic()))
+            except Again as exc:
+                if time.monotonic() + pause >= deadline:
+                    raise translate_error(exc, method, peer, wait) from exc
+                _log.debug("%s on %s refused as busy; trying again in %g s", method, peer, pause)
+                gevent.sleep(pause)
+                pause = min(2 * pause, BUSY_PAUSE_MAX)
+            except VolttronError as exc:
+                raise translate_error(exc, method, peer, wait) from exc
 
     def wait(self, result: Any, method: str, peer: str = CONTROL, timeout: float | None = None) -> Any:
         """The value of an ``AsyncResult``, with errors translated (see :func:`translate_error`)."""

@@ -20,7 +20,10 @@ Serving::
 Every request runs in its own greenlet, so a method may itself wait on other RPC calls (even back
 to its caller) without stopping the agent from reading answers; answers to our own calls are
 matched inline in the receive loop. During a call ``self.vip.rpc.context.vip_message`` is the
-request message (``.peer`` is the caller's identity, ``.user`` its user id).
+request message (``.peer`` is the caller's identity, ``.user`` its user id). How many requests run
+at once, per caller and in total, and how many wait, is bounded (:mod:`~volttron.client.vip.agent.limits`,
+``set_request_limits``); a request over its caller's bound is answered at once with a VIP ``EAGAIN``
+error (the caller's result raises ``Again``) and a notification is dropped.
 
 Capability checks (``@RPC.allow``) ask the auth subsystem for the caller's capabilities; when they
 cannot be had (``platform.auth`` not reachable) the call is denied, never allowed.
@@ -31,6 +34,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -42,6 +46,7 @@ from volttron.client.vip.agent.capabilities import CapabilitySource, check_capab
 from volttron.client.vip.agent.decorators import annotate, annotations, dualmethod
 from volttron.client.vip.agent.errors import Again, Unreachable, VIPError
 from volttron.client.vip.agent.introspection import describe_method
+from volttron.client.vip.agent.limits import RequestLimits, RequestScheduler
 from volttron.client.vip.agent.results import AsyncResult, ResultsDictionary
 from volttron.client.vip.agent.subsystems.base import SubsystemBase
 from volttron.utils import jsonrpc
@@ -97,6 +102,8 @@ class RPC(SubsystemBase):
         self._results = ResultsDictionary()
         self._batches: weakref.WeakValueDictionary[str, BatchResults] = weakref.WeakValueDictionary()
         self._capabilities: CapabilitySource | None = None
+        self._scheduler = RequestScheduler(core.spawn)
+        self._busy_logged_at = float("-inf")
         core.register("RPC", self._handle, self._handle_error)
         core.register("external_rpc", self._handle_external, self._handle_error)
 
@@ -270,7 +277,35 @@ class RPC(SubsystemBase):
             else:
                 units.append(obj)  # answered with "invalid request"
         if units:
-            self.core.spawn(self._serve, message, units)
+            size = sum(len(frame) for frame in message.args)
+            if not self._scheduler.submit(message.peer, lambda: self._serve(message, units), size):
+                self._refuse_busy(message, units)
+
+    def _refuse_busy(self, message: Message, units: list[Any]) -> None:
+        """Answer requests over the caller's bound with EAGAIN at once (notifications are dropped)."""
+        if all(_is_notification(unit) for unit in units):
+            return
+        limits = self._scheduler.limits
+        text = (f"{self.core.identity} is busy: {message.peer!r} has {limits.per_caller} requests in "
+                f"progress and {limits.queued_per_caller} waiting at most; try again later")
+        self._throttle_busy_log(message.peer)
+        self.core.send_reply(Message(message.peer, "error", [str(errno.EAGAIN).encode(), text.encode("utf-8"),
+                                                              b"", b"RPC"], message.id, ""))
+
+    def _throttle_busy_log(self, peer: str) -> None:
+        now = time.monotonic()
+        if now - self._busy_logged_at >= BUSY_LOG_INTERVAL:
+            self._busy_logged_at = now
+            _log.warning("refusing RPC requests from %r: too many in progress (%d refused so far)",
+                         peer, self._scheduler.refused)
+
+    def set_request_limits(self, limits: RequestLimits) -> None:
+        """Change how many requests this agent serves and queues per caller and in total."""
+        self._scheduler.limits = limits
+
+    def request_statistics(self) -> dict[str, int]:
+        """Requests being served and waiting now, and how many were refused as busy."""
+        return self._scheduler.statistics()
 
     def _resolve(self, answer: dict[str, Any]) -> None:
         ident = answer.get("id")
@@ -448,6 +483,14 @@ class RPC(SubsystemBase):
 
 
 _PARSE_FAILED = object()
+BUSY_LOG_INTERVAL = 10.0
+"""Seconds between two warnings about refused requests."""
+
+
+def _is_notification(unit: Any) -> bool:
+    if isinstance(unit, list):
+        return all(_is_notification(item) for item in unit)
+    return isinstance(unit, dict) and unit.get("id") is None
 
 
 def _is_answer(item: Any) -> bool:
