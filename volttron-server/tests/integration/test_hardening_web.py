@@ -384,8 +384,8 @@ def _slow_clients(port: int, count: int, source: str, stop: threading.Event, con
             for sock in list(socks):
                 try:
                     sock.send(request[position:position + 1])
-                    if sock.recv(1) == b"":
-                        raise ConnectionResetError
+                    sock.recv(4096)  # an answer (503, 408) or the end: the server cut this one off
+                    raise ConnectionResetError
                 except BlockingIOError:
                     continue
                 except OSError:

@@ -3,7 +3,8 @@
 The body is a form (``username=...&password=...``) or JSON (``{"username": ..., "password": ...}``).
 The answer is ``{"access_token": "<token>", "token_type": "Bearer", "expires_in": <seconds>}``;
 a wrong name or password gives 401 (the same answer, after the same work, for both), a
-malformed request 400.
+malformed request 400. Too many failures from one address or for one user name give 429 with
+``Retry-After``, before any password is checked (:mod:`.throttle`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from volttron.server.services.web.http_messages import (
     json_response,
 )
 from volttron.server.services.web.passwords import verify_password
+from volttron.server.services.web.throttle import LoginThrottle
 from volttron.server.services.web.tokens import TokenIssuer
 from volttron.server.services.web.users import WebUserStore
 
@@ -37,10 +39,11 @@ class LoginEndpoint:
     """
 
     def __init__(self, users: WebUserStore, tokens: TokenIssuer,
-                 check: PasswordCheck = verify_password) -> None:
+                 check: PasswordCheck = verify_password, throttle: LoginThrottle | None = None) -> None:
         self._users = users
         self._tokens = tokens
         self._check = check
+        self.throttle = throttle if throttle is not None else LoginThrottle()
         self.logins = 0
         self.failures = 0
 
@@ -66,14 +69,21 @@ class LoginEndpoint:
             username, password = self._credentials(request)
         except (BadRequest, ValueError) as exc:  # parse_qs refuses too many fields with a ValueError
             return error_response(400, str(exc))
+        address = str(request.environ.get("REMOTE_ADDR", ""))
+        wait = self.throttle.retry_after(address, username)
+        if wait is not None:
+            _log.debug("web login for %r from %s refused: too many failures", username[:64], address)
+            return error_response(429, f"too many failed logins: try again in {wait} s",
+                                  [("Retry-After", str(wait))])
         user = self._users.authenticate(username, password, self._check)
         if user is None:
             self.failures += 1
-            _log.warning("failed web login for %r from %s", username[:64], request.environ.get("REMOTE_ADDR"))
+            self.throttle.failed(address, username)
+            _log.warning("failed web login for %r from %s", username[:64], address)
             return error_response(401, "invalid username or password",
                                   [("WWW-Authenticate", 'Bearer realm="volttron"')])
         self.logins += 1
         token = self._tokens.issue(user.name, {"groups": list(user.groups)})
-        _log.info("web user %r logged in from %s", user.name, request.environ.get("REMOTE_ADDR"))
+        _log.info("web user %r logged in from %s", user.name, address)
         return json_response(200, {"access_token": token, "token_type": "Bearer",
                                    "expires_in": int(self._tokens.lifetime)})
