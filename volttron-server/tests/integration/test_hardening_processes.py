@@ -279,12 +279,20 @@ def test_a_restarted_platform_ends_leftovers_of_its_own_home_only(
     for pid in watchdogs:  # first, or it would end the agents when the platform goes
         os.kill(pid, signal.SIGKILL)
     kill_9(first)
-    grandchild = {"spawner.setsid_grandchild": pids["spawner.setsid_grandchild"]}
+    agent_left, took = survivors_after({"spawner.agent": pids["spawner.agent"]}, 5.0)
     report("watchdogs_killed", len(watchdogs))
-    report("leftovers_before_restart", sorted(n for n, p in pids.items() if alive(p)))
+    report("seconds_until_agent_gone_by_parent_death_signal", round(took, 2) if not agent_left else ">5")
+    assert not agent_left, "the agent outlived its platform: no parent-death signal"
+    leftovers = {n: p for n, p in pids.items() if alive(p)}
+    report("leftovers_before_restart", sorted(leftovers))
+    assert "spawner.setsid_grandchild" in leftovers, "nothing left for the restart to end"
 
-    second = platform_factory(name="home").start()  # ready: leftovers were ended before the agents start
-    left, took = survivors_after({**pids, **grandchild}, 2.0)
+    try:
+        second = platform_factory(name="home").start()  # ready: leftovers were ended before agents start
+    except BaseException:
+        end_processes(p for p in pids.values() if alive(p))
+        raise
+    left, took = survivors_after(pids, 2.0)
     report("leftovers_after_restart", sorted(left))
     report("other_home_alive", sorted(n for n, p in pids_b.items() if alive(p)))
     end_processes(left.values())

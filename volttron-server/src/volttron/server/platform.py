@@ -1,9 +1,11 @@
 """The platform's life: start-up, running, and a clean stop (reference §3.2).
 
 Start-up order: the home (in secure mode with its permission layout, :mod:`.aip.agent_users`) and
-the single-instance lock; the platform keys, ``auth.json`` entries and
-``known_hosts``; the ZAP handler; the ROUTER socket with the VIP router and the pub/sub service;
-then the in-process services, in the order given; then ``VOLTTRON_PID`` (the platform is ready).
+the single-instance lock; what an earlier run of this home left behind when it died (its agents'
+processes, :mod:`.aip.leftovers`; its work folders, :mod:`.aip.work_folder`); the platform keys,
+``auth.json`` entries and ``known_hosts``; the ZAP handler; the ROUTER socket with the VIP router
+and the pub/sub service; then the in-process services, in the order given; then ``VOLTTRON_PID``
+(the platform is ready).
 Stopping undoes it in reverse: services, router, ZAP handler, PID file and lock.
 
 In-process services plug in as *service factories*: callables that take the
@@ -30,6 +32,8 @@ import gevent.event
 
 from volttron.server import __version__
 from volttron.server.aip.agent_users import secure_home
+from volttron.server.aip.leftovers import end_marked
+from volttron.server.aip.work_folder import clear_work_folder
 from volttron.server.options import PlatformOptions
 from volttron.server.platform_home import (
     InstanceLock,
@@ -47,7 +51,7 @@ from volttron.server.router.zmq_router import (
     make_context,
 )
 from volttron.server.services.auth.authfile import ensure_entries
-from volttron.server.services.auth.identity_claims import identity_allowed
+from volttron.server.services.auth.identity_claims import IdentityClaims
 from volttron.server.services.auth.policy import AuthPolicy
 from volttron.server.services.auth.zap_zmq import ZapHandler
 from volttron.server.services.pubsub.protected import PROTECTED_TOPICS_FILE, ProtectedTopics
@@ -159,20 +163,26 @@ class Platform:
         home = opts.home
         prepare_home(home)
         self._lock.acquire()
+        _clear_leftovers(home)
         if opts.secure_agent_users:
             secure_home(home)
         serverkey, secret, policy = self._setup_auth()
         protected = ProtectedTopics(home / PROTECTED_TOPICS_FILE)
         local = opts.vip_local_address
         zmq_context = make_context(shared=self._shared_context)
-        if policy is not None:
-            self._zap = ZapHandler(zmq_context, policy)
+        claims = IdentityClaims(policy) if policy is not None else None
+        if claims is not None:
+            self._zap = ZapHandler(zmq_context, claims.zap_policy)  # type: ignore[arg-type]
             self._zap.start()
         identity = str(uuid.uuid4()).encode("ascii")
         self._socket = ZmqRouterSocket(
             RouterSettings(addresses=(local, *opts.vip_addresses), secret_key=secret, msgdebug=opts.msgdebug,
                            max_message_size=opts.max_message_size,
-                           identity_check=_identity_check(policy) if policy is not None else None),
+                           max_queued_bytes_per_peer=opts.max_queued_bytes_per_peer,
+                           max_queued_bytes=opts.max_queued_bytes,
+                           peer_overflow_timeout=opts.peer_overflow_timeout,
+                           claim_timeout=opts.identity_claim_timeout,
+                           identity_check=claims.check if claims is not None else None),
             zmq_context, identity)
         self._socket.bind()
         self.router = VipRouter(identity, self._socket.send, queries=self._queries(serverkey),
@@ -180,7 +190,8 @@ class Platform:
         self.router.add_drop_listener(self._socket.forget)
         self.pubsub = PubSubService(
             self.router, protected=protected if opts.auth_enabled else ProtectedTopics(),
-            capabilities=policy.capabilities if policy is not None else None)
+            capabilities=policy.capabilities if policy is not None else None,
+            max_subscriptions=opts.max_subscriptions_per_peer)
         self.pubsub.attach()
         route = self.router.route
         if opts.message_bus == "rmq":  # the same router, also reachable through the broker
@@ -302,10 +313,21 @@ class Platform:
         return stats
 
 
-def _identity_check(policy: AuthPolicy) -> Callable[[str, str], bool]:
-    """The router's rule for which identities a key may use, against the live ``auth.json``."""
+def _clear_leftovers(home: Path) -> None:
+    """End the agent processes and remove the work folders an earlier run of this home left behind.
 
-    def check(user_id: str, identity: str) -> bool:
-        return identity_allowed(policy.current(), user_id, identity)
-
-    return check
+    Runs with the instance lock held, before the router binds: an old agent cannot hold its identity
+    against the new one. Processes get SIGTERM, then SIGKILL after 2 s (a blocking wait, before any
+    greenlet of the platform runs).
+    """
+    report = end_marked(home)
+    if report.found:
+        _log.warning("ended %d agent process(es) an earlier platform of %s left running (%d with SIGKILL%s)",
+                     len(report.found), home, len(report.killed),
+                     f"; {len(report.left)} would not die: {report.left}" if report.left else "")
+    try:
+        removed = clear_work_folder(home)
+    except OSError as exc:
+        raise PlatformError(f"cannot clear the work folder of {home}: {exc}") from None
+    if removed:
+        _log.info("removed %d unfinished install folder(s) from %s/tmp", len(removed), home)

@@ -22,6 +22,7 @@ from pathlib import Path
 from volttron.client.packaging import select_agent_entry_point
 from volttron.server.aip.agent_dir import AgentDirectory
 from volttron.server.aip.errors import AgentProcessError
+from volttron.server.aip.leftovers import MARK_VARIABLE
 
 AGENT_ENV_KEYS: tuple[str, ...] = (
     "AGENT_VIP_IDENTITY",
@@ -36,6 +37,7 @@ AGENT_ENV_KEYS: tuple[str, ...] = (
     "_LAUNCHED_BY_PLATFORM",
     "MESSAGEBUS",
     "VOLTTRON_VIP_ADDR",
+    MARK_VARIABLE,
 )
 """The variables the platform sets for an agent; inherited values of these are never passed on."""
 
@@ -67,6 +69,9 @@ class LaunchSpec:
     env: Mapping[str, str]
     user: str | None = None
     """The system user to run as (secure mode); None runs as the platform's user."""
+    home: Path | None = None
+    """The platform home the agent belongs to: the supervisor marks its processes with it, so that
+    none outlives the platform (:mod:`.leftovers`). None: not marked."""
 
 
 def find_entry_point(distribution: str) -> tuple[str, str, str]:
@@ -145,4 +150,5 @@ def build_launch_spec(
         cwd=directory.path,
         env=env,
         user=user,
+        home=settings.volttron_home,
     )

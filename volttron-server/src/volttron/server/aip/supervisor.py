@@ -1,7 +1,11 @@
 """Agent processes under gevent: start, stop, restart after a crash, and say how each one is doing.
 
 Each agent runs in its own session (so its own process group): stopping it, or its exit, takes its
-children along. A watcher greenlet per process waits for the exit and decides what follows:
+children along, and the processes marked as its own (:mod:`.leftovers`: a grandchild that left the
+group with ``setsid`` too). Each agent gets the parent-death signal, and a spec that names its home
+marks the process and starts the home's :class:`~.leftovers.Watchdog`: agents and their descendants
+die with the platform, however it dies. A watcher greenlet per process waits for the exit and
+decides what follows:
 
 - a stop we asked for, or exit code 0: the agent is ``stopped`` and stays so;
 - any other exit is a crash: restarted after a back-off that doubles each time
@@ -17,13 +21,16 @@ from __future__ import annotations
 
 import collections
 import enum
+import itertools
 import logging
 import os
 import pwd
 import signal
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import gevent
@@ -33,6 +40,13 @@ from volttron.server.aip.agent_output import AgentOutputRelay
 from volttron.server.aip.agent_users import AGENT_UMASK
 from volttron.server.aip.errors import AgentProcessError, AIPError
 from volttron.server.aip.launcher import LaunchSpec
+from volttron.server.aip.leftovers import (
+    MARK_VARIABLE,
+    Watchdog,
+    agent_mark,
+    end_marked,
+    parent_death_preexec,
+)
 
 _log = logging.getLogger(__name__)
 _POLL_SECONDS = 0.02
@@ -109,6 +123,10 @@ class _Agent:
     watcher: gevent.Greenlet | None = None
     pending_restart: gevent.Greenlet | None = None
     stopper: gevent.Greenlet | None = None
+    home: Path | None = None
+    """The home named by the last launch spec: its processes are marked (see :mod:`.leftovers`)."""
+    start: str | None = None
+    """The number of the last start, in the mark: its leftovers are ended, never a later start's."""
 
 
 class AgentSupervisor:
@@ -117,7 +135,11 @@ class AgentSupervisor:
     def __init__(self, policy: SupervisorPolicy | None = None, log_prefix: str = "agents") -> None:
         self.policy = policy or SupervisorPolicy()
         self.log_prefix = log_prefix
+        self.run = uuid.uuid4().hex
+        """This supervisor's run token, in the marks of the processes it starts."""
         self._agents: dict[str, _Agent] = {}
+        self._watchdogs: dict[Path, Watchdog] = {}
+        self._starts = itertools.count(1)
 
     # ----- commands
 
@@ -182,6 +204,13 @@ class AgentSupervisor:
         failed = [identity for identity, job in jobs.items() if not job.successful()]
         for identity in failed:
             _log.error("could not stop agent %s: %s", identity, jobs[identity].exception)
+        for home, watchdog in list(self._watchdogs.items()):
+            report = end_marked(home, self.run, grace=0, sleep=gevent.sleep)
+            if report.found:
+                _log.warning("ended %d process(es) the agents had left behind", len(report.found))
+            if not watchdog.close(sleep=gevent.sleep):
+                _log.warning("the watchdog of %s (pid %d) did not exit", home, watchdog.process.pid)
+            del self._watchdogs[home]
         return failed
 
     # ----- status
@@ -233,15 +262,22 @@ class AgentSupervisor:
             if spec.user is not None:  # secure mode: its own user and group, none of ours
                 group = pwd.getpwnam(spec.user).pw_gid
                 as_user = {"user": spec.user, "group": group, "extra_groups": [], "umask": AGENT_UMASK}
+            env = dict(spec.env)
+            agent.home, agent.start = spec.home, None
+            if spec.home is not None:
+                agent.start = str(next(self._starts))
+                env[MARK_VARIABLE] = agent_mark(spec.home, self.run, agent.identity, agent.start)
+                self._ensure_watchdog(spec.home)
             proc = gevent.subprocess.Popen(
                 list(spec.argv),
                 cwd=str(spec.cwd),
-                env=dict(spec.env),
+                env=env,
                 stdin=gevent.subprocess.DEVNULL,
                 stdout=gevent.subprocess.PIPE,
                 stderr=gevent.subprocess.PIPE,
                 start_new_session=True,
                 close_fds=True,
+                preexec_fn=parent_death_preexec(),  # after the change of user: it would be cleared
                 **as_user,
             )
         except (AIPError, OSError, ValueError, KeyError) as exc:
@@ -260,12 +296,14 @@ class AgentSupervisor:
             gevent.spawn(relay.pump, proc.stdout, relay.stdout_line),
             gevent.spawn(relay.pump, proc.stderr, relay.stderr_line),
         ]
-        agent.watcher = gevent.spawn(self._watch, agent, proc, readers)
+        agent.watcher = gevent.spawn(self._watch, agent, proc, readers, (agent.home, agent.start))
         _log.info("agent %s started, pid %d", agent.identity, proc.pid)
 
-    def _watch(self, agent: _Agent, proc: gevent.subprocess.Popen, readers: list[gevent.Greenlet]) -> None:
+    def _watch(self, agent: _Agent, proc: gevent.subprocess.Popen, readers: list[gevent.Greenlet],
+               mark: tuple[Path | None, str | None]) -> None:
         returncode = proc.wait()
         _kill_group(proc.pid)  # children left behind go with the agent
+        self._end_leftovers(agent, *mark)
         gevent.joinall(readers, timeout=_READER_JOIN_SECONDS)
         gevent.killall(readers, block=False)
         if agent.proc is not proc:
@@ -343,6 +381,20 @@ class AgentSupervisor:
                 agent.watcher.join(timeout=_READER_JOIN_SECONDS * 2)
         finally:
             agent.stopper = None
+
+    def _ensure_watchdog(self, home: Path) -> None:
+        watchdog = self._watchdogs.get(home)
+        if watchdog is None or not watchdog.alive():
+            self._watchdogs[home] = Watchdog(home, self.run)
+
+    def _end_leftovers(self, agent: _Agent, home: Path | None, start: str | None) -> None:
+        """SIGKILL the processes marked as this start's that left its group (a ``setsid`` grandchild)."""
+        if home is None or start is None:
+            return
+        report = end_marked(home, self.run, agent.identity, start, grace=0, sleep=gevent.sleep)
+        if report.found:
+            _log.warning("agent %s left %d process(es) behind outside its group; ended them",
+                         agent.identity, len(report.found))
 
     def _cancel_restart(self, agent: _Agent) -> bool:
         pending, agent.pending_restart = agent.pending_restart, None
