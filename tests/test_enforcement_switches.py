@@ -12,12 +12,17 @@ admin capability    ``volttron.server.services.auth.access.require_capability`` 
                     service's modifying methods)
 identity claim      ``volttron.server.services.auth.identity_claims.identity_allowed`` (the router:
                     which VIP identities an authenticated key may use)
+web route capab.    ``volttron.server.services.web.access.check_serve_path`` (``platform.web``:
+                    ``register_path_route`` needs ``web.serve_path``)
+web path check      ``volttron.server.services.web.static.is_inside`` (every static file request:
+                    the real path must lie inside the folder fixed at registration)
 ==================  =====================================================================
 
 For each, the enforcement tests of ``volttron-server/tests/integration/test_auth_enforcement.py``
-run again with the function's code replaced by one that lets everything through: in the platform
-process (started through a small launcher that patches it before ``main()``) and in this process
-(where the test's own agents run). The test must then fail with its ``NOT ENFORCED:`` assertion.
+(or of the module its ``Switch.tests_module`` names, e.g. ``test_hardening_web.py``) run again
+with the function's code replaced by one that lets everything through: in the platform process
+(started through a small launcher that patches it before ``main()``) and in this process (where
+the test's own agents run). The test must then fail with its ``NOT ENFORCED:`` assertion.
 A control run through the same launcher with nothing switched off must pass.
 """
 
@@ -84,7 +89,9 @@ sys.exit(main())
 class Switch:
     """One check: where it is, what replaces it, and the enforcement tests that must then fail.
 
-    ``scenarios`` maps each such test to the refusal its failure must name.
+    ``scenarios`` maps each such test to the refusal its failure must name. ``tests_module`` is the
+    file under ``volttron-server/tests/integration`` that holds them (its tests take an
+    ``EnforcedPlatform``, not started, and fail with its ``NOT_ENFORCED`` prefix).
     """
 
     module: str
@@ -92,6 +99,7 @@ class Switch:
     replacement: str
     scenarios: dict[str, str]
     in_test_process: bool = False
+    tests_module: str = "test_auth_enforcement.py"
 
 
 SWITCHES = {
@@ -109,6 +117,13 @@ SWITCHES = {
                                {"test_ordinary_agent_cannot_administer_the_platform": "auth.auth_file.add"}),
     "identity-claim": Switch("volttron.server.services.auth.identity_claims", "identity_allowed", "true",
                              {"test_a_key_cannot_speak_as_another_identity": "with the key of 'ordinary'"}),
+    "web-route-capability": Switch("volttron.server.services.web.access", "check_serve_path", "allow",
+                                   {"test_path_route_needs_the_capability": "without web.serve_path"},
+                                   tests_module="test_hardening_web.py"),
+    "web-path-check": Switch("volttron.server.services.web.static", "is_inside", "true",
+                             {"test_symlink_swap_is_refused_at_request_time":
+                              "outside the registered folder"},
+                             tests_module="test_hardening_web.py"),
 }
 
 
@@ -185,10 +200,14 @@ def test_switching_a_check_off_fails_an_enforcement_test(name: str, scenario: st
                                                          enforcement: ModuleType,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     switch = SWITCHES[name]
+    tests = enforcement
+    if switch.tests_module != "test_auth_enforcement.py":
+        tests = _load(f"{Path(switch.tests_module).stem}_for_switches",
+                      SERVER_TESTS / "integration" / switch.tests_module)
     if switch.in_test_process:
         _switch_off_here(monkeypatch, switch)
-    with pytest.raises(AssertionError, match=enforcement.NOT_ENFORCED) as failure:
-        getattr(enforcement, scenario)(switched_platform(switch))
+    with pytest.raises(AssertionError, match=tests.NOT_ENFORCED) as failure:
+        getattr(tests, scenario)(switched_platform(switch))
     assert switch.scenarios[scenario] in str(failure.value), failure.value
 
 
