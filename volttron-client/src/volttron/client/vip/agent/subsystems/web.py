@@ -5,7 +5,7 @@ Registration calls go to ``platform.web``::
 
     self.vip.web.register_endpoint("/myagent/status", self.status)          # JSON answer
     self.vip.web.register_endpoint("/myagent/raw", self.raw, res_type="raw")
-    self.vip.web.register_path_route(r"^/myagent/.*", "/abs/path/webroot")  # static files
+    self.vip.web.register_path_route(r"^/myagent/", "/abs/path/webroot")    # static files
 
 An endpoint's callback gets ``(env, data)``: ``env`` holds the request's ``PATH_INFO``,
 ``REQUEST_METHOD``, ``QUERY_STRING``, ``CONTENT_TYPE``, ``HTTP_AUTHORIZATION`` and a few more;
@@ -13,6 +13,13 @@ An endpoint's callback gets ``(env, data)``: ``env`` holds the request's ``PATH_
 (or ``[status, text, [[header, value], ...]]``); a ``raw`` one returns ``[status, base64 body,
 headers]``. A path route serves ``webroot`` joined with the **whole** URL path, as in the
 original (``/myagent/index.html`` comes from ``/abs/path/webroot/myagent/index.html``).
+
+What the platform's web service allows (docs/web.md): a path route's pattern is a URL prefix
+(``^/myagent/`` or ``^/myagent/.*``; other regular-expression features are refused); its folder
+must lie below the agent's own directory (``$VOLTTRON_HOME/agents/<identity>/``, e.g. its
+``data/``) or its installed package, and registering one needs the capability
+``web.serve_path``. A URL belongs to the first agent that registers it, also while that agent
+restarts: another agent's overlapping route or endpoint is refused with a ``RemoteError``.
 ``get_user_claims(bearer)`` checks a web user's token for endpoints that need a login.
 
 The service calls back ``route.callback`` (HTTP requests) and ``client.opened`` /
@@ -76,7 +83,7 @@ class WebSubSystem(SubsystemBase):
         self._res_types[endpoint] = res_type
 
     def register_path(self, prefix: str, static_path: str) -> None:
-        """Serve files of folder ``static_path`` for URL paths matching the regex ``prefix``."""
+        """Serve files of folder ``static_path`` for URL paths starting with ``prefix`` (``^/myagent/``)."""
         self._call("register_path_route", prefix, static_path)
         self._paths[prefix] = static_path
 
