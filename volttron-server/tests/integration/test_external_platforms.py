@@ -114,7 +114,7 @@ def test_a_publish_reaches_all_platforms_subscribers_of_the_other_platform_only(
 
     publish_until_received(publisher, "weather/outside", everywhere, 15)
     sender, topic, _message = everywhere.items[0]
-    assert (sender, topic) == ("a.publisher", "weather/outside")
+    assert (sender, topic) == ("A:a.publisher", "weather/outside")  # A's agent, as A's principal on B
     # A holds B's prefixes: a matching publish counts platform B as one receiver, others do not
     assert publisher.vip.pubsub.publish("pubsub", "weather/x", message="counted").get(timeout=5) == 1
     assert publisher.vip.pubsub.publish("pubsub", "other/x", message="not forwarded").get(timeout=5) == 0
@@ -195,7 +195,7 @@ def test_links_come_back_and_subscriptions_are_resent_after_the_other_platform_r
     after = agents(again, "b.publisher2")
     inbox.items.clear()
     publish_until_received(after, "alerts/after", inbox, 20)
-    assert inbox.items[0][:2] == ("b.publisher2", "alerts/after")
+    assert inbox.items[0][:2] == ("B:b.publisher2", "alerts/after")
     assert "linked to platform 'B'" in a.log_text()
 
 

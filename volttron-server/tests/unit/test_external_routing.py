@@ -11,6 +11,7 @@ import pytest
 
 from volttron.server.router.routing import PeerUnreachable, VipRouter
 from volttron.server.services.external.service import ExternalRouting, LinkDown
+from volttron.server.services.pubsub.protected import ProtectedTopics
 from volttron.server.services.pubsub.service import PubSubService
 from volttron.utils.jsonrpc import UNAVAILABLE_AGENT
 
@@ -146,9 +147,52 @@ def test_a_publish_from_another_platform_reaches_all_platforms_subscribers_only(
     body = json.dumps({"sender": "b.pub", "bus": "", "headers": HEADERS, "message": 7}).encode()
     router.route(msg(B_LINK, b"pubsub", "external_publish", "devices/t", body, user=b"b.pub"))
     (delivered,) = [f for f in sock.to(b"everywhere") if f[6] == b"publish"]
-    assert delivered[1:] == [b"", b"VIP1", b"b.pub", b"m1", b"pubsub", b"publish", b"devices/t", body]
+    # delivered as from B: its agent is B's principal, in the user frame and as the sender
+    assert delivered[1:7] == [b"", b"VIP1", b"B:b.pub", b"m1", b"pubsub", b"publish"]
+    assert delivered[7] == b"devices/t"
+    assert json.loads(delivered[8]) == {"sender": "B:b.pub", "bus": "", "headers": HEADERS, "message": 7}
     assert [f for f in sock.to(b"local") if f[6] == b"publish"] == []
     assert link.ops(b"pubsub")[-1][5] == b"external_list"  # nothing forwarded back to B
+
+
+@pytest.mark.parametrize("topic,body,why", [
+    ("devices/t", {"sender": "b.pub", "bus": "other", "message": 1}, "only the default bus"),
+    ("elsewhere/t", {"sender": "b.pub", "bus": "", "message": 1}, "not one this platform subscribed to"),
+    ("devices/t", {"bus": "", "message": 1}, "with a sender"),
+    ("devices/t", {"sender": "b.pub", "headers": [1], "message": 1}, "headers must be"),
+])
+def test_a_linked_publish_is_refused_off_the_default_bus_or_off_our_subscriptions(wired, topic, body,
+                                                                                  why, caplog) -> None:
+    router, routing, _link, sock = wired
+    subscribe(router, b"everywhere", "devices/", all_platforms=True)
+    subscribe(router, b"here", "", all_platforms=False)  # our own publishes only: never asked B
+    hello(router)
+    router.route(msg(B_LINK, b"pubsub", "external_publish", topic, json.dumps(body)))
+    assert [f for f in sock.sent if f[6:7] == [b"publish"]] == []
+    assert routing.publishes_refused == 1 and why in caplog.text
+
+
+def test_a_linked_publish_to_a_protected_topic_needs_the_remote_principals_capability() -> None:
+    sock = FakeSocket()
+    router = VipRouter(b"rid", sock.send)
+    protected = ProtectedTopics()
+    protected.replace({"write-protect": [{"topic": "devices/secure", "capabilities": ["can_secure"]}]})
+    # our own platform.driver holds the capability: B's agent of that name does not
+    table: dict[str, dict[str, None]] = {"platform.driver": {"can_secure": None}}
+    pubsub = PubSubService(router, protected=protected, capabilities=lambda: table)
+    pubsub.attach()
+    routing = ExternalRouting(router, pubsub, "A")
+    routing.attach()
+    routing.add_link(FakeLink("B"))
+    subscribe(router, b"everywhere", "devices/", all_platforms=True)
+    hello(router)
+    body = json.dumps({"sender": "platform.driver", "bus": "", "message": 1})
+    router.route(msg(B_LINK, b"pubsub", "external_publish", "devices/secure/x", body, user=b"platform.x"))
+    assert [f for f in sock.sent if f[6:7] == [b"publish"]] == [] and routing.publishes_refused == 1
+    table["B:platform.driver"] = {"can_secure": None}  # granted to B's agent by an auth entry of that user id
+    router.route(msg(B_LINK, b"pubsub", "external_publish", "devices/secure/x", body))
+    (delivered,) = [f for f in sock.sent if f[6:7] == [b"publish"]]
+    assert json.loads(delivered[8])["sender"] == "B:platform.driver"
 
 
 def test_external_publish_from_a_plain_agent_is_not_delivered(wired) -> None:
@@ -236,8 +280,26 @@ def test_a_call_from_another_platform_is_delivered_to_the_local_agent(wired) -> 
                            "from_peer": "b.caller", "args": [json.dumps(REQUEST)]}).encode()
     router.route(msg(B_LINK, b"external_rpc", "send_peer", envelope, user=b"b.caller", msg_id=b"r9"))
     (delivered,) = sock.to(b"a.callee")
-    assert delivered == [b"a.callee", b"", b"VIP1", b"b.caller", b"r9", b"external_rpc", b"send_peer",
+    # the caller is B's principal (never our user b.caller), in the user frame the agent trusts
+    assert delivered == [b"a.callee", b"", b"VIP1", b"B:b.caller", b"r9", b"external_rpc", b"send_peer",
                          envelope]
+
+
+def test_a_call_from_another_platform_names_that_platform_whatever_its_envelope_says(wired) -> None:
+    router, routing, link, sock = wired
+    routing.add_link(FakeLink("C"))
+    hello(router)
+    envelope = {"to_platform": "Z", "to_peer": "a.callee", "from_platform": "C", "from_peer": "b.caller",
+                "args": [json.dumps(REQUEST)]}
+    router.route(msg(B_LINK, b"external_rpc", "send_peer", json.dumps(envelope), user=b"control.connection"))
+    (delivered,) = sock.to(b"a.callee")
+    assert delivered[3] == b"B:b.caller"
+    seen = json.loads(delivered[7])
+    assert (seen["from_platform"], seen["to_platform"]) == ("B", "A")  # answers go back over B's link
+
+    sock.gone.add(b"a.nobody")  # the router's own answer for a missing agent goes to B, not C
+    router.route(msg(B_LINK, b"external_rpc", "send_peer", json.dumps({**envelope, "to_peer": "a.nobody"})))
+    assert [json.loads(f[6])["to_platform"] for f in link.ops(b"external_rpc")] == ["B"]
 
 
 def test_a_call_to_a_missing_local_agent_is_answered_with_unavailable_agent(wired) -> None:

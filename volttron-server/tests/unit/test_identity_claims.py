@@ -41,3 +41,25 @@ DOC = _document(
 )
 def test_identity_claims(user_id: str, identity: str, allowed: bool) -> None:
     assert identity_allowed(DOC, user_id, identity) is allowed
+
+
+LINKED = _document(
+    AuthEntry(credentials="kb", user_id="B", identity="/instance\\.A\\..+/"),  # vctl auth add-platform B
+    AuthEntry(credentials="k3", user_id="3f1c-approved"),
+)
+
+
+@pytest.mark.parametrize(
+    "user_id,identity,allowed",
+    [
+        ("B", "instance.A.0.8123", True),  # the link, as links to A are named
+        ("B", "platform.driver", False),  # squatting an agent not yet started
+        ("B", "weather.station", False),
+        ("B", "instance.C.1", False),  # a link to another platform
+        ("B", "B", False),  # not even its own user id: a link key speaks only as the link
+        ("3f1c-approved", "B:ops.agent", False),  # a remote principal is never a free identity
+        ("3f1c-approved", "my.script", True),
+    ],
+)
+def test_a_link_key_speaks_only_as_the_link(user_id: str, identity: str, allowed: bool) -> None:
+    assert identity_allowed(LINKED, user_id, identity) is allowed

@@ -58,3 +58,21 @@ def check_identity(identity: str | bytes) -> str:
     if raw[0] == 0:
         raise IdentityError("identity starts with a NUL byte (reserved for generated ids)")
     return text
+
+
+REMOTE_SEPARATOR = ":"
+"""Between a linked platform's name and its agent's identity in a remote principal (``B:ops.agent``)."""
+
+
+def remote_principal(platform: str, identity: str) -> str:
+    """The user id a caller or publisher of linked platform ``platform`` has here: ``<platform>:<identity>``.
+
+    It never names a local user, so a remote agent holds on this platform only what an auth entry
+    with this user id grants it (multi-platform.md), never a local user's capabilities by name.
+    """
+    return f"{platform}{REMOTE_SEPARATOR}{identity}"
+
+
+def is_remote_principal(user: str) -> bool:
+    """Whether ``user`` is a :func:`remote_principal` (local identities never hold the separator)."""
+    return REMOTE_SEPARATOR in user

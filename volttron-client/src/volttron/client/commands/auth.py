@@ -6,6 +6,7 @@
     vctl auth add --credentials KEY [--user-id U] [--identity I] [--capabilities C] [--roles R]
                   [--groups G] [--domain D] [--address A] [--mechanism M] [--comments T] [--disabled]
                   [--add-known-host]
+    vctl auth add-platform NAME --credentials KEY [--comments T]   a linked platform's key, as its link only
     vctl auth update INDEX [the same options; those not given keep their value] [--enabled]
     vctl auth remove INDEX...
     vctl auth add-role ROLE CAP... / update-role ROLE CAP... [--remove] / remove-role ROLE / list-roles
@@ -25,6 +26,7 @@ Everything but the known hosts goes to ``platform.auth`` over RPC (the modifying
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -212,6 +214,40 @@ def add(opts: VctlOptions, disabled: bool, add_known_host: bool, **options: Any)
     if add_known_host:
         _known_hosts(opts).add(options["address"], entry["credentials"])
     click.echo(f"added entry {index}")
+
+
+def link_entry(platform: str, credentials: str, this_instance: str,
+               comments: str | None = None) -> dict[str, Any]:
+    """The allow entry that lets linked platform ``platform`` in with its key, as its link and nothing else.
+
+    Its user id is the platform's name (a hello as that platform is believed only from this key)
+    and its identity the ``/regex/`` of the links to this platform, ``instance.<this>.<n>``: the key
+    cannot connect as an agent, a service or any other name here (docs/multi-platform.md).
+    """
+    if not platform or ":" in platform:
+        raise CommandError(f"platform name {platform!r}: must be non-empty, without ':'", EXIT_USAGE)
+    return {"credentials": credentials, "user_id": platform,
+            "identity": f"/instance\\.{re.escape(this_instance)}\\..+/",
+            "comments": comments or f"platform {platform} (link only)"}
+
+
+@auth.command("add-platform")
+@click.argument("platform")
+@click.option("--credentials", required=True,
+              help="The other platform's public key (vctl auth serverkey there).")
+@click.option("--comments", help="Free text.")
+@click.pass_obj
+def add_platform(opts: VctlOptions, platform: str, credentials: str, comments: str | None) -> None:
+    """Let linked platform PLATFORM in with its key, as its link only (no agent identities)."""
+    key = parse_credentials(credentials, "CURVE")
+    assert key is not None
+    with _connected(opts) as connection:
+        result = connection.agent.vip.query.query("instance-name")
+        this_instance = connection.wait(result, "query instance-name", peer="")
+        if not isinstance(this_instance, str) or not this_instance:
+            raise CommandError("the platform did not say its instance name", EXIT_ERROR)
+        index = call_auth(connection, "auth_file.add", link_entry(platform, key, this_instance, comments))
+    click.echo(f"added entry {index}: platform {platform!r} may link to {this_instance!r}, as its link only")
 
 
 @auth.command("update")

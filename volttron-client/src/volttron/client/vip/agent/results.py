@@ -8,9 +8,7 @@ carrying that id resolves it. The dictionary holds results weakly: a caller that
 
 from __future__ import annotations
 
-import itertools
-import os
-import time
+import secrets
 import weakref
 from typing import Any
 
@@ -26,13 +24,17 @@ class AsyncResult(gevent.event.AsyncResult):
     both a ``gevent.Timeout`` and a ``VolttronError``.
     """
 
-    __slots__ = ("ident", "peer", "description")
+    __slots__ = ("ident", "peer", "description", "platform")
 
-    def __init__(self, ident: str = "", peer: str | None = None, description: str = "") -> None:
+    def __init__(self, ident: str = "", peer: str | None = None, description: str = "",
+                 platform: str = "") -> None:
         super().__init__()
         self.ident = ident
         self.peer = peer
+        """Who must answer (None: anyone, for requests to the router itself)."""
         self.description = description
+        self.platform = platform
+        """The linked platform the request went to (``""``: this platform)."""
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
         """The value (or raise the error); waits up to ``timeout`` seconds when ``block``."""
@@ -51,15 +53,17 @@ class ResultsDictionary:
     """Creates results with unique ids and finds them again when the answer comes."""
 
     def __init__(self) -> None:
-        # "<seconds>.<pid>.<n>": unique per process run and not parsable as JSON, so a router that
-        # re-types numeric frames (reference §1.9) leaves it alone.
-        self._prefix = f"{int(time.time())}.{os.getpid()}."
-        self._counter = itertools.count(1)
         self._results: weakref.WeakValueDictionary[str, AsyncResult] = weakref.WeakValueDictionary()
 
-    def next(self, peer: str | None = None, description: str = "") -> AsyncResult:
-        """A new pending result with a fresh ``ident``."""
-        result = AsyncResult(f"{self._prefix}{next(self._counter)}", peer, description)
+    def next(self, peer: str | None = None, description: str = "", platform: str = "") -> AsyncResult:
+        """A new pending result with a fresh, unguessable ``ident``.
+
+        96 random bits per request: whoever sees some of our ids (a peer we call) cannot guess the
+        next ones, so an answer forged for another pending call is never matched. The leading
+        letter keeps the id from parsing as JSON, so a router that re-types numeric frames
+        (reference §1.9) leaves it alone.
+        """
+        result = AsyncResult(f"r{secrets.token_urlsafe(12)}", peer, description, platform)
         self._results[result.ident] = result
         return result
 
@@ -68,6 +72,10 @@ class ResultsDictionary:
 
     def __iter__(self) -> ResultsDictionary:
         return self
+
+    def get(self, ident: str) -> AsyncResult | None:
+        """The pending result with ``ident`` (kept); None when unknown or already dropped."""
+        return self._results.get(ident)
 
     def pop(self, ident: str) -> AsyncResult | None:
         """The pending result with ``ident``, removed; None when unknown or already dropped."""

@@ -42,6 +42,7 @@ from volttron.server.router.throttle import LogThrottle
 from volttron.server.services.pubsub.index import ALL_PLATFORMS, INTERNAL, PubSubIndex
 from volttron.server.services.pubsub.service import PubSubService
 from volttron.utils.errors import VolttronError
+from volttron.utils.identities import remote_principal
 from volttron.utils.jsonrpc import UNAVAILABLE_AGENT, json_error
 
 _log = logging.getLogger(__name__)
@@ -104,6 +105,7 @@ class ExternalRouting:
         self.received = 0
         self.rpc_sent = 0
         self.rpc_refused = 0
+        self.publishes_refused = 0
 
     # -- wiring --------------------------------------------------------------------------------
     def attach(self) -> None:
@@ -138,6 +140,7 @@ class ExternalRouting:
         return {"links": {name: link.connected for name, link in self._links.items()},
                 "remote_platforms": sorted(set(self._platform_peers.values())),
                 "forwarded": self.forwarded, "received": self.received,
+                "publishes_refused": self.publishes_refused,
                 "rpc_sent": self.rpc_sent, "rpc_refused": self.rpc_refused}
 
     def remote_prefixes(self, instance_name: str) -> list[str]:
@@ -224,17 +227,27 @@ class ExternalRouting:
         _log.debug("platform %r subscribes to %r", name, prefixes)
 
     def _external_publish(self, frames: Frames) -> None:
-        if self._platform_of(frames, "external_publish") is None or len(frames) < 9:
+        name = self._platform_of(frames, "external_publish")
+        if name is None or len(frames) < 9:
             return
+        topic = frames[7].decode(_TEXT)
         try:
             body = json.loads(frames[8].decode(_TEXT))
-        except ValueError:
+        except (ValueError, RecursionError):
             body = None
-        bus = body.get("bus") if isinstance(body, dict) else None
-        if not isinstance(bus, str):
-            bus = ""
+        why = linked_publish_refusal(body, topic, self._sent.get(name, ()))  # what we asked B for
+        principal = remote_principal(name, body["sender"]) if why is None else ""
+        if why is None and not self._pubsub.may_publish(principal, topic):
+            why = f"{principal!r} may not publish to protected topic {topic!r}"
+        if why is not None:
+            self.publishes_refused += 1
+            self._throttle.warning(f"pub:{name}", "publish from platform %r refused: %s", name, why)
+            return
+        # delivered as from B: the sender is B's agent as B's principal here, never one of ours
+        delivery = json.dumps({"sender": principal, "bus": "", "headers": body.get("headers") or {},
+                               "message": body.get("message")}).encode(_TEXT)
         self.received += 1
-        self._pubsub.deliver(frames[3], frames[4], frames[7], frames[8], bus)
+        self._pubsub.deliver(principal.encode(_TEXT), frames[4], frames[7], delivery, "")
 
     def _forward_publish(self, sender: bytes, msg_id: bytes, topic: str, topic_frame: bytes,
                          delivery: bytes, bus: str) -> int:
@@ -270,8 +283,9 @@ class ExternalRouting:
             else:
                 self._send_platform(frames, envelope)
         elif op == b"send_peer":
-            if self._platform_of(frames, "external_rpc send_peer") is not None:
-                self._send_peer(frames, envelope)
+            name = self._platform_of(frames, "external_rpc send_peer")
+            if name is not None:
+                self._send_peer(frames, envelope, name)
         else:
             self._refuse(frames, EINVAL, b"", f"unknown external_rpc operation {op[:40].decode(_TEXT)!r}")
 
@@ -318,13 +332,19 @@ class ExternalRouting:
             return
         self.rpc_sent += 1
 
-    def _send_peer(self, frames: Frames, envelope: dict[str, Any]) -> None:
-        to_peer = envelope.get("to_peer")
-        from_platform = envelope.get("from_platform")
-        if not isinstance(to_peer, str) or not isinstance(from_platform, str):
-            self._refuse(frames, EINVAL, b"", "send_peer needs to_peer and from_platform")
+    def _send_peer(self, frames: Frames, envelope: dict[str, Any], name: str) -> None:
+        to_peer, from_peer = envelope.get("to_peer"), envelope.get("from_peer")
+        if not isinstance(to_peer, str) or not isinstance(from_peer, str) or not from_peer:
+            self._refuse(frames, EINVAL, b"", "send_peer needs to_peer and from_peer")
             return
-        self._deliver(from_platform, to_peer, frames[3], frames[4], frames[7], envelope)
+        # The platform is the link's, whatever the envelope says: answers go back over that link
+        # only (no reflection to a third platform), and the caller is that platform's principal,
+        # in the user frame our agents check capabilities against.
+        envelope["from_platform"] = name
+        envelope["to_platform"] = self.instance_name
+        body = json.dumps(envelope).encode(_TEXT)
+        user = remote_principal(name, from_peer).encode(_TEXT)
+        self._deliver(name, to_peer, user, frames[4], body, envelope)
 
     def _deliver(self, from_platform: str, to_peer: str, user: bytes, msg_id: bytes, body: bytes,
                  envelope: dict[str, Any]) -> None:
@@ -397,6 +417,23 @@ class ExternalRouting:
                                        json.dumps(reply).encode(_TEXT))
         except LinkDown as exc:
             _log.info("could not tell platform %r that %s: %s", from_platform, why, exc)
+
+
+def linked_publish_refusal(body: Any, topic: str, prefixes: Iterable[str]) -> str | None:
+    """Why a linked platform's publish of ``topic`` is refused here, or None to deliver it.
+
+    Only what this platform subscribed to there (``prefixes``), only on the default bus, with a
+    JSON object naming its sender and, when given, headers that are an object.
+    """
+    if not isinstance(body, dict) or not isinstance(body.get("sender"), str) or not body["sender"]:
+        return "not a JSON object with a sender"
+    if body.get("bus") not in (None, ""):
+        return f"bus {str(body.get('bus'))[:40]!r}: only the default bus crosses platforms"
+    if not isinstance(body.get("headers") or {}, dict):
+        return "headers must be a JSON object"
+    if not any(topic.startswith(prefix) for prefix in prefixes):
+        return f"topic {topic[:80]!r} is not one this platform subscribed to"
+    return None
 
 
 def _is_request(text: Any) -> bool:

@@ -33,6 +33,7 @@ from volttron.client.vip.agent.errors import VIPError
 from volttron.client.vip.agent.results import AsyncResult
 from volttron.client.vip.agent.subsystems.base import RequestingSubsystem
 from volttron.utils.frames import decode_frame
+from volttron.utils.identities import is_remote_principal
 from volttron.utils.jsonrpc import Error as JsonRpcError
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ class PubSub(RequestingSubsystem):
         self._subscriptions: dict[str, dict[str, dict[str, dict[Callback, None]]]] = {
             p: {} for p in PLATFORMS
         }
-        self._match_cache: dict[tuple[str, str], tuple[Callback, ...]] = {}
+        self._match_cache: dict[tuple[str, str, bool], tuple[Callback, ...]] = {}
         self._executor = SerialExecutor("pubsub")
         self._last_resync = 0.0
 
@@ -232,7 +233,9 @@ class PubSub(RequestingSubsystem):
         if op == b"publish":
             if len(args) >= 3:
                 executor = self._executor
-                executor.submit(self._deliver, args[1], args[2])
+                # another platform's publish (the router names its sender <platform>:<identity>)
+                # is for the all_platforms subscriptions only
+                executor.submit(self._deliver, args[1], args[2], is_remote_principal(message.user))
                 executor.wait_capacity()
         elif op == b"request_response":
             result = self._results.pop(message.id)
@@ -248,7 +251,7 @@ class PubSub(RequestingSubsystem):
         else:
             _log.debug("ignored pubsub operation %r", op)
 
-    def _deliver(self, topic_frame: bytes, body_frame: bytes) -> None:
+    def _deliver(self, topic_frame: bytes, body_frame: bytes, remote: bool = False) -> None:
         topic = topic_frame.decode("iso-8859-1")
         try:
             body = json.loads(body_frame.decode("iso-8859-1"))  # Latin-1 text, as the original reads frames
@@ -259,9 +262,9 @@ class PubSub(RequestingSubsystem):
             _log.warning("dropped a publication on %r whose body is not an object", topic)
             return
         bus = body.get("bus") or ""
-        callbacks = self._match_cache.get((bus, topic))
+        callbacks = self._match_cache.get((bus, topic, remote))
         if callbacks is None:
-            callbacks = self._match(bus, topic)
+            callbacks = self._match(bus, topic, remote)
         if not callbacks:
             self._resync_later()
             return
@@ -274,16 +277,18 @@ class PubSub(RequestingSubsystem):
             except Exception:
                 _log.exception("pubsub callback %r failed on %r", callback, topic)
 
-    def _match(self, bus: str, topic: str) -> tuple[Callback, ...]:
+    def _match(self, bus: str, topic: str, remote: bool = False) -> tuple[Callback, ...]:
         found: dict[Callback, None] = {}
-        for buses in self._subscriptions.values():
+        for platform, buses in self._subscriptions.items():
+            if remote and platform != "all":
+                continue
             for prefix, callbacks in buses.get(bus, {}).items():
                 if topic.startswith(prefix):
                     found.update(callbacks)
         matched = tuple(found)
         if len(self._match_cache) >= _CACHE_LIMIT:
             self._match_cache.clear()
-        self._match_cache[(bus, topic)] = matched
+        self._match_cache[(bus, topic, remote)] = matched
         return matched
 
     def _resync_later(self) -> None:

@@ -51,6 +51,7 @@ from volttron.client.vip.agent.results import AsyncResult, ResultsDictionary
 from volttron.client.vip.agent.subsystems.base import SubsystemBase
 from volttron.utils import jsonrpc
 from volttron.utils.errors import FrameError
+from volttron.utils.identities import remote_principal
 from volttron.utils.jsonrpc import (
     METHOD_NOT_FOUND,
     PARSE_ERROR,
@@ -178,7 +179,7 @@ class RPC(SubsystemBase):
         ``external_platform='name'`` routes the call to a peer of another platform (reference §3.6).
         """
         platform = kwargs.pop("external_platform", None)
-        result = self._results.next(peer, f"RPC {method!r} on {peer!r}")
+        result = self._results.next(peer, f"RPC {method!r} on {peer!r}", platform or "")
         text = _dumps_request(json_method(result.ident, method, args, kwargs))
         self._send(peer, text, result.ident, platform, [result])
         return result
@@ -205,7 +206,7 @@ class RPC(SubsystemBase):
             if notify:
                 items.append(json_method(None, method, list(args), dict(kwargs or {})))
             else:
-                result = self._results.next(peer, f"RPC {method!r} on {peer!r}")
+                result = self._results.next(peer, f"RPC {method!r} on {peer!r}", external_platform or "")
                 batch.append(result)
                 items.append(json_method(result.ident, method, list(args), dict(kwargs or {})))
         text = _dumps_request(items)
@@ -266,12 +267,12 @@ class RPC(SubsystemBase):
                 if "method" in obj:
                     units.append(obj)
                 else:
-                    self._resolve(obj)
+                    self._resolve(obj, message.peer, "")
             elif type(obj) is list:
                 requests = [item for item in obj if not _is_answer(item)]
                 for item in obj:
                     if _is_answer(item):
-                        self._resolve(item)
+                        self._resolve(item, message.peer, "")
                 if requests:
                     units.append(requests)
             else:
@@ -307,11 +308,18 @@ class RPC(SubsystemBase):
         """Requests being served and waiting now, and how many were refused as busy."""
         return self._scheduler.statistics()
 
-    def _resolve(self, answer: dict[str, Any]) -> None:
+    def _resolve(self, answer: dict[str, Any], peer: str, platform: str) -> None:
+        """Settle our pending call ``answer`` names, when ``peer`` of ``platform`` is who we asked."""
         ident = answer.get("id")
-        result = self._results.pop(ident) if isinstance(ident, str) else None
+        result = self._results.get(ident) if isinstance(ident, str) else None
         if result is None:
             return
+        if not answer_accepted(result, peer, platform):
+            # someone else answering a call of ours (a guessed id): the call stays pending
+            _log.warning("ignored an answer to a call to %r from %r%s", result.peer, peer,
+                         f" of platform {platform!r}" if platform else "")
+            return
+        self._results.pop(ident)
         if "error" in answer:
             try:
                 error = jsonrpc.parse_response(answer).error
@@ -449,29 +457,42 @@ class RPC(SubsystemBase):
         try:
             envelope = json.loads(message.args[1])
         except ValueError:
+            envelope = None
+        if not isinstance(envelope, dict) or not isinstance(envelope.get("args"), list):
             _log.warning("malformed external_rpc message from %r", message.peer)
             return
+        # the router fills from_platform with the platform whose link it came over (a broker link
+        # names its instance itself); from_peer is the identity that platform's router vouches for
+        platform = message.platform or envelope.get("from_platform")
+        from_peer = envelope.get("from_peer")
+        if not isinstance(platform, str) or not isinstance(from_peer, str):
+            _log.warning("external_rpc without its caller's platform and identity ignored")
+            return
         units = []
-        for text in envelope.get("args", ()):
+        for text in envelope["args"]:
             try:
                 obj = json.loads(text) if isinstance(text, str) else text
             except ValueError:
                 continue
             if isinstance(obj, dict) and "method" not in obj:
-                self._resolve(obj)
+                self._resolve(obj, from_peer, platform)
             else:
                 units.append(obj)
         if units:
-            self.core.spawn(self._serve_external, message, envelope, units)
+            self.core.spawn(self._serve_external, message, envelope, units, platform)
 
-    def _serve_external(self, message: Message, envelope: dict[str, Any], units: list[Any]) -> None:
-        caller = Message(envelope.get("from_peer", ""), "RPC", [], message.id, envelope.get("from_peer", ""))
+    def _serve_external(
+        self, message: Message, envelope: dict[str, Any], units: list[Any], platform: str
+    ) -> None:
+        user = remote_caller(message, envelope)
+        caller = Message(envelope["from_peer"], "RPC", [], message.id, user, platform)
         texts = [frame.decode("ascii") for frame in self._answers(caller, units)]
         if not texts:
             return
         reply = {
-            "to_platform": envelope.get("from_platform"),
-            "to_peer": envelope.get("from_peer"),
+            # back to where the request came from: never a platform the request names otherwise
+            "to_platform": platform,
+            "to_peer": envelope["from_peer"],
             "from_platform": envelope.get("to_platform"),
             "from_peer": envelope.get("to_peer"),
             "args": texts,
@@ -491,6 +512,28 @@ def _is_notification(unit: Any) -> bool:
     if isinstance(unit, list):
         return all(_is_notification(item) for item in unit)
     return isinstance(unit, dict) and unit.get("id") is None
+
+
+def remote_caller(message: Message, envelope: dict[str, Any]) -> str:
+    """The user whose capabilities ``@RPC.allow`` checks for a call that came as ``external_rpc``.
+
+    Never the caller's identity as its platform wrote it: a caller of another platform is its own
+    principal ``<platform>:<identity>`` (a linked platform's ``control.connection`` is not ours).
+    Over ZeroMQ our router says who it is in the user frame (a local identity for a call from this
+    platform, else the remote principal); a broker link (RabbitMQ) vouches only for the instance.
+    """
+    if message.platform:
+        return remote_principal(message.platform, str(envelope.get("from_peer", "")))
+    return message.user
+
+
+def answer_accepted(result: AsyncResult, peer: str, platform: str) -> bool:
+    """Whether an answer from ``peer`` of ``platform`` (``""``: ours) may settle ``result``.
+
+    Only the peer (and platform) the call went to answers it; anyone else naming the call's id
+    is ignored.
+    """
+    return result.peer == peer and result.platform == platform
 
 
 def _is_answer(item: Any) -> bool:
