@@ -241,6 +241,18 @@ class PubSubService:
         # empty object or a forged "sender": rebuild it so ours is the one receivers see
         return json.dumps({**body, "sender": sender.decode(_TEXT)}).encode("ascii")
 
+    def may_publish(self, user: str, topic: str) -> bool:
+        """Whether ``user`` may publish to ``topic`` under the protected topics.
+
+        For publishes that did not come through :meth:`_publish`: a linked platform's, checked for
+        its remote principal (:mod:`..external.service`).
+        """
+        self._protected.refresh()
+        if not self._protected:
+            return True
+        required = self._protected.required(topic)
+        return required is None or self._may_publish(user.encode(_TEXT), required)
+
     def _may_publish(self, sender: bytes, required: list[str]) -> bool:
         table = self._pushed_capabilities if self._pushed_capabilities is not None else self._capabilities()
         return is_allowed(required, table.get(sender.decode(_TEXT)))
