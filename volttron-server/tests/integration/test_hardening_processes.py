@@ -10,6 +10,10 @@ the agent's process group with ``setsid``. Then:
   leftovers of its own home and leaves another home's agents alone;
 - ``vctl stop`` of the spawner and ``vctl shutdown --platform`` leave no process of the home behind.
 
+And what an install leaves: ``kill -9`` of the platform in the middle of an install leaves nothing in
+the system's temporary folder (work folders live in ``$VOLTTRON_HOME/tmp``, cleared at the next
+start); ``vctl`` with a short ``--timeout`` reports an install that completed as installed.
+
 "A process of the home" is any process whose environment says ``VOLTTRON_HOME=<home>`` (agents and
 everything they start inherit it), read from ``/proc/<pid>/environ``. Figures as in
 test_hardening_network.py.
@@ -262,7 +266,7 @@ def test_kill_9_of_the_platform_ends_its_agents_and_a_restart_runs_them_cleanly(
     report("vctl_status_after_restart", [" ".join(x.split()[1:]) for x in lines])
     assert len(lines) == 2 and not any("FAILED" in x for x in lines), status.stdout
     assert all("running" in x for x in lines), status.stdout
-    remove_agents(second, controls, ("listener", "spawner"))
+    remove_agents(second, controls, ("spawner",))  # the listener's code stays: other tests share it
 
 
 def test_a_restarted_platform_ends_leftovers_of_its_own_home_only(
@@ -338,3 +342,68 @@ def test_vctl_stop_and_shutdown_leave_no_process_of_the_home(
     assert not left_home, f"processes of {platform.home} outlived vctl shutdown --platform: {left_home}"
     restarted = platform_factory(name="home").start()
     remove_agents(restarted, controls, ("spawner",))
+
+
+# -- what an install leaves ----------------------------------------------------------------------------
+
+class _Killed(Exception):
+    """Raised from the progress callback once the platform is killed."""
+
+
+def test_kill_9_during_an_install_leaves_no_work_folder_outside_the_home(
+        platform_factory, controls, wheels, one_at_a_time, tmp_path, report) -> None:
+    """kill -9 while pip checks the install: nothing of it in the system's temporary folder; what is in
+    ``$VOLTTRON_HOME/tmp`` is gone at the next start."""
+    system_tmp = tmp_path / "system-tmp"
+    system_tmp.mkdir()
+    first = platform_factory(name="home", env={"TMPDIR": str(system_tmp)}).start()
+    home = first.home
+    control = connect_control(first, controls)
+    wheel = wheels["spawner"]
+    channel = control.vip.channel(CONTROL)
+    result = control.vip.rpc.call(CONTROL, "install", wheel.name, channel_name=channel.name,
+                                  vip_identity="spawner", progress_channel=channel.name)
+
+    def progress(step: str, message: str) -> None:
+        if step == "check":  # the wheel is uploaded and unpacked; pip is working
+            kill_9(first)
+            raise _Killed
+
+    with pytest.raises(_Killed):
+        serve_install(channel, result, wheel, idle_timeout=60, progress=progress)
+    channel.close()
+    disconnect(control, controls)
+    leaked = {p.name: sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+              for p in system_tmp.iterdir() if p.name.startswith("volttron-")}
+    work = home / "tmp"
+    in_home = sorted(p.name.split("-")[1] for p in work.iterdir()) if work.is_dir() else []
+    report("left_in_system_tmp", leaked)
+    report("left_in_home_tmp", in_home)
+    assert not leaked, f"kill -9 during an install left work folders in the system's temp folder: {leaked}"
+    assert in_home, "the install's work folders were not in $VOLTTRON_HOME/tmp"
+    assert (home / "tmp").stat().st_mode & 0o777 == 0o700
+    platform_factory(name="home", env={"TMPDIR": str(system_tmp)}).start()
+    left = sorted(p.name for p in (home / "tmp").iterdir())
+    report("left_in_home_tmp_after_restart", left)
+    assert not left, f"the restarted platform kept an unfinished install's work folders: {left}"
+
+
+def test_vctl_with_a_short_timeout_reports_a_completed_install_as_installed(
+        platform_factory, controls, wheels, one_at_a_time, report) -> None:
+    """``vctl -t 1 install``: the install takes longer than 1 s; vctl must not call it a failure when it
+    completes."""
+    platform = platform_factory(name="home").start()
+    started = time.monotonic()
+    done = vctl(platform.home, "-t", "1", "install", str(wheels["spawner"]), "--vip-identity", "spawner")
+    took = time.monotonic() - started
+    control = connect_control(platform, controls)
+    wait_until(lambda: any(a["identity"] == "spawner" for a in call(control, "list_agents")), 60,
+               "the install to complete on the platform")
+    disconnect(control, controls)
+    said = (done.stdout.strip().splitlines() or done.stderr.strip().splitlines() or [""])[-1]
+    report("install_seconds", round(took, 1))
+    report("vctl_exit_code", done.returncode)
+    report("vctl_said", said)
+    assert done.returncode == 0 and "installed as spawner" in done.stdout, (
+        f"the install completed but vctl said (exit {done.returncode}): {done.stdout}{done.stderr}")
+    remove_agents(platform, controls, ("spawner",))

@@ -10,12 +10,19 @@ starts the agent on the platform, streaming its steps back on the channel (print
 Output: ``Agent <uuid> installed as <identity>`` or ``Agent <uuid> installed as <identity> and
 started [<pid>]``; with ``--json`` ``{"agent_uuid", "identity", "tag", "priority", "enabling",
 "starting", "started", "pid", ...}``.
+
+An install takes as long as pip needs. While it runs, the platform says it is alive every few
+seconds, so ``--timeout`` bounds a silence, never the install: vctl waits while the platform works,
+and calls it silent only after ``max(--timeout, SILENCE_GRACE)`` seconds without a word. When the
+answer does not come (a silence, or an answer lost), vctl asks the platform whether the agent is
+there now and reports the truth: installed, or that the platform may still be finishing the install.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -34,6 +41,8 @@ if TYPE_CHECKING:
 
 Say = Callable[[str], None]
 CONNECT_POLL_SECONDS = 0.2
+SILENCE_GRACE = 20.0
+"""Seconds of silence before an install is given up: the platform sends ``alive`` every 5 s."""
 
 
 @dataclass(frozen=True)
@@ -140,6 +149,7 @@ def install_agent(
     from volttron.client.commands.connection import translate_error
     from volttron.client.commands.transfer import TransferError, TransferTimeout, serve_install
 
+    before = {row["uuid"] for row in connection.call("list_agents")}
     channel = connection.channel()
     try:
         agent = prepared.wheel.name if prepared.wheel is not None else prepared.package
@@ -157,7 +167,7 @@ def install_agent(
             pre_release=request.pre,
             progress_channel=channel.name,
         )
-        idle = connection.settings.timeout
+        idle = max(connection.settings.timeout, SILENCE_GRACE)
         try:
             serve_install(
                 channel,
@@ -167,15 +177,80 @@ def install_agent(
                 progress=_progress_printer(say),
                 sent=_sent_printer(say),
             )
+        except TransferTimeout as exc:
+            raise _outcome_unknown(connection, before, request, prepared, f"install: {exc}") from exc
         except TransferError as exc:
-            code = EXIT_TIMEOUT if isinstance(exc, TransferTimeout) else EXIT_ERROR
-            raise CommandError(f"install: {exc}", code) from exc
+            raise CommandError(f"install: {exc}", EXIT_ERROR) from exc
         try:
             return result.get(timeout=idle)
         except VolttronError as exc:
-            raise translate_error(exc, "install", "platform.control", idle) from exc
+            error = translate_error(exc, "install", "platform.control", idle)
+            if error.exit_code != EXIT_TIMEOUT:
+                raise error from exc
+            raise _outcome_unknown(connection, before, request, prepared, str(error)) from exc
     finally:
         channel.close()
+
+
+class InstalledWithoutAnswer(CommandError):
+    """The install's answer never came, but the platform lists the agent: it was installed."""
+
+    def __init__(self, report: dict[str, Any]) -> None:
+        super().__init__(f"installed as {report['identity']}", 0)
+        self.report = report
+
+
+def _outcome_unknown(
+    connection: ControlConnection,
+    before: set[str],
+    request: InstallRequest,
+    prepared: PreparedSource,
+    why: str,
+) -> CommandError:
+    """What to say when the install's answer did not come: the agent as the platform lists it now, if
+    it is there (:class:`InstalledWithoutAnswer`), else that the platform may still be finishing."""
+    try:
+        rows = connection.call("agent_status_rows")
+    except (CommandError, VolttronError):
+        rows = []
+    wanted = _distribution_name(prepared)
+    found = [
+        r
+        for r in rows
+        if r.get("uuid") not in before
+        and (request.vip_identity is None or r.get("identity") == request.vip_identity)
+        and (wanted is None or _normal(str(r.get("name", ""))) == wanted)
+    ]
+    if len(found) == 1:
+        row = found[0]
+        return InstalledWithoutAnswer(
+            {
+                "agent_uuid": row["uuid"],
+                "identity": row["identity"],
+                "name": row.get("name"),
+                "version": row.get("version"),
+                "tag": row.get("tag"),
+                "priority": row.get("priority"),
+                "started": row.get("state") == "running",
+                "pid": row.get("pid"),
+                "notes": [f"the platform's answer did not come ({why}); the agent was found installed"],
+            }
+        )
+    return CommandError(
+        f"{why}; the platform may still be finishing the install: see 'vctl status' in a while", EXIT_TIMEOUT
+    )
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _distribution_name(prepared: PreparedSource) -> str | None:
+    """The normalized distribution name of the wheel (from its file name) or of the requirement."""
+    if prepared.wheel is not None:
+        return _normal(prepared.wheel.name.split("-", 1)[0])
+    match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", prepared.package or "")
+    return _normal(match.group(1)) if match else None
 
 
 def wait_connected(connection: ControlConnection, identity: str, timeout: float) -> dict[str, Any]:
@@ -200,7 +275,12 @@ def run_install(
     connection: ControlConnection, request: InstallRequest, prepared: PreparedSource, say: Say | None = None
 ) -> dict[str, Any]:
     """Send and install a prepared agent; with ``start``, wait for the agent to connect."""
-    report = install_agent(connection, request, prepared, say)
+    try:
+        report = install_agent(connection, request, prepared, say)
+    except InstalledWithoutAnswer as found:
+        report = found.report
+        if say is not None:
+            say(f"note: {report['notes'][0]}")
     report.update(enabling=request.enable or request.priority is not None, starting=request.start)
     if request.start and report.get("started") and request.start_wait > 0:
         row = wait_connected(connection, report["identity"], request.start_wait)

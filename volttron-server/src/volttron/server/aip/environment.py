@@ -211,14 +211,16 @@ class PythonEnvironment:
         pre: bool,
         snapshot: EnvironmentSnapshot,
         label: str | None = None,
+        work_dir: Path | None = None,
     ) -> list[PlannedChange]:
         """What ``pip install target`` would change, under ``constraints``, without changing anything.
 
         Raises :class:`DependencyConflictError` when pip cannot keep the pins, naming the protected
         distributions in the conflict; :class:`AgentInstallError` for any other resolution failure.
-        ``label`` names the target in messages (default: ``target`` itself).
+        ``label`` names the target in messages (default: ``target`` itself). pip's report is written
+        in a folder made in ``work_dir`` (default: the system's temporary folder).
         """
-        with tempfile.TemporaryDirectory(prefix="volttron-pip-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="volttron-pip-", dir=work_dir) as tmp:
             report_path = Path(tmp) / "report.json"
             args = ["install", "--dry-run", "--report", str(report_path), "-c", str(constraints)]
             args += (["--pre"] if pre else []) + options.arguments() + [target]

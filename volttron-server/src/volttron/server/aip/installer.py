@@ -55,6 +55,7 @@ from volttron.server.aip.errors import (
     IdentityInUseError,
 )
 from volttron.server.aip.locks import FileLock
+from volttron.server.aip.work_folder import work_folder
 
 ProgressCallback = Callable[[str, str], None]
 """``progress(step, message)``: called as each step starts or has something to say."""
@@ -168,7 +169,10 @@ class AgentInstaller:
         )
         if vip_identity is not None:
             check_agent_identity(vip_identity)
-        with tempfile.TemporaryDirectory(prefix="volttron-install-") as tmp:
+        # In the home, not the system's temporary folder: a platform killed now leaves it where its
+        # next start clears it (``folder.path`` is ``$VOLTTRON_HOME/agents``).
+        work = work_folder(self.folder.path.parent)
+        with tempfile.TemporaryDirectory(prefix="volttron-install-", dir=work) as tmp:
             info = self._resolve(str(source), Path(tmp), pre, steps)
             lock, identity = self._claim_identity(vip_identity, info)
             try:
@@ -275,7 +279,8 @@ class AgentInstaller:
                 label = f"{info.name} {info.version}"
                 changes = tuple(
                     self.environment.plan(
-                        str(info.path), constraints, self.settings.pip, wanted.pre, snapshot, label=label
+                        str(info.path), constraints, self.settings.pip, wanted.pre, snapshot, label=label,
+                        work_dir=tmp,
                     )
                 )
                 _refuse_platform_changes(changes, snapshot.protected, dist, info)

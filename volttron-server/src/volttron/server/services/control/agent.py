@@ -27,6 +27,7 @@ from volttron.client.vip.agent import RPC, Agent
 from volttron.client.vip.agent.subsystems.channel import VipChannel
 from volttron.server.aip.platform_agents import AIPPlatform
 from volttron.server.aip.supervisor import AgentState
+from volttron.server.aip.work_folder import work_folder
 from volttron.server.services.control.transfer import TransferLimits, check_wheel_filename, receive_file
 from volttron.utils.errors import VolttronError
 
@@ -293,7 +294,8 @@ class ControlAgent(Agent):
                 channel = self._open_channel(opened, caller, progress_channel)
                 progress = _ProgressSender(channel)
                 keepalive = self.core.spawn(progress.keep_alive, KEEPALIVE_SECONDS)
-            with tempfile.TemporaryDirectory(prefix="volttron-upload-") as tmp:
+            uploads = work_folder(self.aip.config.volttron_home)  # cleared at start if we die meanwhile
+            with tempfile.TemporaryDirectory(prefix="volttron-upload-", dir=uploads) as tmp:
                 if channel_name:
                     source = Path(tmp) / check_wheel_filename(agent)
                     channel = self._open_channel(opened, caller, channel_name)
