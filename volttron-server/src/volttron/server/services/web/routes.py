@@ -36,6 +36,7 @@ from typing import Any
 from volttron.server.services.web.access import allowed_roots
 from volttron.server.services.web.errors import DuplicateEndpointError, ReservedRouteError, RouteError
 from volttron.server.services.web.route_owners import EXACT, OWNERS_FILE, PREFIX, RouteOwners
+from volttron.utils.identities import is_valid_identity
 
 RESERVED_PREFIXES = ("/discovery", "/authenticate", "/jsonrpc")
 RES_TYPES = ("jsonrpc", "raw")
@@ -141,6 +142,8 @@ class RouteTable:
         return not serving and not (self._home / "agents" / identity).is_dir()
 
     def _check_count(self, identity: str) -> None:
+        if not is_valid_identity(identity) or identity.startswith("."):
+            raise RouteError(f"{identity!r} cannot own web routes")
         count = sum(1 for e in self._endpoints.values() if e.identity == identity)
         count += sum(1 for r in self._paths if r.identity == identity)
         if count >= MAX_ROUTES_PER_IDENTITY:
