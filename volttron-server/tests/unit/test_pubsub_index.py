@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from volttron.server.services.pubsub.index import ALL_PLATFORMS, INTERNAL, PubSubIndex
+from volttron.server.services.pubsub.index import ALL_PLATFORMS, INTERNAL, PubSubIndex, SubscriptionLimitError
 
 
 def test_plain_string_prefix_matching() -> None:
@@ -68,7 +68,7 @@ def test_drop_peer_removes_everything_and_unused_lengths() -> None:
     assert index.match("aaaa") == set()
     assert index.match("bb") == {b"b"}
     # only length 2 is left in use: one probe per match
-    assert index.statistics() == {"subscribers": 1, "subscriptions": 1, "buses": 1, "probes": 2}
+    assert index.statistics() == {"subscribers": 1, "subscriptions": 1, "buses": 1, "probes": 2, "refused": 0}
 
 
 def test_replace_makes_the_set_exact() -> None:
@@ -113,3 +113,34 @@ def test_match_cost_does_not_grow_with_unrelated_subscriptions() -> None:
     assert index.probes <= len(topic) + 1
     assert index.probes < 50, index.probes
     assert baseline == 1
+
+
+def test_subscriptions_per_peer_are_limited_all_or_nothing() -> None:
+    index = PubSubIndex(max_per_peer=3, max_prefix_chars=10)
+    index.subscribe(b"a", ["x", "y"])
+    index.subscribe(b"a", ["x", "y"], bus="")  # held already: costs nothing
+    with pytest.raises(SubscriptionLimitError, match="at most 3 per peer"):
+        index.subscribe(b"a", ["z", "w"], platform=ALL_PLATFORMS)  # both buckets count together
+    assert index.match("w") == set() and index.match("z") == set()  # nothing of the refused request
+    index.subscribe(b"b", ["x", "y", "z"])  # another peer has its own allowance
+    with pytest.raises(SubscriptionLimitError, match="characters"):
+        index.subscribe(b"a", ["0123456789"])
+    with pytest.raises(SubscriptionLimitError):
+        index.replace(b"a", {INTERNAL: {"": ["p", "q", "r", "s"]}})
+    assert sorted(p for _, _, p in index.subscriptions_of(b"a")) == ["x", "y"]  # replace refused whole
+    index.unsubscribe(b"a", ["x"])
+    index.subscribe(b"a", ["z", "w"])  # room again after an unsubscribe
+    assert index.statistics()["refused"] == 3
+
+
+def test_detached_removal_keeps_what_the_peer_took_again() -> None:
+    index = PubSubIndex()
+    index.subscribe(b"a", ["one", "two", "three"])
+    keys = index.detach_peer(b"a")
+    assert len(keys) == 3 and index.statistics()["subscribers"] == 0
+    index.subscribe(b"a", ["two"])  # the peer came back before the removal finished
+    index.remove_detached(b"a", keys[:1])
+    index.remove_detached(b"a", keys[1:])
+    assert index.match("one") == set() and index.match("three") == set()
+    assert index.match("two") == {b"a"}
+    assert list(index.subscriptions_of(b"a")) == [(INTERNAL, "", "two")]

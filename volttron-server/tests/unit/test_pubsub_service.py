@@ -256,3 +256,35 @@ def test_protected_topics_reread_when_changed(tmp_path: Path) -> None:
     protected.refresh()
     assert protected.required("t/1") == ["x"], "a bad edit keeps the last good list"
     assert path.read_text() == "not json", "and the file is left for its author to fix"
+
+
+def test_subscriptions_past_the_limit_get_a_clear_error(wired) -> None:
+    router, service, sock = wired
+    service.index.max_per_peer = 2
+    subscribe(router, b"carol", ["a", "b"])
+    sock.take()
+    subscribe(router, b"carol", ["c"])
+    [reply] = sock.take(b"carol")
+    assert reply[5:7] == [b"error", b"122"]
+    assert b"subscriptions limit reached" in reply[7] and b"at most 2 per peer" in reply[7]
+    assert service.index.match("c") == set()
+
+
+def test_a_big_drop_leaves_the_index_in_slices_without_blocking(wired) -> None:
+    import gevent
+
+    from volttron.server.services.pubsub.service import DROP_SLICE
+
+    router, service, sock = wired
+    count = DROP_SLICE * 4
+    subscribe(router, b"carol", [f"t/{i}" for i in range(count)])
+    service.peer_dropped(b"carol")
+    # the peer's own record is gone at once; the index entries leave a slice per yield
+    assert service.index.statistics()["subscribers"] == 0
+    assert service.index.match(f"t/{count - 1}") == {b"carol"}
+    gevent.sleep(0)
+    left = sum(1 for i in range(count) if service.index.match(f"t/{i}"))
+    assert 0 < left < count
+    for _ in range(10):
+        gevent.sleep(0)
+    assert not any(service.index.match(f"t/{i}") for i in range(count))

@@ -26,6 +26,12 @@ from volttron.utils.home import config_file_path, get_home, local_vip_address
 MESSAGE_BUSES = ("zmq", "rmq")
 DEFAULT_AGENT_MONITOR_FREQUENCY = 600
 DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
+# The router's bounds (docs/reliability.md, "The router's limits").
+DEFAULT_MAX_SUBSCRIPTIONS_PER_PEER = 10_000
+DEFAULT_MAX_QUEUED_BYTES_PER_PEER = 128 * 1024 * 1024
+DEFAULT_MAX_QUEUED_BYTES = 1024 * 1024 * 1024
+DEFAULT_PEER_OVERFLOW_TIMEOUT = 60
+DEFAULT_IDENTITY_CLAIM_TIMEOUT = 10
 
 # Keys other tools (vcfg, the web and central services) keep in the same file: accepted, not ours.
 _FOREIGN_KEYS = frozenset({
@@ -72,6 +78,15 @@ class PlatformOptions:
     volttron_central_serverkey: str | None = None
     agent_monitor_frequency: int = DEFAULT_AGENT_MONITOR_FREQUENCY
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    max_subscriptions_per_peer: int = DEFAULT_MAX_SUBSCRIPTIONS_PER_PEER
+    max_queued_bytes_per_peer: int = DEFAULT_MAX_QUEUED_BYTES_PER_PEER
+    """Bytes the router may hold for one peer that does not read (at least ``max_message_size``)."""
+    max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES
+    """Bytes the router may hold for all such peers together."""
+    peer_overflow_timeout: int = DEFAULT_PEER_OVERFLOW_TIMEOUT
+    """Seconds a peer may stay over its queue bound before it is disconnected."""
+    identity_claim_timeout: int = DEFAULT_IDENTITY_CLAIM_TIMEOUT
+    """Seconds a new connection may stay silent (holding its identity unchecked) before it is closed."""
     secure_agent_users: bool = False
     """Secure mode: each agent gets its own system user and runs as it (needs root)."""
     config_file: Path | None = None
@@ -119,6 +134,18 @@ def build_parser() -> argparse.ArgumentParser:
     add("--agent-monitor-frequency", metavar="SECONDS", type=int, help="agent monitor period (default 600)")
     add("--max-message-size", metavar="BYTES", type=int,
         help="largest frame a peer may send; larger ones disconnect it (default 64 MiB)")
+    add("--max-subscriptions-per-peer", metavar="COUNT", type=int,
+        help=f"pub/sub prefixes one peer may hold (default {DEFAULT_MAX_SUBSCRIPTIONS_PER_PEER})")
+    add("--max-queued-bytes-per-peer", metavar="BYTES", type=int,
+        help="bytes the router holds for a peer that does not read; past it messages to that peer are "
+             "dropped (default 128 MiB)")
+    add("--max-queued-bytes", metavar="BYTES", type=int,
+        help="bytes the router holds for all peers that do not read (default 1 GiB)")
+    add("--peer-overflow-timeout", metavar="SECONDS", type=int,
+        help=f"disconnect a peer over its queue bound this long (default {DEFAULT_PEER_OVERFLOW_TIMEOUT})")
+    add("--identity-claim-timeout", metavar="SECONDS", type=int,
+        help="close a connection that sends nothing this long after connecting "
+             f"(default {DEFAULT_IDENTITY_CLAIM_TIMEOUT})")
     add("--secure-agent-users", action="store_const", const=True,
         help="run each agent as its own system user that may write only to its data folder "
              "(needs root; see docs/secure-mode.md)")
@@ -246,6 +273,11 @@ def merge_options(args: argparse.Namespace, config: Mapping[str, str], home: Pat
     max_size = pick("max-message-size")
     if max_size is None:
         max_size = DEFAULT_MAX_MESSAGE_SIZE
+
+    def limit(key: str, default: int, minimum: int) -> int:
+        value = pick(key)
+        return default if value is None else _parse_int(value, key, minimum)
+
     return PlatformOptions(
         home=home,
         instance_name=instance_name,
@@ -266,6 +298,11 @@ def merge_options(args: argparse.Namespace, config: Mapping[str, str], home: Pat
         volttron_central_serverkey=pick("volttron-central-serverkey"),
         agent_monitor_frequency=_parse_int(frequency, "agent-monitor-frequency", 1),
         max_message_size=_parse_int(max_size, "max-message-size", 1024),
+        max_subscriptions_per_peer=limit("max-subscriptions-per-peer", DEFAULT_MAX_SUBSCRIPTIONS_PER_PEER, 1),
+        max_queued_bytes_per_peer=limit("max-queued-bytes-per-peer", DEFAULT_MAX_QUEUED_BYTES_PER_PEER, 1024),
+        max_queued_bytes=limit("max-queued-bytes", DEFAULT_MAX_QUEUED_BYTES, 1024),
+        peer_overflow_timeout=limit("peer-overflow-timeout", DEFAULT_PEER_OVERFLOW_TIMEOUT, 1),
+        identity_claim_timeout=limit("identity-claim-timeout", DEFAULT_IDENTITY_CLAIM_TIMEOUT, 1),
         secure_agent_users=secure_agent_users,
         config_file=config_path,
         notes=tuple(notes),

@@ -32,10 +32,12 @@ PROTOCOL_VERSION = b"1.0"
 
 # Linux errno values, as the reference fixes them on the wire (§1.5), whatever the host.
 EAGAIN = 11
+EMSGSIZE = 90
 EHOSTUNREACH = 113
 EPROTONOSUPPORT = 93
 ERROR_TEXT = {
     EAGAIN: b"Resource temporarily unavailable",
+    EMSGSIZE: b"Message too long",
     EHOSTUNREACH: b"No route to host",
     EPROTONOSUPPORT: b"Protocol not supported",
 }
@@ -58,6 +60,10 @@ class PeerUnreachable(RouterSendError):
 
 class PeerBusy(RouterSendError):
     """The recipient's queue is full (EAGAIN); the message was not sent."""
+
+
+class MessageTooLarge(PeerBusy):
+    """The message is larger than the platform forwards (EMSGSIZE); it was not sent."""
 
 
 def error_frames(to: bytes, msg_id: bytes, errnum: int, recipient: bytes, subsystem: bytes,
@@ -140,6 +146,8 @@ class VipRouter:
                 self.send(frames)
             except PeerUnreachable:
                 self._unreachable(sender, recipient, frames[4], frames[5])
+            except MessageTooLarge:
+                self.send_error(sender, frames[4], EMSGSIZE, recipient, frames[5])
             except PeerBusy:
                 self.send_error(sender, frames[4], EAGAIN, recipient, frames[5])
             return

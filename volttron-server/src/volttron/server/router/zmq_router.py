@@ -21,7 +21,21 @@ descriptor the kernel reuses for a new connection is never confused with the old
 
 A second connection with an identity already connected is ignored by libzmq (no
 ``ROUTER_HANDOVER``): the first keeps working and the second is never routed anything, so its
-hello goes unanswered, as with the original platform (reference §1.6).
+hello goes unanswered, as with the original platform (reference §1.6). ``ROUTER_HANDOVER`` is left
+off on purpose: the newest connection would take the identity over at its handshake, before it
+has sent anything the router could check, and the old connection stays open but deaf (libzmq
+4.3), so any authorized key could silently receive a live agent's messages.
+
+Identity claims are checked on the first message of each connection (:meth:`_claim_allowed`). A
+refused claimant is answered EACCES and its connection closed a moment later (the answer leaves
+first); a connection that sends nothing for ``claim_timeout`` seconds is closed too, since it holds
+its routing id unchecked; and the identity check bans a refused key at the handshake for a while
+(:class:`~volttron.server.services.auth.identity_claims.IdentityClaims`), so the rightful owner
+gets in. Connections are closed from the outside (:func:`.connections.shut_down`).
+
+Bytes handed to peers are bounded per peer and in total (:mod:`.queue_budget`), and a message
+larger than ``max_message_size`` in all (``MAXMSGSIZE`` bounds single frames) is not forwarded. A
+peer over its bound for ``peer_overflow_timeout`` seconds is disconnected.
 """
 
 from __future__ import annotations
@@ -29,6 +43,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -38,8 +53,10 @@ import zmq.green
 from gevent.hub import Waiter, get_hub
 from zmq.utils.monitor import parse_monitor_message
 
-from volttron.server.router.connections import ConnectionTracker
-from volttron.server.router.routing import Frames, PeerBusy, PeerUnreachable
+from volttron.server.router.connections import ConnectionTracker, send_queue, shut_down
+from volttron.server.router.queue_budget import Drain, QueueBudget
+from volttron.server.router.routing import Frames, MessageTooLarge, PeerBusy, PeerUnreachable
+from volttron.server.router.throttle import LogThrottle
 from volttron.utils.errors import VolttronError
 from volttron.utils.frames import VIP_SIGNATURE
 from volttron.utils.keys import to_z85
@@ -60,7 +77,8 @@ _EAGAIN = int(zmq.EAGAIN)
 _EACCES = errno.EACCES
 # The compiled send, without the Python wrapper of zmq.Socket.send (keyword handling, enum flags).
 _send_frame = zmq.backend.Socket.send
-_MONITORED = zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+_MONITORED = (zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+              | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
 
 
 class RouterError(VolttronError):
@@ -79,7 +97,18 @@ class RouterSettings:
     zap_domain: bytes = b"vip"
     hwm: int = 6000
     max_message_size: int = 64 * 1024 * 1024
-    """Bytes per frame; a peer sending a larger frame is disconnected by libzmq."""
+    """Bytes per frame (a peer sending a larger frame is disconnected by libzmq) and per message
+    forwarded (a larger one is refused with EMSGSIZE)."""
+    max_queued_bytes_per_peer: int = 128 * 1024 * 1024
+    """Bytes handed to one peer that it has not been seen taking (raised to ``max_message_size``)."""
+    max_queued_bytes: int = 1024 * 1024 * 1024
+    """The same for all peers together."""
+    peer_overflow_timeout: float = 60.0
+    """Seconds a peer may stay over its bound before its connection is closed."""
+    claim_timeout: float = 10.0
+    """Seconds a new connection may send nothing before it is closed (its routing id is unchecked)."""
+    refused_close_delay: float = 0.2
+    """Seconds between refusing a claim (EACCES) and closing the connection, for the answer to leave."""
     heartbeat_interval_ms: int = 10_000
     heartbeat_timeout_ms: int = 30_000
     tcp_keepalive: tuple[int, int, int] = (180, 20, 6)
@@ -139,8 +168,17 @@ class ZmqRouterSocket:
         self.disconnects = 0
         self.auth_failures = 0
         self.identity_refusals = 0
+        self.connections_closed = 0
         self._users: dict[bytes, str] = {}
         """Identity -> the user id ZAP gave its connection's key (kept while auth is on)."""
+        self._max_message = settings.max_message_size
+        self._budget = QueueBudget(max(settings.max_queued_bytes_per_peer, settings.max_message_size),
+                                   max(settings.max_queued_bytes, settings.max_message_size),
+                                   settings.peer_overflow_timeout, self._drained)
+        self._closing: set[tuple[int, int]] = set()
+        self._last_outq: dict[bytes, int] = {}  # peer -> its kernel send queue at the last look
+        self._sweeper: gevent.Greenlet | None = None
+        self._throttle = LogThrottle(_log)
 
     # -- set-up --------------------------------------------------------------------------------
     def bind(self) -> None:
@@ -194,16 +232,91 @@ class ZmqRouterSocket:
         sock = self._socket
         if sock is None:
             raise RouterError("the router socket is not bound")
+        size = sum(map(len, frames))
+        peer = frames[0]
+        if size > self._max_message:
+            raise MessageTooLarge(peer)
+        if not self._budget.admit(peer, size):
+            self._overflowing(peer)
+            raise PeerBusy(peer)
         try:
             for frame in frames[:-1]:
                 _send_frame(sock, frame, _SNDMORE)
             _send_frame(sock, frames[-1], 0)
         except zmq.ZMQError as exc:
+            self._budget.refund(peer, size)
             if exc.errno == _EHOSTUNREACH:
                 raise PeerUnreachable(frames[0]) from None
             if exc.errno == _EAGAIN:
                 raise PeerBusy(frames[0]) from None
             raise RouterError(f"send to {frames[0]!r} failed: {exc}") from None
+
+    def _drained(self, peer: bytes) -> Drain:
+        fd = self._connections.fd_of.get(peer)
+        if fd is None:
+            return Drain.STUCK  # never heard from: nothing shows it reads
+        if fd < 0:
+            return Drain.EMPTY  # in-process services are trusted to read
+        found = send_queue(fd)
+        if found is None:
+            return Drain.STUCK
+        queued, size = found
+        last = self._last_outq.get(peer)
+        self._last_outq[peer] = queued
+        if queued * 4 < size:
+            return Drain.EMPTY
+        # the first look cannot tell: the benefit of the doubt, bounded (twice the bound)
+        return Drain.MOVING if last is None or last != queued else Drain.STUCK
+
+    def _overflowing(self, peer: bytes) -> None:
+        budget = self._budget
+        self._throttle.warning(f"overflow:{peer!r}", "%r does not take what it is sent: %d bytes held for "
+                               "it, %d messages to it dropped so far", peer, budget.queued.get(peer, 0),
+                               budget.dropped[peer])
+        if budget.overdue(peer):
+            fd = self._connections.fd_of.get(peer, -1)
+            if fd >= 0:
+                self._close_later(fd, 0.0, f"{peer!r}: over its queue bound for "
+                                            f"{budget.overflow_timeout:g} s ({budget.dropped[peer]} dropped)")
+
+    # -- closing connections -------------------------------------------------------------------
+    def _close_later(self, fd: int, delay: float, why: str) -> None:
+        """Close the connection now on ``fd`` after ``delay`` seconds (not a later one on that number)."""
+        self._drain_monitor()
+        generation = self._connections.generation(fd)
+        if generation is None or (fd, generation) in self._closing:
+            return
+        self._closing.add((fd, generation))
+        gevent.spawn_later(delay, self._close_connection, fd, generation, why)
+
+    def _close_connection(self, fd: int, generation: int, why: str) -> None:
+        self._closing.discard((fd, generation))
+        if self._monitor is None:
+            return
+        self._drain_monitor()  # a closed connection's number may be a new connection's by now
+        if self._connections.generation(fd) != generation:
+            return
+        if shut_down(fd):
+            self.connections_closed += 1
+            self._throttle.warning(f"closed:{why[:40]}", "closed the connection of %s", why)
+        get_hub().loop.run_callback(self._wake)  # let the loop read the disconnect
+
+    def _sweep(self) -> None:
+        timeout = self.settings.claim_timeout
+        while True:
+            gevent.sleep(min(1.0, timeout / 2))
+            if self._monitor is None:
+                return
+            self._drain_monitor()
+            now = time.monotonic()
+            due = self._connections.silent(now - timeout)
+            if due:
+                # a silent squatter and an owner libzmq ignored behind it look alike from here: close
+                # every silent connection together, so the owner's reconnection is not always second
+                due += self._connections.silent(now - 1.0)
+            for fd, generation in due:
+                self._close_connection(fd, generation, f"a connection that sent nothing for {timeout:g} s "
+                                                       "(it held a routing id unchecked)")
 
     # -- the loop ------------------------------------------------------------------------------
     def serve(self, route: Callable[[Frames], None],
@@ -225,6 +338,7 @@ class ZmqRouterSocket:
             watcher.start(self._wake)
             self._watchers.append(watcher)
         self._greenlet = gevent.spawn(self._run, route)
+        self._sweeper = gevent.spawn(self._sweep)
         return self._greenlet
 
     def _wake(self) -> None:
@@ -270,7 +384,7 @@ class ZmqRouterSocket:
                 except zmq.ZMQError:
                     fd = -1  # inproc: no connection to watch
                 if fd_of.get(sender) != fd:
-                    if fd >= 0 and not self._claim_allowed(first, frames):
+                    if fd >= 0 and not self._claim_allowed(first, frames, fd):
                         continue
                     self._connection_seen(sender, fd)
                 try:
@@ -287,11 +401,12 @@ class ZmqRouterSocket:
                 gevent.sleep(0)
 
     # -- identity claims -----------------------------------------------------------------------
-    def _claim_allowed(self, first: zmq.Frame, frames: Frames) -> bool:
+    def _claim_allowed(self, first: zmq.Frame, frames: Frames, fd: int) -> bool:
         """May the key behind this new connection speak as the identity it declared?
 
         Checked once per connection (the first message over it), so the hot path never pays for it.
-        A refused message is answered with EACCES and not routed; the peer is never added.
+        A refused message is answered with EACCES and not routed; the peer is never added, and the
+        connection is closed (the identity is free again for its owner).
         """
         check = self.settings.identity_check
         if check is None:
@@ -305,7 +420,10 @@ class ZmqRouterSocket:
             self._users[frames[0]] = user_id
             return True
         self.identity_refusals += 1
-        _log.warning("refused %r: its key (user %r) may not use that identity", identity, user_id)
+        self._throttle.warning(f"claim:{identity[:60]!r}:{user_id}", "refused %r: its key (user %r) may not "
+                               "use that identity; closing its connection", identity, user_id)
+        self._close_later(fd, self.settings.refused_close_delay,
+                          f"{identity!r} (user {user_id!r}): identity claim refused")
         if len(frames) >= 6 and frames[2] == VIP_SIGNATURE and frames[5] != b"error":
             try:
                 self.send([frames[0], b"", VIP_SIGNATURE, b"", frames[4], b"error", str(_EACCES).encode(),
@@ -331,7 +449,9 @@ class ZmqRouterSocket:
             except zmq.Again:
                 return
             kind = event["event"]
-            if kind == zmq.EVENT_DISCONNECTED:
+            if kind == zmq.EVENT_ACCEPTED:
+                self._connections.accepted(event["value"], time.monotonic())
+            elif kind == zmq.EVENT_DISCONNECTED:
                 self._connections.disconnected(event["value"])
             elif kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
                 self.auth_failures += 1
@@ -353,6 +473,8 @@ class ZmqRouterSocket:
         """Stop tracking ``identity`` (it was dropped for another reason)."""
         self._connections.forget(identity)
         self._users.pop(identity, None)
+        self._budget.forget(identity)
+        self._last_outq.pop(identity, None)
 
     def user_of(self, identity: bytes) -> str | None:
         """The user id ZAP authenticated ``identity``'s connection as; None when auth is off or unknown."""
@@ -363,13 +485,17 @@ class ZmqRouterSocket:
         """Counts for status output."""
         return {"received": self.received, "disconnects": self.disconnects,
                 "auth_failures": self.auth_failures, "identity_refusals": self.identity_refusals,
-                "connections": len(self._connections)}
+                "connections": len(self._connections), "connections_closed": self.connections_closed,
+                **self._budget.statistics()}
 
     def close(self) -> None:
         """Stop the loop and close the sockets (pending outgoing messages are discarded)."""
         if self._greenlet is not None:
             self._greenlet.kill(block=True, timeout=5)
             self._greenlet = None
+        if self._sweeper is not None:
+            self._sweeper.kill(block=True, timeout=5)
+            self._sweeper = None
         for watcher in self._watchers:
             watcher.stop()
             watcher.close()

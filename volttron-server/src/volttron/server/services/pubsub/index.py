@@ -9,6 +9,13 @@ Finding the subscribers of a topic does not look at every subscription: per bus,
 dict from prefix to subscribers and the set of prefix lengths in use. For a topic it looks up
 ``topic[:n]`` for each length ``n`` in use that is not longer than the topic, so the cost is bounded
 by the length of the topic, whatever the number of unrelated subscriptions.
+
+Each peer may hold at most ``max_per_peer`` subscriptions (every bucket and bus together) whose
+prefixes total at most ``max_prefix_chars`` characters; a request that would pass either is refused
+whole with :class:`SubscriptionLimitError`. Forgetting a peer can be done in two steps,
+:meth:`PubSubIndex.detach_peer` (at once: the peer's own record) and
+:meth:`PubSubIndex.remove_detached` (in slices the caller spreads out), so that a peer with many
+subscriptions never holds up the router while it goes away.
 """
 
 from __future__ import annotations
@@ -21,6 +28,15 @@ Peer = Hashable
 INTERNAL = "internal"
 ALL_PLATFORMS = "all"
 PLATFORMS = (INTERNAL, ALL_PLATFORMS)
+DEFAULT_MAX_PER_PEER = 10_000
+DEFAULT_MAX_PREFIX_CHARS = 1_000_000
+
+Key = tuple[str, str, str]
+"""``(platform, bus, prefix)``: one subscription of one peer."""
+
+
+class SubscriptionLimitError(ValueError):
+    """A peer asked for more subscriptions than it may hold; the text says which limit."""
 
 
 class _BusIndex:
@@ -65,25 +81,51 @@ class PubSubIndex:
     not grow with the number of subscriptions.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_per_peer: int = DEFAULT_MAX_PER_PEER,
+                 max_prefix_chars: int = DEFAULT_MAX_PREFIX_CHARS) -> None:
         self._buses: dict[str, _BusIndex] = {}
         # peer -> {(platform, bus, prefix)}: what to remove when a peer goes away
-        self._by_peer: dict[Peer, set[tuple[str, str, str]]] = {}
+        self._by_peer: dict[Peer, set[Key]] = {}
+        self._chars: dict[Peer, int] = {}
+        self.max_per_peer = max_per_peer
+        self.max_prefix_chars = max_prefix_chars
         self.probes = 0
+        self.refused = 0
 
     # -- changes -----------------------------------------------------------------------------
     def subscribe(self, peer: Peer, prefixes: Iterable[str], bus: str = "", platform: str = INTERNAL) -> None:
-        """Subscribe ``peer`` to each of ``prefixes`` on ``bus`` in the ``platform`` bucket."""
+        """Subscribe ``peer`` to each of ``prefixes`` on ``bus`` in the ``platform`` bucket.
+
+        All or nothing: :class:`SubscriptionLimitError` when the peer would pass a limit.
+        """
         _check_platform(platform)
+        mine = self._by_peer.get(peer, set())
+        new = [p for p in dict.fromkeys(prefixes) if (platform, bus, p) not in mine]
+        self._check_limits(peer, len(mine) + len(new), self._chars.get(peer, 0) + sum(map(len, new)))
+        if not new:
+            return
         index = self._buses.get(bus)
         if index is None:
             index = self._buses[bus] = _BusIndex()
         bucket = index.buckets[platform]
-        mine = self._by_peer.setdefault(peer, set())
-        for prefix in prefixes:
+        mine = self._by_peer.setdefault(peer, mine)
+        for prefix in new:
             bucket.setdefault(prefix, set()).add(peer)
             mine.add((platform, bus, prefix))
             index.refresh(prefix)
+        self._chars[peer] = self._chars.get(peer, 0) + sum(map(len, new))
+
+    def _check_limits(self, peer: Peer, count: int, chars: int) -> None:
+        if count > self.max_per_peer:
+            self.refused += 1
+            raise SubscriptionLimitError(
+                f"subscriptions limit reached: {count} subscriptions asked, at most {self.max_per_peer} "
+                "per peer")
+        if chars > self.max_prefix_chars:
+            self.refused += 1
+            raise SubscriptionLimitError(
+                f"subscriptions limit reached: {chars} characters of prefixes asked, at most "
+                f"{self.max_prefix_chars} per peer")
 
     def unsubscribe(self, peer: Peer, prefixes: Iterable[str] | None = None, bus: str | None = "",
                     platform: str = INTERNAL) -> int:
@@ -108,20 +150,39 @@ class PubSubIndex:
         self._remove(peer, doomed)
         return len(doomed)
 
+    def detach_peer(self, peer: Peer) -> list[Key]:
+        """Forget ``peer``'s own record at once; its subscriptions stay in the index until
+        :meth:`remove_detached` is given them. Returns them."""
+        self._chars.pop(peer, None)
+        return list(self._by_peer.pop(peer, ()))
+
+    def remove_detached(self, peer: Peer, keys: Iterable[Key]) -> None:
+        """Remove subscriptions :meth:`detach_peer` returned, except those ``peer`` took again since."""
+        held = self._by_peer.get(peer, ())
+        self._remove(peer, [key for key in keys if key not in held], keep_record=True)
+
     def replace(self, peer: Peer, subscriptions: dict[str, dict[str, Iterable[str]]]) -> None:
-        """Make ``{platform: {bus: [prefix, ...]}}`` the whole subscription set of ``peer``."""
+        """Make ``{platform: {bus: [prefix, ...]}}`` the whole subscription set of ``peer``.
+
+        All or nothing: :class:`SubscriptionLimitError` (nothing changed) when it passes a limit.
+        """
         for platform in subscriptions:
             _check_platform(platform)
+        wanted = {(platform, bus, prefix) for platform, buses in subscriptions.items()
+                  for bus, prefixes in buses.items() for prefix in prefixes}
+        self._check_limits(peer, len(wanted), sum(len(key[2]) for key in wanted))
         self.drop_peer(peer)
         for platform, buses in subscriptions.items():
             for bus, prefixes in buses.items():
                 self.subscribe(peer, prefixes, bus, platform)
 
-    def _remove(self, peer: Peer, keys: Iterable[tuple[str, str, str]]) -> None:
-        mine = self._by_peer.get(peer)
+    def _remove(self, peer: Peer, keys: Iterable[Key], keep_record: bool = False) -> None:
+        mine = None if keep_record else self._by_peer.get(peer)
         for key in keys:
             platform, bus, prefix = key
-            index = self._buses[bus]
+            index = self._buses.get(bus)
+            if index is None:
+                continue
             bucket = index.buckets[platform]
             peers = bucket.get(prefix)
             if peers is not None:
@@ -131,10 +192,12 @@ class PubSubIndex:
             index.refresh(prefix)
             if index.empty():
                 del self._buses[bus]
-            if mine is not None:
+            if mine is not None and key in mine:
                 mine.discard(key)
+                self._chars[peer] -= len(prefix)
         if mine is not None and not mine:
             del self._by_peer[peer]
+            self._chars.pop(peer, None)
 
     # -- queries -----------------------------------------------------------------------------
     def match(self, topic: str, bus: str = "") -> set[Peer]:
@@ -193,6 +256,7 @@ class PubSubIndex:
             "subscriptions": sum(len(v) for v in self._by_peer.values()),
             "buses": len(self._buses),
             "probes": self.probes,
+            "refused": self.refused,
         }
 
 

@@ -23,6 +23,10 @@ once per publish, however many of its prefixes match. The publisher's JSON is pa
 the bus and reject garbage) and the ``sender`` key is spliced into its bytes, so the message itself
 is delivered exactly as it was sent. Counts are ASCII digits. Malformed requests get an error reply
 (``22 Invalid argument``) so the agent's pending result fails at once instead of timing out.
+
+A peer holds a bounded number of subscriptions (:class:`~.index.PubSubIndex` limits); past them a
+``subscribe`` or ``synchronize`` is refused whole with error ``122`` and a text naming the limit. A
+dropped peer's subscriptions leave the index in slices, yielding to the router between them.
 """
 
 from __future__ import annotations
@@ -33,15 +37,27 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import gevent
+
 from volttron.server.identities import AUTH
 from volttron.server.router.routing import VIP1, Frames, PeerBusy, PeerUnreachable, VipRouter
 from volttron.server.router.throttle import LogThrottle
-from volttron.server.services.pubsub.index import ALL_PLATFORMS, INTERNAL, PubSubIndex
+from volttron.server.services.pubsub.index import (
+    ALL_PLATFORMS,
+    DEFAULT_MAX_PER_PEER,
+    INTERNAL,
+    Key,
+    PubSubIndex,
+    SubscriptionLimitError,
+)
 from volttron.server.services.pubsub.protected import ProtectedTopics, is_allowed
 
 _log = logging.getLogger(__name__)
 
 EINVAL = 22
+EDQUOT = 122
+DROP_SLICE = 500
+"""Subscriptions removed between two yields when a peer is dropped."""
 PROTECTED_TOPIC_ERROR = b"-32001"
 _TEXT = "iso-8859-1"
 
@@ -91,9 +107,10 @@ class PubSubService:
 
     def __init__(self, router: VipRouter, *, protected: ProtectedTopics | None = None,
                  capabilities: Callable[[], CapabilityTable] | None = None,
-                 auth_identity: str = AUTH, throttle: LogThrottle | None = None) -> None:
+                 auth_identity: str = AUTH, throttle: LogThrottle | None = None,
+                 max_subscriptions: int = DEFAULT_MAX_PER_PEER) -> None:
         self._router = router
-        self.index = PubSubIndex()
+        self.index = PubSubIndex(max_per_peer=max_subscriptions)
         self._protected = protected if protected is not None else ProtectedTopics()
         self._capabilities: Callable[[], CapabilityTable] = capabilities or dict
         self._pushed_capabilities: CapabilityTable | None = None
@@ -136,10 +153,21 @@ class PubSubService:
             listener()
 
     def peer_dropped(self, identity: bytes) -> None:
-        """Remove every subscription of a peer that went away."""
-        if self.index.drop_peer(identity):
-            self._all_bucket_changed()
+        """Remove every subscription of a peer that went away, a slice at a time past ``DROP_SLICE``."""
         self.dropped.pop(identity, None)
+        keys = self.index.detach_peer(identity)
+        if len(keys) <= DROP_SLICE:
+            self.index.remove_detached(identity, keys)
+            if keys:
+                self._all_bucket_changed()
+        else:
+            gevent.spawn(self._remove_slices, identity, keys)
+
+    def _remove_slices(self, identity: bytes, keys: list[Key]) -> None:
+        for start in range(0, len(keys), DROP_SLICE):
+            self.index.remove_detached(identity, keys[start:start + DROP_SLICE])
+            gevent.sleep(0)
+        self._all_bucket_changed()
 
     def statistics(self) -> dict[str, Any]:
         """Counts for status output, with the dropped deliveries per slow subscriber."""
@@ -156,6 +184,10 @@ class PubSubService:
                 raise BadRequest(f"unknown pubsub operation {op[:40].decode(_TEXT)!r}" if op
                                  else "missing pubsub operation")
             handler(frames)
+        except SubscriptionLimitError as exc:
+            self._throttle.warning(f"sublimit:{frames[0]!r}", "refused subscriptions of %r: %s",
+                                   frames[0], exc)
+            self._router.send_error(frames[0], frames[4], EDQUOT, b"", b"pubsub", str(exc).encode(_TEXT))
         except BadRequest as exc:
             self._router.malformed += 1
             self._throttle.warning(f"pubsub:{frames[0]!r}", "bad pubsub request from %r: %s", frames[0], exc)
