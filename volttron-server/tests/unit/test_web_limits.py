@@ -72,6 +72,19 @@ def test_urls_belong_to_the_first_registrant_across_restarts(tmp_path: Path) -> 
     assert json.loads(file.read_text())["claims"][-1]["identity"] == "intruder"
 
 
+def test_an_agent_at_its_claim_limit_gives_up_urls_it_no_longer_serves(tmp_path: Path) -> None:
+    (tmp_path / "agents" / "churn").mkdir(parents=True)
+    routes = RouteTable(tmp_path)
+    for i in range(200):  # one endpoint at a time, each a new URL
+        routes.add_endpoint("churn", f"/churn/{i}")
+        routes.remove_identity("churn")
+    assert len(routes.owners.claims_of("churn")) <= 64
+    for i in range(64):
+        routes.add_endpoint("churn", f"/kept/{i}")
+    with pytest.raises(RouteError, match="64 web routes"):
+        routes.add_endpoint("churn", "/one/more")
+
+
 def test_a_corrupt_owners_file_is_kept_aside(tmp_path: Path) -> None:
     file = tmp_path / "owners.json"
     file.write_text("{not json")

@@ -13,8 +13,9 @@ no agent directory (``$VOLTTRON_HOME/agents/<identity>/``) — an uninstalled ag
 outside the platform that has left. An administrator can also edit or remove the file.
 
 Claims are kept in ``$VOLTTRON_HOME/web-route-owners.json`` (written atomically when a claim is
-added or dropped). At most :data:`MAX_CLAIMS_PER_IDENTITY` per identity and
-:data:`MAX_CLAIMS` in all.
+added or dropped). At most :data:`MAX_CLAIMS_PER_IDENTITY` per identity and :data:`MAX_CLAIMS` in
+all; an agent at its limit gives up the claims of URLs it no longer serves (:meth:`RouteOwners.prune`)
+before it claims a new one.
 """
 
 from __future__ import annotations
@@ -94,6 +95,14 @@ class RouteOwners:
             raise RouteError(f"the web service holds {MAX_CLAIMS} URL claims already, the most it keeps")
         self._claims.append(Claim(path, kind, identity))
         self._save()
+
+    def prune(self, identity: str, keep: set[tuple[str, str]]) -> int:
+        """Drop the claims of ``identity`` but ``keep`` (the ``(path, kind)`` it serves); returns how many."""
+        before = len(self._claims)
+        self._claims = [c for c in self._claims if c.identity != identity or (c.path, c.kind) in keep]
+        if len(self._claims) != before:
+            self._save()
+        return before - len(self._claims)
 
     def forget(self, identity: str) -> int:
         """Drop every claim of ``identity``; returns how many there were."""

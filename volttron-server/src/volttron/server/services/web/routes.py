@@ -35,7 +35,13 @@ from typing import Any
 
 from volttron.server.services.web.access import allowed_roots
 from volttron.server.services.web.errors import DuplicateEndpointError, ReservedRouteError, RouteError
-from volttron.server.services.web.route_owners import EXACT, OWNERS_FILE, PREFIX, RouteOwners
+from volttron.server.services.web.route_owners import (
+    EXACT,
+    MAX_CLAIMS_PER_IDENTITY,
+    OWNERS_FILE,
+    PREFIX,
+    RouteOwners,
+)
 from volttron.utils.identities import is_valid_identity
 
 RESERVED_PREFIXES = ("/discovery", "/authenticate", "/jsonrpc")
@@ -144,11 +150,13 @@ class RouteTable:
     def _check_count(self, identity: str) -> None:
         if not is_valid_identity(identity) or identity.startswith("."):
             raise RouteError(f"{identity!r} cannot own web routes")
-        count = sum(1 for e in self._endpoints.values() if e.identity == identity)
-        count += sum(1 for r in self._paths if r.identity == identity)
-        if count >= MAX_ROUTES_PER_IDENTITY:
+        serving = {(e.path, EXACT) for e in self._endpoints.values() if e.identity == identity}
+        serving |= {(r.prefix, EXACT if r.exact else PREFIX) for r in self._paths if r.identity == identity}
+        if len(serving) >= MAX_ROUTES_PER_IDENTITY:
             raise RouteError(f"{identity} has {MAX_ROUTES_PER_IDENTITY} web routes already, the most one "
                              "agent may register")
+        if len(self.owners.claims_of(identity)) >= MAX_CLAIMS_PER_IDENTITY:
+            self.owners.prune(identity, serving)  # URLs it no longer serves make room
 
     def add_endpoint(self, identity: str, path: Any, res_type: Any = "jsonrpc") -> Endpoint:
         """Let ``identity`` answer ``path``; registering the same path again replaces its type."""
