@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from volttron.server.services.web.access import allowed_roots
 from volttron.server.services.web.errors import RouteError, RouteTakenError, WebConfigError
 from volttron.server.services.web.route_owners import EXACT, PREFIX, RouteOwners
 from volttron.server.services.web.routes import RouteTable, route_prefix
@@ -50,6 +51,21 @@ def test_the_longest_prefix_wins_and_matching_is_linear(tmp_path: Path) -> None:
     for _ in range(1000):
         routes.path_route("/" + "a" * 8000 + "!")
     assert time.monotonic() - started < 1.0
+
+
+# -- allowed folders --------------------------------------------------------------------------------
+
+def test_an_agent_may_serve_its_directory_and_its_package(tmp_path: Path) -> None:
+    import yaml  # an installed distribution standing for the agent's package
+
+    agent = tmp_path / "agents" / "pkg.agent"
+    agent.mkdir(parents=True)
+    (agent / "NAME").write_text("PyYAML")
+    roots = allowed_roots(tmp_path, "pkg.agent")
+    assert roots[0] == agent.resolve() and Path(yaml.__file__).resolve().parent in roots
+    (tmp_path / "agents" / "linked").symlink_to("/")  # an agent directory made a link: nothing of it
+    assert allowed_roots(tmp_path, "linked") == []
+    assert allowed_roots(tmp_path, "../x") == [] and allowed_roots(tmp_path, ".hidden") == []
 
 
 # -- URL owners -------------------------------------------------------------------------------------
