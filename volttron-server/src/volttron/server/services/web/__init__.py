@@ -14,7 +14,9 @@ Create a web user::
     python -m volttron.server.services.web.adduser alice --group operators
 
 (or :func:`volttron.server.services.web.users.add_web_user` from Python). Modules: ``settings``,
-``passwords``, ``users``, ``tokens``, ``certificates``, ``routes``, ``static``, ``http_messages``,
-``endpoints``, ``login``, ``gateway``, ``discovery``, ``app`` (the WSGI application),
-``web_agent`` (``platform.web`` on the bus), ``service`` (start and stop), ``adduser``.
+``passwords``, ``users``, ``tokens``, ``certificates``, ``routes``, ``route_owners`` (who owns
+which URL), ``access`` (who may serve which folder), ``static``, ``http_messages``, ``endpoints``,
+``login``, ``throttle`` (failed logins), ``gateway``, ``discovery``, ``app`` (the WSGI application),
+``web_agent`` (``platform.web`` on the bus), ``service`` (start, stop, connection bounds), ``adduser``.
+What agents may serve and the limits: ``docs/web.md``.
 """
