@@ -266,3 +266,19 @@ def test_plain_http_and_start_failures(platform_factory) -> None:
     bad.expect_clean_exit = False
     bad.launch()
     assert bad.wait(30) == 2 and "bind-web-address" in bad.stderr_path.read_text()
+
+
+def test_a_stalled_tls_handshake_is_cut_off(web_platform) -> None:
+    """A client that connects and never speaks TLS holds its connection for the header deadline only."""
+    def stall() -> float:
+        started = time.monotonic()
+        with socket.create_connection(("127.0.0.1", web_platform.web_port), timeout=60) as sock:
+            sock.sendall(b"\x16")  # the first byte of a TLS record, then nothing
+            while sock.recv(4096):
+                pass
+        return time.monotonic() - started
+
+    held = gevent.get_hub().threadpool.apply(stall)
+    assert held < 15.0, f"a stalled handshake held its connection {held:.1f} s"
+    web = WebClient(web_platform.web_port, ca_context(web_platform))
+    assert web.request("GET", "/discovery/").status == 200
