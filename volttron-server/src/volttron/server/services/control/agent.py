@@ -62,10 +62,14 @@ class ControlAgent(Agent):
         platform_serverkey: str | None,
         request_stop: Callable[[], None],
         transfer: TransferLimits | None = None,
+        work_home: Path | None = None,
         **kwargs: Any,
     ) -> None:
+        """``work_home``: the platform home, in whose work folder uploads land (:mod:`.aip.work_folder`,
+        cleared at the next start if the platform dies meanwhile); None: the system's temporary folder."""
         super().__init__(**kwargs)
         self.aip = aip
+        self._work_home = work_home
         self._serverkey = platform_serverkey
         self._request_stop = request_stop
         self._transfer = transfer or TransferLimits()
@@ -294,7 +298,7 @@ class ControlAgent(Agent):
                 channel = self._open_channel(opened, caller, progress_channel)
                 progress = _ProgressSender(channel)
                 keepalive = self.core.spawn(progress.keep_alive, KEEPALIVE_SECONDS)
-            uploads = work_folder(self.aip.config.volttron_home)  # cleared at start if we die meanwhile
+            uploads = work_folder(self._work_home) if self._work_home is not None else None
             with tempfile.TemporaryDirectory(prefix="volttron-upload-", dir=uploads) as tmp:
                 if channel_name:
                     source = Path(tmp) / check_wheel_filename(agent)

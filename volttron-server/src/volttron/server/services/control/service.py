@@ -85,6 +85,7 @@ class ControlService:
             platform_serverkey=ctx.serverkey,
             request_stop=ctx.request_stop,
             transfer=self.settings.transfer,
+            work_home=ctx.home,
         )
         if ctx.auth_enabled:
             self.agent.vip.rpc.set_capability_source(_FileCapabilities(AuthPolicy(auth_file_path(ctx.home))))
