@@ -63,3 +63,43 @@ LINKED = _document(
 )
 def test_a_link_key_speaks_only_as_the_link(user_id: str, identity: str, allowed: bool) -> None:
     assert identity_allowed(LINKED, user_id, identity) is allowed
+
+
+@pytest.mark.parametrize(
+    "identity",
+    ["Platform.Control", "platform.control ", "control.connection\x00", " platform.auth",
+     "platform\u200b.control".encode().decode("iso-8859-1"),  # zero-width space, as the router reads it
+     "\uff50latform.control".encode().decode("iso-8859-1"),  # fullwidth p
+     "Listener", "OPS.TOOL"],
+)
+def test_free_keys_cannot_take_look_alikes(identity: str) -> None:
+    assert identity_allowed(DOC, "3f1c-approved", identity) is False
+
+
+class _Policy:
+    """The part of AuthPolicy the claims use."""
+
+    def __init__(self, document: AuthDocument) -> None:
+        self.document = document
+        self.path = "auth.json"
+
+    def current(self) -> AuthDocument:
+        return self.document
+
+
+def test_a_key_squatting_another_identity_is_banned_at_the_handshake_for_a_while() -> None:
+    from volttron.server.services.auth.identity_claims import IdentityClaims
+
+    now = [0.0]
+    claims = IdentityClaims(_Policy(DOC), ban_seconds=30, clock=lambda: now[0])
+    assert claims.zap_policy.current().deny == []
+    assert claims.check("listener", "listener")
+    assert not claims.check("listener", "x7\x00\x01garbled")  # nobody's name: refused, not banned
+    assert claims.banned() == []
+    assert not claims.check("listener", "control.connection")  # squatting: banned
+    assert claims.banned() == ["listener"]
+    deny = claims.zap_policy.current().deny
+    assert [(e.credentials, e.user_id) for e in deny] == [("k2", "listener")]
+    assert claims.zap_policy.path == "auth.json"  # the rest of the policy passes through
+    now[0] = 31.0
+    assert claims.banned() == [] and claims.zap_policy.current().deny == []

@@ -22,8 +22,8 @@ Rule 2 compares look-alike forms (:func:`look_alike_form`: NFKC, case folded, wi
 control and format characters such as NUL and zero-width spaces removed), so a free key cannot
 take ``Platform.Control``, ``platform.control `` or ``control.connection\x00`` either.
 
-:class:`IdentityClaims` is the check the router runs, plus what happens to a key caught claiming an
-identity it may not use: its keys are refused at the handshake for ``ban_seconds`` (through
+:class:`IdentityClaims` is the check the router runs, plus what happens to a key caught claiming
+someone else's identity: its keys are refused at the handshake for ``ban_seconds`` (through
 :attr:`IdentityClaims.zap_policy`, the policy the ZAP handler reads), so that its reconnections
 cannot take the identity again before the rightful owner does.
 """
@@ -75,25 +75,33 @@ def identity_allowed(
         return True
     if any(e.identity == identity for e in own):
         return True
-    if identity in reserved or is_remote_principal(identity):
+    if is_remote_principal(identity) or belongs_to_another(document, user_id, identity, reserved):
         return False
+    return all(e.identity is None for e in own)
+
+
+def belongs_to_another(document: AuthDocument, user_id: str, identity: str,
+                       reserved: Collection[str] = RESERVED_IDENTITIES) -> bool:
+    """True when ``identity`` looks like the platform's or another entry's name (rule 2)."""
     form = look_alike_form(identity)
-    if form in {look_alike_form(name) for name in reserved}:
-        return False
+    if identity in reserved or form in {look_alike_form(name) for name in reserved}:
+        return True
     for entry in document.allow:
         if entry.user_id == user_id:
             continue
         names = (entry.user_id, entry.identity)
         if any(name and not is_regex(name) and look_alike_form(name) == form for name in names):
-            return False
-    return all(e.identity is None for e in own)
+            return True
+    return False
 
 
 class IdentityClaims:
     """The router's identity check against the live ``auth.json``, with a short ban on squatters.
 
-    ``check(user_id, identity)`` answers as :func:`identity_allowed`; on a refusal the user's keys
-    are refused at the handshake for ``ban_seconds`` (see the module docstring).
+    ``check(user_id, identity)`` answers as :func:`identity_allowed`; when the refused identity is
+    someone else's (:func:`belongs_to_another`) the user's keys are refused at the handshake for
+    ``ban_seconds`` (see the module docstring). Other refusals are not banned: an identity nobody
+    owns is also what libzmq makes of a client that reconnected before its old connection was gone.
     """
 
     def __init__(self, policy: AuthPolicy, ban_seconds: float = DEFAULT_BAN_SECONDS,
@@ -106,10 +114,11 @@ class IdentityClaims:
         """The policy to give the ZAP handler: ``auth.json`` plus deny entries for banned keys."""
 
     def check(self, user_id: str, identity: str) -> bool:
-        """True when ``user_id``'s key may use ``identity``; a refusal bans the user's keys for a while."""
-        if identity_allowed(self._policy.current(), user_id, identity):
+        """True when ``user_id``'s key may use ``identity``; squatting bans the user's keys for a while."""
+        document = self._policy.current()
+        if identity_allowed(document, user_id, identity):
             return True
-        if user_id:
+        if user_id and belongs_to_another(document, user_id, identity):
             self._banned[user_id] = self._clock() + self._ban_seconds
         return False
 
