@@ -7,10 +7,10 @@ the account starts again from zero whenever the router sees the peer's connectio
 kernel's send queue of its connection nearly empty, asked only when an account reaches its bound).
 A message that would take a peer past ``per_peer`` bytes, or all peers past ``total``, is not sent
 (the caller treats it as a full queue); such drops are counted per peer. A peer caught reading
-(its kernel send queue changed since the last look) but not yet empty gets up to twice
-``per_peer``: a reader that takes its messages in bursts is not cut off, one that reads a trickle
-is bounded all the same. A peer that has
-been over its bound for ``overflow_timeout`` seconds should be disconnected (:meth:`overdue`).
+(its kernel send queue changed lately) but not yet empty gets up to twice ``per_peer``: a reader
+that takes its messages in bursts is not cut off, one that reads a trickle is bounded all the same.
+A peer that has been over its bound for ``overflow_timeout`` seconds should be disconnected
+(:meth:`overdue`).
 """
 
 from __future__ import annotations

@@ -77,6 +77,8 @@ _EAGAIN = int(zmq.EAGAIN)
 _EACCES = errno.EACCES
 # The compiled send, without the Python wrapper of zmq.Socket.send (keyword handling, enum flags).
 _send_frame = zmq.backend.Socket.send
+_STALL_GRACE = 1.0
+"""Seconds a peer's kernel send queue may stay unchanged before the router calls the peer stuck."""
 _MONITORED = (zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
               | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
 
@@ -176,7 +178,7 @@ class ZmqRouterSocket:
                                    max(settings.max_queued_bytes, settings.max_message_size),
                                    settings.peer_overflow_timeout, self._drained)
         self._closing: set[tuple[int, int]] = set()
-        self._last_outq: dict[bytes, int] = {}  # peer -> its kernel send queue at the last look
+        self._last_outq: dict[bytes, tuple[int, float]] = {}  # peer -> (kernel send queue, since when)
         self._sweeper: gevent.Greenlet | None = None
         self._throttle = LogThrottle(_log)
 
@@ -261,12 +263,16 @@ class ZmqRouterSocket:
         if found is None:
             return Drain.STUCK
         queued, size = found
-        last = self._last_outq.get(peer)
-        self._last_outq[peer] = queued
         if queued * 4 < size:
+            self._last_outq.pop(peer, None)
             return Drain.EMPTY
-        # the first look cannot tell: the benefit of the doubt, bounded (twice the bound)
-        return Drain.MOVING if last is None or last != queued else Drain.STUCK
+        now = time.monotonic()
+        last = self._last_outq.get(peer)
+        if last is None or last[0] != queued:
+            self._last_outq[peer] = (queued, now)
+            return Drain.MOVING  # the first look cannot tell: the benefit of the doubt (twice the bound)
+        # a reader descheduled for a moment is not stuck; one that took nothing for a second is
+        return Drain.MOVING if now - last[1] < _STALL_GRACE else Drain.STUCK
 
     def _overflowing(self, peer: bytes) -> None:
         budget = self._budget
