@@ -16,6 +16,15 @@ web route capab.    ``volttron.server.services.web.access.check_serve_path`` (``
                     ``register_path_route`` needs ``web.serve_path``)
 web path check      ``volttron.server.services.web.static.is_inside`` (every static file request:
                     the real path must lie inside the folder fixed at registration)
+remote caller       ``volttron.client.vip.agent.subsystems.rpc.remote_caller`` (every agent: the
+                    user a call from a linked platform is checked as, never the name it wrote)
+remote principal    ``volttron.utils.identities.remote_principal`` (the router: a linked platform's
+                    caller or publisher is ``<platform>:<identity>``, never a local user)
+linked publish      ``volttron.server.services.external.service.linked_publish_refusal`` (the
+                    router: a linked publish only on the default bus, on topics we asked for)
+answer acceptance   ``volttron.client.vip.agent.subsystems.rpc.answer_accepted`` (every agent: an
+                    answer settles a call only from the peer and platform it went to)
+link identity       ``identity_allowed`` again, for a link key (``vctl auth add-platform``'s entry)
 ==================  =====================================================================
 
 For each, the enforcement tests of ``volttron-server/tests/integration/test_auth_enforcement.py``
@@ -61,7 +70,18 @@ def accept_everyone(request, allow, deny=()):
     return ZapDecision(True, user_id=credentials or "anonymous")
 
 
-REPLACEMENTS = {"allow": allow_everything, "true": always_true, "accept": accept_everyone}
+def claimed_caller(message, envelope):
+    # the remote caller as its platform wrote it, not the principal our router names
+    return envelope.get("from_peer", "")
+
+
+def bare_identity(platform, identity):
+    # a remote agent under its bare name, as if it were one of ours
+    return identity
+
+
+REPLACEMENTS = {"allow": allow_everything, "true": always_true, "accept": accept_everyone,
+                "claimed": claimed_caller, "bare": bare_identity}
 '''
 
 LAUNCHER = '''
@@ -91,7 +111,10 @@ class Switch:
 
     ``scenarios`` maps each such test to the refusal its failure must name. ``tests_module`` is the
     file under ``volttron-server/tests/integration`` that holds them (its tests take an
-    ``EnforcedPlatform``, not started, and fail with its ``NOT_ENFORCED`` prefix).
+    ``EnforcedPlatform``, not started, and fail with its ``NOT_ENFORCED`` prefix); ``platform``, when
+    not ``EnforcedPlatform``, names the class of ``tests_module`` they take instead (built from the
+    same process factory, whose arguments are :class:`PlatformProcess`'s after the root, e.g.
+    ``name=`` for a second platform).
     """
 
     module: str
@@ -100,7 +123,10 @@ class Switch:
     scenarios: dict[str, str]
     in_test_process: bool = False
     tests_module: str = "test_auth_enforcement.py"
+    platform: str = "EnforcedPlatform"
 
+
+LINKS = "test_hardening_links.py"
 
 SWITCHES = {
     "rpc-allow": Switch("volttron.client.vip.agent.capabilities", "check_capabilities", "allow",
@@ -124,6 +150,30 @@ SWITCHES = {
                              {"test_symlink_swap_is_refused_at_request_time":
                               "outside the registered folder"},
                              tests_module="test_hardening_web.py"),
+    "remote-caller": Switch("volttron.client.vip.agent.subsystems.rpc", "remote_caller", "claimed",
+                            {"test_a_linked_platform_cannot_name_our_administrator_as_its_caller":
+                             "caller B named 'control.connection'",
+                             "test_a_remote_agent_holds_nothing_of_a_local_user_with_its_name":
+                             "held A's ops.agent capabilities"},
+                            tests_module=LINKS, platform="LinkedPlatforms"),
+    "remote-principal": Switch("volttron.utils.identities", "remote_principal", "bare",
+                               {"test_a_linked_platform_cannot_name_our_administrator_as_its_caller":
+                                "caller B named 'control.connection'",
+                                "test_a_linked_platforms_publishes_are_checked_and_qualified":
+                                "delivered as A's own senders"},
+                               tests_module=LINKS, platform="LinkedPlatforms"),
+    "linked-publish": Switch("volttron.server.services.external.service", "linked_publish_refusal", "allow",
+                             {"test_a_linked_platforms_publishes_are_checked_and_qualified":
+                              "a publish on another bus crossed"},
+                             tests_module=LINKS, platform="LinkedPlatforms"),
+    "answer-acceptance": Switch("volttron.client.vip.agent.subsystems.rpc", "answer_accepted", "true",
+                                {"test_an_answer_from_a_linked_platform_does_not_settle_a_local_call":
+                                 "took 'FORGED' from B's agent"},
+                                in_test_process=True, tests_module=LINKS, platform="LinkedPlatforms"),
+    "link-identity": Switch("volttron.server.services.auth.identity_claims", "identity_allowed", "true",
+                            {"test_the_link_entry_vctl_adds_lets_the_key_in_as_the_link_only":
+                             "B's link key connected to A"},
+                            tests_module=LINKS, platform="LinkedPlatforms"),
 }
 
 
@@ -158,8 +208,8 @@ def switched_platform(tmp_path: Path, server_fixtures: ModuleType, enforcement: 
     platforms: list[Any] = []
 
     class SwitchedProcess(server_fixtures.PlatformProcess):
-        def __init__(self, switch_args: list[str]) -> None:
-            super().__init__(tmp_path)
+        def __init__(self, switch_args: list[str], *args: Any, **kwargs: Any) -> None:
+            super().__init__(tmp_path, *args, **kwargs)
             self.switch_args = switch_args
 
         def command(self) -> list[str]:
@@ -167,15 +217,16 @@ def switched_platform(tmp_path: Path, server_fixtures: ModuleType, enforcement: 
             assert command[1:3] == ["-m", "volttron.server"], command
             return [command[0], str(launcher), *self.switch_args, *command[3:]]
 
-    def make(switch: Switch | None) -> Any:
+    def make(switch: Switch | None, tests: ModuleType | None = None) -> Any:
         args = [switch.module, switch.function, switch.replacement] if switch else ["-", "-", "none"]
 
-        def new_process() -> Any:
-            process = SwitchedProcess(args)
+        def new_process(*process_args: Any, **kwargs: Any) -> Any:
+            process = SwitchedProcess(args, *process_args, **kwargs)
             processes.append(process)
             return process
 
-        platform = enforcement.EnforcedPlatform(new_process)
+        own = switch is not None and tests is not None and switch.platform != "EnforcedPlatform"
+        platform = (getattr(tests, switch.platform) if own else enforcement.EnforcedPlatform)(new_process)
         platforms.append(platform)
         return platform
 
@@ -207,7 +258,7 @@ def test_switching_a_check_off_fails_an_enforcement_test(name: str, scenario: st
     if switch.in_test_process:
         _switch_off_here(monkeypatch, switch)
     with pytest.raises(AssertionError, match=tests.NOT_ENFORCED) as failure:
-        getattr(tests, scenario)(switched_platform(switch))
+        getattr(tests, scenario)(switched_platform(switch, tests))
     assert switch.scenarios[scenario] in str(failure.value), failure.value
 
 
