@@ -45,6 +45,15 @@ def rpc(client: Any, peer: str, method: str, *params: Any, timeout: float = 10.0
     return json.loads(reply.args[0])
 
 
+def error_text(answer: dict[str, Any]) -> str | None:
+    """The one line an error answer gives a user (its detail, else its message); None for a result."""
+    error = answer.get("error")
+    if error is None:
+        return None
+    data = error.get("data")
+    return (data.get("detail") if isinstance(data, dict) else None) or error.get("message")
+
+
 # -- item 4: a flood of RPC requests to a service ------------------------------------------------
 
 def patient_call(client: Any, peer: str, method: str, timeout: float = 30.0) -> tuple[dict[str, Any], int]:
@@ -154,3 +163,129 @@ def test_rpc_flood_to_a_service_is_bounded_and_others_are_served_long(slow_enabl
     if not slow_enabled:
         pytest.skip("long variant: run with -m slow or VOLTTRON_TEST_SLOW=1")
     rpc_flood(running_platform, report, 300_000)
+
+
+# -- item 5: an agent's own authorization entry ----------------------------------------------------
+
+def test_an_agent_cannot_grow_auth_json_through_its_own_rpc_authorizations(running_platform, report) -> None:
+    """20 self-reports of 1.5 MB method maps: refused with a clear error, auth.json stays small."""
+    platform = running_platform
+    greedy = platform.client("greedy")  # allow entry, no capabilities
+    observer = platform.client("observer")
+    before = platform.auth_file.stat().st_size
+    refusals: list[str] = []
+    latencies = []
+    for call in range(20):
+        methods = {f"m{call}_{i:05d}_" + "x" * 120: ["cap_" + "y" * 20] for i in range(10_000)}
+        answer = rpc(greedy, AUTH, "update_id_rpc_authorizations", "greedy", methods, timeout=60)
+        if "error" in answer:
+            refusals.append(error_text(answer) or "")
+        t0 = time.monotonic()
+        assert "result" in rpc(observer, CONTROL, "peerlist", timeout=30)
+        latencies.append(time.monotonic() - t0)
+    after = platform.auth_file.stat().st_size
+    small = {"run": ["can_run"], "stop": ["can_stop"]}
+    t0 = time.monotonic()
+    accepted = rpc(greedy, AUTH, "update_id_rpc_authorizations", "greedy", small, timeout=60)
+    report("small_self_report_s", round(time.monotonic() - t0, 3))
+    report("calls", 20)
+    report("bytes_per_call", len(json.dumps(methods)))
+    report("refused_calls", len(refusals))
+    report("refusal", refusals[0] if refusals else None)
+    report("auth_json_bytes_before", before)
+    report("auth_json_bytes_after", after)
+    report("observer_max_latency_s", round(max(latencies), 3))
+    assert after - before < 256 * 1024, f"auth.json grew from {before} to {after} bytes"
+    assert len(refusals) == 20 and all("at most" in r for r in refusals), refusals[:1]
+    assert accepted.get("result") == small, f"an ordinary self-report must still work: {accepted}"
+
+
+# -- item 6: config:// references that expand exponentially ---------------------------------------
+
+def test_exponential_config_references_are_refused_at_store_time(running_platform, report) -> None:
+    """A chain of 23 configurations each referring twice to the next is refused while stored."""
+    platform = running_platform
+    exploder = platform.client("exploder")  # its own store needs no capability
+    admin = platform.client("admin", capabilities={"edit_config_store": None})
+    depth = 22
+    acknowledged = 0
+    refusal = None
+    for i in range(depth, -1, -1):  # the last first, so that each refers to an existing one
+        contents = {"v": "z" * 100} if i == depth else {"a": f"config://c{i + 1}", "b": f"config://c{i + 1}"}
+        answer = rpc(exploder, STORE, "set_config", f"c{i}", contents, False, False)
+        if "error" in answer:
+            refusal = error_text(answer)
+            break
+        acknowledged += 1
+    expanded_if_accepted = 2 ** (acknowledged - 1) * 100  # the last acknowledged one, resolved
+    report("chain_length", depth + 1)
+    report("acknowledged", acknowledged)
+    report("refusal", refusal)
+    report("expanded_bytes_of_the_last_acknowledged", expanded_if_accepted)
+    assert refusal is not None, "all 23 configurations were acknowledged: get-all would build 2**22 copies"
+    assert "expand" in refusal or "deep" in refusal, refusal
+    t0 = time.monotonic()
+    assembled = rpc(admin, STORE, "manage_get_all", "exploder", timeout=30)
+    took = time.monotonic() - t0
+    report("get_all_s", round(took, 3))
+    report("get_all_bytes", len(json.dumps(assembled)))
+    assert "result" in assembled and len(json.dumps(assembled)) < 32 * MB and took < 5.0
+
+
+# -- item 9: identities that name no file an agent could own ----------------------------------------
+
+BAD_IDENTITIES = (".", "..", ".x")
+
+
+def test_identities_that_would_vanish_are_refused_everywhere(platform_factory, report) -> None:
+    """Configurations and auth entries for '.', '..', '.x' are refused: never acknowledged, then lost."""
+    first = platform_factory().start()
+    admin_caps = {"edit_config_store": None, "allow_auth_modifications": None}
+    admin = first.client("admin", capabilities=admin_caps)
+    acknowledged = []
+    refusals = {}
+    for identity in (*BAD_IDENTITIES, "good.agent-1_x"):
+        answer = rpc(admin, STORE, "manage_store", identity, "config", '{"a": 1}', "json")
+        if "error" in answer:
+            refusals[identity] = error_text(answer)
+        else:
+            acknowledged.append(identity)
+    auth_refusals = {}
+    for identity in BAD_IDENTITIES:
+        entry = {"credentials": "/.*/", "user_id": f"u{len(auth_refusals)}", "identity": identity}
+        answer = rpc(admin, AUTH, "auth_file.add", entry)
+        auth_refusals[identity] = error_text(answer)
+    first.stop()
+    second = platform_factory().start()
+    admin = second.client("admin", keys=None, capabilities=admin_caps)
+    served = rpc(admin, STORE, "manage_list_stores")["result"]
+    lost = [i for i in acknowledged if i not in served]
+    report("acknowledged", acknowledged)
+    report("lost_after_restart", lost)
+    report("store_refusals", refusals)
+    report("auth_refusals", auth_refusals)
+    assert lost == [], f"acknowledged, then gone after a restart: {lost}"
+    assert acknowledged == ["good.agent-1_x"], acknowledged
+    assert all("must not start with '.'" in (r or "") for r in auth_refusals.values()), auth_refusals
+    assert all("must not start with '.'" in (r or "") for r in refusals.values()), refusals
+
+
+# -- item 10: what an agent may read of the auth service -------------------------------------------
+
+def test_an_agent_reads_only_its_own_authorizations(running_platform, report) -> None:
+    """Without a capability: auth_file.read refused, the capability table holds no other user's row."""
+    platform = running_platform
+    platform.add_allow_entry("boss", capabilities={"allow_auth_modifications": None, "secret_cap": None})
+    nosy = platform.client("nosy", capabilities={"own_cap": None})
+    reader = platform.client("reader", capabilities={"read_auth_file": None})
+    whole = rpc(nosy, AUTH, "auth_file.read")
+    table = rpc(nosy, AUTH, "get_user_to_capabilities").get("result", {})
+    others = sorted(u for u, caps in table.items() if u != "nosy" and caps)
+    report("auth_file_read_by_an_agent", "refused" if "error" in whole else
+           f"{len(whole['result']['allow_list'])} entries")
+    report("other_users_with_capabilities_seen", len(others))
+    assert "error" in whole, "NOT ENFORCED: auth_file.read answered an agent without a capability"
+    assert table.get("nosy") == {"own_cap": None}, table
+    assert "boss" not in table, f"NOT ENFORCED: an agent read another user's capabilities: {others}"
+    full = rpc(reader, AUTH, "auth_file.read")
+    assert "result" in full and any(e["user_id"] == "boss" for e in full["result"]["allow_list"]), full

@@ -226,3 +226,40 @@ def test_added_capabilities_join_what_the_code_requires() -> None:
         "from_code", "extra"]
     assert edits.add_rpc_authorizations(document, "agent.a", "run", ["more"], in_code=["ignored"]) == [
         "from_code", "extra", "more"]
+
+
+# -- bounds on what one entry and the file may hold --------------------------------------------------
+
+def test_a_self_report_is_bounded_in_methods_names_and_bytes() -> None:
+    entry = AuthEntry(credentials=ALICE, user_id="agent", identity="agent")
+    document = doc(entry)
+    too_many = {f"m{i}": ["c"] for i in range(edits.MAX_METHODS_PER_ENTRY + 1)}
+    with pytest.raises(edits.AuthEditError, match="at most 1000 per entry"):
+        edits.merge_rpc_authorizations(document, "agent", too_many)
+    with pytest.raises(edits.AuthEditError, match="method name is at most 200"):
+        edits.merge_rpc_authorizations(document, "agent", {"m" * 201: ["c"]})
+    with pytest.raises(edits.AuthEditError, match="at most 32"):
+        edits.merge_rpc_authorizations(document, "agent", {"m": [f"c{i}" for i in range(33)]})
+    bulky = {f"m{i:04d}" + "x" * 150: ["c" * 150] for i in range(300)}
+    with pytest.raises(edits.AuthEditError, match="bytes, at most 65536"):
+        edits.merge_rpc_authorizations(document, "agent", bulky)
+    assert edits.merge_rpc_authorizations(document, "agent", {"run": ["can_run"]}) == {"run": ["can_run"]}
+
+
+def test_entries_with_identities_that_name_no_usable_file_are_refused() -> None:
+    for identity in (".", "..", ".x"):
+        with pytest.raises(edits.AuthEditError, match="must not start with '.'"):
+            edits.entry_from_request({"credentials": ALICE, "user_id": "u", "identity": identity})
+
+
+def test_auth_json_is_never_written_beyond_its_bound(tmp_path: Path) -> None:
+    from volttron.server.services.auth.authfile import MAX_AUTH_FILE_BYTES
+
+    path = tmp_path / "auth.json"
+    save_auth_file(path, doc(AuthEntry(credentials=ALICE, user_id="a")))
+    before = path.read_bytes()
+    huge = doc(*[AuthEntry(credentials=ALICE, user_id=f"u{i}", comments="x" * 4000)
+                 for i in range(MAX_AUTH_FILE_BYTES // 4000 + 1)])
+    with pytest.raises(ConfigError, match="more than the 4194304 allowed"):
+        save_auth_file(path, huge)
+    assert path.read_bytes() == before

@@ -108,3 +108,29 @@ def test_dependency_order_puts_referenced_configurations_first() -> None:
 def test_not_found_reads_as_its_message() -> None:
     assert str(ConfigNotFoundError("no configuration 'x' for 'a'")) == "no configuration 'x' for 'a'"
     assert isinstance(ConfigNotFoundError("x"), KeyError)
+
+
+def test_expansion_is_estimated_without_expanding() -> None:
+    from collections import Counter
+
+    from volttron.server.services.config_store.configs import (
+        MAX_EXPANDED_BYTES,
+        MAX_REFERENCE_DEPTH,
+        expansion_problem,
+    )
+
+    def chain(length: int, refs: int, leaf: int) -> tuple[dict[str, int], dict[str, Counter[str]]]:
+        sizes = {f"c{i}": 60 for i in range(length)}
+        sizes[f"c{length}"] = leaf
+        counts = {f"c{i}": Counter({f"c{i + 1}": refs}) for i in range(length)}
+        return sizes, counts
+
+    assert expansion_problem(*chain(MAX_REFERENCE_DEPTH, 1, 100), {}) is None
+    assert "nested 17 deep" in expansion_problem(*chain(MAX_REFERENCE_DEPTH + 1, 1, 100), {})
+    assert "would expand" in expansion_problem(*chain(2, 2, MAX_EXPANDED_BYTES // 3), {"c0": "C0"})
+    # a thousand configurations sharing one big registry is fine: each resolves to one copy
+    sizes = {"registry": 1_000_000, **{f"d{i}": 50 for i in range(1000)}}
+    counts = {f"d{i}": Counter({"registry": 1}) for i in range(1000)}
+    assert expansion_problem(sizes, counts, {}) is None
+    # a chain of 10,000 (no recursion limit) is measured, and refused for its depth
+    assert "deep" in expansion_problem(*chain(10_000, 1, 10), {})

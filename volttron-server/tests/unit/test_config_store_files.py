@@ -103,10 +103,19 @@ def test_deleting_the_last_configuration_removes_the_file(tmp_path: Path) -> Non
 
 def test_identities_must_be_usable_as_file_names(tmp_path: Path) -> None:
     store = ConfigStore(tmp_path)
-    for bad in ("../etc", "a/b", "", "with space", None):
+    for bad in ("../etc", "a/b", "", "with space", None, ".", "..", ".x", "x" * 201):
         with pytest.raises(InvalidConfigError, match="cannot have a configuration store"):
             store.store(bad, "config", "x", "raw")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_store_file_of_a_dot_identity_is_reported_and_kept(tmp_path: Path) -> None:
+    """Written by an older version for '.x': loading says so instead of skipping it silently."""
+    hidden = tmp_path / ".x.store"
+    hidden.write_text('{"config": {"type": "raw", "modified": null, "data": "1"}}')
+    problems = ConfigStore(tmp_path).load()
+    assert any(".x.store is not loaded" in p for p in problems), problems
+    assert hidden.exists()
 
 
 def test_a_failed_write_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -205,3 +214,18 @@ def test_agent_store_records_round_trip(tmp_path: Path) -> None:
     assert "name" in store and len(store) == 1
     with pytest.raises(ConfigNotFoundError):
         store.get("other")
+
+
+def test_references_that_would_expand_exponentially_are_refused(tmp_path: Path) -> None:
+    from volttron.server.services.config_store.configs import ReferenceExpansionError
+
+    store = ConfigStore(tmp_path)
+    store.store("a", "c12", '{"v": "' + "z" * 5000 + '"}', "json")
+    for i in range(11, -1, -1):
+        body = f'{{"a": "config://c{i + 1}", "b": "config://c{i + 1}"}}'
+        if i > 0:
+            store.store("a", f"c{i}", body, "json")
+        else:  # 2**12 copies of 5 kB: over 16 MB
+            with pytest.raises(ReferenceExpansionError, match="'c0' would expand"):
+                store.store("a", f"c{i}", body, "json")
+    assert "c0" not in store.names("a") and len(store.names("a")) == 12

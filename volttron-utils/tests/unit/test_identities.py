@@ -54,3 +54,23 @@ def test_check_identity_rejects(identity, reason: str) -> None:
     with pytest.raises(IdentityError, match=reason) as info:
         check_identity(identity)
     assert isinstance(info.value, VolttronError)
+
+
+@pytest.mark.parametrize("identity", ["a", "platform.control", "listeneragent-3.3_1", "x..y", "x" * 200])
+def test_agent_identities_of_the_naming_rule_are_accepted(identity: str) -> None:
+    from volttron.utils.identities import check_agent_identity
+
+    assert check_agent_identity(identity) == identity
+
+
+@pytest.mark.parametrize("identity,reason", [
+    (".", "must not start with '.'"), ("..", "must not start with '.'"), (".x", "must not start with '.'"),
+    ("a b", "only letters"), ("../etc", "only letters"), ("", "only letters"), (None, "only letters"),
+    ("x" * 201, "longer than 200"),
+])
+def test_agent_identities_that_name_no_usable_file_are_refused(identity: object, reason: str) -> None:
+    from volttron.utils.errors import IdentityError
+    from volttron.utils.identities import check_agent_identity
+
+    with pytest.raises(IdentityError, match=reason):
+        check_agent_identity(identity)

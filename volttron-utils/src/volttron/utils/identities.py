@@ -2,7 +2,10 @@
 
 Two checks, on purpose: :func:`is_valid_identity` is the naming convention (letters, digits, ``_``,
 ``.``, ``-``) that the original platform only warned about; :func:`check_identity` is what a ZeroMQ
-routing id can be (1 to 255 bytes, not starting with NUL) and is enforced.
+routing id can be (1 to 255 bytes, not starting with NUL) and is enforced. What an *agent* may be
+called (its folder, configuration store and auth entry) is :func:`check_agent_identity`: the naming
+convention, enforced, minus names starting with ``.``; every place that stores something under an
+identity uses it.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import re
 from volttron.utils.errors import IdentityError
 
 MAX_IDENTITY_BYTES = 255
+MAX_AGENT_IDENTITY_LENGTH = 200
+"""Longest agent identity: ``<identity>.store`` and the agent's folder name stay within 255 bytes."""
 IDENTITY_PATTERN = re.compile(r"[A-Za-z0-9_.\-]+")
 _INVALID_CHARS = re.compile(r"[^A-Za-z0-9_.\-]")
 _TEXT_ENCODING = "iso-8859-1"  # identities travel as Latin-1 text frames (reference §1.3)
@@ -25,6 +30,24 @@ def is_valid_identity(identity: object) -> bool:
 def normalize_identity(identity: str) -> str:
     """``identity`` with every character outside the naming rule replaced by ``_``."""
     return _INVALID_CHARS.sub("_", identity)
+
+
+def check_agent_identity(identity: object) -> str:
+    """``identity`` when an agent may have it: its directory, configuration store and auth entry.
+
+    The naming rule (:func:`is_valid_identity`, the published VOLTTRON's), at most
+    :data:`MAX_AGENT_IDENTITY_LENGTH` characters, and not starting with ``.``: ``.`` and ``..`` name
+    folders, and files of such names (``.x.store``) are hidden and skipped when a store is read, so
+    what was stored for them would vanish. Else :class:`IdentityError` saying why, in one line.
+    """
+    if not isinstance(identity, str) or not is_valid_identity(identity):
+        raise IdentityError(f"invalid agent identity {identity!r:.80}: use only letters, digits, "
+                            "'_', '.' and '-'")
+    if identity.startswith("."):
+        raise IdentityError(f"invalid agent identity {identity!r}: it must not start with '.'")
+    if len(identity) > MAX_AGENT_IDENTITY_LENGTH:
+        raise IdentityError(f"invalid agent identity: longer than {MAX_AGENT_IDENTITY_LENGTH} characters")
+    return identity
 
 
 def get_fq_identity(identity: str, instance_name: str) -> str:

@@ -24,15 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from volttron.server.aip.errors import AIPError, InvalidIdentityError
+from volttron.utils import identities
 from volttron.utils.config import parse_config
-from volttron.utils.errors import ConfigError
+from volttron.utils.errors import ConfigError, IdentityError
 from volttron.utils.files import atomic_write
-from volttron.utils.identities import is_valid_identity
 from volttron.utils.keys import KeyPair
 from volttron.utils.keystore import KeyStore
 
 MAX_TAG_LENGTH = 64
-MAX_IDENTITY_LENGTH = 200
+MAX_IDENTITY_LENGTH = identities.MAX_AGENT_IDENTITY_LENGTH
 DEFAULT_PRIORITY = "50"
 DATA_DIR = "data"
 KEYSTORE = "keystore.json"
@@ -42,18 +42,14 @@ USER_FILE = "USER_ID"
 def check_agent_identity(identity: str) -> str:
     """``identity`` when it can name an agent directory, else :class:`InvalidIdentityError`.
 
-    The identity rule of the reference (§1.6: letters, digits, ``_``, ``.``, ``-``), at most
-    200 characters, and not starting with ``.`` (the AIP's own work folders do).
+    The one rule for agent identities (:func:`volttron.utils.identities.check_agent_identity`: letters,
+    digits, ``_``, ``.``, ``-``, at most 200 characters, not starting with ``.``, which the AIP's own
+    work folders do), shared with the config store and the auth service.
     """
-    if not is_valid_identity(identity):
-        raise InvalidIdentityError(
-            f"invalid agent identity {identity!r}: use only letters, digits, '_', '.' and '-'"
-        )
-    if identity.startswith("."):
-        raise InvalidIdentityError(f"invalid agent identity {identity!r}: it must not start with '.'")
-    if len(identity) > MAX_IDENTITY_LENGTH:
-        raise InvalidIdentityError(f"invalid agent identity: longer than {MAX_IDENTITY_LENGTH} characters")
-    return identity
+    try:
+        return identities.check_agent_identity(identity)
+    except IdentityError as exc:
+        raise InvalidIdentityError(str(exc)) from None
 
 
 def check_tag(tag: str | None) -> str | None:

@@ -44,6 +44,9 @@ MECHANISMS = ("CURVE", "PLAIN", "NULL")
 PLATFORM_COMMENT = "Automatically added by platform on start"
 LOCK_TIMEOUT = 30.0
 """Seconds a writer waits for ``auth.json.lock`` before giving up."""
+MAX_AUTH_FILE_BYTES = 4 * 1024 * 1024
+"""Largest ``auth.json`` the platform writes: every reader (ZAP, pub/sub, the auth service) parses
+it on each change, so its size bounds that work (thousands of agents fit)."""
 
 Capabilities = dict[str, "dict[str, Any] | None"]
 
@@ -296,8 +299,15 @@ def load_auth_file(path: str | os.PathLike[str]) -> AuthDocument:
 
 
 def save_auth_file(path: str | os.PathLike[str], document: AuthDocument) -> None:
-    """Write ``document`` to ``path`` atomically, readable by the owner only."""
-    atomic_write(path, json.dumps(document.to_dict(), indent=4) + "\n", 0o600)
+    """Write ``document`` to ``path`` atomically, readable by the owner only.
+
+    :class:`ConfigError` (nothing written) when it would exceed :data:`MAX_AUTH_FILE_BYTES`.
+    """
+    text = json.dumps(document.to_dict(), indent=4) + "\n"
+    if len(text) > MAX_AUTH_FILE_BYTES:
+        raise ConfigError(f"{path} would be {len(text)} bytes, more than the {MAX_AUTH_FILE_BYTES} allowed; "
+                          "not changed (remove unused entries first)")
+    atomic_write(path, text, 0o600)
 
 
 def lock_path(path: str | os.PathLike[str]) -> Path:

@@ -11,14 +11,26 @@ Entries are addressed by their position in the ``allow`` list (or the ``deny`` l
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
-from volttron.server.services.auth.authfile import AuthDocument, AuthEntry
-from volttron.utils.errors import ConfigError, VolttronError
+from volttron.server.services.auth.authfile import AuthDocument, AuthEntry, is_regex
+from volttron.utils.errors import ConfigError, IdentityError, VolttronError
+from volttron.utils.identities import check_agent_identity, is_remote_principal
 
 NO_RESTRICTION = [""]
 """The method authorization that lifts every restriction (reference §2.5)."""
+
+MAX_METHODS_PER_ENTRY = 1000
+"""Methods with recorded authorizations in one entry (an agent reports its restricted methods)."""
+MAX_CAPABILITIES_PER_METHOD = 32
+"""Capabilities one method may require."""
+MAX_NAME_LENGTH = 200
+"""Characters of a method or capability name."""
+MAX_ENTRY_BYTES = 64 * 1024
+"""Bytes of one entry as JSON: what one agent can make every reader of ``auth.json`` parse."""
 
 
 class AuthEditError(VolttronError, ValueError):
@@ -35,12 +47,49 @@ def entry_from_request(data: Any) -> AuthEntry:
     unknown = sorted(set(data) - known)
     if unknown:
         raise AuthEditError(f"unknown auth entry fields: {', '.join(unknown)}")
-    if data.get("credentials") is None and str(data.get("mechanism") or "CURVE").upper() == "CURVE":
+    if (data.get("credentials") is None and str(data.get("mechanism") or "CURVE").upper() == "CURVE"
+            and not is_remote_principal(str(data.get("user_id") or ""))):
+        # (a linked platform's agent, B:ops.agent, holds capabilities here and never connects: no key)
         raise AuthEditError("a CURVE entry needs credentials (a 43-character public key or a /regex/)")
+    if data.get("identity") is not None and not is_regex(data["identity"]):
+        # a /regex/ identity names no agent: it binds a linked platform's key to its link's names
+        try:
+            check_agent_identity(data["identity"])
+        except IdentityError as exc:
+            raise AuthEditError(str(exc)) from None
     try:
-        return AuthEntry.from_dict(dict(data))
+        entry = AuthEntry.from_dict(dict(data))
     except ConfigError as exc:
         raise AuthEditError(str(exc)) from None
+    check_entry_size(entry)
+    return entry
+
+
+def check_entry_size(entry: AuthEntry) -> None:
+    """:class:`AuthEditError` when ``entry`` exceeds the bounds above (count, name length, bytes)."""
+    methods = entry.rpc_method_authorizations
+    if len(methods) > MAX_METHODS_PER_ENTRY:
+        raise AuthEditError(f"too many rpc_method_authorizations: {len(methods)} methods, at most "
+                            f"{MAX_METHODS_PER_ENTRY} per entry")
+    for method, capabilities in methods.items():
+        _check_name(method, "method name")
+        if len(capabilities) > MAX_CAPABILITIES_PER_METHOD:
+            raise AuthEditError(f"method {method[:40]!r} requires {len(capabilities)} capabilities, at most "
+                                f"{MAX_CAPABILITIES_PER_METHOD}")
+        for capability in capabilities:
+            _check_name(capability, "capability name")
+    for capability in entry.capabilities:
+        _check_name(capability, "capability name")
+    size = len(json.dumps(entry.to_dict()))
+    if size > MAX_ENTRY_BYTES:
+        raise AuthEditError(f"the auth entry of {entry.user_id[:40]!r} would be {size} bytes, at most "
+                            f"{MAX_ENTRY_BYTES}")
+
+
+def _check_name(name: str, what: str) -> None:
+    if len(name) > MAX_NAME_LENGTH:
+        raise AuthEditError(f"a {what} is at most {MAX_NAME_LENGTH} characters: {name[:40]!r}... "
+                            f"has {len(name)}")
 
 
 def _entries(document: AuthDocument, is_allow: bool) -> list[AuthEntry]:
@@ -193,8 +242,11 @@ def add_rpc_authorizations(document: AuthDocument, identity: str, method: str, c
     names = _capability_names(capabilities)
     recorded = entry.rpc_method_authorizations.get(_method_name(method))
     current = [c for c in (recorded if recorded is not None else in_code or []) if c]
-    entry.rpc_method_authorizations[method] = list(dict.fromkeys([*current, *names]))
-    return entry.rpc_method_authorizations[method]
+    required = list(dict.fromkeys([*current, *names]))
+    check_entry_size(replace(entry, rpc_method_authorizations={**entry.rpc_method_authorizations,
+                                                                method: required}))
+    entry.rpc_method_authorizations[method] = required
+    return required
 
 
 def delete_rpc_authorizations(document: AuthDocument, identity: str, method: str,
@@ -231,8 +283,14 @@ def merge_rpc_authorizations(document: AuthDocument, identity: str,
         return None
     if not isinstance(declared, Mapping):
         raise AuthEditError("rpc_methods must map method names to lists of capabilities")
+    if len(declared) > MAX_METHODS_PER_ENTRY:
+        raise AuthEditError(f"too many rpc_method_authorizations: {len(declared)} methods, at most "
+                            f"{MAX_METHODS_PER_ENTRY} per entry")
+    merged = dict(entry.rpc_method_authorizations)
     for method, capabilities in declared.items():
         if not isinstance(capabilities, (list, tuple)) or not all(isinstance(c, str) for c in capabilities):
-            raise AuthEditError(f"the capabilities of {method!r} must be a list of names")
-        entry.rpc_method_authorizations.setdefault(str(method), list(capabilities))
-    return {m: list(c) for m, c in entry.rpc_method_authorizations.items()}
+            raise AuthEditError(f"the capabilities of {str(method)[:40]!r} must be a list of names")
+        merged.setdefault(str(method), list(capabilities))
+    check_entry_size(replace(entry, rpc_method_authorizations=merged))  # all or nothing
+    entry.rpc_method_authorizations = merged
+    return {m: list(c) for m, c in merged.items()}

@@ -19,16 +19,18 @@ not send the router ``auth_update`` (reference §2.6): the router would then use
 instead of the file, and lag behind every change by up to a poll interval.
 
 RPC methods (modifying ones need ``allow_auth_modifications``, checked by
-:func:`~volttron.server.services.auth.access.require_capability`)::
+:func:`~volttron.server.services.auth.access.require_capability`; reading the whole policy needs
+``read_auth_file`` or ``allow_auth_modifications``, else a caller sees its own row and what its
+methods check, :func:`~volttron.server.services.auth.access.visible_capabilities`)::
 
-    auth_file.read() -> {"allow_list", "deny_list", "groups", "roles", "version"}
+    auth_file.read() -> {"allow_list", "deny_list", "groups", "roles", "version"}     (reads)
     auth_file.add(entry, overwrite=False, is_allow=True) -> index                    (modifies)
     auth_file.update_by_index(auth_entry, index, is_allow=True)                      (modifies)
     auth_file.remove_by_index(index, is_allow=True) / remove_by_indices(indices, is_allow=True)
-    auth_file.find_by_credentials(credentials, is_allow=True) -> [entry]
+    auth_file.find_by_credentials(credentials, is_allow=True) -> [entry]            (reads)
     auth_file.remove_by_credentials(credentials, is_allow=True) -> count             (modifies)
     auth_file.set_groups(groups) / auth_file.set_roles(roles)                        (modifies)
-    get_user_to_capabilities() -> {user_id: {capability: parameters or null}}
+    get_user_to_capabilities() -> {user_id: {capability: parameters or null}}      (a reader: all rows)
     get_authorizations(user_id) -> [capabilities, groups, roles]
     get_capabilities(user_id) / get_groups(user_id) / get_roles(user_id)
     update_id_rpc_authorizations(identity, rpc_methods) -> {method: [caps]} or null (the agent itself)
@@ -58,7 +60,13 @@ from volttron.client.vip.agent import RPC, Agent, VIPError
 from volttron.server.identities import AUTH
 from volttron.server.platform import PlatformContext
 from volttron.server.services.auth import edits
-from volttron.server.services.auth.access import ALLOW_AUTH_MODIFICATIONS, require_capability
+from volttron.server.services.auth.access import (
+    ALLOW_AUTH_MODIFICATIONS,
+    may_read_policy,
+    require_capability,
+    require_policy_reader,
+    visible_capabilities,
+)
 from volttron.server.services.auth.authfile import AuthDocument, AuthEntry, edit_auth_file
 from volttron.server.services.auth.pending import CredentialRecord, CredentialRequests, pending_path
 from volttron.server.services.auth.policy import AuthPolicy
@@ -118,14 +126,14 @@ class AuthAgent(Agent):
         self._protected_signature: tuple[int, int, int] | None | bool = False
         self._push_lock = Semaphore()
         self._check_lock = Semaphore()
-        self._holders: set[str] = set()
-        """Peers holding a capability table (they fetched one since they connected)."""
+        self._holders: dict[str, str] = {}
+        """Peers holding a capability table (they fetched one since they connected), and their users."""
         self.counts = {"protected_updates": 0, "peer_pushes": 0, "peer_push_failures": 0}
         self.core.periodic(settings.poll_interval, self.check_files, wait=0)
         self.vip.peerlist.ondrop.connect(self._peer_dropped, self)
 
     def _peer_dropped(self, sender: Any, peer: str = "", **kwargs: Any) -> None:
-        self._holders.discard(peer)
+        self._holders.pop(peer, None)
 
     # -- watching and pushing ------------------------------------------------------------------
     def check_files(self) -> None:
@@ -159,9 +167,9 @@ class AuthAgent(Agent):
 
     def _push_to_peers(self) -> None:
         with self._push_lock:  # one push at a time, each with the newest table
-            table = dict(self.policy.capabilities())
-            calls = {peer: self.vip.rpc.call(peer, "auth.update", table)
-                     for peer in sorted(self._holders - NOT_PUSHED_TO)}
+            document, table = self.policy.current(), self.policy.capabilities()
+            calls = {peer: self.vip.rpc.call(peer, "auth.update", visible_capabilities(document, user, table))
+                     for peer, user in sorted(self._holders.items()) if peer not in NOT_PUSHED_TO}
             gevent.wait(list(calls.values()), timeout=self.settings.push_timeout)
             for peer, result in calls.items():
                 if result.ready() and result.successful():
@@ -180,6 +188,10 @@ class AuthAgent(Agent):
         if self.settings.auth_enabled:
             require_capability(self.policy.current(), self._caller(), capability)
 
+    def _require_reader(self, document: AuthDocument, what: str) -> None:
+        if self.settings.auth_enabled:
+            require_policy_reader(document, self._caller(), what)
+
     @contextmanager
     def _editing(self) -> Iterator[AuthDocument]:
         """Change ``auth.json`` under its lock, then push the result without waiting for the poll."""
@@ -190,8 +202,9 @@ class AuthAgent(Agent):
     # -- auth_file.* ---------------------------------------------------------------------------
     @RPC.export("auth_file.read")
     def read_auth_file(self) -> dict[str, Any]:
-        """The whole file: allow and deny entries, groups, roles, version."""
+        """The whole file: allow and deny entries, groups, roles, version (needs ``read_auth_file``)."""
         document = self.policy.current()
+        self._require_reader(document, "auth_file.read")
         return {"allow_list": [e.to_dict() for e in document.allow],
                 "deny_list": [e.to_dict() for e in document.deny],
                 "groups": document.groups, "roles": document.roles, "version": document.version}
@@ -228,8 +241,10 @@ class AuthAgent(Agent):
 
     @RPC.export("auth_file.find_by_credentials")
     def find_by_credentials(self, credentials: str, is_allow: bool = True) -> list[dict[str, Any]]:
-        """The entries with exactly these credentials."""
-        return [e.to_dict() for e in edits.find_by_credentials(self.policy.current(), credentials, is_allow)]
+        """The entries with exactly these credentials (needs ``read_auth_file``)."""
+        document = self.policy.current()
+        self._require_reader(document, "auth_file.find_by_credentials")
+        return [e.to_dict() for e in edits.find_by_credentials(document, credentials, is_allow)]
 
     @RPC.export("auth_file.remove_by_credentials")
     def remove_by_credentials(self, credentials: str, is_allow: bool = True) -> int:
@@ -255,23 +270,38 @@ class AuthAgent(Agent):
     # -- capabilities --------------------------------------------------------------------------
     @RPC.export
     def get_user_to_capabilities(self) -> dict[str, Any]:
-        """``{user_id: {capability: parameters or null}}`` of every enabled allow entry.
+        """``{user_id: {capability: parameters or null}}`` of the enabled allow entries the caller may see.
 
-        The caller is sent every later change (``auth.update``) until it disconnects.
+        A holder of ``read_auth_file`` (or ``allow_auth_modifications``) sees every row; another
+        caller its own row and, of others, the capabilities its methods check (see
+        :func:`~volttron.server.services.auth.access.visible_capabilities`). The caller is sent
+        every later change (``auth.update``, the same view) until it disconnects.
         """
         message = self.vip.rpc.context.vip_message
+        user = self._caller()
         if message is not None and message.peer:
-            self._holders.add(message.peer)
-        return dict(self.policy.capabilities())
+            self._holders[message.peer] = user or ""
+        table = self.policy.capabilities()
+        if not self.settings.auth_enabled:
+            return dict(table)
+        return visible_capabilities(self.policy.current(), user, table)
 
     @RPC.export
     def get_authorizations(self, user_id: str) -> list[Any]:
-        """``[capabilities, groups, roles]`` of ``user_id`` (empty for an unknown user)."""
+        """``[capabilities, groups, roles]`` of ``user_id`` (empty for an unknown user).
+
+        Of another user than itself, a caller without ``read_auth_file`` learns only what
+        ``get_user_to_capabilities`` shows it, and no groups or roles.
+        """
         document = self.policy.current()
         entry = document.find(user_id)
         if entry is None or not entry.enabled:
             return [{}, [], []]
-        return [document.effective_capabilities(entry), list(entry.groups), list(entry.roles)]
+        capabilities = document.effective_capabilities(entry)
+        caller = self._caller()
+        if self.settings.auth_enabled and caller != user_id and not may_read_policy(document, caller):
+            return [visible_capabilities(document, caller, {user_id: capabilities}).get(user_id, {}), [], []]
+        return [capabilities, list(entry.groups), list(entry.roles)]
 
     @RPC.export
     def get_capabilities(self, user_id: str) -> dict[str, Any]:

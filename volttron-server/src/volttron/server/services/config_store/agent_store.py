@@ -28,8 +28,11 @@ from volttron.server.services.config_store.configs import (
     ConfigStoreError,
     InvalidConfigError,
     ReferenceCycleError,
+    ReferenceExpansionError,
     describe_cycle,
+    expansion_problem,
     find_cycle,
+    link_counts,
     links,
     parse,
 )
@@ -113,19 +116,24 @@ class AgentStore:
 
     # -- checking --------------------------------------------------------------------------------
     def check_references(self, new: Iterable[ConfigRecord]) -> None:
-        """Raise :class:`ReferenceCycleError` if storing ``new`` would make references loop."""
+        """Raise :class:`ReferenceCycleError` if storing ``new`` would make references loop, and
+        :class:`ReferenceExpansionError` if some configuration would resolve too big or too deep."""
         new = list(new)
-        graph = self.graph()
-        names = self.display_names()
+        records = dict(self._records)
         for record in new:
-            graph[record.key] = links(record.parsed)
-            names[record.key] = record.name
+            records[record.key] = record
+        counts = {key: link_counts(record.parsed) for key, record in records.items()}
+        graph = {key: set(found) for key, found in counts.items()}
+        names = {key: record.name for key, record in records.items()}
         for record in new:
             path = find_cycle(graph, record.key)
             if path is not None:
                 raise ReferenceCycleError(
                     f"configuration {record.name!r} of {self.identity!r} would refer to itself: "
                     f"{describe_cycle(path, names)}")
+        problem = expansion_problem({key: len(record.data) for key, record in records.items()}, counts, names)
+        if problem is not None:
+            raise ReferenceExpansionError(f"{problem} (store of {self.identity!r}); not stored")
 
     # -- changing (file first, then memory) ----------------------------------------------------
     def put(self, records: Iterable[ConfigRecord]) -> list[tuple[ConfigRecord, str]]:

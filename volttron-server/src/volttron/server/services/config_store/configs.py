@@ -11,7 +11,10 @@ A string ``config://<name>`` anywhere inside a JSON or CSV configuration refers 
 configuration of the same agent: agents receive the parsed values and resolve the references when
 they deliver a configuration; :func:`resolve` does the same for the store's own "assembled" view.
 References may point at configurations that do not exist (yet); a chain of references that comes
-back to where it started is refused when it would be stored (:func:`find_cycle`).
+back to where it started is refused when it would be stored (:func:`find_cycle`), and so is one that
+would resolve to more than :data:`MAX_EXPANDED_BYTES` or nest deeper than :data:`MAX_REFERENCE_DEPTH`
+(:func:`expansion_problem`): a configuration referring twice to the next, 22 deep, resolves to
+2**22 copies of the last, which every agent and ``vctl config get-all`` would build.
 
 Errors::
 
@@ -19,6 +22,7 @@ Errors::
      +-- ConfigStoreError
           +-- InvalidConfigError (also ValueError)   contents, type or name that cannot be stored
           |    +-- ReferenceCycleError               config:// references that loop
+          |    +-- ReferenceExpansionError           config:// references that resolve too big or deep
           +-- ConfigNotFoundError (also KeyError)    no such configuration or store
 """
 
@@ -27,6 +31,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -36,6 +41,10 @@ from volttron.utils.errors import VolttronError
 CONFIG_TYPES = ("json", "csv", "raw")
 LINK_PREFIX = "config://"
 MAX_NAME_LENGTH = 1024
+MAX_EXPANDED_BYTES = 16 * 1024 * 1024
+"""Largest size a configuration may resolve to, its references replaced (estimated from raw sizes)."""
+MAX_REFERENCE_DEPTH = 16
+"""Longest chain of ``config://`` references from a configuration."""
 
 
 class ConfigStoreError(VolttronError):
@@ -48,6 +57,10 @@ class InvalidConfigError(ConfigStoreError, ValueError):
 
 class ReferenceCycleError(InvalidConfigError):
     """``config://`` references that would lead from a configuration back to itself."""
+
+
+class ReferenceExpansionError(InvalidConfigError):
+    """``config://`` references that would resolve to too much text or nest too deep."""
 
 
 class ConfigNotFoundError(ConfigStoreError, KeyError):
@@ -172,6 +185,58 @@ def links(value: Any) -> set[str]:
             if target is not None:
                 found.add(target)
     return found
+
+
+def link_counts(value: Any) -> Counter[str]:
+    """How often ``value`` refers to each configuration (lower-case names), nested anywhere."""
+    found: Counter[str] = Counter()
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        else:
+            target = link_target(item)
+            if target is not None:
+                found[target] += 1
+    return found
+
+
+def expansion_problem(sizes: Mapping[str, int], counts: Mapping[str, Counter[str]],
+                      names: Mapping[str, str]) -> str | None:
+    """Why some configuration would resolve too big or too deep, or None when none would.
+
+    ``sizes`` maps lower-case names to their own raw sizes, ``counts`` to :func:`link_counts`; the
+    graph must be free of cycles. Linear in the number of references: nothing is expanded.
+    """
+    cap = MAX_EXPANDED_BYTES + 1
+    expanded: dict[str, int] = {}
+    depth: dict[str, int] = {}
+    for root in sizes:
+        stack = [(root, False)]
+        while stack:  # post-order without recursion: a long chain must not exhaust the stack
+            key, children_done = stack.pop()
+            if key in expanded:
+                continue
+            targets = [t for t in counts.get(key, ()) if t in sizes]
+            if not children_done:
+                stack.append((key, True))
+                stack.extend((t, False) for t in targets if t not in expanded)
+                continue
+            total = sizes[key]
+            for target in targets:
+                total += counts[key][target] * max(0, expanded[target] - len(LINK_PREFIX) - len(target))
+            expanded[key] = min(total, cap)
+            depth[key] = 1 + max((depth[t] for t in targets), default=-1)
+            if expanded[key] > MAX_EXPANDED_BYTES:
+                return (f"configuration {names.get(key, key)!r} would expand to more than "
+                        f"{MAX_EXPANDED_BYTES} bytes through its config:// references")
+            if depth[key] > MAX_REFERENCE_DEPTH:
+                return (f"configuration {names.get(key, key)!r} has config:// references nested "
+                        f"{depth[key]} deep; at most {MAX_REFERENCE_DEPTH}")
+    return None
 
 
 def find_cycle(graph: Mapping[str, Iterable[str]], start: str) -> list[str] | None:

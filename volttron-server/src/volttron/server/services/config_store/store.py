@@ -24,6 +24,7 @@ from gevent.event import AsyncResult
 from gevent.lock import Semaphore
 
 from volttron.server.services.config_store.agent_store import (
+    STORE_SUFFIX,
     AgentStore,
     ConfigRecord,
     identity_of,
@@ -41,8 +42,9 @@ from volttron.server.services.config_store.configs import (
     resolve,
 )
 from volttron.server.services.config_store.pusher import UpdatePusher
+from volttron.utils.errors import IdentityError
 from volttron.utils.files import fsync_directory
-from volttron.utils.identities import is_valid_identity
+from volttron.utils.identities import check_agent_identity
 
 _log = logging.getLogger(__name__)
 
@@ -90,6 +92,10 @@ class ConfigStore:
             _log.info("removed %d unfinished write(s) in %s", len(leftovers), self.directory)
         for path in sorted(self.directory.iterdir()):
             identity = identity_of(path)
+            if identity is None and path.name.endswith(STORE_SUFFIX) and path.name.startswith("."):
+                # written for an identity starting with '.' by an older version: report, never lose
+                problems.append(f"{path} is not loaded: an identity must not start with '.'; the file "
+                                "is kept, rename it to <valid identity>.store to use it")
             if identity is None or not path.is_file():
                 continue
             try:
@@ -139,10 +145,10 @@ class ConfigStore:
         return self._stores.get(identity)
 
     def _check_identity(self, identity: Any) -> None:
-        if not is_valid_identity(identity):
-            raise InvalidConfigError(
-                f"{identity!r} cannot have a configuration store: an identity is letters, digits, "
-                "'_', '.' and '-'")
+        try:
+            check_agent_identity(identity)
+        except IdentityError as exc:
+            raise InvalidConfigError(f"cannot have a configuration store: {exc}") from None
         reason = self._unusable.get(identity)
         if reason is not None:
             raise ConfigStoreError(f"the configuration store of {identity!r} is unavailable: {reason}")

@@ -51,6 +51,7 @@ class Auth(SubsystemBase):
         self.owner = owner
         self._rpc = rpc
         self._table: dict[str, dict[str, Any]] | None = None
+        self._published = False
         self._lock = Semaphore()
         rpc.set_capability_source(self.get_capabilities)
         rpc.export(self.update, "auth.update")
@@ -73,6 +74,10 @@ class Auth(SubsystemBase):
     def _fetch(self) -> dict[str, dict[str, Any]]:
         with self._lock:  # one fetch for many concurrent checks
             if self._table is None:
+                if not self._published and self.core.identity not in PROCESS_IDENTITIES:
+                    # platform.auth shows an agent of other users only the capabilities its methods
+                    # require: report them first, even when a call comes before the delayed report
+                    self._publish_authorizations()
                 raw = self._rpc.call(AUTH, "get_user_to_capabilities").get(timeout=FETCH_TIMEOUT)
                 self._table = self._normalize_table(raw)
             return self._table
@@ -96,6 +101,7 @@ class Auth(SubsystemBase):
 
     def on_disconnected(self) -> None:
         self._table = None  # the platform may come back with other rules
+        self._published = False
 
     # ------------------------------------------------------------------ method authorizations
 
@@ -124,6 +130,7 @@ class Auth(SubsystemBase):
 
     def _publish_authorizations(self) -> None:
         """Tell ``platform.auth`` what our methods require; apply the overrides it answers with."""
+        self._published = True
         try:
             overrides = self._rpc.call(
                 AUTH, "update_id_rpc_authorizations", self.core.identity, self._rpc.allowed_methods()
