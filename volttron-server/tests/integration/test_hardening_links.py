@@ -192,10 +192,9 @@ def test_a_remote_agent_holds_nothing_of_a_local_user_with_its_name(linked: Link
     else:
         linked.report("same_name_call_refused", False)
         raise AssertionError(f"{NOT_ENFORCED}B's ops.agent held A's ops.agent capabilities: {result!r}")
-    # A's administrator grants B's agent the capability, under its own principal
-    grant = AuthEntry(user_id="B:ops.agent", capabilities={ADMIN_CAPABILITY: None},
-                      comments="B's ops agent may clear status here")
-    ensure_entries(linked.a.auth_file, [grant])
+    # A's administrator grants B's agent the capability, under its own principal (multi-platform.md)
+    done = vctl(linked.a.home, "auth", "add", "--user-id", "B:ops.agent", "--capabilities", ADMIN_CAPABILITY)
+    assert done.returncode == 0, done.stderr
 
     def granted() -> bool:
         try:

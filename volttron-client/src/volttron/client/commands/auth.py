@@ -34,6 +34,7 @@ import click
 from volttron.client.commands.auth_keys import KEY_COMMANDS
 from volttron.client.commands.cli import EXIT_ERROR, EXIT_USAGE, CommandError, echo_table
 from volttron.client.known_identities import AUTH
+from volttron.utils.identities import is_remote_principal
 
 if TYPE_CHECKING:
     from volttron.client.commands.connection import ControlConnection
@@ -205,7 +206,8 @@ def list_entries(opts: VctlOptions) -> None:
 def add(opts: VctlOptions, disabled: bool, add_known_host: bool, **options: Any) -> None:
     """Add an allow entry."""
     entry = entry_changes({**options, "enabled": False if disabled else None})
-    if "credentials" not in entry and entry.get("mechanism", "CURVE") == "CURVE":
+    remote = is_remote_principal(entry.get("user_id", ""))  # B:ops.agent: capabilities, never a key
+    if "credentials" not in entry and entry.get("mechanism", "CURVE") == "CURVE" and not remote:
         raise CommandError("--credentials is required for a CURVE entry", EXIT_USAGE)
     if add_known_host and not (options.get("address") and entry.get("credentials")):
         raise CommandError("--add-known-host needs --address and --credentials", EXIT_USAGE)
