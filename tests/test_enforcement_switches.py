@@ -10,6 +10,8 @@ protected topics    ``volttron.server.services.pubsub.protected.is_allowed`` (th
 ZAP decision        ``volttron.server.services.auth.zap.decide`` (the ZAP handler)
 admin capability    ``volttron.server.services.auth.access.require_capability`` (the auth
                     service's modifying methods)
+auth policy read    ``volttron.server.services.auth.access.may_read_policy`` (``auth_file.read``
+                    and every user's capabilities need ``read_auth_file``)
 identity claim      ``volttron.server.services.auth.identity_claims.identity_allowed`` (the router:
                     which VIP identities an authenticated key may use)
 web route capab.    ``volttron.server.services.web.access.check_serve_path`` (``platform.web``:
@@ -141,6 +143,8 @@ SWITCHES = {
                             "stranger connected"}),
     "admin-capability": Switch("volttron.server.services.auth.access", "require_capability", "allow",
                                {"test_ordinary_agent_cannot_administer_the_platform": "auth.auth_file.add"}),
+    "auth-policy-read": Switch("volttron.server.services.auth.access", "may_read_policy", "true",
+                               {"test_an_agent_cannot_read_the_auth_policy": "auth_file.read by an agent"}),
     "identity-claim": Switch("volttron.server.services.auth.identity_claims", "identity_allowed", "true",
                              {"test_a_key_cannot_speak_as_another_identity": "with the key of 'ordinary'"}),
     "web-route-capability": Switch("volttron.server.services.web.access", "check_serve_path", "allow",

@@ -241,6 +241,25 @@ def test_ordinary_agent_cannot_administer_the_platform(enforced: EnforcedPlatfor
     assert "sneaky" not in users, f"{NOT_ENFORCED}a refused auth entry is in auth.json"
 
 
+def test_an_agent_cannot_read_the_auth_policy(enforced: EnforcedPlatform) -> None:
+    """``auth_file.read`` needs ``read_auth_file``; other users' capabilities only as its methods need."""
+    enforced.start()
+    enforced.authorize("boss", {"allow_auth_modifications": None, "launch_codes": None})
+    nosy = enforced.agent("nosy", capabilities={"own": None})
+    assert_refused(nosy.vip.rpc.call("platform.auth", "auth_file.read"), "auth_file.read by an agent")
+    boss_key = enforced.keys["boss"].public
+    assert_refused(nosy.vip.rpc.call("platform.auth", "auth_file.find_by_credentials", boss_key),
+                   "auth_file.find_by_credentials by an agent")
+    table = nosy.vip.rpc.call("platform.auth", "get_user_to_capabilities").get(timeout=CALL_TIMEOUT)
+    assert table.get("nosy") == {"own": None}, table
+    assert "boss" not in table, f"{NOT_ENFORCED}get_user_to_capabilities showed an agent another user's row"
+    boss_caps = nosy.vip.rpc.call("platform.auth", "get_capabilities", "boss").get(timeout=CALL_TIMEOUT)
+    assert boss_caps == {}, f"{NOT_ENFORCED}get_capabilities showed an agent another user's capabilities"
+    reader = enforced.agent("reader", capabilities={"read_auth_file": None})
+    document = reader.vip.rpc.call("platform.auth", "auth_file.read").get(timeout=CALL_TIMEOUT)
+    assert any(e["user_id"] == "boss" for e in document["allow_list"])
+
+
 # -- protected topics ------------------------------------------------------------------------------
 
 def test_protected_topic_refuses_publishers_without_the_capability(enforced: EnforcedPlatform) -> None:
