@@ -97,8 +97,11 @@ def test_a_missing_rabbitmqctl_says_so(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name,allowed", [
     ("inst.alice", True),
-    ("inst.alice.pubsub.1234", True),
-    ("amq.gen-xyz", True),
+    ("inst.alice.pubsub", True),
+    ("inst.alice.pubsub.1234", False),  # no more queues than its two
+    ("amq.gen-xyz", False),  # nothing on amq.* (amq.topic could pass the topic permissions by)
+    ("amq.topic", False),
+    ("amq.default", False),
     ("volttron", True),
     ("inst.alicex", False),
     ("inst.bob", False),

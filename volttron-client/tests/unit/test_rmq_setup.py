@@ -89,6 +89,15 @@ class MemoryAdmin(BrokerAdmin):
     def clear_topic_permissions(self, vhost: str, user: str) -> None:
         self.topics = {k: v for k, v in self.topics.items() if k[:2] != (vhost, user)}
 
+    def queues(self, vhost: str) -> dict[str, dict[str, Any]]:
+        return {}
+
+    def delete_queue(self, vhost: str, name: str) -> None:
+        pass
+
+    def set_user_limits(self, user: str, limits: dict[str, int]) -> None:
+        pass
+
     def parameters(self, component: str, vhost: str) -> dict[str, Any]:
         return {name: value for (c, v, name), value in self.params.items() if (c, v) == (component, vhost)}
 

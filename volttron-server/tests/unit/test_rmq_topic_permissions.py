@@ -13,7 +13,9 @@ from volttron.client.messagebus.rmq_admin import Permissions, TopicPermissions
 from volttron.client.messagebus.rmq_testing import BrokerInstance, broker_instance
 from volttron.client.messagebus.rmq_wire import EXCHANGE, peer_routing_key, publish_routing_key
 from volttron.server.router.rmq_topic_permissions import (
+    ANY_KEY,
     agent_topic_permissions,
+    read_pattern,
     regex_key_pattern,
 )
 from volttron.server.router.rmq_users import BrokerUsers
@@ -28,7 +30,7 @@ def permissions(document: dict[str, Any], capabilities: dict[str, Any] | None) -
     protected = ProtectedTopics()
     protected.replace(document)
     literal, regexes = protected.entries()
-    return agent_topic_permissions(INSTANCE, literal, regexes, capabilities)
+    return agent_topic_permissions(INSTANCE, literal, regexes, capabilities, "agent")
 
 
 def may_publish(granted: TopicPermissions | None, key: str) -> bool:
@@ -45,7 +47,7 @@ SECURE = {"write-protect": [{"topic": "devices/secure", "capabilities": ["can_pu
 
 def test_a_literal_entry_refuses_its_prefix_on_every_instance_and_nothing_else() -> None:
     granted = permissions(SECURE, {})
-    assert granted is not None and granted.read == ".*"
+    assert granted is not None and granted.read == read_pattern(INSTANCE, "agent")
     for topic in ("devices/secure", "devices/secure/x", "devices/secure/x/y", "devices/secure2/z"):
         assert not may_publish(granted, key(topic)), topic
         assert not may_publish(granted, key(topic, "other")), f"{topic} on another instance"
@@ -57,16 +59,33 @@ def test_a_literal_entry_refuses_its_prefix_on_every_instance_and_nothing_else()
     assert not may_publish(granted, key("devices/open")[:-2])
 
 
-def test_an_agent_holding_the_capabilities_gets_no_topic_permission() -> None:
-    assert permissions(SECURE, {"can_publish_secure": None}) is None
-    assert permissions({"write-protect": []}, {}) is None
+def publishes_everything(granted: TopicPermissions | None) -> bool:
+    return granted is not None and granted.write == ANY_KEY
+
+
+def test_an_agent_holding_the_capabilities_may_publish_everything() -> None:
+    assert publishes_everything(permissions(SECURE, {"can_publish_secure": None}))
+    assert publishes_everything(permissions({"write-protect": []}, {}))
     both = {"write-protect": [{"topic": "a", "capabilities": ["x", "y"]}]}
-    assert permissions(both, {"x": None}) is not None
-    assert permissions(both, {"x": None, "y": None}) is None
+    assert not publishes_everything(permissions(both, {"x": None}))
+    assert publishes_everything(permissions(both, {"x": None, "y": None}))
+
+
+def may_bind(granted: TopicPermissions | None, key: str) -> bool:
+    return granted is None or re.search(granted.read, key) is not None
+
+
+def test_an_agent_binds_only_its_own_routing_key_and_pub_sub_keys() -> None:
+    granted = agent_topic_permissions("my.site", {}, [], {}, "a.b")
+    for key_ in ("my.site.a.b", "__pubsub__.my.site.devices.#", "__pubsub__.*.x.#", "__pubsub__.#"):
+        assert may_bind(granted, key_), key_
+    for key_ in ("my.site.a.c", "my.site.a.b.c", "my.site.platform.config_store", "#", "*.a.b", "my.site.#",
+                 "my.site.*", "my-site.a.b", "__pubsub__"):
+        assert not may_bind(granted, key_), key_
 
 
 def test_an_instance_name_with_dots_is_covered_too() -> None:
-    granted = agent_topic_permissions("my.site", {"devices/secure": ["c"]}, [], {})
+    granted = agent_topic_permissions("my.site", {"devices/secure": ["c"]}, [], {}, "agent")
     assert granted is not None
     assert not may_publish(granted, publish_routing_key("my.site", "devices/secure/x"))
     assert may_publish(granted, publish_routing_key("my.site", "devices/open"))
@@ -167,7 +186,7 @@ def test_the_broker_refuses_what_the_pattern_refuses(rmq: BrokerInstance) -> Non
     admin.put_user(user, "pw", ["volttron-agent"], grant=(rmq.vhost, Permissions(".*", ".*", ".*")))
     granted = agent_topic_permissions(rmq.instance, {"devices/secure": ["c"]},
                                       [("^alerts/.*/critical$", ["c"])],
-                                      {})
+                                      {}, "writer")
     assert granted is not None
     admin.set_topic_permissions(rmq.vhost, user, EXCHANGE, granted)
     assert admin.topic_permissions(rmq.vhost)[user][EXCHANGE] == granted
@@ -211,9 +230,9 @@ def test_broker_users_follow_protected_topics_and_capabilities(rmq: BrokerInstan
     users.sync()
     listed = rmq.admin.topic_permissions(rmq.vhost)
     writer_user, reader_user = f"{rmq.instance}.writer", f"{rmq.instance}.reader"
-    assert writer_user not in listed and list(listed[reader_user]) == [EXCHANGE]
+    assert publishes_everything(listed[writer_user][EXCHANGE]) and list(listed[reader_user]) == [EXCHANGE]
     assert not may_publish(listed[reader_user][EXCHANGE], key("devices/secure/x", rmq.instance))
-    assert users.topic_updates == 1
+    assert users.topic_updates == 2
     # a restart (a new BrokerUsers on the same home) changes nothing
     again = BrokerUsers(rmq.admin, home, rmq.instance, rmq.vhost, secret_key=platform.secret,
                         public_key=platform.public)
@@ -232,9 +251,9 @@ def test_broker_users_follow_protected_topics_and_capabilities(rmq: BrokerInstan
     # a file that does not parse is reported and changes nothing
     (home / "protected_topics.json").write_text("{not json")
     assert not again.refresh_protected_topics()
-    # granting the reader every capability removes its topic permission
+    # granting the reader every capability lets it publish everything
     ensure_entries(home / "auth.json", [AuthEntry(credentials=reader.public, user_id="reader",
                                                   identity="reader",
                                                   capabilities={"secure": None, "a": None})])
     again.sync()
-    assert reader_user not in rmq.admin.topic_permissions(rmq.vhost)
+    assert publishes_everything(rmq.admin.topic_permissions(rmq.vhost)[reader_user][EXCHANGE])

@@ -38,7 +38,9 @@ def rabbitmq() -> None:
 @click.option("--amqp-port", type=int, help="AMQP port (default 5672).")
 @click.option("--amqps-port", type=int, help="AMQP over TLS port (default 5671).")
 @click.option("--mgmt-port", type=int, help="Management API port (default 15672).")
-@click.option("--ssl/--no-ssl", default=None, help="TLS with certificate (EXTERNAL) logins (default no).")
+@click.option("--ssl/--no-ssl", default=None,
+              help="TLS with certificate (EXTERNAL) logins (the default); --no-ssl: plain AMQP, passwords in "
+                   "clear.")
 @click.option("--broker-config-dir", type=click.Path(file_okay=False),
               help="Where to write the broker's TLS configuration (default $VOLTTRON_HOME/rabbitmq).")
 @click.option("--admin-user", help="An existing broker administrator, for the management API.")
@@ -90,7 +92,8 @@ def _ask(home: Path, flags: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     answers["host"] = click.prompt("Broker host name", default="localhost")
     answers["vhost"] = click.prompt("Virtual host", default="volttron")
     answers["amqp_port"] = click.prompt("AMQP port", default=5672, type=int)
-    answers["ssl"] = click.confirm("Use TLS with certificate logins", default=False)
+    answers["ssl"] = click.confirm("Use TLS with certificate logins (no: passwords cross in clear)",
+                                   default=True)
     if answers["ssl"]:
         answers["amqps_port"] = click.prompt("AMQP over TLS port", default=5671, type=int)
     return instance, answers
@@ -333,7 +336,7 @@ def link_user(ctx: click.Context, user: str, kind: str | None, password: str | N
         if kind is None:
             raise ConfigError("say which link the user is for: --federation or --shovel")
         settings, admin = _local_broker(home)
-        rmq_links.grant_link_user(admin, settings.vhost, user, password, kind)
+        rmq_links.grant_link_user(admin, settings.vhost, user, password, kind, settings.instance_name or "")
         permissions = rmq_links.link_user_permissions(kind)
         click.echo(f"user {user!r} may serve a {kind} link on vhost {settings.vhost!r} (configure "
                    f"{permissions.configure!r}, write {permissions.write!r}, read {permissions.read!r})")

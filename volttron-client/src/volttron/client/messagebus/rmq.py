@@ -28,7 +28,6 @@ from __future__ import annotations
 import errno
 import json
 import logging
-import uuid
 from typing import Any
 
 import gevent
@@ -44,6 +43,7 @@ from volttron.client.messagebus.base import (
     EventCallback,
     Message,
 )
+from volttron.client.messagebus.rmq_admin import agent_queue_names
 from volttron.client.messagebus.rmq_amqp import (
     AmqpLink,
     LinkError,
@@ -130,7 +130,8 @@ class RmqConnection(AmqpLink, Connection):
             raise BusError(str(exc)) from exc
         instance = self.instance
         self.queue_name = fq_identity(instance, identity)
-        self._pubsub_queue = f"{self.queue_name}.pubsub.{uuid.uuid4().hex}"
+        # the one pub/sub queue name the broker lets the peer's user declare (exclusive to this link)
+        self._pubsub_queue = agent_queue_names(self.queue_name)[1]
         self._trusted = frozenset({admin_user(instance), self.settings.username or ""} - {""})
         self._subscriptions = SubscriptionTable(instance)
         self._on_event = on_event

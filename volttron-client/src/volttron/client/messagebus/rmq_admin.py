@@ -60,12 +60,52 @@ class Permissions:
     read: str
 
 
+def agent_queue_names(user: str) -> tuple[str, str]:
+    """The only queues an agent's user may declare: its VIP queue and its pub/sub queue."""
+    return user, f"{user}.pubsub"
+
+
 def agent_permissions(user: str) -> Permissions:
-    """What an agent's user may do (reference §6.1, anchored): its own queues, the ``volttron`` exchange."""
-    own = re.escape(user)
-    queues = f"{own}|{own}\\.pubsub\\..*|{own}\\.zmq\\..*|amq\\..*"
+    """What an agent's user may do (reference §6.1, anchored): its two queues, the ``volttron`` exchange.
+
+    Nothing on ``amq.*`` or the default exchange (``amq.default``), and no other queue name: an agent
+    holds at most the two queues of :func:`agent_queue_names`, so it cannot fill the broker with
+    queues, and it cannot bind ``amq.topic`` to ``volttron`` to pass its publishes by the topic
+    permissions (which hold on ``volttron`` only).
+    """
+    queues = "|".join(re.escape(name) for name in agent_queue_names(user))
     exchange_or_queues = f"^({EXCHANGE}|{queues})$"
     return Permissions(configure=f"^({queues})$", write=exchange_or_queues, read=exchange_or_queues)
+
+
+AGENT_LIMITS = {"max-connections": 4, "max-channels": 64}
+"""Per agent user, broker-wide: an agent uses one connection of three channels (more while relinking)."""
+QUEUE_LIMITS = {"max-length": 10_000, "max-length-bytes": 16 * 1024 * 1024, "expires": 60_000}
+"""Per queue of an instance: what one queue may hold, and how long it lives unused (ms)."""
+QUEUE_POLICY = "volttron-queue-limits"
+PUBSUB_POLICY = "volttron-pubsub-limits"
+
+
+def queue_limit_policies(instance: str) -> dict[str, tuple[str, dict[str, Any], int]]:
+    """Policy name -> (pattern, definition, priority) bounding every queue named ``<instance>.…``.
+
+    VIP queues refuse what would overflow them (``reject-publish``: the sender's publish is refused
+    and it gets EAGAIN, as from a full ZeroMQ peer); pub/sub queues drop their oldest publications
+    (``drop-head``: a slow subscriber loses old news, the publisher is not held up).
+    """
+    own = f"^{re.escape(instance)}\\."
+    return {QUEUE_POLICY: (own, {**QUEUE_LIMITS, "overflow": "reject-publish"}, 0),
+            PUBSUB_POLICY: (f"{own}.*\\.pubsub$", {**QUEUE_LIMITS, "overflow": "drop-head"}, 1)}
+
+
+def apply_queue_limits(admin: BrokerAdmin, vhost: str, instance: str) -> None:
+    """Set the policies of :func:`queue_limit_policies` on ``vhost`` (only those that differ)."""
+    current = admin.policies(vhost)
+    for name, (pattern, definition, priority) in queue_limit_policies(instance).items():
+        have = current.get(name) or {}
+        wanted = (pattern, definition, "queues")
+        if (have.get("pattern"), have.get("definition"), have.get("apply-to")) != wanted:
+            admin.set_policy(vhost, name, pattern, definition, apply_to="queues", priority=priority)
 
 
 ADMIN_PERMISSIONS = Permissions(".*", ".*", ".*")
@@ -146,6 +186,18 @@ class BrokerAdmin(ABC):
     @abstractmethod
     def clear_topic_permissions(self, vhost: str, user: str) -> None:
         """Remove every topic permission of ``user`` on ``vhost`` (nothing happens when there is none)."""
+
+    @abstractmethod
+    def queues(self, vhost: str) -> dict[str, dict[str, Any]]:
+        """Queue name -> ``{"messages", "message_bytes", "durable", "policy"}`` on ``vhost``."""
+
+    @abstractmethod
+    def delete_queue(self, vhost: str, name: str) -> None:
+        """Delete queue ``name`` with its messages and bindings (nothing happens when it does not exist)."""
+
+    @abstractmethod
+    def set_user_limits(self, user: str, limits: dict[str, int]) -> None:
+        """Set ``user``'s limits (``max-connections``, ``max-channels``) broker-wide."""
 
     @abstractmethod
     def parameters(self, component: str, vhost: str) -> dict[str, Any]:
@@ -307,6 +359,18 @@ class CtlAdmin(BrokerAdmin):
     def clear_topic_permissions(self, vhost: str, user: str) -> None:
         self._absent_ok("clear_topic_permissions", "-p", vhost, user)
 
+    def queues(self, vhost: str) -> dict[str, dict[str, Any]]:
+        rows = self._json("list_queues", "-p", vhost, "name", "messages", "message_bytes", "durable",
+                          "policy")
+        return {row["name"]: {k: row.get(k) for k in ("messages", "message_bytes", "durable", "policy")}
+                for row in rows}
+
+    def delete_queue(self, vhost: str, name: str) -> None:
+        self._absent_ok("delete_queue", "-p", vhost, name)
+
+    def set_user_limits(self, user: str, limits: dict[str, int]) -> None:
+        self._run("set_user_limits", user, json.dumps(limits))
+
     def parameters(self, component: str, vhost: str) -> dict[str, Any]:
         listed = self._json("list_parameters", "-p", vhost)
         rows = [row for row in listed if row.get("component") == component]
@@ -429,6 +493,18 @@ class HttpAdmin(BrokerAdmin):
 
     def clear_topic_permissions(self, vhost: str, user: str) -> None:
         self._request("DELETE", f"topic-permissions/{_q(vhost)}/{_q(user)}")
+
+    def queues(self, vhost: str) -> dict[str, dict[str, Any]]:
+        rows = self._request("GET", f"queues/{_q(vhost)}") or []
+        return {row["name"]: {k: row.get(k) for k in ("messages", "message_bytes", "durable", "policy")}
+                for row in rows}
+
+    def delete_queue(self, vhost: str, name: str) -> None:
+        self._request("DELETE", f"queues/{_q(vhost)}/{_q(name)}")
+
+    def set_user_limits(self, user: str, limits: dict[str, int]) -> None:
+        for name, value in limits.items():
+            self._request("PUT", f"user-limits/{_q(user)}/{_q(name)}", {"value": value})
 
     def parameters(self, component: str, vhost: str) -> dict[str, Any]:
         rows = self._request("GET", f"parameters/{_q(component)}/{_q(vhost)}") or []

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -65,10 +66,11 @@ from volttron.client.messagebus.rmq_admin import (
     BrokerAdmin,
     BrokerAdminError,
     Permissions,
+    TopicPermissions,
     is_local_host,
 )
 from volttron.client.messagebus.rmq_config import AMQP_PORT, AMQPS_PORT, BrokerSettings
-from volttron.client.messagebus.rmq_wire import EXCHANGE, PUBSUB_KEY, topic_words
+from volttron.client.messagebus.rmq_wire import EXCHANGE, PUBSUB_KEY, ROUTER, topic_words
 from volttron.utils.errors import ConfigError, VolttronError
 
 FEDERATION_FILE = "rabbitmq_federation_config.yml"
@@ -489,12 +491,40 @@ def link_user_permissions(kind: str) -> Permissions:
     return Permissions(configure="^$", write=f"^{EXCHANGE}$", read="^$")
 
 
-def grant_link_user(admin: BrokerAdmin, vhost: str, user: str, password: str | None, kind: str) -> None:
-    """Create (or update) the user another instance's federation or shovel logs in as, on ``vhost``.
+LINK_TAG = "volttron-link"
+"""Tag of the users other instances' links log in as (the platform keeps their topic permissions)."""
+
+
+def link_topic_permissions(kind: str, instance: str, publish_pattern: str | None = None) -> TopicPermissions:
+    """The topic permissions on ``volttron`` of a ``kind`` link user of instance ``instance`` (here).
+
+    A link speaks for its own platform only, like an agent of that platform:
+
+    * ``shovel`` (publishes here): never a pub/sub key of this instance (``__pubsub__.<instance>.…``)
+      nor a message to this instance's router; ``publish_pattern`` (the platform adds its protected
+      topics, :class:`~volttron.server.router.rmq_users.BrokerUsers`) must match too. It binds nothing.
+    * ``federation`` (binds here, the upstream side): no binding key that could match this
+      instance's peers' routing keys (``<instance>.…``, or a leading ``*`` or ``#``). It publishes
+      nothing.
+    """
+    own = re.escape(instance)
+    if kind == "federation":
+        return TopicPermissions(write="^$", read=rf"^(?!(?:{own}|\*|#)(?:\.|$))")
+    write = rf"^(?!{re.escape(PUBSUB_KEY)}\.{own}\.)(?!{own}\.{ROUTER}$)"
+    if publish_pattern:
+        write += f"(?={publish_pattern})"
+    return TopicPermissions(write=write, read="^$")
+
+
+def grant_link_user(admin: BrokerAdmin, vhost: str, user: str, password: str | None, kind: str,
+                    instance: str) -> None:
+    """Create (or update) the user another instance's federation or shovel logs in as, on ``vhost`` of
+    ``instance``, with the topic permissions of :func:`link_topic_permissions` (tagged ``volttron-link``).
 
     ``password=None``: certificate login only.
     """
-    admin.put_user(user, password, None, grant=(vhost, link_user_permissions(kind)))
+    admin.put_user(user, password, [LINK_TAG], grant=(vhost, link_user_permissions(kind)))
+    admin.set_topic_permissions(vhost, user, EXCHANGE, link_topic_permissions(kind, instance))
 
 
 # -- link status ---------------------------------------------------------------------------------

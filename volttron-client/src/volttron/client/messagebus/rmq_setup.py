@@ -6,7 +6,9 @@
 ``rabbitmq_config.yml`` (mode 0600: it holds the platform's broker password) and
 ``message-bus = rmq`` with the instance name in ``config``.
 
-With ``ssl: true`` it also makes the instance's certificate authority, the broker's server
+TLS is the default (``ssl: true``; plain AMQP, where the platform's and agents' passwords cross the
+network in clear PLAIN, is the explicit choice ``ssl: false`` / ``--no-ssl``). With it, it also
+makes the instance's certificate authority, the broker's server
 certificate ``<instance>-server`` and the platform's client certificate ``<instance>-admin``
 (:mod:`volttron.utils.certs`), and writes the broker configuration for TLS with EXTERNAL
 authentication (certificate common name = broker user) to ``<broker-config-dir>/rabbitmq.conf``.
@@ -65,7 +67,8 @@ class SingleSetup:
     amqps_port: int = AMQPS_PORT
     mgmt_port: int = MGMT_PORT
     mgmts_port: int = MGMT_PORT_SSL
-    ssl: bool = False
+    ssl: bool = True
+    """TLS with certificate (EXTERNAL) logins; False: plain AMQP with passwords (an explicit choice)."""
     certificate_data: dict[str, str] = field(default_factory=dict)
     broker_config_dir: Path | None = None
     """Where the TLS broker configuration is written (default ``$VOLTTRON_HOME/rabbitmq``)."""
@@ -129,6 +132,9 @@ def setup_single(setup: SingleSetup, admin: BrokerAdmin | None = None) -> SetupR
                             "when it starts")
     if setup.ssl:
         _setup_tls(setup, report)
+    else:
+        report.notes.append("plain AMQP (no TLS): the platform's and agents' broker passwords cross the "
+                            "network in clear; use it only on a trusted network")
     _write_config(setup, report, password)
     return report
 
@@ -263,7 +269,7 @@ def merge_setup(home: Path, instance_name: str | None, file_values: dict[str, An
             amqps_port=int(pick("amqps_port", "amqp-port-ssl", setup.amqps_port)),
             mgmt_port=int(pick("mgmt_port", "mgmt-port", setup.mgmt_port)),
             mgmts_port=int(pick("mgmts_port", "mgmt-port-ssl", setup.mgmts_port)),
-            ssl=_flag(pick("ssl", "ssl", False)),
+            ssl=_flag(pick("ssl", "ssl", True)),
             certificate_data=dict(file_values.get("certificate-data") or {}),
             broker_config_dir=Path(config_dir).expanduser() if config_dir else None,
             bootstrap_user=flags.get("admin_user"),

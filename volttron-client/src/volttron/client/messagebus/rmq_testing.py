@@ -105,9 +105,13 @@ class BrokerInstance:
         return closed
 
     def prepare_home(self, home: Path, **settings: object) -> None:
-        """``vcfg rabbitmq single`` for this instance and vhost into ``home`` (``settings``: more fields)."""
+        """``vcfg rabbitmq single`` for this instance and vhost into ``home`` (``settings``: more fields).
+
+        Plain AMQP unless ``ssl=True`` is given: the test broker has no TLS listener.
+        """
         from volttron.client.messagebus.rmq_setup import SingleSetup, setup_single
 
+        settings.setdefault("ssl", False)
         setup = SingleSetup(home=home, instance_name=self.instance, host=self.host, vhost=self.vhost,
                             amqp_port=self.port, **settings)  # type: ignore[arg-type]
         setup_single(setup, self.admin)

@@ -21,8 +21,12 @@ Another instance's messages arrive through a federation link (header ``x-receive
 link keeps the user id the upstream broker checked, ``trust-user-id``) or a shovel (header
 ``x-shovelled``; the user id is the shovel's login on our broker, which our broker checked). Such a
 message may not claim one of our own users - ``<instance>-...`` or ``<instance>.<identity>`` - and is
-dropped if it does: an upstream's word is taken for its own users only. A message nobody vouches
-for (no user id, e.g. a federation link without ``trust-user-id``) is dropped too.
+dropped if it does: an upstream's word is taken for its own users only. Nor may its ``app_id``
+(which no broker checks) name one of our peers or our router: a message from another instance's
+user comes from ``<other instance>.<identity>`` (the full name is its peer, as over a ZeroMQ link),
+and one whose ``app_id`` says ``<instance>.<peer>`` of ours, or names no instance, is dropped. A
+message nobody vouches for (no user id, e.g. a federation link without ``trust-user-id``) is dropped
+too.
 
 Pub/sub goes through the broker: a publish on ``devices/a/b`` uses routing key
 ``__pubsub__.<instance>.devices.a.b.#`` (the literal ``.#`` of the original), a subscription to
@@ -137,7 +141,9 @@ def message_origin(
         return Origin(identity, identity)
     if not user_id:
         return None  # nobody vouches for it
-    return Origin(peer, user_id)
+    if app_id.startswith(local_prefix) or "." not in app_id:
+        return None  # another instance's user (a link) speaking for one of our peers, or for our router
+    return Origin(app_id, user_id)
 
 
 # -- pub/sub -------------------------------------------------------------------------------------

@@ -12,8 +12,14 @@ it lacks and allows everything else, its VIP messages ``<instance>.<peer>`` too:
 The instance word may be any, so an agent cannot publish another instance's key either; a pub/sub
 key must end with ``.#`` as every publisher's does, and ``<within>`` keeps a refused pattern from
 matching into that ``.#`` (``alerts/`` must not refuse the topic ``alerts``). Its *read*
-pattern (bindings) is ``.*``: protected topics limit publishing only. An agent that holds every
-capability, or a platform without protected topics, gets no topic permission at all.
+pattern (the keys it may bind its queues with) is its own routing key and pub/sub keys only::
+
+    ^(?:<instance>\\.<identity>|__pubsub__\\.[\\s\\S]*)$
+
+so an agent cannot bind another agent's (or a platform service's) routing key, nor ``#``, and never
+sees their RPC calls and replies: as on ZeroMQ, it receives what is addressed to it and what it
+subscribes to. Every agent gets these permissions (with nothing to refuse, the write pattern is
+``.*``); protected topics limit publishing only.
 
 How entries become key patterns, mirroring the pub/sub service's look-up (exact topic, then the
 longest literal prefix, then the first ``/regex/`` matching the topic's start):
@@ -47,7 +53,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from volttron.client.messagebus.rmq_admin import TopicPermissions
-from volttron.client.messagebus.rmq_wire import PUBSUB_KEY
+from volttron.client.messagebus.rmq_wire import PUBSUB_KEY, fq_identity
 from volttron.server.services.pubsub.protected import is_allowed
 
 ANY_KEY = ".*"
@@ -141,9 +147,15 @@ def write_pattern(instance: str, refused: Iterable[str]) -> str | None:
     return rf"^(?:(?!{pubsub}\.)|{pubsub}\.(?!{where}\.{_within(alternatives)})[\s\S]*\.#$)"
 
 
+def read_pattern(instance: str, identity: str) -> str:
+    """The binding keys an agent may use on ``volttron``: its own routing key and pub/sub keys."""
+    return rf"^(?:{re.escape(fq_identity(instance, identity))}|{re.escape(PUBSUB_KEY)}\.[\s\S]*)$"
+
+
 def agent_topic_permissions(instance: str, literal: Mapping[str, Sequence[str]],
                             regexes: Sequence[tuple[str, Sequence[str]]],
-                            capabilities: Mapping[str, Any] | None) -> TopicPermissions | None:
-    """The topic permissions of an agent holding ``capabilities`` (None: no restriction, none to set)."""
+                            capabilities: Mapping[str, Any] | None, identity: str) -> TopicPermissions | None:
+    """The topic permissions of agent ``identity`` holding ``capabilities`` (None: none to set, which
+    the broker reads as no restriction at all)."""
     write = write_pattern(instance, refused_patterns(literal, regexes, capabilities))
-    return TopicPermissions(write=write, read=ANY_KEY) if write is not None else None
+    return TopicPermissions(write=write or ANY_KEY, read=read_pattern(instance, identity))

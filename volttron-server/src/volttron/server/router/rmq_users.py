@@ -11,13 +11,23 @@ broker user ``<instance>.<identity>`` on the platform's vhost, with the anchored
   CA (EXTERNAL authentication maps its common name to the user).
 
 Each user also gets the topic permissions of :mod:`~.rmq_topic_permissions` on the ``volttron``
-exchange, so the broker refuses its publishes to the protected topics (``protected_topics.json``)
-whose capabilities its ``auth.json`` entry lacks, as the pub/sub service does on ZeroMQ; a user
-with nothing to refuse has no topic permission. A new user gets them before it may use the vhost;
-when the permissions of an existing user become stricter its connections are closed (the broker
-caches allowed keys per channel) and the agent links again by itself.
+exchange: it binds only its own routing key and pub/sub keys (it never reads another agent's
+messages), and the broker refuses its publishes to the protected topics (``protected_topics.json``)
+whose capabilities its ``auth.json`` entry lacks, as the pub/sub service does on ZeroMQ. A new user
+gets them before it may use the vhost; when the permissions of an existing user change its
+connections are closed (the broker caches allowed keys per channel) and the agent links again by
+itself. Each user has the connection and channel limits of
+:data:`~volttron.client.messagebus.rmq_admin.AGENT_LIMITS`, and at start the instance's queues get
+the length, size and idle-expiry policies of :func:`~volttron.client.messagebus.rmq_admin.
+queue_limit_policies`.
 
-Users of this instance tagged ``volttron-agent`` whose entry went away are deleted. The in-process
+Other instances' link users on this vhost (tagged ``volttron-link`` by ``vcfg rabbitmq link-user``)
+get the topic permissions of an agent of their platform holding no capability
+(:func:`~volttron.client.messagebus.rmq_links.link_topic_permissions` with this platform's
+protected topics); they are looked at every :attr:`BrokerUsers.RESYNC_INTERVAL` seconds.
+
+Users of this instance tagged ``volttron-agent`` whose entry went away are deleted, and their
+queues with them (and so their bindings). The in-process
 services (entries with the platform's own key) and vctl (``control.connection``) connect over
 ZeroMQ and need no user. Requests for several users go to the broker side by side.
 
@@ -32,7 +42,10 @@ changed.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import re
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,16 +55,24 @@ import gevent
 
 from volttron.client.known_identities import CONTROL_CONNECTION
 from volttron.client.messagebus.rmq_admin import (
+    AGENT_LIMITS,
     AGENT_TAG,
     BrokerAdmin,
     BrokerAdminError,
     Permissions,
     TopicPermissions,
     agent_permissions,
+    agent_queue_names,
+    apply_queue_limits,
 )
 from volttron.client.messagebus.rmq_credentials import derive_password
+from volttron.client.messagebus.rmq_links import LINK_TAG, link_topic_permissions, link_user_permissions
 from volttron.client.messagebus.rmq_wire import EXCHANGE, ROUTER, fq_identity
-from volttron.server.router.rmq_topic_permissions import agent_topic_permissions
+from volttron.server.router.rmq_topic_permissions import (
+    agent_topic_permissions,
+    refused_patterns,
+    write_pattern,
+)
 from volttron.server.services.auth.authfile import AuthDocument, is_regex
 from volttron.server.services.auth.policy import AuthPolicy
 from volttron.server.services.auth.service import read_protected_topics
@@ -70,6 +91,8 @@ class BrokerUsers:
     """Keeps the broker's agent users in step with ``auth.json``; see the module docstring."""
 
     POLL_INTERVAL = 0.5
+    RESYNC_INTERVAL = 15.0
+    """Seconds between syncs when nothing changed here (link users are made by ``vcfg``, not auth.json)."""
 
     def __init__(self, admin: BrokerAdmin, home: Path, instance: str, vhost: str, *, secret_key: str,
                  public_key: str, tls: bool = False) -> None:
@@ -115,8 +138,20 @@ class BrokerUsers:
         literal, regexes = self._protected.entries()
         table = document.capabilities_by_user() if literal or regexes else {}
         prefix = f"{self.instance}."
-        return {user: agent_topic_permissions(self.instance, literal, regexes, table.get(user[len(prefix):]))
+        return {user: agent_topic_permissions(self.instance, literal, regexes, table.get(user[len(prefix):]),
+                                              user[len(prefix):])
                 for user in users}
+
+    def link_topic_permissions(self, kind: str) -> TopicPermissions:
+        """The topic permissions of another instance's ``kind`` (shovel, federation) link user here.
+
+        A shovel publishes like an agent of its platform holding no capability: never a key of this
+        instance's pub/sub or router, never a protected topic; a federation link binds no key of
+        this instance's peers.
+        """
+        literal, regexes = self._protected.entries()
+        refused = write_pattern(self.instance, refused_patterns(literal, regexes, None))
+        return link_topic_permissions(kind, self.instance, refused)
 
     def refresh_protected_topics(self) -> bool:
         """Re-read ``protected_topics.json`` if it changed on disk; True when its entries changed.
@@ -153,6 +188,8 @@ class BrokerUsers:
         prefix = f"{self.instance}."
         changes += [gevent.spawn(self._delete, user, known) for user, tags in sorted(existing.value.items())
                     if user.startswith(prefix) and AGENT_TAG in tags and user not in wanted]
+        changes += [gevent.spawn(self._put_link_user, user, current) for user, tags in existing.value.items()
+                    if LINK_TAG in tags and user in current.permissions]
         gevent.joinall(changes)
         failed = [g.exception for g in changes if g.exception is not None]
         changed = any(g.value for g in changes if g.exception is None)
@@ -172,23 +209,27 @@ class BrokerUsers:
         """
         changed = False
         digest = _digest(user, password)
+        created = user not in current.users
         expected = agent_permissions(user)
         existing = current.users
         grant = (self.vhost, expected) if current.permissions.get(user) != expected else None
         topics_stale = current.topics.get(user, {}).get(EXCHANGE) != topics
-        if user not in existing or known.get(user) != digest or AGENT_TAG not in existing[user]:
+        remade = user not in existing or known.get(user) != digest or AGENT_TAG not in existing[user]
+        if remade:
             tags = None if AGENT_TAG in existing.get(user, []) else [AGENT_TAG]
             self.admin.put_user(user, password, tags, exists=user in existing,
                                 grant=None if topics_stale else grant)
             known[user] = digest
             changed = True
-            _log.info("broker user %s ready", user)
-        elif not topics_stale and grant is not None:
-            self.admin.set_permissions(self.vhost, user, expected)
+        # each request may take a second or more (rabbitmqctl): the independent ones run side by side
+        steps = [gevent.spawn(self.admin.set_user_limits, user, AGENT_LIMITS)] if remade else []
         if topics_stale:
-            self._put_topic_permissions(user, topics, stricter=user in existing)
-            if grant is not None:
-                self.admin.set_permissions(self.vhost, user, expected)
+            steps.append(gevent.spawn(self._put_topic_permissions, user, topics, not created))
+        gevent.joinall(steps, raise_error=True)
+        if grant is not None and (topics_stale or not remade):
+            self.admin.set_permissions(self.vhost, user, expected)
+        if remade:
+            _log.info("broker user %s ready", user)
         if self.tls:
             self._ensure_certificate(user)
         return changed
@@ -199,16 +240,38 @@ class BrokerUsers:
             _log.info("broker user %s: no protected topic refused", user)
         else:
             self.admin.set_topic_permissions(self.vhost, user, EXCHANGE, topics)
-            _log.info("broker user %s: publishes refused by %s", user, topics.write)
+            _log.info("broker user %s: publishes allowed by %s, bindings by %s", user, topics.write,
+                      topics.read)
             if stricter:
                 # a channel keeps the keys the broker allowed it before: make the agent link again
                 self.admin.close_user_connections(user, "topic permissions changed: link again")
         self.topic_updates += 1
 
+    def _put_link_user(self, user: str, current: _Current) -> bool:
+        """Give a link user (tagged ``volttron-link``) the topic permissions of its kind."""
+        granted = current.permissions[user]
+        kind = next((k for k in ("shovel", "federation") if granted == link_user_permissions(k)), None)
+        if kind is None:
+            return False
+        wanted = self.link_topic_permissions(kind)
+        if current.topics.get(user, {}).get(EXCHANGE) == wanted:
+            return False
+        self.admin.set_topic_permissions(self.vhost, user, EXCHANGE, wanted)
+        self.admin.close_user_connections(user, "topic permissions changed: link again")
+        self.topic_updates += 1
+        _log.info("link user %s (%s): topic permissions of an agent of its platform", user, kind)
+        return False
+
     def _delete(self, user: str, known: dict[str, str]) -> bool:
+        """Delete ``user`` (its connections close), then its queues and with them their bindings."""
         self.admin.delete_user(user)
         known.pop(user, None)
-        _log.info("broker user %s removed (no longer in auth.json)", user)
+        legacy = re.compile(rf"{re.escape(user)}\.pubsub\.[0-9a-f]{{32}}")  # before fixed queue names
+        queues = [q for q in self.admin.queues(self.vhost)
+                  if q in agent_queue_names(user) or legacy.fullmatch(q)]
+        for queue in queues:
+            self.admin.delete_queue(self.vhost, queue)
+        _log.info("broker user %s removed (no longer in auth.json) with %d queue(s)", user, len(queues))
         return True
 
     def _ensure_certificate(self, user: str) -> None:
@@ -221,20 +284,26 @@ class BrokerUsers:
 
     # -- running --------------------------------------------------------------------------------
     def start(self) -> None:
-        """Sync now (errors are raised), then whenever ``auth.json`` or ``protected_topics.json`` changes."""
+        """Bound the instance's queues, sync now (errors are raised), then whenever ``auth.json`` or
+        ``protected_topics.json`` changes, and every :attr:`RESYNC_INTERVAL` seconds (link users)."""
         self.refresh_protected_topics()
+        limits = gevent.spawn(apply_queue_limits, self.admin, self.vhost, self.instance)
         self.sync()
+        limits.get()
         self._greenlet = gevent.spawn(self._watch)
 
     def _watch(self) -> None:
         seen = self._policy.reloads
+        last = time.monotonic()
         while True:
             gevent.sleep(self.POLL_INTERVAL)
             self._policy.current()
             protected_changed = self.refresh_protected_topics()
-            if self._policy.reloads == seen and not protected_changed and self.failures == 0:
+            due = time.monotonic() - last >= self.RESYNC_INTERVAL
+            if self._policy.reloads == seen and not protected_changed and self.failures == 0 and not due:
                 continue
             seen = self._policy.reloads
+            last = time.monotonic()
             try:
                 self.sync()
                 self.failures = 0
@@ -264,4 +333,6 @@ class _Current:
 
 
 def _digest(user: str, password: str | None) -> str:
-    return hashlib.sha256(f"{user}\0{password or ''}".encode()).hexdigest()
+    # the limits are part of it: a user made before they changed is made again with the new ones
+    limits = json.dumps(AGENT_LIMITS, sort_keys=True)
+    return hashlib.sha256(f"{user}\0{password or ''}\0{limits}".encode()).hexdigest()
