@@ -385,7 +385,11 @@ class AgentSupervisor:
     def _ensure_watchdog(self, home: Path) -> None:
         watchdog = self._watchdogs.get(home)
         if watchdog is None or not watchdog.alive():
-            self._watchdogs[home] = Watchdog(home, self.run)
+            try:
+                self._watchdogs[home] = Watchdog(home, self.run)
+            except OSError as exc:  # the agents still die with us (parent-death signal); log, go on
+                _log.error("cannot start the watchdog of %s: %s; if the platform dies, what its agents "
+                           "started is ended only at its next start", home, exc)
 
     def _end_leftovers(self, agent: _Agent, home: Path | None, start: str | None) -> None:
         """SIGKILL the processes marked as this start's that left its group (a ``setsid`` grandchild)."""
