@@ -172,6 +172,8 @@ def test_status_of_named_agents_only() -> None:
         ({"status": {"status": "STARTING"}}, "STARTING"),
         ({}, "UNKNOWN"),
         (None, "UNKNOWN"),
+        # issue 13 item 1: a stale agent's last message said GOOD; the column says what vctl health says
+        ({"message": "GOOD", "status": "UNKNOWN", "state": "stale"}, "UNKNOWN"),
     ],
 )
 def test_health_column(record: Any, shown: str) -> None:

@@ -203,3 +203,34 @@ def test_unrecognized_message_is_unknown_with_context(tracker: HealthTracker) ->
 def test_bad_rules_are_refused(kwargs) -> None:
     with pytest.raises(ValueError):
         StaleRule(**kwargs)
+
+
+def test_a_start_up_burst_is_not_the_period(tracker: HealthTracker, clock: Clock) -> None:
+    # issue 13 item 1: an agent publishes twice within microseconds at start (autostart, then its
+    # own period); that gap is no period, so the agent must not read stale a second later
+    tracker.heartbeat("a", "GOOD")
+    clock.now += 2.67e-05
+    tracker.heartbeat("a", "GOOD")
+    clock.now += 2.0
+    entry = tracker.entry("a")
+    assert entry["state"] == CONNECTED, f"stale after a start-up burst: {entry['context']}"
+    assert entry["heartbeat_period"] is None
+
+
+def test_the_declared_period_wins(tracker: HealthTracker, clock: Clock) -> None:
+    tracker.heartbeat("a", "GOOD", declared_period=60.0)
+    clock.now += 0.2  # the agent switched to its own period at once and says so
+    tracker.heartbeat("a", "GOOD", declared_period=5.0)
+    assert tracker.entry("a")["heartbeat_period"] == pytest.approx(5.0)
+    clock.now += 15.0
+    assert tracker.entry("a")["state"] == CONNECTED
+    clock.now += 0.5
+    entry = tracker.entry("a")
+    assert entry["state"] == STALE and "expected every 5 s" in entry["context"]
+
+
+@pytest.mark.parametrize("declared", [0, -1, float("nan"), float("inf"), "5", True, None])
+def test_an_unusable_declared_period_is_ignored(tracker: HealthTracker, clock: Clock, declared) -> None:
+    beat(tracker, clock, "a", 2.0, 3)
+    tracker.heartbeat("a", "GOOD", declared_period=declared)
+    assert tracker.entry("a")["heartbeat_period"] == pytest.approx(2.0)

@@ -15,8 +15,9 @@ RPC methods::
              "heartbeat_period", "state": "connected"|"stale"|"disconnected",
              "status": "GOOD"|"BAD"|"UNKNOWN"|"STARTING", "context"}
 
-The heartbeat is credited to the publishing peer (the ``sender`` the router stamps), not to the
-identity in the topic, so no agent can report health for another.
+A heartbeat's ``heartbeat_period`` header, when present, is the agent's own period (see the
+tracker's stale rule). The heartbeat is credited to the publishing peer (the ``sender`` the router
+stamps), not to the identity in the topic, so no agent can report health for another.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import gevent
 from volttron.client.known_identities import CONTROL_CONNECTION, LEGACY_ALIASES, PROCESS_IDENTITIES
 from volttron.client.runner import build_agent
 from volttron.client.vip.agent import RPC, Agent, PubSub, VIPError
+from volttron.client.vip.agent.subsystems.heartbeat import PERIOD_HEADER
 from volttron.server.identities import PLATFORM_HEALTH
 from volttron.server.platform import PlatformContext
 from volttron.server.services.health.tracker import HealthTracker, StaleRule
@@ -79,7 +81,8 @@ class HealthAgent(Agent):
     @PubSub.subscribe("pubsub", HEARTBEAT_PREFIX)
     def _on_heartbeat(self, peer: str, sender: str, bus: str, topic: str, headers: dict,
                       message: Any) -> None:
-        self.tracker.heartbeat(sender, message)
+        period = headers.get(PERIOD_HEADER) if isinstance(headers, dict) else None
+        self.tracker.heartbeat(sender, message, period)
 
     # -- RPC -----------------------------------------------------------------------------------
     @RPC.export

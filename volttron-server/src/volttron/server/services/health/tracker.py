@@ -20,10 +20,14 @@ Each peer is in one of three states:
     :attr:`StaleRule.keep_disconnected` such entries are kept, oldest forgotten first; a peer that
     connects again starts afresh.
 
-The stale rule (:class:`StaleRule`): a peer's *period* is the longest of its last
-:attr:`~StaleRule.samples` intervals between heartbeats, leaving out an interval that ends with a
-changed status (an agent publishes at once when its status changes, so that interval says nothing
-about its period). Before two heartbeats have been seen the period is assumed to be
+The stale rule (:class:`StaleRule`): a peer's *period* is the one it declares in its heartbeat's
+``heartbeat_period`` header (our agents do; see
+:data:`volttron.client.vip.agent.subsystems.heartbeat.PERIOD_HEADER`). Without one it is the
+longest of its last :attr:`~StaleRule.samples` intervals between heartbeats, leaving out an
+interval that ends with a changed status (an agent publishes at once when its status changes, so
+that interval says nothing about its period) and one shorter than :attr:`~StaleRule.burst`
+(a heartbeat restarted at start or on reconnection publishes at once, microseconds after the last
+one). Before a usable interval has been seen the period is assumed to be
 :attr:`~StaleRule.assumed_period` (60 s, the agents' default). The peer is stale when the time since
 its last heartbeat exceeds ``max(factor * period, period + min_slack)``: with the defaults, three
 missed periods, but never less than one period plus a second, so scheduling jitter on a busy host
@@ -36,6 +40,7 @@ comes back is announced by the router first, and its heartbeats count again from
 
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
@@ -69,12 +74,16 @@ class StaleRule:
     """Period assumed before two heartbeats have been seen (the agents' default)."""
     samples: int = 4
     """Intervals remembered per peer to estimate its period."""
+    burst: float = 0.05
+    """Intervals shorter than this (seconds) are restarts of the heartbeat, not its period."""
     keep_disconnected: int = 256
     """Disconnected peers remembered (the oldest are forgotten first)."""
 
     def __post_init__(self) -> None:
         if self.factor < 1 or self.min_slack < 0 or self.assumed_period <= 0 or self.samples < 1:
             raise ValueError(f"invalid stale rule {self!r}")
+        if self.burst < 0:
+            raise ValueError("burst must not be negative")
         if self.keep_disconnected < 0:
             raise ValueError("keep_disconnected must not be negative")
 
@@ -90,6 +99,13 @@ def status_of(message: Any) -> str | None:
     return message if isinstance(message, str) and message in ACCEPTABLE_STATUS else None
 
 
+def usable_period(value: Any) -> float | None:
+    """A declared heartbeat period as seconds, or None when it is not a positive finite number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) and value > 0 else None
+
+
 @dataclass
 class PeerRecord:
     """What the tracker knows of one peer."""
@@ -101,6 +117,7 @@ class PeerRecord:
     last_heartbeat: str | None = None
     last_heartbeat_at: float | None = None
     message: Any = None
+    declared_period: float | None = None
     intervals: deque[float] = field(default_factory=deque)
 
     @property
@@ -163,8 +180,12 @@ class HealthTracker:
             oldest, _ = self._gone.popitem(last=False)
             del self._peers[oldest]
 
-    def heartbeat(self, identity: str, message: Any) -> bool:
-        """``identity`` published a heartbeat carrying ``message``; False when it was ignored."""
+    def heartbeat(self, identity: str, message: Any, declared_period: Any = None) -> bool:
+        """``identity`` published a heartbeat carrying ``message``; False when it was ignored.
+
+        ``declared_period`` is the period the heartbeat's header states (ignored unless a positive
+        finite number of seconds).
+        """
         record = self._peers.get(identity)
         if record is None:
             # connected before we could learn of it (we started after it): it is connected now
@@ -174,10 +195,15 @@ class HealthTracker:
             self.ignored_heartbeats += 1
             return False
         now = self._monotonic()
-        if record.last_heartbeat_at is not None and status_of(message) == status_of(record.message):
-            record.intervals.append(now - record.last_heartbeat_at)
+        interval = None if record.last_heartbeat_at is None else now - record.last_heartbeat_at
+        if (interval is not None and interval >= self.rule.burst
+                and status_of(message) == status_of(record.message)):
+            record.intervals.append(interval)
             while len(record.intervals) > self.rule.samples:
                 record.intervals.popleft()
+        declared = usable_period(declared_period)
+        if declared is not None:
+            record.declared_period = declared
         record.last_heartbeat_at = now
         record.last_heartbeat = self._timestamp()
         record.message = message
@@ -195,9 +221,8 @@ class HealthTracker:
         return list(self._peers)
 
     def period(self, identity: str) -> float | None:
-        """The observed heartbeat period of ``identity`` (None before two comparable heartbeats)."""
-        record = self._record(identity)
-        return max(record.intervals) if record.intervals else None
+        """The heartbeat period of ``identity``: declared, else observed (None when neither is known)."""
+        return _known_period(self._record(identity))
 
     def entry(self, identity: str) -> dict[str, Any]:
         """The health of one peer; :class:`UnknownPeerError` when it is not in the table."""
@@ -229,7 +254,7 @@ class HealthTracker:
             return DISCONNECTED, STATUS_UNKNOWN, "disconnected"
         if record.last_heartbeat_at is None:
             return CONNECTED, STATUS_UNKNOWN, "no heartbeat received"
-        period = max(record.intervals) if record.intervals else self.rule.assumed_period
+        period = _known_period(record) or self.rule.assumed_period
         silent = now - record.last_heartbeat_at
         if silent > self.rule.allowance(period):
             return STALE, STATUS_UNKNOWN, f"no heartbeat for {silent:.1f} s (expected every {period:.3g} s)"
@@ -248,11 +273,17 @@ class HealthTracker:
             "disconnected": record.disconnected,
             "last_heartbeat": record.last_heartbeat,
             "message": record.message,
-            "heartbeat_period": max(record.intervals) if record.intervals else None,
+            "heartbeat_period": _known_period(record),
             "state": state,
             "status": status,
             "context": context,
         }
+
+
+def _known_period(record: PeerRecord) -> float | None:
+    if record.declared_period is not None:
+        return record.declared_period
+    return max(record.intervals) if record.intervals else None
 
 
 def _utc_timestamp() -> str:

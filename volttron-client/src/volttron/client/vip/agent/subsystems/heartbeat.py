@@ -1,9 +1,10 @@
 """The ``heartbeat`` subsystem (reference §2.8).
 
 Every ``period`` seconds the agent publishes on ``heartbeat/<identity>`` with header
-``TimeStamp`` and its health status string (``"GOOD"``...) as the message; the platform's health
-service listens. Started at ``onstart`` when ``heartbeat_autostart`` (default), restarted when the
-health status changes (so the change is announced at once). ``heartbeat.start``,
+``TimeStamp`` (and ``heartbeat_period``: the period in seconds, so that the health service need
+not guess it from intervals) and its health status string (``"GOOD"``...) as the message; the
+platform's health service listens. Started at ``onstart`` when ``heartbeat_autostart`` (default),
+restarted when the health status changes (so the change is announced at once). ``heartbeat.start``,
 ``start_with_period``, ``stop``, ``restart`` and ``set_period`` are exported over RPC.
 """
 
@@ -27,6 +28,9 @@ if TYPE_CHECKING:
     from volttron.client.vip.agent.subsystems.rpc import RPC
 
 _log = logging.getLogger(__name__)
+
+PERIOD_HEADER = "heartbeat_period"
+"""The header that states the publishing agent's heartbeat period (seconds); extra to the reference."""
 
 
 class Heartbeat(SubsystemBase):
@@ -117,7 +121,7 @@ class Heartbeat(SubsystemBase):
             self._pubsub.publish(
                 "pubsub",
                 self.topic(),
-                headers={TIMESTAMP: utc_timestamp()},
+                headers={TIMESTAMP: utc_timestamp(), PERIOD_HEADER: self.period},
                 message=self._health.get_status_value(),
             )
         except VIPError as exc:
