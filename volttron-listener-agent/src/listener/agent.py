@@ -1,7 +1,10 @@
 """The listener agent: subscribes to every topic on every platform and logs what it receives.
 
 Configuration: see :mod:`listener.settings` and the ``config`` file beside this package's
-``pyproject.toml``. Started by the platform through the ``volttron-listener`` console script.
+``pyproject.toml``. The file (``vctl install ... --agent-config FILE``) is the default; the entry
+``config`` of the agent's configuration store wins, and a change to it applies at once
+(``vctl config store <identity> config FILE``): message, heartbeat period, log level. Started by
+the platform through the ``volttron-listener`` console script.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from listener import __version__
@@ -27,7 +31,36 @@ class ListenerAgent(Agent):
 
     def __init__(self, config_path: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.settings: ListenerSettings = parse_settings(load_config(config_path))
+        file_config = load_config(config_path)
+        self.settings: ListenerSettings = parse_settings(file_config)
+        self._started = False
+        # The file is the default; the store's "config" wins and is followed live.
+        self.vip.config.set_default("config", dict(file_config))
+        self.vip.config.subscribe(self.configure, actions=["NEW", "UPDATE"], pattern="config")
+
+    def configure(self, config_name: str, action: str, contents: Any) -> None:
+        """Apply a new or changed configuration; one that is not a mapping is logged and ignored."""
+        if not isinstance(contents, Mapping):
+            _log.error("configuration %r ignored: expected a JSON object, got %s", config_name,
+                       type(contents).__name__)
+            return
+        self.settings = parse_settings(contents)
+        heartbeat = (f"heartbeat every {self.settings.heartbeat_period:g} s"
+                     if self.settings.heartbeat_period else "heartbeat left as it is")
+        _log.info("configuration %r %s: message %r, %s, messages logged at %s", config_name,
+                  "updated" if action == "UPDATE" else "loaded", self.settings.message, heartbeat,
+                  logging.getLevelName(self.settings.log_level))
+        if self._started:
+            self._apply_heartbeat()
+
+    def _apply_heartbeat(self) -> None:
+        period = self.settings.heartbeat_period
+        if period == 0:
+            return
+        heartbeat = self.vip.heartbeat
+        if not (heartbeat.running and heartbeat.period == period):
+            heartbeat.start_with_period(period)
+        self.vip.health.set_status(STATUS_GOOD, self.settings.message)
 
     @Core.receiver("onsetup")
     def onsetup(self, sender: Any, **kwargs: Any) -> None:
@@ -38,9 +71,8 @@ class ListenerAgent(Agent):
     def onstart(self, sender: Any, **kwargs: Any) -> None:
         """Log the version, start the heartbeat, report GOOD health, arm the runtime limit."""
         _log.info("VERSION IS: %s", self.core.version())
-        if self.settings.heartbeat_period != 0:
-            self.vip.heartbeat.start_with_period(self.settings.heartbeat_period)
-            self.vip.health.set_status(STATUS_GOOD, self.settings.message)
+        self._started = True
+        self._apply_heartbeat()
         if self.settings.runtime_limit is not None:
             _log.info("stopping after %g s (runtime_limit)", self.settings.runtime_limit)
             self.core.schedule(time.time() + self.settings.runtime_limit, self.core.stop)

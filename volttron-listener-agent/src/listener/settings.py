@@ -55,11 +55,12 @@ def parse_settings(config: Mapping[str, Any]) -> ListenerSettings:
 
 
 def format_message(peer: str, sender: str, bus: str, topic: str, headers: Any, message: Any) -> str:
-    """One received publish, in the listener's log format."""
-    return (
-        f"Peer: {peer}, Sender: {sender}:, Bus: {bus}, Topic: {topic}, Headers: {headers}, "
-        f"Message: \n{pformat(message)}"
-    )
+    """One received publish, in the listener's log format: one line unless the message is long."""
+    text = pformat(message)
+    # a short message (a heartbeat's "GOOD") stays on the line; a long one starts on its own
+    separator = "\n" if "\n" in text else ""
+    return (f"Peer: {peer}, Sender: {sender}:, Bus: {bus}, Topic: {topic}, Headers: {headers}, "
+            f"Message: {separator}{text}")
 
 
 def _text(config: Mapping[str, Any], key: str, default: str) -> str:

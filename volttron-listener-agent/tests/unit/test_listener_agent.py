@@ -64,3 +64,32 @@ def test_runtime_limit_stops_the_agent(agent_harness) -> None:
     assert not harness.stopped
     harness.advance(1)
     assert harness.stopped and harness.core.stop_requests == 1
+
+
+def test_it_follows_its_configuration_store_live(listener, caplog) -> None:
+    # issue 13 item 3: the README's `vctl config store listener config cfg.json` must change the agent
+    listener.start()
+    assert listener.heartbeat.period == 5.0
+    with caplog.at_level(logging.INFO, logger="listener.agent"):
+        listener.config_store.set("config", {"message": "configured live", "heartbeat_period": 10})
+    assert listener.heartbeat.period == 10.0, "the stored heartbeat_period was ignored"
+    assert listener.health.get_status()["context"] == "configured live"
+    assert "configuration 'config' updated: message 'configured live', heartbeat every 10 s" in caplog.text
+    listener.advance(20)
+    assert listener.heartbeats()[-1].headers["heartbeat_period"] == 10.0
+
+
+def test_a_stored_configuration_at_start_wins_over_the_file(agent_harness) -> None:
+    harness = agent_harness(ListenerAgent, config={"message": "from the file"},
+                            config_store={"config": {"message": "from the store", "heartbeat_period": 7}})
+    harness.start()
+    assert harness.heartbeat.period == 7.0
+    assert harness.health.get_status()["context"] == "from the store"
+
+
+def test_an_unusable_stored_configuration_is_reported_and_ignored(listener, caplog) -> None:
+    listener.start()
+    with caplog.at_level(logging.INFO, logger="listener.agent"):
+        listener.config_store.set("config", ["not", "a", "mapping"])
+    assert "configuration 'config' ignored" in caplog.text
+    assert listener.heartbeat.period == 5.0 and listener.health.get_status()["context"] == "hello"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from pprint import pformat
 
 import pytest
 
@@ -94,5 +95,7 @@ def test_message_format() -> None:
     text = format_message("pubsub", "platform.health", "", "heartbeat/listener", {"TimeStamp": "t"}, {"a": 1})
     assert text == (
         "Peer: pubsub, Sender: platform.health:, Bus: , Topic: heartbeat/listener, "
-        "Headers: {'TimeStamp': 't'}, Message: \n{'a': 1}"
+        "Headers: {'TimeStamp': 't'}, Message: {'a': 1}"
     )
+    long = {f"key{i}": "x" * 20 for i in range(10)}
+    assert format_message("pubsub", "a", "", "t", {}, long).endswith("Message: \n" + pformat(long))
