@@ -5,7 +5,7 @@ Agents are named by UUID, unique UUID prefix or VIP identity (or a ``*``/``?`` p
 identities and names). The plain functions do the work against a
 :class:`~volttron.client.commands.connection.ControlConnection`; the click callbacks parse, connect
 and print. ``status`` prints ``UUID AGENT IDENTITY TAG PRIORITY STATUS HEALTH``, the header on
-stderr and the rows on stdout, the UUID as its shortest unique prefix (at least ``-n``
+stdout with the rows, the UUID as its shortest unique prefix (at least ``-n``
 characters; ``-n 0`` for whole ones). A platform in secure mode reports each agent's system user:
 ``status`` then adds an ``AGENT_USER`` column after ``AGENT`` (reference §5.1), and ``--json`` rows
 have ``"user"``.
@@ -128,7 +128,11 @@ def fetch_health(connection: ControlConnection, timeout: float = HEALTH_TIMEOUT)
 
 
 def health_of(health: dict[str, Any] | None, identity: str, running: bool) -> str:
-    """The HEALTH column: the agent's last heartbeat status; blank when not running."""
+    """The HEALTH column: ``platform.health``'s status of the agent (what ``vctl health`` shows).
+
+    The status, not the last heartbeat's message: an agent whose heartbeats stopped is stale and
+    its status ``UNKNOWN`` even though its last message said ``GOOD``. Blank when not running.
+    """
     if not running:
         return ""
     if health is None:
@@ -136,7 +140,9 @@ def health_of(health: dict[str, Any] | None, identity: str, running: bool) -> st
     record = health.get(identity)
     if not isinstance(record, dict):
         return UNKNOWN_HEALTH
-    value = record.get("message") or record.get("status")
+    value = record.get("status")
+    if value is None:  # a health service that reports only the message
+        value = record.get("message")
     if isinstance(value, dict):
         value = value.get("status")
     return str(value) if value else UNKNOWN_HEALTH
@@ -204,6 +210,23 @@ def health_record(connection: ControlConnection, ref: str) -> dict[str, Any]:
     if health is not None and isinstance(health.get(agent["identity"]), dict):
         return health[agent["identity"]]
     return connection.call("health.get_status", peer=agent["identity"])
+
+
+def all_health(connection: ControlConnection) -> dict[str, Any]:
+    """``platform.health``'s record of every peer; :class:`CommandError` when it does not answer."""
+    return connection.call("get_platform_health", peer=HEALTH_PEER, timeout=HEALTH_TIMEOUT)
+
+
+def needless_action(method: str, row: dict[str, Any] | None) -> str | None:
+    """Why ``method`` (``start_agent``/``stop_agent``) has nothing to do for an agent in ``row``."""
+    if row is None:
+        return None
+    state = row.get("state")
+    if method == "start_agent" and state == "running":
+        return f"{row['identity']} is already running [{row.get('pid')}]"
+    if method == "stop_agent" and state not in ("running", "restarting", "stopping"):
+        return f"{row['identity']} is not running ({describe_state(row) or 'stopped'})"
+    return None
 
 
 # ---------------------------------------------------------------------------- click commands
@@ -279,7 +302,13 @@ def _action(name: str, method: str, verb: str, help_text: str) -> click.Command:
     @click.pass_obj
     def command(opts: VctlOptions, agents: tuple[str, ...]) -> None:
         def work(connection: ControlConnection) -> None:
-            for agent in resolve_refs(connection.call("list_agents"), agents):
+            chosen = resolve_refs(connection.call("list_agents"), agents)
+            states = {r["uuid"]: r for r in connection.call("agent_status_rows")}
+            for agent in chosen:
+                reason = needless_action(method, states.get(agent["uuid"]))
+                if reason is not None:
+                    click.echo(reason)
+                    continue
                 click.echo(f"{verb} {agent['uuid']} {agent['identity']}")
                 row = connection.call(method, agent["uuid"])
                 if opts.json:
@@ -292,8 +321,10 @@ def _action(name: str, method: str, verb: str, help_text: str) -> click.Command:
     return command
 
 
-start = _action("start", "start_agent", "Starting", "Start agents (those running are left alone).")
-stop = _action("stop", "stop_agent", "Stopping", "Stop agents (SIGINT, then SIGTERM, then SIGKILL).")
+start = _action("start", "start_agent", "Starting",
+                "Start agents (one already running is left alone, and said so).")
+stop = _action("stop", "stop_agent", "Stopping",
+               "Stop agents (SIGINT, then SIGTERM, then SIGKILL); one not running is said so.")
 restart = _action("restart", "restart_agent", "Restarting", "Stop agents if they run, then start them.")
 
 
@@ -361,11 +392,14 @@ def disable(opts: VctlOptions, agents: tuple[str, ...]) -> None:
 
 
 @click.command()
-@click.argument("agent")
+@click.argument("agent", required=False)
 @click.pass_obj
-def health(opts: VctlOptions, agent: str) -> None:
-    """Show an agent's health record as JSON."""
-    _echo_json(_run(opts, health_record, agent))
+def health(opts: VctlOptions, agent: str | None) -> None:
+    """Show an agent's health record as JSON; without AGENT, every peer's."""
+    if agent is None:
+        _echo_json(_run(opts, all_health))
+    else:
+        _echo_json(_run(opts, health_record, agent))
 
 
 @click.command()

@@ -14,11 +14,34 @@ from typing import Any, NoReturn
 
 import click
 
+EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_NOT_RUNNING = 10
 EXIT_REMOTE = 20
 EXIT_TIMEOUT = 75
+EXIT_INTERRUPTED = 130
+
+EXIT_CODES: tuple[tuple[int, str], ...] = (
+    (EXIT_OK, "done"),
+    (EXIT_ERROR, "refused on this side: unknown agent or identity, missing file or folder, a file that "
+                 "does not parse (JSON, YAML, CSV), a folder that is not an agent project"),
+    (EXIT_USAGE, "bad usage: unknown command or option, missing or malformed argument (a JSON argument "
+                 "that does not parse)"),
+    (EXIT_NOT_RUNNING, "the platform is not running, or does not answer at the address"),
+    (EXIT_REMOTE, "refused or failed on the platform: not authorized, remote error, no such method, "
+                  "the agent is not connected"),
+    (EXIT_TIMEOUT, "no answer within the timeout (-t)"),
+    (EXIT_INTERRUPTED, "interrupted (Ctrl-C)"),
+)
+"""vctl's exit codes: the one table that ``vctl --help`` prints and the user guide shows."""
+
+
+def exit_codes_help() -> str:
+    """The exit-code table as ``vctl --help``'s epilog (click keeps ``\b`` paragraphs as they are)."""
+    lines = ["\b", "Exit codes:"]
+    lines += [f"  {code:>3}  {meaning}" for code, meaning in EXIT_CODES]
+    return "\n".join(lines)
 
 
 class CommandError(click.ClickException):
@@ -95,7 +118,7 @@ def run_cli(group: click.Command, prog_name: str, argv: list[str] | None = None)
     try:
         group.main(args=args, prog_name=prog_name, standalone_mode=False)
     except click.exceptions.Abort:
-        _fail(prog_name, "aborted", 130)
+        _fail(prog_name, "aborted", EXIT_INTERRUPTED)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except CommandError as exc:
@@ -114,7 +137,7 @@ def run_cli(group: click.Command, prog_name: str, argv: list[str] | None = None)
             raise
         _fail(prog_name, exc.format_message(), exc.exit_code)
     except KeyboardInterrupt:
-        _fail(prog_name, "interrupted", 130)
+        _fail(prog_name, "interrupted", EXIT_INTERRUPTED)
     except Exception as exc:  # the last line of defence: one line, unless --debug
         if debug:
             raise
@@ -131,13 +154,13 @@ def _fail(prog_name: str, message: str, code: int) -> NoReturn:
 
 
 def echo_table(rows: list[list[str]], header: list[str]) -> None:
-    """Print ``rows`` under ``header`` in aligned columns; the header goes to stderr as vctl's does."""
+    """Print ``rows`` under ``header`` in aligned columns, all on stdout (so ``| head`` shows the header)."""
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
 
     def line(cells: list[str]) -> str:
         return "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
 
-    click.echo(line(header), err=True)
+    click.echo(line(header))
     for row in rows:
         click.echo(line(row))
 

@@ -1,4 +1,8 @@
-"""``vctl rpc list`` and ``vctl rpc code``: what connected agents export over RPC (reference §5.1).
+"""``vctl rpc list``, ``vctl rpc code`` and ``vctl rpc call``: connected agents' RPC (reference §5.1).
+
+``call IDENTITY METHOD [ARGS...]`` calls a method as vctl (identity ``control.connection``, with its
+capabilities); each ARG is JSON (``5``, ``'"text"'``, ``'{"a": 1}'``), ``--kwargs`` a JSON object.
+The result is printed as JSON (a string result as plain text unless ``--json``).
 
 ``list`` asks each peer's ``inspect`` for its method names (those with a ``.`` — subsystem
 methods such as ``health.get_status`` — only with ``-v``); given one identity and method names it
@@ -14,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from volttron.client.commands.cli import CommandError
+from volttron.client.commands.cli import EXIT_USAGE, CommandError
 
 if TYPE_CHECKING:
     from volttron.client.commands.connection import ControlConnection
@@ -84,7 +88,7 @@ def _connected(opts: VctlOptions) -> Any:
 
 @click.group()
 def rpc() -> None:
-    """Inspect the RPC methods of connected agents."""
+    """Inspect and call the RPC methods of connected agents."""
 
 
 @rpc.command("list")
@@ -109,6 +113,36 @@ def list_methods(opts: VctlOptions, identity: tuple[str, ...], verbose: bool) ->
         else:
             for method in found:
                 click.echo(f"\t{method}")
+
+
+def call_method(connection: ControlConnection, peer: str, method: str, args: Sequence[Any],
+                kwargs: dict[str, Any]) -> Any:
+    """Call ``peer``'s ``method(*args, **kwargs)`` and return its result (errors as CommandError)."""
+    return connection.call(method, *args, peer=peer, **kwargs)
+
+
+@rpc.command("call")
+@click.argument("identity")
+@click.argument("method")
+@click.argument("args", nargs=-1)
+@click.option("--kwargs", "kwargs_text", metavar="JSON", help="Keyword arguments as a JSON object.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON, strings too.")
+@click.pass_obj
+def call(opts: VctlOptions, identity: str, method: str, args: tuple[str, ...], kwargs_text: str | None,
+         as_json: bool) -> None:
+    """Call METHOD of the agent IDENTITY with ARGS (each JSON) and print the result."""
+    from volttron.client.commands.pubsub import parse_json_argument
+
+    values = [parse_json_argument(a, f"argument {i}") for i, a in enumerate(args, 1)]
+    kwargs = parse_json_argument(kwargs_text, "--kwargs") if kwargs_text is not None else {}
+    if not isinstance(kwargs, dict):
+        raise CommandError("--kwargs must be a JSON object", EXIT_USAGE)
+    with _connected(opts) as connection:
+        result = call_method(connection, identity, method, values, kwargs)
+    if isinstance(result, str) and not (as_json or opts.json):
+        click.echo(result)
+    else:
+        click.echo(json.dumps(result, indent=2, sort_keys=True))
 
 
 @rpc.command("code")

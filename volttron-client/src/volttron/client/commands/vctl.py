@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from volttron.client.commands.cli import LazyGroup, lazy, run_cli
+from volttron.client.commands.cli import LazyGroup, exit_codes_help, lazy, run_cli
 
 if TYPE_CHECKING:
     from volttron.client.commands.connection import ConnectionSettings
@@ -32,11 +32,15 @@ COMMANDS = {
     "tag": lazy(f"{_AGENT}:tag", "Set or remove an agent's tag."),
     "enable": lazy(f"{_AGENT}:enable", "Start agents with the platform."),
     "disable": lazy(f"{_AGENT}:disable", "Do not start agents with the platform."),
-    "health": lazy(f"{_AGENT}:health", "Show an agent's health record as JSON."),
+    "health": lazy(f"{_AGENT}:health", "Show an agent's health record (without AGENT, all) as JSON."),
     "clear": lazy(f"{_AGENT}:clear", "Forget the exit status of stopped agents."),
     "peerlist": lazy(f"{_PLATFORM}:peerlist", "List the identities connected to the platform."),
     "shutdown": lazy(f"{_PLATFORM}:shutdown", "Stop all agents (with --platform, the platform too)."),
-    "rpc": lazy("volttron.client.commands.rpc:rpc", "Inspect the RPC methods of connected agents."),
+    "rpc": lazy("volttron.client.commands.rpc:rpc", "Inspect and call the RPC methods of connected agents."),
+    "publish": lazy("volttron.client.commands.pubsub:publish", "Publish a JSON message on a topic."),
+    "subscribe": lazy(
+        "volttron.client.commands.pubsub:subscribe", "Print messages published under a prefix."
+    ),
     "config": lazy("volttron.client.commands.config:config", "Manage agents' configurations in the store."),
     "auth": lazy("volttron.client.commands.auth:auth", "Manage who may connect and what they may do."),
     "create-agent": lazy("volttron.client.commands.create_agent:create_agent", "Create a new agent project."),
@@ -70,7 +74,15 @@ class VctlOptions:
         )
 
 
-@click.group(cls=LazyGroup, lazy_commands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+COMPLETION_HELP = (
+    "\b\nShell completion (bash; zsh_source and fish_source for the others):\n"
+    '  eval "$(_VCTL_COMPLETE=bash_source vctl)"    # in ~/.bashrc'
+)
+
+
+@click.group(cls=LazyGroup, lazy_commands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog=f"{exit_codes_help()}\n\n{COMPLETION_HELP}")
+@click.version_option(package_name="volttron-client", prog_name="vctl", message="%(prog)s %(version)s")
 @click.option(
     "-t", "--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for the platform."
 )
