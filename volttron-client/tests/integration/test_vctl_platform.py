@@ -177,8 +177,8 @@ def test_quickstart_walkthrough(platform: VctlPlatform) -> None:
 
     wait_until(listener_good, 30, "the listener to run with health GOOD")
     table = platform.vctl("status")
-    assert table.stderr.split() == ["UUID", "AGENT", "IDENTITY", "TAG", "PRIORITY", "STATUS", "HEALTH"]
-    (line,) = table.stdout.splitlines()
+    header, line = table.stdout.splitlines()  # the header on stdout too (issue 13 item 8)
+    assert header.split() == ["UUID", "AGENT", "IDENTITY", "TAG", "PRIORITY", "STATUS", "HEALTH"]
     assert re.fullmatch(
         r"\w+\s+volttron-listener-0\.1\.0\s+listener\s+quickstart\s+50\s+running \[\d+\]\s+GOOD", line
     ), line
@@ -344,3 +344,78 @@ def test_key_commands_for_the_auth_group(platform: VctlPlatform, listener_wheel:
     assert agent_key in publickey.output
     pair = json.loads(runner.invoke(auth, ["keypair"]).output)
     assert len(pair["public"]) == 43 and len(pair["secret"]) == 43
+
+
+def test_health_right_after_start_and_the_commands_a_user_looks_for(
+    platform: VctlPlatform, listener_wheel: Path
+) -> None:
+    # issue 13 item 1: the listener publishes twice within microseconds at start; the health
+    # service took that gap for its period and said "stale" a second later while status said GOOD
+    platform.vctl("install", str(listener_wheel), "--vip-identity", "listener", "--start")
+
+    def health() -> dict[str, Any]:
+        return json.loads(platform.vctl("health", "listener").stdout)
+
+    wait_until(lambda: health().get("status") == "GOOD", 30, "the listener's first heartbeats")
+    seen_until = time.monotonic() + 4.0  # past the allowance of a microsecond period (1 s)
+    while time.monotonic() < seen_until:
+        record = health()
+        assert record["state"] == "connected", f"stale right after start: {record['context']}"
+        assert record["heartbeat_period"] == 5.0
+        assert platform.status()["listener"]["health"] == record["status"]
+    everyone = json.loads(platform.vctl("health").stdout)  # without an agent: all peers
+    assert {"listener", "platform.control", "platform.health"} <= set(everyone)
+
+    # issue 13 item 8: rpc call, publish, subscribe, --version, start/stop say when nothing is to do
+    called = platform.vctl("rpc", "call", "platform.health", "get_agent_health", '"listener"', "--json")
+    assert json.loads(called.stdout)["peer"] == "listener"
+    assert platform.vctl("rpc", "call", "listener", "health.get_status").stdout.startswith("{")
+    bad_arg = platform.vctl("rpc", "call", "listener", "health.get_status", "not-json", check=False)
+    assert bad_arg.returncode == 2 and "is not JSON" in one_error_line(bad_arg)
+    missing = platform.vctl("rpc", "call", "listener", "no_such_method", check=False)
+    assert missing.returncode == 20, missing.stderr
+    published = platform.vctl("publish", "demo/vctl", '{"from": "vctl"}')
+    assert re.fullmatch(r"published on demo/vctl to [1-9]\d* subscriber\(s\)\n", published.stdout)
+    wait_until(lambda: "Topic: demo/vctl" in platform.log_text(), 20, "the listener to log vctl's message")
+    heard = platform.vctl("subscribe", "heartbeat/listener", "-n", "1", "-s", "30", "--json")
+    (line,) = heard.stdout.splitlines()
+    assert json.loads(line)["topic"] == "heartbeat/listener" and json.loads(line)["sender"] == "listener"
+    quiet = platform.vctl("subscribe", "nothing/here", "-n", "1", "-s", "0.5", check=False)
+    assert quiet.returncode == 75 and "heard 0 of 1" in one_error_line(quiet)
+    assert re.fullmatch(r"vctl \d+\.\d+\.\d+\n", platform.vctl("--version").stdout)
+    assert re.fullmatch(r"already running|listener is already running \[\d+\]\n",
+                        platform.vctl("start", "listener").stdout)
+    platform.vctl("stop", "listener")
+    assert platform.vctl("stop", "listener").stdout.startswith("listener is not running")
+
+
+def test_exit_codes_follow_the_documented_table(platform: VctlPlatform, tmp_path: Path) -> None:
+    # issue 13 item 4: one table (vctl --help, the user guide) and the code follows it
+    from volttron.client.commands.cli import EXIT_CODES
+
+    documented = dict(EXIT_CODES)
+    help_text = platform.vctl("--help").stdout
+    for code, meaning in EXIT_CODES:
+        assert f"{code:>3}  {meaning}" in help_text
+    not_a_project = tmp_path / "just-a-folder"
+    not_a_project.mkdir()
+    bad_json = tmp_path / "bad.json"
+    bad_json.write_text('{"message": ')
+    cases = {
+        "unknown identity": (["start", "nobody"], 1),
+        "bad path": (["install", str(tmp_path / "missing")], 1),
+        "non-project directory": (["install", str(not_a_project)], 1),
+        "invalid JSON file": (["config", "store", "someone", "config", str(bad_json)], 1),
+        "unknown command": (["no-such-command"], 2),
+        "bad option": (["status", "--no-such-option"], 2),
+        "malformed JSON argument": (["publish", "a/topic", "{"], 2),
+        "no such peer": (["rpc", "call", "nobody.here", "ping"], 20),
+    }
+    for what, (args, code) in cases.items():
+        result = platform.vctl(*args, check=False)
+        assert code in documented
+        assert result.returncode == code, f"{what}: exit {result.returncode}, documented {code}: {result.stderr}"
+        one_error_line(result)
+    platform.stop()
+    stopped = platform.vctl("status", check=False)
+    assert stopped.returncode == 10 and 10 in documented
