@@ -208,7 +208,7 @@ def test_each_agent_runs_as_its_own_user_confined_to_its_data(
 
     # vctl status shows the user, in the table and in --json
     table = platform.vctl("status")
-    assert table.stderr.split()[:3] == ["UUID", "AGENT", "AGENT_USER"]
+    assert table.stdout.split()[:3] == ["UUID", "AGENT", "AGENT_USER"]
     line = next(row for row in table.stdout.splitlines() if " l1 " in f" {row} ")
     assert user1 in line.split()
 
@@ -293,7 +293,7 @@ def test_without_the_option_no_user_is_made(
     row = platform.install(listener_wheel, "l1")
     assert "user" not in row and not (platform.home / "agents/l1/USER_ID").exists()
     assert proc_ids(row["pid"])["Uid"][0] == os.geteuid()
-    assert platform.vctl("status").stderr.split()[:3] == ["UUID", "AGENT", "IDENTITY"]
+    assert platform.vctl("status").stdout.split()[:3] == ["UUID", "AGENT", "IDENTITY"]
     assert AgentUsers(platform.home).owned() == []
     platform.vctl("remove", "l1")
 
