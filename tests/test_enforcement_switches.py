@@ -27,6 +27,12 @@ linked publish      ``volttron.server.services.external.service.linked_publish_r
 answer acceptance   ``volttron.client.vip.agent.subsystems.rpc.answer_accepted`` (every agent: an
                     answer settles a call only from the peer and platform it went to)
 link identity       ``identity_allowed`` again, for a link key (``vctl auth add-platform``'s entry)
+RMQ topic perms.    ``volttron.server.router.rmq_topic_permissions.agent_topic_permissions`` (the
+                    broker: which routing keys an agent may bind, and publish)
+RMQ agent perms.    ``volttron.client.messagebus.rmq_admin.agent_permissions`` (the broker: an
+                    agent's two queues and ``volttron``, nothing on ``amq.*``)
+RMQ link origin     ``volttron.client.messagebus.rmq_wire.speaks_for_its_own_platform`` (every
+                    RabbitMQ peer: a linked message never comes from one of our peers)
 ==================  =====================================================================
 
 For each, the enforcement tests of ``volttron-server/tests/integration/test_auth_enforcement.py``
@@ -82,8 +88,13 @@ def bare_identity(platform, identity):
     return identity
 
 
+def every_permission(user):
+    # a broker user's vhost permissions without their limits; names resolve in rmq_admin's globals
+    return Permissions(".*", ".*", ".*")
+
+
 REPLACEMENTS = {"allow": allow_everything, "true": always_true, "accept": accept_everyone,
-                "claimed": claimed_caller, "bare": bare_identity}
+                "claimed": claimed_caller, "bare": bare_identity, "every-permission": every_permission}
 '''
 
 LAUNCHER = '''
@@ -129,6 +140,7 @@ class Switch:
 
 
 LINKS = "test_hardening_links.py"
+RMQ = "test_hardening_rmq.py"
 
 SWITCHES = {
     "rpc-allow": Switch("volttron.client.vip.agent.capabilities", "check_capabilities", "allow",
@@ -178,6 +190,20 @@ SWITCHES = {
                             {"test_the_link_entry_vctl_adds_lets_the_key_in_as_the_link_only":
                              "B's link key connected to A"},
                             tests_module=LINKS, platform="LinkedPlatforms"),
+    "rmq-topic-permissions": Switch("volttron.server.router.rmq_topic_permissions", "agent_topic_permissions",
+                                    "allow",
+                                    {"test_an_agent_cannot_read_other_agents_rpc_calls_and_replies":
+                                     "mallory bound"},
+                                    tests_module=RMQ, platform="RmqSides"),
+    "rmq-agent-permissions": Switch("volttron.client.messagebus.rmq_admin", "agent_permissions",
+                                    "every-permission",
+                                    {"test_an_agent_cannot_publish_a_protected_topic_through_amq_topic":
+                                     "amq.topic bound to volttron"},
+                                    tests_module=RMQ, platform="RmqSides"),
+    "rmq-link-origin": Switch("volttron.client.messagebus.rmq_wire", "speaks_for_its_own_platform", "true",
+                              {"test_a_shovelled_publish_cannot_claim_a_local_agent":
+                               "a message over the link arrived as from B's"},
+                              in_test_process=True, tests_module=RMQ, platform="RmqSides"),
 }
 
 

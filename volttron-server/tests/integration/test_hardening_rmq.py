@@ -13,9 +13,10 @@ that failure).
 
 from __future__ import annotations
 
+import functools
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -145,33 +146,73 @@ def attempt(connection: Any, action: Callable[[Any], Any]) -> str:
     return "allowed"
 
 
-@pytest.fixture
-def sides(platform_factory: Any) -> Iterator[Callable[..., Side]]:
-    """``make(name)``: a :class:`Side` (not started); stopped before its vhost is removed."""
-    made: list[tuple[Side, Any]] = []
+class RmqSides:
+    """``sides(name)``: a :class:`Side` (not started) on a broker instance of its own, its platform
+    process from ``new_process(args, name=...)``; :meth:`close` stops them, then removes the vhosts.
 
-    def make(name: str = "a") -> Side:
+    Built by the ``sides`` fixture, or by tests/test_enforcement_switches.py with a process factory
+    whose platforms run with a check switched off (its ``Switch.platform``).
+    """
+
+    def __init__(self, new_process: Callable[..., Any],
+                 report: Callable[[str, Any], None] | None = None) -> None:
+        self._new_process = new_process
+        self.report = report or (lambda name, value: None)
+        self._made: list[tuple[Side, Any]] = []
+        self.agents: dict[str, Agent] = {}
+        """(The switch harness stops these; a side stops its own.)"""
+
+    def __call__(self, name: str = "a") -> Side:
         lease = broker_instance(f"hard{name}")
         broker = lease.__enter__()
-        side = Side(broker, platform_factory(args=["--message-bus", "rmq"], name=name))
-        made.append((side, lease))
+        try:
+            side = Side(broker, self._new_process(["--message-bus", "rmq"], name=name))
+        except BaseException:
+            lease.__exit__(None, None, None)
+            raise
+        self._made.append((side, lease))
         return side
 
-    yield make
-    for side, lease in reversed(made):
+    def stop_agent(self, identity: str) -> None:
+        """Nothing to do: each side stops its agents in :meth:`close`."""
+
+    def close(self) -> None:
+        """Stop every side's agents and platform, then remove its vhost and users."""
+        made, self._made = self._made, []
+        for side, lease in reversed(made):
+            try:
+                side.close()
+            finally:
+                lease.__exit__(None, None, None)
+
+
+def closes_sides(test: Callable[[RmqSides], None]) -> Callable[[RmqSides], None]:
+    """Run ``test`` and close its sides, however it ends (platforms stop before their vhosts go)."""
+
+    @functools.wraps(test)
+    def run(sides: RmqSides) -> None:
         try:
-            side.close()
+            test(sides)
         finally:
-            lease.__exit__(None, None, None)
+            sides.close()
+
+    return run
+
+
+@pytest.fixture
+def sides(platform_factory: Any, report: Callable[[str, Any], None]) -> RmqSides:
+    """Sides whose figures go to the battery's ``report``."""
+    return RmqSides(platform_factory, report)
 
 
 # -- 1. an agent reads only its own traffic -------------------------------------------------------
 
-def agents_cannot_bind_other_agents_traffic(new_side: Callable[[], Side], report: Callable[[str, Any], None]
-                                            ) -> None:
+@closes_sides
+def test_an_agent_cannot_read_other_agents_rpc_calls_and_replies(sides: RmqSides) -> None:
     """Mallory binds its own queue to the victim's and the config store's routing keys (and ``#``),
     while a caller talks to both; it must capture nothing, and bind nothing but its own keys."""
-    side = new_side().start()
+    report = sides.report
+    side = sides().start()
     victim = side.agent("victim", Echo)
     victim.callers = []
     caller = side.agent("caller")
@@ -208,18 +249,15 @@ def agents_cannot_bind_other_agents_traffic(new_side: Callable[[], Side], report
                                            f"messages of other agents: {captured[:4]}")
 
 
-def test_an_agent_cannot_read_other_agents_rpc_calls_and_replies(sides: Any, report: Any) -> None:
-    agents_cannot_bind_other_agents_traffic(sides, report)
-
-
 # -- 2. nothing on amq.* or the default exchange, no exchange-to-exchange bindings ----------------
 
-def amq_topic_cannot_carry_a_protected_publish(new_side: Callable[[], Side],
-                                               report: Callable[[str, Any], None]) -> None:
+@closes_sides
+def test_an_agent_cannot_publish_a_protected_topic_through_amq_topic(sides: RmqSides) -> None:
     """Mallory binds ``amq.topic`` to ``volttron`` and publishes a protected topic there."""
     import pika
 
-    side = new_side().start(SECURE)
+    report = sides.report
+    side = sides().start(SECURE)
     heard: list[str] = []
     listener = side.agent("listener")
     listener.vip.pubsub.subscribe("pubsub", "", lambda *m: heard.append(m[3])).get(timeout=CALL_TIMEOUT)
@@ -250,11 +288,9 @@ def amq_topic_cannot_carry_a_protected_publish(new_side: Callable[[], Side],
         "allowed")
 
 
-def test_an_agent_cannot_publish_a_protected_topic_through_amq_topic(sides: Any, report: Any) -> None:
-    amq_topic_cannot_carry_a_protected_publish(sides, report)
-
-
-def test_an_agent_has_no_permission_on_amq_or_the_default_exchange(sides: Any, report: Any) -> None:
+@closes_sides
+def test_an_agent_has_no_permission_on_amq_or_the_default_exchange(sides: RmqSides) -> None:
+    report = sides.report
     side = sides().start()
     user, password = side.login("mallory")
     permissions = side.broker.admin.permissions(side.broker.vhost)[user]
@@ -279,10 +315,12 @@ def queue_info(side: Side) -> dict[str, dict[str, Any]]:
     return side.broker.admin.queues(side.broker.vhost)
 
 
-def test_an_agent_cannot_fill_the_broker_or_leave_queues_behind(sides: Any, report: Any) -> None:
+@closes_sides
+def test_an_agent_cannot_fill_the_broker_or_leave_queues_behind(sides: RmqSides) -> None:
     import pika
     import pika.exceptions
 
+    report = sides.report
     side = sides().start()
     user, password = side.login("mallory")
     connection = side.amqp(user, password)
@@ -391,7 +429,8 @@ def heard_from_other_side(a: Side, b: Side, prefix: str, report: Callable[[str, 
     assert not local, f"{NOT_ENFORCED}a message over the link arrived as from B's {local[0]!r}"
 
 
-def test_a_shovelled_publish_cannot_claim_a_local_agent(sides: Any, report: Any) -> None:
+@closes_sides
+def test_a_shovelled_publish_cannot_claim_a_local_agent(sides: RmqSides) -> None:
     from volttron.client.messagebus import rmq_links
 
     a, b = sides("a").start(), sides("b").start()
@@ -401,10 +440,11 @@ def test_a_shovelled_publish_cannot_claim_a_local_agent(sides: Any, report: Any)
     entry.pop("user")
     shovels = rmq_links.parse_shovels({"b": entry}, a.name)
     rmq_links.apply_shovels(a.broker.admin, link_settings(a), shovels, 30)
-    heard_from_other_side(a, b, "shov/", report)
+    heard_from_other_side(a, b, "shov/", sides.report)
 
 
-def test_a_federated_publish_cannot_claim_a_local_agent(sides: Any, report: Any) -> None:
+@closes_sides
+def test_a_federated_publish_cannot_claim_a_local_agent(sides: RmqSides) -> None:
     from volttron.client.messagebus import rmq_links
 
     a, b = sides("a").start(), sides("b").start()
@@ -414,10 +454,11 @@ def test_a_federated_publish_cannot_claim_a_local_agent(sides: Any, report: Any)
     entry.pop("user")
     upstreams = rmq_links.parse_federation({"a": entry}, b.name)
     rmq_links.apply_federation(b.broker.admin, link_settings(b), upstreams, 30)
-    heard_from_other_side(a, b, "fed/", report)
+    heard_from_other_side(a, b, "fed/", sides.report)
 
 
-def test_link_users_get_topic_permissions_like_agents_of_their_platform(sides: Any, report: Any) -> None:
+@closes_sides
+def test_link_users_get_topic_permissions_like_agents_of_their_platform(sides: RmqSides) -> None:
     """A shovel's login cannot publish as the receiver's instance, nor on a protected topic; a
     federation's login cannot bind the upstream's agents' routing keys."""
     from volttron.client.messagebus import rmq_links
@@ -465,7 +506,7 @@ def test_link_users_get_topic_permissions_like_agents_of_their_platform(sides: A
     control = {"shovel publishes its own topic": attempt(shovel, publish("__pubsub__.other.open.#")),
                "federation binds publishes": attempt(federation, federation_bind("__pubsub__.*.open.#"))}
     allowed = [what for what, outcome in outcomes.items() if outcome == "allowed"]
-    report("link_actions_allowed", len(allowed))
+    sides.report("link_actions_allowed", len(allowed))
     assert all(o == "allowed" for o in control.values()), control
     assert not allowed, f"{NOT_ENFORCED}{allowed}"
 

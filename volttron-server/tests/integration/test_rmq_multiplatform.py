@@ -76,7 +76,7 @@ class Side:
                 return False
             return f"{self.name}.{identity}" in made.get(self.broker.vhost, {})
 
-        poll(provisioned, 30, f"the broker user of {identity} on {self.name}")
+        poll(provisioned, 60, f"the broker user of {identity} on {self.name}")
         agent = build_agent(address=self.broker.url(), message_bus="rmq", identity=identity,
                             publickey=keys.public, secretkey=keys.secret, serverkey=self.platform.serverkey,
                             agent_class=agent_class, timeout=10)

@@ -70,7 +70,7 @@ def agents(rmq_platform, broker):
         common = dict(identity=identity, publickey=keys.public, secretkey=keys.secret,
                       agent_class=agent_class, serverkey=rmq_platform.serverkey, timeout=10)
         if bus == "rmq":
-            wait(lambda: provisioned(rmq_platform, broker, identity), 30, f"the broker user of {identity}")
+            wait(lambda: provisioned(rmq_platform, broker, identity), 60, f"the broker user of {identity}")
             agent = build_agent(address=broker.url(), message_bus="rmq", **common)
         else:
             agent = build_agent(address=rmq_platform.local_address, volttron_home=str(rmq_platform.home),

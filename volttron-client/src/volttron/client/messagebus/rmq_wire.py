@@ -141,9 +141,16 @@ def message_origin(
         return Origin(identity, identity)
     if not user_id:
         return None  # nobody vouches for it
-    if app_id.startswith(local_prefix) or "." not in app_id:
+    if not speaks_for_its_own_platform(instance, app_id):
         return None  # another instance's user (a link) speaking for one of our peers, or for our router
     return Origin(app_id, user_id)
+
+
+def speaks_for_its_own_platform(instance: str, app_id: str) -> bool:
+    """Whether a message from another instance's user names a peer of another platform
+    (``<other instance>.<identity>``) as its sender, not one of ours (``<instance>.<peer>``) nor a
+    bare name (which would be taken for one of ours, ``router`` for our router)."""
+    return "." in app_id and not app_id.startswith(f"{instance}.")
 
 
 # -- pub/sub -------------------------------------------------------------------------------------

@@ -284,15 +284,21 @@ class BrokerUsers:
 
     # -- running --------------------------------------------------------------------------------
     def start(self) -> None:
-        """Bound the instance's queues, sync now (errors are raised), then whenever ``auth.json`` or
-        ``protected_topics.json`` changes, and every :attr:`RESYNC_INTERVAL` seconds (link users)."""
+        """Sync now (errors are raised), bound the instance's queues, then sync whenever ``auth.json``
+        or ``protected_topics.json`` changes, and every :attr:`RESYNC_INTERVAL` seconds (link users)."""
         self.refresh_protected_topics()
-        limits = gevent.spawn(apply_queue_limits, self.admin, self.vhost, self.instance)
         self.sync()
-        limits.get()
         self._greenlet = gevent.spawn(self._watch)
 
+    def _bound_queues(self) -> None:
+        """The queue policies, once the agents' users are ready (each ``rabbitmqctl`` call costs)."""
+        try:
+            apply_queue_limits(self.admin, self.vhost, self.instance)
+        except (BrokerAdminError, VolttronError) as exc:
+            _log.error("queues of %s not bounded: %s", self.instance, exc)
+
     def _watch(self) -> None:
+        gevent.spawn(self._bound_queues)  # beside the syncs: a policy also bounds queues that exist
         seen = self._policy.reloads
         last = time.monotonic()
         while True:
