@@ -16,7 +16,7 @@ delivered minutes later or waiting for the caller's timeout.
 from __future__ import annotations
 
 import logging
-import random
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +61,9 @@ class ZmqPlatformLink:
                  settings: LinkSettings | None = None) -> None:
         self.remote = remote
         self.instance_name = remote.instance_name
-        self.identity = f"instance.{remote.instance_name}.{random.random()}".encode("ascii")
+        # the reference's instance.<name>.<random number>, unguessable: no other key can take the
+        # routing id our link reconnects with
+        self.identity = f"instance.{remote.instance_name}.{secrets.randbelow(10**18)}".encode("ascii")
         self._own = own_instance.encode("iso-8859-1")
         self._context = context
         self._keys = keys
