@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import gevent.local
+from gevent.event import Event
 from gevent.lock import Semaphore
 
 from volttron.client.known_identities import CONFIGURATION_STORE
@@ -43,6 +44,8 @@ VALID_ACTIONS = ("NEW", "UPDATE", "DELETE")
 CONFIG_LINK_PREFIX = "config://"
 SYNC_CAPABILITY = "sync_agent_config"
 STORE_TIMEOUT = 10.0
+INITIAL_CALLBACKS_WAIT = 60.0
+"""Longest a change waits for the first callbacks (``NEW`` for every configuration) to finish."""
 
 ConfigCallback = Callable[[str, str, Any], Any]
 
@@ -64,6 +67,7 @@ class ConfigStore(SubsystemBase):
         )
         self._initialized = False
         self._initial_callbacks_done = False
+        self._initial_done = Event()
         self._init_lock = Semaphore()
         self._in_callback = gevent.local.local()
         rpc.export(self._update_config, "config.update")
@@ -80,6 +84,7 @@ class ConfigStore(SubsystemBase):
         affected = {name: "NEW" for name in self._all_names()}
         self._process_callbacks(affected)
         self._initial_callbacks_done = True
+        self._initial_done.set()
 
     def _initialize(self) -> None:
         with self._init_lock:
@@ -236,6 +241,10 @@ class ConfigStore(SubsystemBase):
         """RPC ``config.update`` from the store: NEW, UPDATE, DELETE or DELETE_ALL."""
         if not self._initialized:
             return  # the initial fetch will see the change
+        if trigger_callback and not self._initial_callbacks_done:
+            # the first callbacks are still running: apply the change after them, or its callback
+            # would be lost (the store sends the next change only when this one is answered)
+            self._initial_done.wait(INITIAL_CALLBACKS_WAIT)
         affected: dict[str, str] = {}
         key = config_name.lower() if config_name else ""
         if action in ("NEW", "UPDATE"):
