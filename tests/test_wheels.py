@@ -189,3 +189,40 @@ def test_console_script_help(venv: tuple[Path, dict, dict[str, str]], script: st
     assert executable.exists(), f"console script {script} not installed"
     result = _run([executable, "--help"], timeout=120, cwd=folder.parent, env=env)
     assert "usage" in (result.stdout + result.stderr).lower()
+
+
+DEVELOPER_GUIDE = ROOT / "docs" / "developer-guide.md"
+
+
+def _clean_venv_block() -> str:
+    """The developer guide's ``bash clean-venv`` block (issue 13 item 7)."""
+    import re
+
+    fence = re.compile(r"^```bash([^\n]*)\n(.*?)^```", re.S | re.M)
+    found = fence.findall(DEVELOPER_GUIDE.read_text())
+    (block,) = [body for tags, body in found if "clean-venv" in tags.split()]
+    return block
+
+
+@pytest.mark.timeout(1200)
+def test_a_generated_agent_develops_in_a_clean_venv_from_the_built_wheels(
+    dist: Path, tmp_path: Path
+) -> None:
+    # issue 13 item 7: outside the repository's venv, pip cannot find volttron-client on the public
+    # index; the developer guide's --find-links path must work in a clean venv
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "volttron-wheels").symlink_to(dist)  # built once by the fixture: the block skips its build
+    env = _clean_env(tmp_path)
+    env.update(HOME=str(home), VOLTTRON_REPO=str(ROOT), PIP_DISABLE_PIP_VERSION_CHECK="1")
+    vctl = Path(sys.executable).with_name("vctl")
+    _run([vctl, "create-agent", "volttron-solo-agent", "--author", "Jo Doe",
+          "--author-email", "jo@example.com"], timeout=120, cwd=tmp_path, env=env)
+    project = tmp_path / "volttron-solo-agent"
+    result = _run(["bash", "-c", "set -euo pipefail\n" + _clean_venv_block()], timeout=1100, cwd=project,
+                  env=env)
+    assert " passed" in result.stdout and " failed" not in result.stdout, result.stdout[-3000:]
+    installed = _run([home / "demo-venv" / "bin" / "python", "-c",
+                      "import volttron.client, volttron_solo_agent; print(volttron.client.__file__)"],
+                     timeout=60, cwd=tmp_path, env=env).stdout
+    assert str(home / "demo-venv") in installed, "volttron-client must come from the clean venv"
