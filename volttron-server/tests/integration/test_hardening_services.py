@@ -146,13 +146,14 @@ def rpc_flood(platform: Any, report: Callable[[str, Any], None], calls: int) -> 
     report("rss_growth_peak_mb", round((peak - before) / MB, 1))
     report("rss_growth_end_mb", round((after - before) / MB, 1))
     assert platform.running()
-    assert max(latencies) < 5.0, f"another peer waited {max(latencies):.1f} s for control during the flood"
+    assert max(latencies) < 10.0, f"another peer waited {max(latencies):.1f} s for control during the flood"
+    assert status_s < 20.0, f"vctl status took {status_s:.1f} s during the flood"
     assert busy > 0, "no request of the flood was refused as busy (EAGAIN): the service took them all"
     assert (peak - before) / MB <= 100.0, f"server RSS grew by {(peak - before) / MB:.0f} MB"
 
 
 def test_rpc_flood_to_a_service_is_bounded_and_others_are_served(running_platform, report) -> None:
-    """50,000 unread peerlist calls to platform.control: refusals (EAGAIN), others served < 5 s."""
+    """50,000 unread peerlist calls to platform.control: refusals (EAGAIN), others served < 10 s."""
     rpc_flood(running_platform, report, 50_000)
 
 
@@ -229,7 +230,7 @@ def test_exponential_config_references_are_refused_at_store_time(running_platfor
     took = time.monotonic() - t0
     report("get_all_s", round(took, 3))
     report("get_all_bytes", len(json.dumps(assembled)))
-    assert "result" in assembled and len(json.dumps(assembled)) < 32 * MB and took < 5.0
+    assert "result" in assembled and len(json.dumps(assembled)) < 32 * MB and took < 15.0
 
 
 # -- item 9: identities that name no file an agent could own ----------------------------------------
