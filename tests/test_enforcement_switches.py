@@ -170,8 +170,10 @@ SWITCHES = {
                             {"test_a_linked_platform_cannot_name_our_administrator_as_its_caller":
                              "caller B named 'control.connection'",
                              "test_a_remote_agent_holds_nothing_of_a_local_user_with_its_name":
-                             "held A's ops.agent capabilities"},
-                            tests_module=LINKS, platform="LinkedPlatforms"),
+                             "held A's ops.agent capabilities",
+                             "test_a_linked_platform_cannot_pose_as_our_auth_service":
+                             "took a capability table from B"},
+                            in_test_process=True, tests_module=LINKS, platform="LinkedPlatforms"),
     "remote-principal": Switch("volttron.utils.identities", "remote_principal", "bare",
                                {"test_a_linked_platform_cannot_name_our_administrator_as_its_caller":
                                 "caller B named 'control.connection'",

@@ -147,7 +147,7 @@ def test_rpc_with_external_platform_reaches_an_agent_of_the_other_platform(platf
             return None  # the link is still coming up: refused at once, try again
 
     assert poll(answered, 15, "an answer from B") == {"twice": 42, "platform": "B"}
-    assert callers[-1] == "a.caller"
+    assert callers[-1] == "A:a.caller"  # A's agent, as A's principal on B
 
     # an agent missing on B: B answers for it, so the caller learns at once, not at its timeout
     started = time.monotonic()

@@ -139,8 +139,19 @@ def linked(platform_factory: Callable[..., Any], report: Callable[[str, Any], No
 
 
 def external_answers(witness: Any, timeout: float) -> list[Any]:
-    """The JSON-RPC answers in the next ``external_rpc`` message ``witness`` (a raw client) gets."""
-    message = witness.recv_until(lambda m: m.subsystem == b"external_rpc", timeout)
+    """The JSON-RPC answers in the next ``external_rpc`` message ``witness`` (a raw client) gets.
+
+    Waits in short slices with gevent sleeps between, so agents of this process keep running.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            message = witness.recv_until(lambda m: m.subsystem == b"external_rpc", 0.02)
+            break
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            gevent.sleep(0.05)
     envelope = json.loads(message.args[1])
     return [json.loads(text) for text in envelope["args"]]
 
@@ -205,6 +216,24 @@ def test_a_remote_agent_holds_nothing_of_a_local_user_with_its_name(linked: Link
 
     poll(granted, 15, "the grant to B:ops.agent to take effect")
     linked.report("granted_call_succeeds", True)
+
+
+def test_a_linked_platform_cannot_pose_as_our_auth_service(linked: LinkedPlatforms) -> None:
+    """Hostile link names platform.auth as the caller of an A agent's auth.update, granting itself
+    a capability, then calls the method that needs it: refused."""
+    linked.start()
+    guarded = linked.agent(linked.a, "a.guarded")
+    guarded.vip.rpc.export(lambda: "secret", "secret")
+    guarded.vip.rpc.allow("secret", "can_secret")
+    witness = linked.b.client("b.mallory")  # where A's answers to B's b.mallory arrive
+    witness.hello()
+    hostile = linked.hostile_link()
+    table = {"b.mallory": {"can_secret": None}, "B:b.mallory": {"can_secret": None}}
+    linked.call_from_b(hostile, "a.guarded", "platform.auth", request("u1", "auth.update", table))
+    linked.call_from_b(hostile, "a.guarded", "b.mallory", request("s1", "secret"))
+    (answer,) = external_answers(witness, 10)
+    linked.report("secret_after_forged_auth_update", answer.get("result") == "secret")
+    assert "error" in answer, f"{NOT_ENFORCED}a.guarded took a capability table from B: {answer}"
 
 
 # -- 3. a linked platform's publishes are checked ------------------------------------------------

@@ -23,7 +23,9 @@ matched inline in the receive loop. During a call ``self.vip.rpc.context.vip_mes
 request message (``.peer`` is the caller's identity, ``.user`` its user id). How many requests run
 at once, per caller and in total, and how many wait, is bounded (:mod:`~volttron.client.vip.agent.limits`,
 ``set_request_limits``); a request over its caller's bound is answered at once with a VIP ``EAGAIN``
-error (the caller's result raises ``Again``) and a notification is dropped.
+error (the caller's result raises ``Again``) and a notification is dropped. A caller of a linked
+platform is its principal ``<platform>:<identity>`` in both ``.peer`` and ``.user`` (``.platform``
+names the platform), never one of our identities.
 
 Capability checks (``@RPC.allow``) ask the auth subsystem for the caller's capabilities; when they
 cannot be had (``platform.auth`` not reachable) the call is denied, never allowed.
@@ -484,8 +486,10 @@ class RPC(SubsystemBase):
     def _serve_external(
         self, message: Message, envelope: dict[str, Any], units: list[Any], platform: str
     ) -> None:
+        # the method sees the principal as the caller's peer too: services that trust "the caller's
+        # own identity" (its config store, auth.update from platform.auth) never take B's agent for ours
         user = remote_caller(message, envelope)
-        caller = Message(envelope["from_peer"], "RPC", [], message.id, user, platform)
+        caller = Message(user, "RPC", [], message.id, user, platform)
         texts = [frame.decode("ascii") for frame in self._answers(caller, units)]
         if not texts:
             return
