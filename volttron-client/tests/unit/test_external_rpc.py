@@ -79,3 +79,21 @@ def test_another_platforms_publish_reaches_only_all_platforms_callbacks(start_ag
     wait_until(lambda: "a.local" in here)
     gevent.sleep(0)
     assert everywhere == ["B:b.agent", "a.local"] and here == ["a.local"]
+
+
+def test_the_link_entry_binds_a_platform_key_to_the_links_to_this_platform() -> None:
+    import re
+
+    from volttron.client.commands.auth import link_entry
+    from volttron.client.commands.cli import CommandError
+
+    entry = link_entry("B", "K" * 43, "site-a")
+    assert (entry["user_id"], entry["credentials"]) == ("B", "K" * 43)
+    pattern = entry["identity"]
+    assert pattern.startswith("/") and pattern.endswith("/")
+    matches = [name for name in ("instance.site-a.0.25", "instance.site-a.8", "instance.site-b.1", "B",
+                                 "platform.driver", "instance.site-a")
+               if re.fullmatch(pattern[1:-1], name)]
+    assert matches == ["instance.site-a.0.25", "instance.site-a.8"]
+    with pytest.raises(CommandError):
+        link_entry("B:x", "K" * 43, "site-a")  # a platform name never holds the principal separator
