@@ -304,10 +304,19 @@ def _importable(module: str, python: str) -> bool:
 
 
 def _run_build(argv: list[str], cwd: Path, timeout: float, log_path: Path) -> None:
-    """Run the build with its output in ``log_path``; raise BuildError on failure or timeout."""
+    """Run the build with its output in ``log_path``; raise BuildError on failure or timeout.
+
+    The build's own temporary files go beside ``log_path`` (its ``TMPDIR``), so they go with the
+    caller's work folder. Interrupted (Ctrl-C), the build is stopped before the exception goes on:
+    the build runs in its own session, so the terminal's SIGINT does not reach it, and left running
+    it would re-create its output folder after the caller removed it.
+    """
     env = dict(os.environ)
     env.setdefault("PIP_DISABLE_PIP_VERSION_CHECK", "1")
     env.setdefault("PIP_NO_INPUT", "1")
+    build_tmp = log_path.parent / "tmp"
+    build_tmp.mkdir(exist_ok=True)
+    env["TMPDIR"] = str(build_tmp)
     with open(log_path, "wb") as log:
         try:
             proc = subprocess.Popen(
@@ -326,12 +335,26 @@ def _run_build(argv: list[str], cwd: Path, timeout: float, log_path: Path) -> No
         except subprocess.TimeoutExpired:
             _kill_group(proc)
             raise BuildError(f"the build of {cwd} timed out after {timeout:g} s", _tail(log_path)) from None
+        except BaseException:  # KeyboardInterrupt, a greenlet killed: stop the build, then go on
+            _interrupt_group(proc)
+            raise
     if returncode != 0:
         raise BuildError(
             f"the build of {cwd} failed (`{' '.join(argv)}` exited with {returncode}); last lines:",
             _tail(log_path),
             returncode,
         )
+
+
+def _interrupt_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """SIGINT the build's process group (so it removes its own files), SIGKILL after ``grace`` s."""
+    try:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=grace)
+    except ProcessLookupError:
+        return
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

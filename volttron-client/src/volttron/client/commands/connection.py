@@ -199,6 +199,7 @@ def open_connection(settings: ConnectionSettings) -> ControlConnection:
 
     if settings.is_local:
         check_local_platform(settings.home)
+    _quiet_interrupts()
     serverkey = settings.serverkey or _known_serverkey(settings)
     keystore = identity_keystore_path(settings.identity, settings.home)
     if serverkey and not keystore.is_file():
@@ -233,6 +234,16 @@ def open_connection(settings: ConnectionSettings) -> ControlConnection:
                 continue
             raise PlatformNotRunning(_connect_failure(exc, settings, serverkey, attempts, refused)) from exc
         return ControlConnection(agent, settings)
+
+
+def _quiet_interrupts() -> None:
+    """Ctrl-C is not an error to print: gevent's hub would print a bare ``KeyboardInterrupt`` and a
+    timestamp before the exception reaches vctl's one line. It still goes to the main greenlet."""
+    import gevent
+
+    hub = gevent.get_hub()
+    if not issubclass(KeyboardInterrupt, hub.NOT_ERROR):
+        hub.NOT_ERROR = (*hub.NOT_ERROR, KeyboardInterrupt)
 
 
 def _connect_failure(

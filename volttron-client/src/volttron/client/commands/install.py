@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from volttron.client.commands.cli import EXIT_ERROR, EXIT_TIMEOUT, CommandError
+from volttron.client.commands.cli import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_TIMEOUT, CommandError
 from volttron.utils.errors import VolttronError
 
 if TYPE_CHECKING:
@@ -145,51 +145,91 @@ def read_agent_config(path: str | None) -> str | None:
 def install_agent(
     connection: ControlConnection, request: InstallRequest, prepared: PreparedSource, say: Say | None = None
 ) -> dict[str, Any]:
-    """Send the agent (if a wheel) and install it; returns the platform's install report."""
+    """Send the agent (if a wheel) and install it; returns the platform's install report.
+
+    Interrupted (Ctrl-C), it says what the platform does: after the upload the install goes on
+    there (the call cannot be taken back); during it, the platform gets an incomplete file.
+    """
+    before = {row["uuid"] for row in connection.call("list_agents")}
+    channel = connection.channel()
+    # the platform has the whole file once it says so ("transfer: received") or moves on
+    uploaded = {"done": prepared.wheel is None}
+    printer = _progress_printer(say)
+
+    def progress(step: str, message: str) -> None:
+        if step != "transfer" or message.startswith("received"):
+            uploaded["done"] = True
+        if printer is not None:
+            printer(step, message)
+
+    agent = prepared.wheel.name if prepared.wheel is not None else prepared.package
+    try:
+        return _install_call(connection, request, prepared, channel, before, progress, say)
+    except KeyboardInterrupt:
+        if uploaded["done"]:
+            raise CommandError(
+                f"interrupted: the platform goes on and finishes the install of {agent}; "
+                "see 'vctl status' (and 'vctl remove' it if it was not wanted)",
+                EXIT_INTERRUPTED,
+            ) from None
+        raise CommandError(
+            f"interrupted during the upload of {agent}: the platform gets an incomplete file and "
+            "installs nothing; see 'vctl status'",
+            EXIT_INTERRUPTED,
+        ) from None
+    finally:
+        channel.close()
+
+
+def _install_call(
+    connection: ControlConnection,
+    request: InstallRequest,
+    prepared: PreparedSource,
+    channel: Any,
+    before: set[str],
+    progress: Callable[[str, str], None],
+    say: Say | None,
+) -> dict[str, Any]:
+    """The ``install`` call, the upload and the progress stream; see :func:`install_agent`."""
     from volttron.client.commands.connection import translate_error
     from volttron.client.commands.transfer import TransferError, TransferTimeout, serve_install
 
-    before = {row["uuid"] for row in connection.call("list_agents")}
-    channel = connection.channel()
+    agent = prepared.wheel.name if prepared.wheel is not None else prepared.package
+    result = connection.call_async(
+        "install",
+        agent,
+        channel_name=channel.name if prepared.wheel is not None else None,
+        vip_identity=request.vip_identity,
+        tag=request.tag,
+        agent_config=request.agent_config,
+        priority=request.priority,
+        enable=request.enable,
+        start=request.start,
+        force=request.force,
+        pre_release=request.pre,
+        progress_channel=channel.name,
+    )
+    idle = max(connection.settings.timeout, SILENCE_GRACE)
     try:
-        agent = prepared.wheel.name if prepared.wheel is not None else prepared.package
-        result = connection.call_async(
-            "install",
-            agent,
-            channel_name=channel.name if prepared.wheel is not None else None,
-            vip_identity=request.vip_identity,
-            tag=request.tag,
-            agent_config=request.agent_config,
-            priority=request.priority,
-            enable=request.enable,
-            start=request.start,
-            force=request.force,
-            pre_release=request.pre,
-            progress_channel=channel.name,
+        serve_install(
+            channel,
+            result,
+            prepared.wheel,
+            idle,
+            progress=progress,
+            sent=_sent_printer(say),
         )
-        idle = max(connection.settings.timeout, SILENCE_GRACE)
-        try:
-            serve_install(
-                channel,
-                result,
-                prepared.wheel,
-                idle,
-                progress=_progress_printer(say),
-                sent=_sent_printer(say),
-            )
-        except TransferTimeout as exc:
-            raise _outcome_unknown(connection, before, request, prepared, f"install: {exc}") from exc
-        except TransferError as exc:
-            raise CommandError(f"install: {exc}", EXIT_ERROR) from exc
-        try:
-            return result.get(timeout=idle)
-        except VolttronError as exc:
-            error = translate_error(exc, "install", "platform.control", idle)
-            if error.exit_code != EXIT_TIMEOUT:
-                raise error from exc
-            raise _outcome_unknown(connection, before, request, prepared, str(error)) from exc
-    finally:
-        channel.close()
+    except TransferTimeout as exc:
+        raise _outcome_unknown(connection, before, request, prepared, f"install: {exc}") from exc
+    except TransferError as exc:
+        raise CommandError(f"install: {exc}", EXIT_ERROR) from exc
+    try:
+        return result.get(timeout=idle)
+    except VolttronError as exc:
+        error = translate_error(exc, "install", "platform.control", idle)
+        if error.exit_code != EXIT_TIMEOUT:
+            raise error from exc
+        raise _outcome_unknown(connection, before, request, prepared, str(error)) from exc
 
 
 class InstalledWithoutAnswer(CommandError):
