@@ -488,3 +488,29 @@ def test_ctrl_c_after_the_upload_says_the_install_goes_on(platform: VctlPlatform
         subprocess.CompletedProcess([], code, "", stderr))
     wait_until(lambda: platform.status().get("goes.on", {}).get("state") == "running", 60,
                "the install that vctl said goes on")
+
+
+def test_an_agent_that_does_not_compile_is_refused_at_install(platform: VctlPlatform, tmp_path: Path) -> None:
+    # issue 13 item 5: a wheel whose agent has a syntax error installed as "done", then crash-looped
+    # for ~30 s before status showed the SyntaxError
+    from volttron.client.packaging import build_wheel
+
+    project = tmp_path / "broken"
+    package = project / "src" / "vtest_broken"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "agent.py").write_text("def main():\n    return 0\n\ndef oops(:\n    pass\n")
+    (project / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["poetry-core>=2.0"]\nbuild-backend = "poetry.core.masonry.api"\n'
+        '[project]\nname = "vtest-broken"\nversion = "0.1.0"\n'
+        '[project.scripts]\nvtest-broken = "vtest_broken.agent:main"\n'
+        '[tool.poetry]\npackages = [{ include = "vtest_broken", from = "src" }]\n'
+    )
+    wheel = build_wheel(project, tmp_path / "dist", timeout=300)
+    started = time.monotonic()
+    result = platform.vctl("install", str(wheel), "--vip-identity", "broken", "--start", check=False)
+    line = one_error_line(result)
+    assert result.returncode == 20, result.stderr
+    assert "vtest_broken/agent.py:4" in line and "SyntaxError" in line, line
+    assert time.monotonic() - started < 30
+    assert "broken" not in platform.status()

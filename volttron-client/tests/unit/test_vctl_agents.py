@@ -111,6 +111,11 @@ def test_short_uuids_are_unique_prefixes() -> None:
         ({"state": "stopped", "returncode": 2}, "stopped (exit 2)"),
         ({"state": "stopped", "returncode": 0}, "stopped"),
         ({"state": "restarting", "returncode": 1, "crashes": 2}, "restarting (exit 1, crash 2)"),
+        # issue 13 item 5: the first crash's reason at once, not after five crashes
+        (
+            {"state": "restarting", "returncode": 1, "crashes": 1, "last_error": "SyntaxError: bad"},
+            "restarting (exit 1, crash 1): SyntaxError: bad",
+        ),
         ({"state": "stopping"}, "stopping"),
     ],
 )

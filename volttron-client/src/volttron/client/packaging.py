@@ -214,6 +214,41 @@ def build_wheel(
     return final
 
 
+MAX_COMPILED_BYTES = 64 * 1024 * 1024
+"""Python source checked by :func:`check_wheel_compiles` at most (a bound on the time it takes)."""
+
+
+def check_wheel_compiles(path: Path | str) -> int:
+    """Compile every ``.py`` file of a wheel with this interpreter; returns how many were checked.
+
+    Raises :class:`WheelError` naming the first file that does not compile as ``file:line`` with the
+    error, so that an agent that could only crash is refused before it is installed.
+    """
+    wheel = Path(path)
+    checked = total = 0
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            for member in archive.infolist():
+                if not member.filename.endswith(".py") or member.is_dir():
+                    continue
+                total += member.file_size
+                if total > MAX_COMPILED_BYTES:
+                    break  # a wheel this large is checked only in part; pip compiles the rest anyway
+                source = archive.read(member)
+                try:
+                    compile(source, member.filename, "exec", dont_inherit=True)
+                except (SyntaxError, ValueError) as exc:
+                    where = f"{member.filename}:{getattr(exc, 'lineno', None) or '?'}"
+                    detail = getattr(exc, "msg", None) or str(exc)
+                    raise WheelError(
+                        f"{wheel.name}: {where}: {type(exc).__name__}: {detail} (the agent cannot run)"
+                    ) from None
+                checked += 1
+    except zipfile.BadZipFile as exc:
+        raise WheelError(f"{wheel}: corrupt wheel (not a readable zip archive: {exc})") from exc
+    return checked
+
+
 def inspect_wheel(path: Path | str, require_entry_point: bool = True) -> WheelInfo:
     """Read name, version, entry points and requirements from a wheel file with :mod:`zipfile`.
 

@@ -111,8 +111,9 @@ def describe_state(row: dict[str, Any]) -> str:
     if state == "FAILED":
         text = f"FAILED (exit {code})" if code is not None else "FAILED"
         return f"{text}: {row['last_error']}" if row.get("last_error") else text
-    if state == "restarting":
-        return f"restarting (exit {code}, crash {row.get('crashes', 0)})"
+    if state == "restarting":  # the first crash's reason at once, not after the restart limit
+        text = f"restarting (exit {code}, crash {row.get('crashes', 0)})"
+        return f"{text}: {row['last_error']}" if row.get("last_error") else text
     if state == "stopped" and code not in (None, 0):
         return f"stopped (exit {code})"
     return str(state or "")

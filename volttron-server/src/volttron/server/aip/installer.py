@@ -34,7 +34,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from volttron.client.packaging import PackagingError, WheelInfo, build_wheel, inspect_wheel, normalize_name
+from volttron.client.packaging import (
+    PackagingError,
+    WheelInfo,
+    build_wheel,
+    check_wheel_compiles,
+    inspect_wheel,
+    normalize_name,
+)
 from volttron.server.aip.agent_dir import (
     AgentDirectory,
     AgentRecord,
@@ -209,6 +216,8 @@ class AgentInstaller:
                 (tmp / "fetched").mkdir()
                 wheel = self.environment.fetch_wheel(source, tmp / "fetched", self.settings.pip, pre)
             info = inspect_wheel(wheel)
+            # an agent that cannot compile could only crash-loop: refuse it with file:line now
+            check_wheel_compiles(wheel)
         except PackagingError as exc:
             raise AgentInstallError(str(exc), "resolve") from exc
         steps.say(f"agent {info.name} {info.version}, launched by {info.agent_entry_point[2]}")  # type: ignore[index]
