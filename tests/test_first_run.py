@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -55,3 +57,26 @@ def test_a_heartbeat_is_one_line_in_the_log() -> None:
     line = format_message("pubsub", "listener", "", "heartbeat/listener",
                           {"TimeStamp": "2026-01-01T00:00:00+00:00", "heartbeat_period": 5.0}, "GOOD")
     assert "\n" not in line and line.endswith("Message: 'GOOD'")
+
+
+@pytest.mark.parametrize("command", ["vctl", "volttron"])
+def test_version_option(command: str) -> None:
+    # issue 13 item 8
+    executable = Path(sys.executable).with_name(command)
+    result = subprocess.run([executable, "--version"], capture_output=True, text=True, timeout=60,
+                            check=False)
+    assert result.returncode == 0, result.stderr
+    assert re.fullmatch(rf"{command} \d+\.\d+\.\d+\n", result.stdout), result.stdout
+
+
+def test_shell_completion_as_documented() -> None:
+    # issue 13 item 8: the line in vctl --help and the user guide gives bash a working completion
+    vctl = Path(sys.executable).with_name("vctl")
+    env = {**os.environ, "_VCTL_COMPLETE": "bash_source"}
+    script = subprocess.run([vctl], capture_output=True, text=True, timeout=60, env=env, check=False)
+    assert script.returncode == 0 and "complete " in script.stdout, script.stderr
+    env.update(_VCTL_COMPLETE="bash_complete", COMP_WORDS="vctl sub", COMP_CWORD="1")
+    words = subprocess.run([vctl], capture_output=True, text=True, timeout=60, env=env, check=False)
+    assert "plain,subscribe" in words.stdout.splitlines(), words.stdout
+    guide = (ROOT / "docs" / "user-guide.md").read_text()
+    assert 'eval "$(_VCTL_COMPLETE=bash_source vctl)"' in guide
