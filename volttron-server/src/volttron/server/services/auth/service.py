@@ -168,8 +168,12 @@ class AuthAgent(Agent):
     def _push_to_peers(self) -> None:
         with self._push_lock:  # one push at a time, each with the newest table
             document, table = self.policy.current(), self.policy.capabilities()
-            calls = {peer: self.vip.rpc.call(peer, "auth.update", visible_capabilities(document, user, table))
-                     for peer, user in sorted(self._holders.items()) if peer not in NOT_PUSHED_TO}
+            calls = {}
+            for peer, user in sorted(self._holders.items()):
+                if peer not in NOT_PUSHED_TO:
+                    view = visible_capabilities(document, user, table)
+                    calls[peer] = self.vip.rpc.call(peer, "auth.update", view)
+                    gevent.sleep(0)  # one view per holder: let others run between them
             gevent.wait(list(calls.values()), timeout=self.settings.push_timeout)
             for peer, result in calls.items():
                 if result.ready() and result.successful():
