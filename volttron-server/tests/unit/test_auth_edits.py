@@ -263,3 +263,23 @@ def test_auth_json_is_never_written_beyond_its_bound(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="more than the 4194304 allowed"):
         save_auth_file(path, huge)
     assert path.read_bytes() == before
+
+
+def test_the_capability_table_an_agent_sees() -> None:
+    from volttron.server.services.auth.access import may_read_policy, visible_capabilities
+
+    agent = AuthEntry(credentials=ALICE, user_id="agent", capabilities={"mine": None},
+                      rpc_method_authorizations={"run": ["can_run"], "open": [""]})
+    reader = AuthEntry(credentials=BOB, user_id="reader", capabilities={"read_auth_file": None})
+    caller = AuthEntry(credentials="/.*/", user_id="caller",
+                       capabilities={"can_run": {"x": 1}, "secret": None, "sync_agent_config": None})
+    document = doc(agent, reader, caller)
+    table = document.capabilities_by_user()
+    assert may_read_policy(document, "reader") and not may_read_policy(document, "agent")
+    assert may_read_policy(document, "platform.control")  # the platform's own services
+    assert visible_capabilities(document, "reader", table) == table
+    assert visible_capabilities(document, "agent", table) == {
+        "agent": {"mine": None},
+        "caller": {"can_run": {"x": 1}, "sync_agent_config": None},  # what its checks need, no more
+    }
+    assert visible_capabilities(document, "stranger", table) == {"caller": {"sync_agent_config": None}}
