@@ -67,3 +67,12 @@ def test_the_readme_commands_work(clean_checkout: None) -> None:
         assert '"context": "configured live"' in output, output[-3000:]
         assert "configuration 'config' updated: message 'configured live', heartbeat every 10 s" in log
         assert list((workdir / "tmp").glob("volttron-demo-*/cfg.json")), "no cfg.json in the scratch folder"
+        # issue 13 item 9: the -vv log quickstart follows is readable: each vctl's connect and drop
+        # and each re-read of auth.json at DEBUG, a heartbeat on one line
+        chatter = [line for line in log.splitlines()
+                   if ("control.connection" in line and ("accepted" in line or "dropped peer" in line))
+                   or "re-read" in line]
+        assert chatter and all(" DEBUG: " in line for line in chatter), chatter
+        heartbeats = [line for line in log.splitlines() if "Topic: heartbeat/listener" in line]
+        one_line = all(line.rstrip().endswith("Message: 'GOOD'") for line in heartbeats)
+        assert heartbeats and one_line, heartbeats[:3]
