@@ -66,4 +66,5 @@ class AuthPolicy:
         self._document = document
         self._capabilities = None
         self.reloads += 1
-        _log.debug("re-read %s: %d allow, %d deny entries", self.path, len(document.allow), len(document.deny))
+        _log.debug("re-read %s: %d allow, %d deny entries", self.path, len(document.allow),
+                   len(document.deny))
