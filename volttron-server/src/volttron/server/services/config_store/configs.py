@@ -172,19 +172,7 @@ def link_target(value: Any) -> str | None:
 
 def links(value: Any) -> set[str]:
     """The lower-case names of every configuration ``value`` refers to (nested anywhere)."""
-    found: set[str] = set()
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-        else:
-            target = link_target(item)
-            if target is not None:
-                found.add(target)
-    return found
+    return set(link_counts(value))
 
 
 def link_counts(value: Any) -> Counter[str]:
