@@ -260,7 +260,8 @@ def test_agent_names_unknown_and_ambiguous(platform: VctlPlatform, listener_whee
     assert platform.vctl("tag", prefix, "by-prefix").stdout == "by-prefix\n"
     assert platform.status()["one"]["tag"] == "by-prefix"
     assert platform.vctl("enable", "two", "-p", "7").stdout.endswith("with priority 07\n")
-    assert platform.vctl("list").stdout.splitlines()[1].split()[-1] == "07"
+    header, _, two = platform.vctl("list").stdout.splitlines()  # the header is on stdout too
+    assert header.split()[0] == "UUID" and two.split()[-1] == "07"
 
 
 def test_remote_address_and_a_stopped_platform(platform: VctlPlatform, tmp_path: Path) -> None:
