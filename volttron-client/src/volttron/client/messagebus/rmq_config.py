@@ -161,12 +161,15 @@ def admin_settings(config: dict[str, Any], home: str | os.PathLike[str], instanc
     settings = replace(settings_from_config(config, home), instance_name=instance)
     user = str(config.get("user") or f"{instance}-admin")
     password = config.get("password")
-    if password is not None:
-        return settings.with_login(user, str(password))
     cert, key = client_cert_paths(home, user)
     if settings.ssl and cert.is_file():
-        return replace(settings, username=user, certfile=str(cert), keyfile=str(key),
-                       cafile=str(trusted_cas_path(home, instance)))
+        # a TLS broker asks every client for its certificate (fail_if_no_peer_cert): present it; with a
+        # password too, the login is PLAIN inside TLS (the management API needs the password)
+        settings = replace(settings, username=user, certfile=str(cert), keyfile=str(key),
+                           cafile=str(trusted_cas_path(home, instance)))
+        return settings if password is None else replace(settings, password=str(password))
+    if password is not None:
+        return settings.with_login(user, str(password))
     raise ConfigError(f"{rabbitmq_config_path(home)} gives no password for {user} (nor a certificate "
                       "with TLS); run 'vcfg rabbitmq single'")
 
