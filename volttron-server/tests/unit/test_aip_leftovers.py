@@ -29,8 +29,11 @@ from volttron.server.aip.work_folder import clear_work_folder, work_folder
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and prctl are Linux's")
 
-STUBBORN = "import signal, time; [signal.signal(s, signal.SIG_IGN) for s in (2, 15)]; time.sleep(120)"
-POLITE = "import time; time.sleep(120)"
+_READY = "import os; ready = os.environ.get('TEST_READY_FILE'); ready and open(ready, 'w').close(); "
+STUBBORN = ("import signal, time; [signal.signal(s, signal.SIG_IGN) for s in (2, 15)]; " + _READY
+            + "time.sleep(120)")
+"""Ignores SIGINT and SIGTERM; says it is ready (its handlers are set) through TEST_READY_FILE."""
+POLITE = _READY + "import time; time.sleep(120)"
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -59,9 +62,13 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
 
     def make(home: Path, run: str = "r1", identity: str = "a", code: str = POLITE, start: str = "1",
              **kwargs: Any) -> subprocess.Popen[bytes]:
-        env = {**os.environ, MARK_VARIABLE: agent_mark(home, run, identity, start)}
+        ready = tmp_path / f"ready-{len(made)}"
+        env = {**os.environ, MARK_VARIABLE: agent_mark(home, run, identity, start),
+               "TEST_READY_FILE": str(ready)}
         proc = subprocess.Popen([sys.executable, "-c", code], env=env, start_new_session=True, **kwargs)
         made.append(proc)
+        # its signal handlers are set before it says so: a SIGTERM cannot reach it half started
+        wait_for(ready.exists, 20, "the process to be ready")
         wait_for(lambda: proc.pid in find_marked(home), 10, "the process to show its mark")
         return proc
 
