@@ -115,7 +115,7 @@ class EnforcedPlatform:
         return self.keys[identity]
 
     def agent(self, identity: str, agent_class: type[Agent] = Agent,
-              capabilities: dict[str, Any] | None = None, keys: Any = None, timeout: float = 10.0) -> Agent:
+              capabilities: dict[str, Any] | None = None, keys: Any = None, timeout: float = 30.0) -> Agent:
         """An agent in this process, connected over ipc with CURVE (authorized unless ``keys`` given)."""
         if keys is None:
             keys = self.authorize(identity, capabilities)

@@ -135,7 +135,7 @@ def controls() -> Iterator[list[Agent]]:
 
 def connect_control(platform: Any, made: list[Agent]) -> Agent:
     agent = build_agent(address=platform.local_address, identity="control.connection",
-                        volttron_home=str(platform.home), enable_channel=True, timeout=10)
+                        volttron_home=str(platform.home), enable_channel=True, timeout=30)
     made.append(agent)
     return agent
 

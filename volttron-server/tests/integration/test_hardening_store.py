@@ -51,7 +51,7 @@ def agents() -> Iterator[list[Agent]]:
 def connect(platform: Any, identity: str, made: list[Agent]) -> Agent:
     keys = platform.add_allow_entry(identity, capabilities=ADMIN)
     agent = build_agent(address=platform.local_address, identity=identity, publickey=keys.public,
-                        secretkey=keys.secret, serverkey=platform.serverkey, timeout=10,
+                        secretkey=keys.secret, serverkey=platform.serverkey, timeout=30,
                         volttron_home=str(platform.home))
     made.append(agent)
     return agent
