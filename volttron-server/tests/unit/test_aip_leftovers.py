@@ -36,17 +36,6 @@ STUBBORN = ("import signal, time; [signal.signal(s, signal.SIG_IGN) for s in (2,
 POLITE = _READY + "import time; time.sleep(120)"
 
 
-def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.02)
-
-
 def alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
@@ -56,7 +45,7 @@ def alive(pid: int) -> bool:
 
 
 @pytest.fixture
-def spawn(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+def spawn(tmp_path: Path, wait_for: Callable[..., Any]) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     """``spawn(home, run, identity, code=POLITE, setsid=True)``: a marked python process."""
     made: list[subprocess.Popen[bytes]] = []
 
@@ -111,7 +100,8 @@ def test_grace_zero_kills_at_once(spawn, tmp_path: Path) -> None:
     assert report.killed == [proc.pid] and proc.wait(5) == -signal.SIGKILL
 
 
-def test_the_parent_death_signal_reaches_the_child_when_its_parent_is_killed(tmp_path: Path) -> None:
+def test_the_parent_death_signal_reaches_the_child_when_its_parent_is_killed(
+        tmp_path: Path, wait_for: Callable[..., Any]) -> None:
     """A middle process starts a child with the preexec function, then is SIGKILLed: the child gets
     SIGTERM from the kernel."""
     pid_file = tmp_path / "child.pid"
