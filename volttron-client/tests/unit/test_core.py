@@ -144,6 +144,44 @@ def test_reconnect_says_hello_again_and_resynchronizes(start_agent, router, wait
     assert agent.events.count("onstart") == 1  # onstart is not repeated on reconnection
 
 
+def _unstarted(router, identity: str) -> tuple[Agent, gevent.event.Event]:
+    agent = Agent(identity=identity, connection_factory=router.factory, enable_auth=False, enable_store=False,
+                  heartbeat_autostart=False, address="inproc://memory")
+    agent.core.welcome_timeout = 30.0
+    running = gevent.event.Event()
+    gevent.spawn(agent.core.run, running)
+    return agent, running
+
+
+def test_a_link_lost_before_the_welcome_says_hello_again_at_once(router, wait_until) -> None:
+    """The router may forget a connection between our hello and its welcome (it closed the connection,
+    or the platform restarted); when the link comes back the hello goes out again at once instead of
+    after the hello repeat of a whole welcome timeout."""
+    router.refuse.add("early")
+    agent, running = _unstarted(router, "early")
+    try:
+        wait_until(lambda: router.messages("hello", "early"))
+        router.refuse.discard("early")
+        router.bounce("early")
+        assert running.wait(3), "no second hello after the link came back"
+        assert [m.id for m in router.messages("hello", "early")] == ["connect.hello.0", "connect.hello.1"]
+    finally:
+        agent.core.stop(timeout=5)
+
+
+def test_an_unanswered_hello_is_repeated_well_before_the_welcome_timeout(router, wait_until) -> None:
+    """A router that dropped the peer without the link going down (the welcome was lost) still gets
+    a new hello within a few seconds, so the agent connects long before its 30 s welcome timeout."""
+    router.refuse.add("patient")
+    agent, running = _unstarted(router, "patient")
+    try:
+        wait_until(lambda: router.messages("hello", "patient"))
+        router.refuse.discard("patient")
+        assert running.wait(5), "the hello was not repeated within 5 s"
+    finally:
+        agent.core.stop(timeout=5)
+
+
 def test_link_down_too_long_stops_the_agent(start_agent, router) -> None:
     agent = start_agent("fragile")
     agent.core.reconnect_timeout = 0.2

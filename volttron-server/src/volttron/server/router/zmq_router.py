@@ -180,6 +180,7 @@ class ZmqRouterSocket:
         self._closing: set[tuple[int, int]] = set()
         self._last_outq: dict[bytes, tuple[int, float]] = {}  # peer -> (kernel send queue, since when)
         self._sweeper: gevent.Greenlet | None = None
+        self._sweep_due = False
         self._throttle = LogThrottle(_log)
 
     # -- set-up --------------------------------------------------------------------------------
@@ -308,21 +309,29 @@ class ZmqRouterSocket:
         get_hub().loop.run_callback(self._wake)  # let the loop read the disconnect
 
     def _sweep(self) -> None:
-        timeout = self.settings.claim_timeout
+        # Only marks a sweep as due and wakes the loop, which sweeps once it has read every ready
+        # message: a connection whose first message is waiting in the socket is not silent.
         while True:
-            gevent.sleep(min(1.0, timeout / 2))
+            gevent.sleep(min(1.0, self.settings.claim_timeout / 2))
             if self._monitor is None:
                 return
-            self._drain_monitor()
-            now = time.monotonic()
-            due = self._connections.silent(now - timeout)
-            if due:
-                # a silent squatter and an owner libzmq ignored behind it look alike from here: close
-                # every silent connection together, so the owner's reconnection is not always second
-                due += self._connections.silent(now - 1.0)
-            for fd, generation in due:
-                self._close_connection(fd, generation, f"a connection that sent nothing for {timeout:g} s "
-                                                       "(it held a routing id unchecked)")
+            self._sweep_due = True
+            get_hub().loop.run_callback(self._wake)
+
+    def _close_silent(self) -> None:
+        """Close connections that sent nothing for ``claim_timeout`` s; call with no message ready."""
+        self._sweep_due = False
+        timeout = self.settings.claim_timeout
+        self._drain_monitor()
+        now = time.monotonic()
+        due = self._connections.silent(now - timeout)
+        if due:
+            # a silent squatter and an owner libzmq ignored behind it look alike from here: close
+            # every silent connection together, so the owner's reconnection is not always second
+            due += self._connections.silent(now - 1.0)
+        for fd, generation in due:
+            self._close_connection(fd, generation, f"a connection that sent nothing for {timeout:g} s "
+                                                   "(it held a routing id unchecked)")
 
     # -- the loop ------------------------------------------------------------------------------
     def serve(self, route: Callable[[Frames], None],
@@ -402,6 +411,8 @@ class ZmqRouterSocket:
             if handled < batch:
                 # nothing left to read: every message a closed connection sent has been routed
                 self._apply_disconnects()
+                if self._sweep_due:
+                    self._close_silent()
                 self._wait()
             else:
                 gevent.sleep(0)

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 _log = logging.getLogger(__name__)
 
 HELLO_ID_PREFIX = "connect.hello."
+HELLO_REPEAT_MAX = 4.0
+"""Seconds between hellos once the first few went unanswered."""
 
 
 class Handshake:
@@ -54,8 +56,11 @@ class Handshake:
             self.link_up = True
             self.ever_linked = True
             self.handshake_failure = None
-            if self._hello is None or self._hello.dead:
-                self._hello = gevent.spawn(self._say_hello)
+            # a link that comes back before the welcome gets a new hello at once: the router may
+            # have forgotten the old connection between our hello and its welcome
+            if self._hello is not None and not self._hello.dead:
+                self._hello.kill(block=False)
+            self._hello = gevent.spawn(self._say_hello)
         elif event is BusEvent.DISCONNECTED:
             self.link_up = False
             self._welcomed.clear()
@@ -96,9 +101,12 @@ class Handshake:
         return greenlet is not None and greenlet in (self._watchdog, self._link_lost, self._hello)
 
     def _say_hello(self) -> None:
-        # Repeat while the link is up and no welcome came: after a platform restart the first
-        # hello can race the new router's start.
+        # Repeat while the link is up and no welcome came, waiting 1, 2, 4, then every
+        # HELLO_REPEAT_MAX seconds: after a platform restart the first hello can race the new
+        # router's start, and a router that lost the peer without the link going down (its welcome
+        # failed) adds it again on the next message. The welcome watchdog bounds the repeats.
         core = self.core
+        wait = 1.0
         while self.link_up and not core.connected and not core.stopping:
             msg_id = f"{HELLO_ID_PREFIX}{self.hello_count}"
             self.hello_count += 1
@@ -107,8 +115,9 @@ class Handshake:
             except (VIPError, BusError) as exc:
                 _log.debug("hello not sent: %s", exc)
                 return
-            if self._welcomed.wait(core.welcome_timeout):
+            if self._welcomed.wait(min(wait, core.welcome_timeout)):
                 return
+            wait = min(wait * 2, HELLO_REPEAT_MAX)
 
     def _welcome_overdue(self) -> None:
         core = self.core
