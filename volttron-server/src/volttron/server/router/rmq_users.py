@@ -305,8 +305,13 @@ class BrokerUsers:
             gevent.sleep(self.POLL_INTERVAL)
             self._policy.current()
             protected_changed = self.refresh_protected_topics()
-            due = time.monotonic() - last >= self.RESYNC_INTERVAL
-            if self._policy.reloads == seen and not protected_changed and self.failures == 0 and not due:
+            waited = time.monotonic() - last
+            due = waited >= self.RESYNC_INTERVAL
+            # after a failure, retry with a growing pause (each try is 3 broker requests, with
+            # rabbitmqctl 3 Erlang VMs): 1, 2, 4, 8 s, then every RESYNC_INTERVAL; a change retries at once
+            retry = self.failures > 0 and waited >= min(self.POLL_INTERVAL * 2 ** self.failures,
+                                                        self.RESYNC_INTERVAL)
+            if self._policy.reloads == seen and not protected_changed and not retry and not due:
                 continue
             seen = self._policy.reloads
             last = time.monotonic()
