@@ -23,6 +23,7 @@ from volttron.client.packaging import select_agent_entry_point
 from volttron.server.aip.agent_dir import AgentDirectory
 from volttron.server.aip.errors import AgentProcessError
 from volttron.server.aip.leftovers import MARK_VARIABLE
+from volttron.server.aip.published_contract import agent_credentials, ensure_platform_credentials
 
 AGENT_ENV_KEYS: tuple[str, ...] = (
     "AGENT_VIP_IDENTITY",
@@ -37,6 +38,7 @@ AGENT_ENV_KEYS: tuple[str, ...] = (
     "_LAUNCHED_BY_PLATFORM",
     "MESSAGEBUS",
     "VOLTTRON_VIP_ADDR",
+    "AGENT_CREDENTIALS",
     MARK_VARIABLE,
 )
 """The variables the platform sets for an agent; inherited values of these are never passed on."""
@@ -106,7 +108,12 @@ def launcher_code(value: str) -> str:
 
 
 def agent_environment(directory: AgentDirectory, settings: LaunchSettings) -> dict[str, str]:
-    """The environment of the agent process: a new dict, the platform's environment plus the agent's."""
+    """The environment of the agent process: a new dict, the platform's environment plus the agent's.
+
+    It also holds what agents of the published VOLTTRON read (``AGENT_CREDENTIALS``), and makes sure
+    the home has their ``credentials_store/platform.json`` (the public key only): see
+    :mod:`.published_contract`.
+    """
     env = {k: v for k, v in settings.base_env.items() if k not in AGENT_ENV_KEYS}
     keys = directory.keys()
     env.update(
@@ -117,6 +124,7 @@ def agent_environment(directory: AgentDirectory, settings: LaunchSettings) -> di
             "AGENT_DATA_DIR": str(directory.data_dir),
             "AGENT_PUBLICKEY": keys.public,
             "AGENT_SECRETKEY": keys.secret,
+            "AGENT_CREDENTIALS": agent_credentials(directory.identity, keys.public, keys.secret),
             "MESSAGEBUS": settings.message_bus,
             "_LAUNCHED_BY_PLATFORM": "1",
         }
@@ -128,6 +136,8 @@ def agent_environment(directory: AgentDirectory, settings: LaunchSettings) -> di
         "VOLTTRON_VIP_ADDR": settings.vip_address,
     }
     env.update({k: v for k, v in optional.items() if v})
+    if settings.serverkey:
+        ensure_platform_credentials(settings.volttron_home, settings.serverkey)
     env.setdefault("PYTHONUNBUFFERED", "1")  # so the platform log gets each line when it is written
     return env
 

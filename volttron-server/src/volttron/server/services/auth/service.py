@@ -39,6 +39,14 @@ methods check, :func:`~volttron.server.services.auth.access.visible_capabilities
     get_pending_authorizations() / get_approved_authorizations() / get_denied_authorizations()
     approve_authorization(user_id) / deny_authorization(user_id) / delete_authorization(user_id)
     get_authorization(user_id) / get_authorization_status(user_id)                   (modifies)
+
+The published VOLTTRON's clients ask per decision instead (:mod:`.published`, one policy for both)::
+
+    get_protected_rpcs(identity) -> [method]                                         (the agent itself)
+    check_rpc_authorization(identity, method_name, method_args) -> true, or -32001   (the callee)
+    check_pubsub_authorization(identity, topic_pattern, access) -> bool              (the agent itself)
+    is_protected_topic(topic_name_pattern) -> bool
+    get_agent_capabilities(identity) -> {"capabilities", "protected_rpcs"}           (the agent itself)
 """
 
 from __future__ import annotations
@@ -59,7 +67,7 @@ from volttron.client.runner import build_agent
 from volttron.client.vip.agent import RPC, Agent, VIPError
 from volttron.server.identities import AUTH
 from volttron.server.platform import PlatformContext
-from volttron.server.services.auth import edits
+from volttron.server.services.auth import edits, published
 from volttron.server.services.auth.access import (
     ALLOW_AUTH_MODIFICATIONS,
     may_read_policy,
@@ -75,6 +83,7 @@ from volttron.utils.config import strip_comments
 from volttron.utils.errors import ConfigError, VolttronError
 from volttron.utils.files import file_signature
 from volttron.utils.home import auth_file_path
+from volttron.utils.jsonrpc import MethodNotFound
 
 _log = logging.getLogger(__name__)
 
@@ -128,6 +137,7 @@ class AuthAgent(Agent):
         self._check_lock = Semaphore()
         self._holders: dict[str, str] = {}
         """Peers holding a capability table (they fetched one since they connected), and their users."""
+        self._protected: ProtectedTopics | None = None
         self.counts = {"protected_updates": 0, "peer_pushes": 0, "peer_push_failures": 0}
         self.core.periodic(settings.poll_interval, self.check_files, wait=0)
         self.vip.peerlist.ondrop.connect(self._peer_dropped, self)
@@ -369,12 +379,70 @@ class AuthAgent(Agent):
 
     def _tell_agent(self, identity: str, method: str, required: list[str]) -> None:
         try:
-            self.vip.rpc.call(identity, "auth.set_rpc_authorizations", method, required).get(
-                timeout=self.settings.push_timeout)
+            try:
+                self.vip.rpc.call(identity, "auth.set_rpc_authorizations", method, required).get(
+                    timeout=self.settings.push_timeout)
+            except MethodNotFound:  # an agent of the published VOLTTRON: it asks us on every call
+                names = published.protected_rpcs(self.policy.current(), identity)
+                self.vip.rpc.call(identity, "rpc.add_protected_rpcs", names).get(
+                    timeout=self.settings.push_timeout)
         except (VIPError, gevent.Timeout, VolttronError) as exc:
             # recorded in auth.json: the agent applies it when it next reports its methods
             _log.info("%s not told about %s now (%s); it applies the change when it restarts",
                       identity, method, exc)
+
+    # -- the published VOLTTRON's dialect (see .published) ---------------------------------------
+    def _require_self_or_reader(self, identity: str, what: str) -> AuthDocument:
+        """The policy, once the caller is ``identity`` itself or may read the whole policy."""
+        document = self.policy.current()
+        caller = self._caller()
+        if self.settings.auth_enabled and caller != identity and not may_read_policy(document, caller):
+            raise published.unauthorized(f"{what} of {identity!r} may be asked by that agent only, "
+                                         f"not by {caller!r}")
+        return document
+
+    def _protected_topics(self) -> ProtectedTopics:
+        if self._protected is None:
+            self._protected = ProtectedTopics(self.settings.protected_file, check_interval=0.0)
+        self._protected.refresh()
+        return self._protected
+
+    @RPC.export
+    def get_protected_rpcs(self, identity: str) -> list[str]:
+        """The methods of ``identity`` that need a check (asked by that agent); none with auth off."""
+        document = self._require_self_or_reader(identity, "get_protected_rpcs")
+        return published.protected_rpcs(document, identity) if self.settings.auth_enabled else []
+
+    @RPC.export
+    def check_rpc_authorization(self, identity: str, method_name: str,
+                                method_args: Mapping[str, Any] | None = None, **kwargs: Any) -> bool:
+        """True if ``identity`` may call ``method_name`` (``"<the asking agent>.<method>"``), else -32001."""
+        if not self.settings.auth_enabled:
+            return True
+        callee = self._caller() or ""
+        method = published.split_method_name(method_name, callee)
+        published.check_rpc_call(self.policy.current(), str(identity), callee, method, method_args or {})
+        return True
+
+    @RPC.export
+    def check_pubsub_authorization(self, identity: str, topic_pattern: str, access: str,
+                                   **kwargs: Any) -> bool:
+        """Whether ``identity`` (the asking agent) may ``access`` (publish, subscribe, pubsub) the topic."""
+        document = self._require_self_or_reader(identity, "check_pubsub_authorization")
+        if not self.settings.auth_enabled:
+            return True
+        return published.pubsub_allowed(document, self._protected_topics(), identity, topic_pattern, access)
+
+    @RPC.export
+    def is_protected_topic(self, topic_name_pattern: str) -> bool:
+        """Whether publishing to ``topic_name_pattern`` needs capabilities."""
+        return self._protected_topics().required(str(topic_name_pattern)) is not None
+
+    @RPC.export
+    def get_agent_capabilities(self, identity: str) -> dict[str, Any]:
+        """The capabilities ``identity`` holds and the methods of its own that need a check."""
+        return published.capabilities_view(self._require_self_or_reader(identity, "get_agent_capabilities"),
+                                           identity)
 
     # -- pending credentials -------------------------------------------------------------------
     @RPC.export

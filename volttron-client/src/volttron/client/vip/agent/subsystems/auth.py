@@ -5,10 +5,19 @@ need and is kept until ``platform.auth`` pushes a new one with ``auth.update`` (
 ``platform.auth`` only) or the link to the platform drops. When the table cannot be had, checks
 deny. Method authorizations (``auth.get_rpc_authorizations`` ...) read and change what
 ``@RPC.allow`` requires; changing them needs ``modify_rpc_method_allowance``.
+
+A platform of the published VOLTTRON (volttron-core 2.x) serves no ``get_user_to_capabilities``
+(MethodNotFound). There each ``@RPC.allow`` check asks that platform's own decision instead,
+``check_rpc_authorization(identity=caller, method_name="<us>.<method>", method_args={...})``, as its
+own agents do: a call it confirms (e.g. its config store's ``config.update``, which its policy grants)
+is allowed, anything else is refused and logged with the platform's reason; nothing is allowed
+unasked. A batch of requests cannot be asked about one by one and is refused, saying so.
 """
 
 from __future__ import annotations
 
+import inspect
+import json
 import logging
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -17,7 +26,7 @@ from gevent.lock import Semaphore
 
 from volttron.client.known_identities import AUTH, PROCESS_IDENTITIES
 from volttron.client.vip.agent.subsystems.base import SubsystemBase
-from volttron.utils.jsonrpc import UNAUTHORIZED, Unauthorized
+from volttron.utils.jsonrpc import UNAUTHORIZED, MethodNotFound, Unauthorized, parse_request
 
 if TYPE_CHECKING:
     from volttron.client.vip.agent.core import Core
@@ -52,6 +61,8 @@ class Auth(SubsystemBase):
         self._rpc = rpc
         self._table: dict[str, dict[str, Any]] | None = None
         self._published = False
+        self._per_call = False
+        """The platform serves no table (the published VOLTTRON): ask it about every call."""
         self._lock = Semaphore()
         rpc.set_capability_source(self.get_capabilities)
         rpc.export(self.update, "auth.update")
@@ -66,10 +77,54 @@ class Auth(SubsystemBase):
 
     def get_capabilities(self, user: str) -> dict[str, Any]:
         """``{capability: params or None}`` of ``user``; raises when the table cannot be fetched."""
+        if self._per_call:
+            return self._confirmed_by_platform(user)
         table = self._table
         if table is None:
-            table = self._fetch()
+            try:
+                table = self._fetch()
+            except MethodNotFound:
+                _log.info("%s serves no get_user_to_capabilities (a platform of the published VOLTTRON): "
+                          "each restricted call is checked with its check_rpc_authorization", AUTH)
+                self._per_call = True
+                return self._confirmed_by_platform(user)
         return table.get(user, {})
+
+    def _confirmed_by_platform(self, user: str) -> dict[str, Any]:
+        """The capabilities the running call requires, once the platform confirmed ``user`` may make it.
+
+        Raises (so the check denies) when the call cannot be identified or the platform does not confirm.
+        """
+        name, arguments = self._current_call()
+        required = self._rpc.get_allowed(name)
+        target = f"{self.core.identity}.{name}"
+        try:
+            confirmed = self._rpc.call(AUTH, "check_rpc_authorization", identity=user, method_name=target,
+                                       method_args=arguments).get(timeout=FETCH_TIMEOUT)
+        except Exception as exc:
+            _log.warning("refused %s to %r: %s did not confirm it (%s)", target, user, AUTH, exc)
+            raise
+        if not confirmed:
+            _log.warning("refused %s to %r: %s answered %r", target, user, AUTH, confirmed)
+            raise ValueError(f"{AUTH} did not confirm the call (answered {confirmed!r})")
+        return {capability: None for capability in required}
+
+    def _current_call(self) -> tuple[str, dict[str, Any]]:
+        """The method name and the arguments by name of the single request being served."""
+        message = self._rpc.context.vip_message
+        frames = list(message.args) if message is not None else []
+        if len(frames) != 1:
+            raise ValueError("only a single request can be checked with the platform, not a batch")
+        obj = json.loads(frames[0])
+        if not isinstance(obj, Mapping):
+            raise ValueError("only a single request can be checked with the platform, not a batch")
+        request = parse_request(obj)
+        method = self._rpc.exports.get(request.method)
+        if method is None:
+            raise ValueError(f"{request.method!r} is not an exported method")
+        bound = inspect.signature(method).bind(*request.args, **request.kwargs)
+        bound.apply_defaults()
+        return request.method, dict(bound.arguments)
 
     def _fetch(self) -> dict[str, dict[str, Any]]:
         with self._lock:  # one fetch for many concurrent checks
@@ -102,6 +157,7 @@ class Auth(SubsystemBase):
     def on_disconnected(self) -> None:
         self._table = None  # the platform may come back with other rules
         self._published = False
+        self._per_call = False
 
     # ------------------------------------------------------------------ method authorizations
 
