@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from volttron.client.vip.agent.clock import Clock
 from volttron.client.vip.agent.core import ConnectionFactory, Core
 from volttron.client.vip.agent.subsystems.auth import Auth
 from volttron.client.vip.agent.subsystems.channel import Channel
@@ -98,7 +99,9 @@ class Agent:
     The positional order of the arguments is the original's (reference §4.1).
     ``reconnect_interval`` is in milliseconds, as in the original. ``enable_fncs`` and the
     ``volttron_central_*`` arguments are accepted and have no effect. ``connection_factory``
-    (keyword only) replaces the message bus; tests pass an in-memory connection. Other keyword
+    (keyword only) replaces the message bus and ``clock`` (keyword only,
+a :class:`~volttron.client.vip.agent.clock.Clock`) the time every timer of the agent follows;
+the testing kit passes an in-memory connection and a clock it advances by hand. Other keyword
     arguments the original passed (``config_path``...) are accepted and ignored.
     """
 
@@ -127,6 +130,7 @@ class Agent:
         enable_auth: bool | None = None,
         *,
         connection_factory: ConnectionFactory | None = None,
+        clock: Clock | None = None,
         **kwargs: Any,
     ) -> None:
         unknown = sorted(set(kwargs) - _IGNORED_KWARGS)
@@ -149,6 +153,7 @@ class Agent:
             instance_name=instance_name,
             messagebus=message_bus or os.environ.get("MESSAGEBUS") or "zmq",
             connection_factory=connection_factory,
+            clock=clock,
         )
         self.vip = Subsystems(
             self,

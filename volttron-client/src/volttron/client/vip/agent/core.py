@@ -50,6 +50,7 @@ from volttron.client.messagebus.base import (
     Message,
     connection_class,
 )
+from volttron.client.vip.agent.clock import Clock
 from volttron.client.vip.agent.decorators import collect_annotations
 from volttron.client.vip.agent.dispatch import Signal
 from volttron.client.vip.agent.errors import Again, ConnectError, VIPError
@@ -96,6 +97,7 @@ class Core(AgentTasks):
         instance_name: str | None = None,
         messagebus: str | None = None,
         connection_factory: ConnectionFactory | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.owner = owner
         self._identity = identity or str(uuid.uuid4())
@@ -126,7 +128,9 @@ class Core(AgentTasks):
         self._extensions: list[SubsystemBase] = []
         self._connection: Connection | None = None
         self._credentials: Credentials | None = None
-        self._init_tasks()
+        self._init_tasks(clock)
+        self.stop_requests = 0
+        """How many times :meth:`stop` was called."""
         self._greenlet: gevent.Greenlet | None = None
         self._recv_greenlet: gevent.Greenlet | None = None
         self._handshake = Handshake(self)
@@ -461,6 +465,7 @@ class Core(AgentTasks):
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop the agent; from outside the agent's greenlets, wait up to ``timeout`` for it to finish."""
+        self.stop_requests += 1
         self._stop_event.set()
         greenlet = self._greenlet
         current = gevent.getcurrent()

@@ -48,7 +48,7 @@ class Handshake:
 
     def start(self) -> None:
         """Arm the welcome watchdog; call before opening the connection."""
-        self._watchdog = gevent.spawn_later(self.core.welcome_timeout, self._welcome_overdue)
+        self._watchdog = self.core.clock.spawn_later(self.core.welcome_timeout, self._welcome_overdue)
 
     def on_bus_event(self, event: BusEvent, detail: str) -> bool:
         """Track the link; True when the link just dropped after a welcome."""
@@ -65,7 +65,9 @@ class Handshake:
             self.link_up = False
             self._welcomed.clear()
             if self.core.connected:
-                self._link_lost = gevent.spawn_later(self.core.reconnect_timeout, self._link_lost_too_long)
+                self._link_lost = self.core.clock.spawn_later(
+                    self.core.reconnect_timeout, self._link_lost_too_long
+                )
                 return True
         elif event is BusEvent.HANDSHAKE_FAILED:
             self.handshake_failure = detail or "handshake failed"
@@ -115,7 +117,7 @@ class Handshake:
             except (VIPError, BusError) as exc:
                 _log.debug("hello not sent: %s", exc)
                 return
-            if self._welcomed.wait(min(wait, core.welcome_timeout)):
+            if core.clock.wait(self._welcomed, min(wait, core.welcome_timeout)):
                 return
             wait = min(wait * 2, HELLO_REPEAT_MAX)
 

@@ -5,18 +5,21 @@ timestamp in seconds, or an iterator of those, such as
 :func:`volttron.utils.scheduling.periodic` or :func:`~volttron.utils.scheduling.cron`. Each event
 runs in its own greenlet and calls its function once per deadline, in order; when the agent falls
 behind (the process was suspended, the function ran long) missed deadlines are collapsed into one
-call instead of a burst.
+call instead of a burst. Time is read, and waited for, through a
+:class:`~volttron.client.vip.agent.clock.Clock` (the agent's ``core.clock``), so a test can
+advance it by hand.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
 import gevent
+
+from volttron.client.vip.agent.clock import SYSTEM_CLOCK, Clock
 
 _log = logging.getLogger(__name__)
 
@@ -44,10 +47,17 @@ def deadlines(spec: Any) -> Iterator[float]:
 class _TimedCall:
     """Common state of scheduled and periodic calls: a greenlet and cancellation."""
 
-    def __init__(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        clock: Clock | None = None,
+    ) -> None:
         self.func = func
         self.args = args
         self.kwargs = kwargs
+        self.clock = clock or SYSTEM_CLOCK
         self.greenlet: gevent.Greenlet | None = None
         self.canceled = False
 
@@ -89,18 +99,20 @@ class ScheduledEvent(_TimedCall):
         func: Callable[..., Any],
         args: tuple[Any, ...] = (),
         kwargs: dict[str, Any] | None = None,
+        clock: Clock | None = None,
     ) -> None:
-        super().__init__(func, args, kwargs or {})
+        super().__init__(func, args, kwargs or {}, clock)
         self._deadlines = deadlines(schedule)
 
     def _run(self) -> None:
+        clock = self.clock
         pending = next(self._deadlines, None)
         while pending is not None and not self.canceled:
-            delay = pending - time.time()
+            delay = pending - clock.time()
             if delay > 0:
-                gevent.sleep(delay)
+                clock.sleep(delay)
             following = next(self._deadlines, None)
-            while following is not None and following <= time.time():
+            while following is not None and following <= clock.time():
                 following = next(self._deadlines, None)  # collapse missed deadlines
             if self.canceled:
                 return
@@ -122,25 +134,27 @@ class PeriodicCall(_TimedCall):
         args: tuple[Any, ...] = (),
         kwargs: dict[str, Any] | None = None,
         wait: float | None = 0,
+        clock: Clock | None = None,
     ) -> None:
         if period <= 0:
             raise ValueError(f"period must be positive, not {period!r}")
-        super().__init__(func, args, kwargs or {})
+        super().__init__(func, args, kwargs or {}, clock)
         self.period = float(period)
         self.wait = wait
 
     def _run(self) -> None:
+        clock = self.clock
         first = self.period if self.wait is None else float(self.wait)
         if first > 0:
-            gevent.sleep(first)
-        start = time.monotonic()
+            clock.sleep(first)
+        start = clock.monotonic()
         n = 0
         while not self.canceled:
             self._call()
             n += 1
-            now = time.monotonic()
+            now = clock.monotonic()
             next_at = start + n * self.period
             if next_at < now:  # fell behind: skip the missed periods
                 n = int((now - start) // self.period) + 1
                 next_at = start + n * self.period
-            gevent.sleep(next_at - now)
+            clock.sleep(next_at - now)

@@ -3,7 +3,8 @@
 :class:`AgentTasks` is the part of :class:`~volttron.client.vip.agent.core.Core` that runs the
 agent's own code: the decorators that mark methods (``@Core.receiver``, ``@Core.schedule``,
 ``@Core.periodic``, which only annotate), their run-time forms, and the greenlets they start, all
-of which the core starts at the first welcome and kills when the agent stops.
+of which the core starts at the first welcome and kills when the agent stops. Every timed call
+reads and waits on :attr:`AgentTasks.clock` (see :mod:`~volttron.client.vip.agent.clock`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import gevent
 from gevent.pool import Group
 
+from volttron.client.vip.agent.clock import SYSTEM_CLOCK, Clock
 from volttron.client.vip.agent.decorators import annotate, dualmethod
 from volttron.client.vip.agent.scheduler import PeriodicCall, ScheduledEvent
 
@@ -40,8 +42,11 @@ class AgentTasks:
     _started = False
     _stopping = False
     _hub: Any = None
+    clock: Clock = SYSTEM_CLOCK
+    """The clock every timer of this agent reads and sleeps on."""
 
-    def _init_tasks(self) -> None:
+    def _init_tasks(self, clock: Clock | None = None) -> None:
+        self.clock = clock or SYSTEM_CLOCK
         self._group = Group()
         self._timed: list[ScheduledEvent | PeriodicCall] = []
 
@@ -63,7 +68,7 @@ class AgentTasks:
         Returns the event; ``event.cancel()`` stops it. Events scheduled before the agent started
         begin when it starts.
         """
-        event = ScheduledEvent(deadline, func, args, kwargs)
+        event = ScheduledEvent(deadline, func, args, kwargs, clock=self.clock)
         self._add_timed(event)
         return event
 
@@ -86,7 +91,7 @@ class AgentTasks:
         wait: float | None = 0,
     ) -> PeriodicCall:
         """Call ``func`` every ``period`` seconds (first call per ``wait``); ``.cancel()`` stops it."""
-        call = PeriodicCall(period, func, tuple(args or ()), dict(kwargs or {}), wait)
+        call = PeriodicCall(period, func, tuple(args or ()), dict(kwargs or {}), wait, clock=self.clock)
         self._add_timed(call)
         return call
 
@@ -122,11 +127,8 @@ class AgentTasks:
     def spawn_later(
         self, seconds: float, func: Callable[..., Any], *args: Any, **kwargs: Any
     ) -> gevent.Greenlet:
-        """Run ``func`` after ``seconds`` in a greenlet owned by the agent."""
-        greenlet = gevent.Greenlet(func, *args, **kwargs)
-        self._group.add(greenlet)
-        greenlet.start_later(seconds)
-        return greenlet
+        """Run ``func`` after ``seconds`` (on :attr:`clock`) in a greenlet owned by the agent."""
+        return self._group.spawn(self.clock.call_after, seconds, func, *args, **kwargs)
 
     def spawn_in_thread(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run blocking ``func`` in gevent's thread pool; returns an AsyncResult-like object."""

@@ -4,13 +4,15 @@ Every ``period`` seconds the agent publishes on ``heartbeat/<identity>`` with he
 ``TimeStamp`` (and ``heartbeat_period``: the period in seconds, so that the health service need
 not guess it from intervals) and its health status string (``"GOOD"``...) as the message; the
 platform's health service listens. Started at ``onstart`` when ``heartbeat_autostart`` (default),
-restarted when the health status changes (so the change is announced at once). ``heartbeat.start``,
+restarted when the health status changes (so the change is announced at once). Its schedule and
+its ``TimeStamp`` follow the agent's clock (``core.clock``). ``heartbeat.start``,
 ``start_with_period``, ``stop``, ``restart`` and ``set_period`` are exported over RPC.
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from volttron.client.messaging.headers import TIMESTAMP
@@ -91,7 +93,7 @@ class Heartbeat(SubsystemBase):
     def start(self) -> None:
         """Start publishing (the first heartbeat goes now); no-op when already running."""
         if not self.running:
-            self._event = self.core.schedule(periodic(self.period), self.publish)
+            self._event = self.core.schedule(periodic(self.period, start=self._now()), self.publish)
 
     def start_with_period(self, period: float) -> None:
         """Set the period and start."""
@@ -121,11 +123,14 @@ class Heartbeat(SubsystemBase):
             self._pubsub.publish(
                 "pubsub",
                 self.topic(),
-                headers={TIMESTAMP: utc_timestamp(), PERIOD_HEADER: self.period},
+                headers={TIMESTAMP: utc_timestamp(self._now()), PERIOD_HEADER: self.period},
                 message=self._health.get_status_value(),
             )
         except VIPError as exc:
             _log.debug("heartbeat not published: %s", exc)
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.core.clock.time(), timezone.utc)
 
     def _status_changed(self, status: Status) -> None:
         if self.running:
