@@ -33,6 +33,10 @@ RMQ agent perms.    ``volttron.client.messagebus.rmq_admin.agent_permissions`` (
                     agent's two queues and ``volttron``, nothing on ``amq.*``)
 RMQ link origin     ``volttron.client.messagebus.rmq_wire.speaks_for_its_own_platform`` (every
                     RabbitMQ peer: a linked message never comes from one of our peers)
+published RPC       ``volttron.server.services.auth.published.check_rpc_call`` (``platform.auth``'s
+                    ``check_rpc_authorization``, which a published-client agent asks on each call)
+published publish   ``volttron.server.services.auth.published.publish_allowed`` (its
+                    ``check_pubsub_authorization``, which such an agent asks before publishing)
 ==================  =====================================================================
 
 For each, the enforcement tests of ``volttron-server/tests/integration/test_auth_enforcement.py``
@@ -141,6 +145,7 @@ class Switch:
 
 LINKS = "test_hardening_links.py"
 RMQ = "test_hardening_rmq.py"
+PUBLISHED = "test_published_dialect.py"
 
 SWITCHES = {
     "rpc-allow": Switch("volttron.client.vip.agent.capabilities", "check_capabilities", "allow",
@@ -206,6 +211,14 @@ SWITCHES = {
                               {"test_a_shovelled_publish_cannot_claim_a_local_agent":
                                "a message over the link arrived as from B's"},
                               in_test_process=True, tests_module=RMQ, platform="RmqSides"),
+    "published-rpc": Switch("volttron.server.services.auth.published", "check_rpc_call", "allow",
+                            {"test_a_published_client_callee_refuses_a_caller_without_the_capability":
+                             "callee.add for a caller without can_add"},
+                            tests_module=PUBLISHED),
+    "published-pubsub": Switch("volttron.server.services.auth.published", "publish_allowed", "true",
+                               {"test_a_published_client_is_told_what_the_router_enforces":
+                                "allowed by check_pubsub_authorization"},
+                               tests_module=PUBLISHED),
 }
 
 
