@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from listener.settings import format_message
 from volttron.server.services.auth.policy import AuthPolicy
+from volttron_listener_agent.settings import format_message
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -16,7 +16,7 @@ SOURCES = {
     "volttron.utils": ROOT / "volttron-utils/src/volttron/utils",
     "volttron.client": ROOT / "volttron-client/src/volttron/client",
     "volttron.server": ROOT / "volttron-server/src/volttron/server",
-    "listener": ROOT / "volttron-listener-agent/src/listener",
+    "volttron_listener_agent": ROOT / "volttron-listener-agent/src/volttron_listener_agent",
 }
 
 
@@ -57,7 +57,7 @@ def _violation(module: str, imported: str) -> str | None:
         return "zmq is imported only by the ZeroMQ modules"
     if top == "pika" and not _is_bus_module(module, "rmq"):
         return "pika is imported only by the RabbitMQ modules"
-    if module.startswith("listener") and imported.startswith("volttron.") and not (
+    if module.startswith("volttron_listener_agent") and imported.startswith("volttron.") and not (
         imported.startswith(("volttron.client", "volttron.utils"))
     ):
         return "agents import only volttron.client and volttron.utils"
@@ -94,7 +94,7 @@ def test_no_namespace_init() -> None:
         ("volttron.client.vip.agent.core", "click", "click"),
         ("volttron.client.vip.agent.core", "zmq.green", "zmq"),
         ("volttron.client.messagebus.zmq", "pika", "pika"),
-        ("listener.agent", "volttron.server", "volttron.server"),
+        ("volttron_listener_agent.agent", "volttron.server", "volttron.server"),
     ],
 )
 def test_rules_catch_forbidden_imports(module: str, imported: str, expected: str) -> None:
@@ -110,7 +110,7 @@ def test_rules_catch_forbidden_imports(module: str, imported: str, expected: str
         ("volttron.server.router.zmq_router", "zmq"),
         ("volttron.client.commands.vctl", "click"),
         ("volttron.server.main", "volttron.client.vip.agent"),
-        ("listener.agent", "volttron.client.vip.agent"),
+        ("volttron_listener_agent.agent", "volttron.client.vip.agent"),
     ],
 )
 def test_rules_allow_permitted_imports(module: str, imported: str) -> None:

@@ -3,7 +3,7 @@
 The integration test builds the four packages, uploads them to a pypiserver with
 ``scripts/publish`` (twine), publishes an agent made by ``vctl create-agent`` with
 ``poetry publish``, installs ``volttron-server`` from that index into a fresh venv, starts the
-platform from that venv and installs ``volttron-listener`` and the new agent BY NAME with
+platform from that venv and installs ``volttron-listener-agent`` and the new agent BY NAME with
 ``vctl install``: the platform's pip reads ``PIP_INDEX_URL`` from the platform's environment. The
 index serves our packages itself and redirects the other names (gevent, pyzmq, ...) to PyPI, so
 no other ``volttron-*`` distribution can be picked up.
@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PUBLISH = ROOT / "scripts" / "publish"
 BIN = Path(sys.executable).parent
 WORKFLOWS = ROOT / ".github" / "workflows"
-ORDER = ["volttron_utils", "volttron_client", "volttron_server", "volttron_listener"]
+ORDER = ["volttron_utils", "volttron_client", "volttron_server", "volttron_listener_agent"]
 
 
 def run(
@@ -108,7 +108,7 @@ def test_publish_workflow_uses_trusted_publishing_in_release_order() -> None:
         assert f"scripts/publish --repository {repository} --skip-build" in commands
         assert "TWINE_PASSWORD" not in commands and "secrets." not in (WORKFLOWS / "publish.yml").read_text()
     script = PUBLISH.read_text()
-    assert "order=(volttron_utils volttron_client volttron_server volttron_listener)" in script
+    assert "order=(volttron_utils volttron_client volttron_server volttron_listener_agent)" in script
 
 
 # ---------------------------------------------------------------------------------------- the chain
@@ -209,7 +209,7 @@ def test_publish_install_by_name_and_run(package_index: str, tmp_path: Path) -> 
     out = run(["bash", PUBLISH, "--repository", package_index, "--dist", dist], env=twine_env).stdout
     uploads = [line.split()[2] for line in out.splitlines() if line.startswith("publish: uploading")]
     assert uploads == ORDER, out
-    for name in ("volttron-utils", "volttron-client", "volttron-server", "volttron-listener"):
+    for name in ("volttron-utils", "volttron-client", "volttron-server", "volttron-listener-agent"):
         page = simple_page(package_index, name)
         assert ".whl" in page and ".tar.gz" in page, page
 
@@ -262,7 +262,7 @@ def test_publish_install_by_name_and_run(package_index: str, tmp_path: Path) -> 
     platform = VolttronPlatform(tmp_path / "platform", python=str(venv / "bin" / "python"), env=pip_env)
     try:
         platform.start()
-        platform.vctl("install", "volttron-listener", "--vip-identity", "listener", "--start")
+        platform.vctl("install", "volttron-listener-agent", "--vip-identity", "listener", "--start")
         platform.vctl("install", "chain-agent", "--vip-identity", "chain.agent", "--start")
         observer = platform.build_agent("test.observer")
 
@@ -285,7 +285,7 @@ def test_publish_install_by_name_and_run(package_index: str, tmp_path: Path) -> 
         status = platform.vctl("status").stdout
         assert "listener" in status and "chain.agent" in status
         installed = run([venv / "bin" / "python", "-m", "pip", "list", "--format=freeze"]).stdout.lower()
-        assert "volttron-listener==0.1.0" in installed.replace("_", "-")
+        assert "volttron-listener-agent==0.1.0" in installed.replace("_", "-")
         assert "chain-agent==0.1.0" in installed.replace("_", "-")
     finally:
         platform.close()
@@ -358,7 +358,7 @@ def test_every_command_of_the_publishing_guide(index_factory, tmp_path: Path) ->
             "volttron-utils",
             "volttron-client",
             "volttron-server",
-            "volttron-listener",
+            "volttron-listener-agent",
         ):
             page = simple_page(index, name)
             assert ".whl" in page and ".tar.gz" in page, (index, name, page)

@@ -30,7 +30,7 @@ PACKAGES = {
     "volttron-utils": ("volttron/utils", None),
     "volttron-client": ("volttron/client", "volttron-utils"),
     "volttron-server": ("volttron/server", "volttron-client"),
-    "volttron-listener": ("listener", "volttron-client"),
+    "volttron-listener-agent": ("volttron_listener_agent", "volttron-client"),
 }
 
 # The console scripts of the platform's wheels (the listener's is checked with its own wheel).
@@ -153,7 +153,7 @@ def venv(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, di
     python = tmp / "venv" / "bin" / "python"
     report = tmp / "report.json"
     _run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--report", report,
-          "--find-links", dist, "volttron-server", "volttron-listener"], timeout=900, cwd=tmp, env=env)
+          "--find-links", dist, "volttron-server", "volttron-listener-agent"], timeout=900, cwd=tmp, env=env)
     return tmp / "venv", json.loads(report.read_text()), env
 
 
@@ -171,9 +171,9 @@ def test_installs_from_the_built_wheels(venv: tuple[Path, dict, dict[str, str]],
 def test_packages_import_from_the_venv(venv: tuple[Path, dict, dict[str, str]]) -> None:
     folder, _, env = venv
     code = (
-        "import json, listener, volttron.utils, volttron.client, volttron.server\n"
+        "import json, volttron_listener_agent, volttron.utils, volttron.client, volttron.server\n"
         "import volttron.utils.keys, volttron.utils.logging, volttron.utils.certs\n"
-        "modules = (volttron.utils, volttron.client, volttron.server, listener)\n"
+        "modules = (volttron.utils, volttron.client, volttron.server, volttron_listener_agent)\n"
         "print(json.dumps([m.__file__ for m in modules]))\n"
     )
     result = _run([folder / "bin" / "python", "-c", code], timeout=120, cwd=folder.parent, env=env)

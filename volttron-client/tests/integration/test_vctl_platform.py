@@ -180,7 +180,7 @@ def test_quickstart_walkthrough(platform: VctlPlatform) -> None:
     header, line = table.stdout.splitlines()  # the header on stdout too (issue 13 item 8)
     assert header.split() == ["UUID", "AGENT", "IDENTITY", "TAG", "PRIORITY", "STATUS", "HEALTH"]
     assert re.fullmatch(
-        r"\w+\s+volttron-listener-0\.1\.0\s+listener\s+quickstart\s+50\s+running \[\d+\]\s+GOOD", line
+        r"\w+\s+volttron-listener-agent-0\.1\.0\s+listener\s+quickstart\s+50\s+running \[\d+\]\s+GOOD", line
     ), line
     wait_until(lambda: "Topic: heartbeat/listener" in platform.log_text(), 30, "a heartbeat in the log")
 
@@ -302,7 +302,7 @@ def _listener_is_editable() -> bool:
     import importlib.metadata
 
     try:
-        text = importlib.metadata.distribution("volttron-listener").read_text("direct_url.json") or "{}"
+        text = importlib.metadata.distribution("volttron-listener-agent").read_text("direct_url.json") or "{}"
     except importlib.metadata.PackageNotFoundError:
         return False
     return bool(json.loads(text).get("dir_info", {}).get("editable"))
@@ -311,7 +311,8 @@ def _listener_is_editable() -> bool:
 def test_install_by_package_name_uses_the_platforms_environment(platform: VctlPlatform) -> None:
     if not _listener_is_editable():
         pytest.skip("the listener is not installed in development mode here (its index would be needed)")
-    result = platform.vctl("--json", "install", "volttron-listener", "--vip-identity", "byname", "--start")
+    result = platform.vctl("--json", "install", "volttron-listener-agent", "--vip-identity", "byname",
+                           "--start")
     report = json.loads(result.stdout)
     assert report["identity"] == "byname" and report["started"] and report["connected"]
     assert "development (editable) mode" in result.stderr

@@ -19,12 +19,13 @@ from volttron.client.commands.rpc import call_snippet, describe_peers
 LIST = [
     {
         "uuid": "a1b2c3d4-0000",
-        "name": "volttron-listener",
+        "name": "volttron-listener-agent",
         "identity": "listener",
         "tag": "qs",
         "priority": "50",
     },
-    {"uuid": "a1b2ffff-0000", "name": "volttron-listener", "identity": "l2", "tag": None, "priority": None},
+    {"uuid": "a1b2ffff-0000", "name": "volttron-listener-agent", "identity": "l2", "tag": None,
+     "priority": None},
     {"uuid": "9f000000-0000", "name": "weather", "identity": "a1b2", "tag": None, "priority": None},
 ]
 
@@ -139,7 +140,8 @@ def test_status_rows_merge_health_and_sort_by_identity() -> None:
         ("listener", "running [7]", "GOOD"),
     ]
     table = agents.status_table(rows)
-    assert table[1] == ["a1b2c", "volttron-listener-0.1.0", "listener", "qs", "50", "running [7]", "GOOD"]
+    assert table[1] == ["a1b2c", "volttron-listener-agent-0.1.0", "listener", "qs", "50", "running [7]",
+                        "GOOD"]
 
 
 def test_status_survives_a_missing_health_service() -> None:

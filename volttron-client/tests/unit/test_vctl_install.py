@@ -45,8 +45,8 @@ def make_wheel(
         ("agents/listener", True),
         ("~/x", True),
         ("x.whl", True),
-        ("volttron-listener", False),
-        ("volttron-listener==0.1", False),
+        ("volttron-listener-agent", False),
+        ("volttron-listener-agent==0.1", False),
         ("git+https://example.com/x", False),
     ],
 )
@@ -60,8 +60,19 @@ def test_a_wheel_with_an_entry_point_is_ready_to_send(tmp_path: Path) -> None:
 
 
 def test_a_package_name_goes_to_the_platform_as_is(tmp_path: Path) -> None:
-    prepared = prepare_source("volttron-listener", tmp_path)
-    assert prepared.package == "volttron-listener" and prepared.wheel is None
+    prepared = prepare_source("volttron-listener-agent", tmp_path)
+    assert prepared.package == "volttron-listener-agent" and prepared.wheel is None
+
+
+def test_a_bare_name_is_a_package_even_beside_a_folder_of_that_name(tmp_path: Path, monkeypatch) -> None:
+    # issue 12 item 5: in the repository root `vctl install volttron-listener-agent` means the index's
+    (tmp_path / "volttron-listener-agent").mkdir()
+    monkeypatch.chdir(tmp_path)
+    said: list[str] = []
+    prepared = prepare_source("volttron-listener-agent", tmp_path / "build", said.append)
+    assert prepared.package == "volttron-listener-agent" and prepared.wheel is None
+    assert said == ["installing the package volttron-listener-agent; "
+                    "for the folder, give ./volttron-listener-agent"]
 
 
 @pytest.mark.parametrize(
@@ -236,7 +247,7 @@ def run_vctl(args: list[str], home: Path, capsys, monkeypatch) -> tuple[int, str
         ["peerlist"],
         ["start", "x"],
         ["shutdown", "--platform"],
-        ["install", "volttron-listener"],
+        ["install", "volttron-listener-agent"],
         ["rpc", "list"],
     ],
 )

@@ -19,7 +19,7 @@ from volttron.client.vip.agent.errors import ResultTimeout
 
 OLD = {"uuid": "old-1", "identity": "other", "name": "volttron-other", "version": "1", "state": "running",
        "pid": 10, "tag": None, "priority": None}
-NEW = {"uuid": "new-1", "identity": "listener", "name": "volttron-listener", "version": "0.1.0",
+NEW = {"uuid": "new-1", "identity": "listener", "name": "volttron-listener-agent", "version": "0.1.0",
        "state": "stopped", "pid": None, "tag": None, "priority": None}
 
 
@@ -75,7 +75,7 @@ def short_grace(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_an_install_whose_answer_was_lost_is_reported_installed(tmp_path: Path) -> None:
-    wheel = tmp_path / "volttron_listener-0.1.0-py3-none-any.whl"
+    wheel = tmp_path / "volttron_listener_agent-0.1.0-py3-none-any.whl"
     wheel.write_bytes(b"w")
     said: list[str] = []
     report = run_install(LostAnswerPlatform([NEW]), InstallRequest(source=str(wheel)),
@@ -86,7 +86,7 @@ def test_an_install_whose_answer_was_lost_is_reported_installed(tmp_path: Path) 
 
 
 def test_without_the_agent_on_the_platform_vctl_says_the_install_may_be_finishing(tmp_path: Path) -> None:
-    wheel = tmp_path / "volttron_listener-0.1.0-py3-none-any.whl"
+    wheel = tmp_path / "volttron_listener_agent-0.1.0-py3-none-any.whl"
     wheel.write_bytes(b"w")
     with pytest.raises(CommandError, match="may still be finishing the install") as caught:
         run_install(LostAnswerPlatform([]), InstallRequest(source=str(wheel)), PreparedSource(wheel=wheel))
@@ -96,5 +96,5 @@ def test_without_the_agent_on_the_platform_vctl_says_the_install_may_be_finishin
 def test_another_agent_that_appeared_meanwhile_is_not_taken_for_ours() -> None:
     stranger = {**NEW, "uuid": "new-2", "identity": "x", "name": "volttron-other-thing"}
     with pytest.raises(CommandError, match="may still be finishing"):
-        run_install(LostAnswerPlatform([stranger]), InstallRequest(source="volttron-listener"),
-                    PreparedSource(package="volttron-listener>=0.1"))
+        run_install(LostAnswerPlatform([stranger]), InstallRequest(source="volttron-listener-agent"),
+                    PreparedSource(package="volttron-listener-agent>=0.1"))

@@ -10,7 +10,7 @@ from volttron.client.commands import agent as agents
 def row(identity: str, **extra: Any) -> dict[str, Any]:
     return {
         "uuid": f"{identity}-uuid",
-        "name": "volttron-listener",
+        "name": "volttron-listener-agent",
         "version": "0.1.0",
         "identity": identity,
         "tag": None,
@@ -28,7 +28,7 @@ def test_rows_with_users_add_the_agent_user_column_after_agent() -> None:
     ]
     table = agents.status_table(rows, minimum=0)
     assert table[0] == [
-        "l1-uuid", "volttron-listener-0.1.0", "volttron_3", "l1", "", "50", "running [7]", "GOOD"
+        "l1-uuid", "volttron-listener-agent-0.1.0", "volttron_3", "l1", "", "50", "running [7]", "GOOD"
     ]
     assert table[1][2] == ""  # an agent whose user is not made yet
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from listener import __version__
-from listener.agent import ListenerAgent
+from volttron_listener_agent import __version__
+from volttron_listener_agent.agent import ListenerAgent
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,7 +21,7 @@ def listener(agent_harness):
 
 
 def test_start_logs_reports_good_health_and_starts_its_heartbeat(listener, caplog) -> None:
-    with caplog.at_level(logging.INFO, logger="listener.agent"):
+    with caplog.at_level(logging.INFO, logger="volttron_listener_agent.agent"):
         listener.start()
     assert "hello (agentid listener1)" in caplog.text and f"VERSION IS: {__version__}" in caplog.text
     assert listener.health.get_status()["status"] == "GOOD"
@@ -35,7 +35,7 @@ def test_start_logs_reports_good_health_and_starts_its_heartbeat(listener, caplo
 def test_it_hears_every_topic_on_every_bus_prefix(listener, caplog) -> None:
     listener.start()
     assert listener.pubsub.subscriptions()["all"] == {"": [""]}
-    with caplog.at_level(logging.INFO, logger="listener.agent"):
+    with caplog.at_level(logging.INFO, logger="volttron_listener_agent.agent"):
         assert listener.pubsub.deliver("devices/a/b", {"temp": 1}, headers={"h": 1}, sender="driver") == 1
         assert listener.pubsub.deliver("anything", 5) == 1
     assert "Peer: pubsub, Sender: driver:, Bus: , Topic: devices/a/b, Headers: {'h': 1}" in caplog.text
@@ -44,10 +44,10 @@ def test_it_hears_every_topic_on_every_bus_prefix(listener, caplog) -> None:
 
 def test_messages_are_logged_at_the_configured_level(agent_harness, caplog) -> None:
     harness = agent_harness(ListenerAgent, config={"log-level": "DEBUG"}).start()
-    with caplog.at_level(logging.INFO, logger="listener.agent"):
+    with caplog.at_level(logging.INFO, logger="volttron_listener_agent.agent"):
         harness.pubsub.deliver("quiet/topic", 1)
     assert "quiet/topic" not in caplog.text
-    with caplog.at_level(logging.DEBUG, logger="listener.agent"):
+    with caplog.at_level(logging.DEBUG, logger="volttron_listener_agent.agent"):
         harness.pubsub.deliver("loud/topic", 1)
     assert "loud/topic" in caplog.text
 
@@ -70,7 +70,7 @@ def test_it_follows_its_configuration_store_live(listener, caplog) -> None:
     # issue 13 item 3: the README's `vctl config store listener config cfg.json` must change the agent
     listener.start()
     assert listener.heartbeat.period == 5.0
-    with caplog.at_level(logging.INFO, logger="listener.agent"):
+    with caplog.at_level(logging.INFO, logger="volttron_listener_agent.agent"):
         listener.config_store.set("config", {"message": "configured live", "heartbeat_period": 10})
     assert listener.heartbeat.period == 10.0, "the stored heartbeat_period was ignored"
     assert listener.health.get_status()["context"] == "configured live"
@@ -89,7 +89,7 @@ def test_a_stored_configuration_at_start_wins_over_the_file(agent_harness) -> No
 
 def test_an_unusable_stored_configuration_is_reported_and_ignored(listener, caplog) -> None:
     listener.start()
-    with caplog.at_level(logging.INFO, logger="listener.agent"):
+    with caplog.at_level(logging.INFO, logger="volttron_listener_agent.agent"):
         listener.config_store.set("config", ["not", "a", "mapping"])
     assert "configuration 'config' ignored" in caplog.text
     assert listener.heartbeat.period == 5.0 and listener.health.get_status()["context"] == "hello"

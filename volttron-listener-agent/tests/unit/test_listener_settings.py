@@ -8,8 +8,13 @@ from pprint import pformat
 
 import pytest
 
-from listener.settings import DEFAULT_HEARTBEAT_PERIOD, ListenerSettings, format_message, parse_settings
 from volttron.utils.config import load_config
+from volttron_listener_agent.settings import (
+    DEFAULT_HEARTBEAT_PERIOD,
+    ListenerSettings,
+    format_message,
+    parse_settings,
+)
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,7 +55,7 @@ def test_heartbeat_period(value, expected: float) -> None:
 
 
 def test_invalid_heartbeat_is_reported(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="listener.settings"):
+    with caplog.at_level(logging.WARNING, logger="volttron_listener_agent.settings"):
         parse_settings({"heartbeat_period": "often"})
     assert "invalid heartbeat_period 'often'" in caplog.text
 

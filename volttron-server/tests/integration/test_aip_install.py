@@ -362,11 +362,11 @@ def _platform_freeze(environment: PythonEnvironment) -> list[str]:
 def test_an_editable_distribution_is_used_as_is_and_never_uninstalled(
     platform: AIPPlatform, environment: PythonEnvironment
 ) -> None:
-    listener = environment.snapshot().installed.get("volttron-listener")
+    listener = environment.snapshot().installed.get("volttron-listener-agent")
     if listener is None or not listener.editable:
-        pytest.skip("volttron-listener is not installed in editable mode here")
+        pytest.skip("volttron-listener-agent is not installed in editable mode here")
     freeze_before = _platform_freeze(environment)
-    result = platform.install("volttron-listener", vip_identity="listen.dev")
+    result = platform.install("volttron-listener-agent", vip_identity="listen.dev")
     assert result["changes"] == [] and result["version"] == listener.version
     assert any("editable" in note for note in result["notes"])
     removed = platform.remove("listen.dev")

@@ -202,7 +202,7 @@ def test_capability_changes_reach_running_agents(enforced: EnforcedPlatform) -> 
 def _check_admin_methods(ordinary: Agent) -> None:
     call = ordinary.vip.rpc.call
     # control service
-    assert_refused(call("platform.control", "install_agent", "volttron-listener", None),
+    assert_refused(call("platform.control", "install_agent", "volttron-listener-agent", None),
                    "control.install_agent")
     assert_refused(call("platform.control", "remove_agent", "some-agent"), "control.remove_agent")
     assert_refused(call("platform.control", "stop_platform"), "control.stop_platform")

@@ -160,8 +160,8 @@ def test_an_ordinary_agent_cannot_manage_agents_or_stop_the_platform(
     authorize(platform, "mallory")
     mallory = connect("mallory")
     for method, args in [
-        ("install_agent", ["volttron-listener", None]),
-        ("install", ["volttron-listener"]),
+        ("install_agent", ["volttron-listener-agent", None]),
+        ("install", ["volttron-listener-agent"]),
         ("start_agent", ["x"]),
         ("stop_agent", ["x"]),
         ("remove_agent", ["x"]),

@@ -141,8 +141,9 @@ def test_the_listener_runs_on_rabbitmq_with_vip_main_and_is_dropped_when_killed(
     config = tmp_path / "listener.json"
     config.write_text(json.dumps({"heartbeat_period": 1}))
     with open(tmp_path / "listener.stderr", "wb") as err:
-        listener = subprocess.Popen([sys.executable, "-m", "listener.agent"], stdout=subprocess.DEVNULL,
-                                    stderr=err, env=listener_env(rmq_platform, keys, "listen.rmq", config))
+        listener = subprocess.Popen([sys.executable, "-m", "volttron_listener_agent.agent"],
+                                    stdout=subprocess.DEVNULL, stderr=err,
+                                    env=listener_env(rmq_platform, keys, "listen.rmq", config))
     try:
         wait(lambda: heard and zmq_heard, 30, "the listener's heartbeat on both buses")
         assert heard[0] == "GOOD" and "listen.rmq" in watcher.vip.peerlist().get(timeout=10)
@@ -160,9 +161,9 @@ def test_the_platform_launches_the_listener_on_rabbitmq(rmq_platform, broker, ag
     from importlib.metadata import PackageNotFoundError, distribution
 
     try:
-        distribution("volttron-listener")
+        distribution("volttron-listener-agent")
     except PackageNotFoundError:
-        pytest.skip("volttron-listener is not installed here")
+        pytest.skip("volttron-listener-agent is not installed here")
     keystore = rmq_platform.home / "keystores" / "control.connection" / "keystore.json"
     control = json.loads(keystore.read_text())
     admin = build_agent(address=rmq_platform.local_address, identity="control.connection",
@@ -173,7 +174,7 @@ def test_the_platform_launches_the_listener_on_rabbitmq(rmq_platform, broker, ag
         watcher = agents("watch.launch")
         topic = "heartbeat/listen.aip"
         watcher.vip.pubsub.subscribe("pubsub", topic, lambda *a: heard.append(a)).get(timeout=10)
-        result = admin.vip.rpc.call("platform.control", "install", "volttron-listener",
+        result = admin.vip.rpc.call("platform.control", "install", "volttron-listener-agent",
                                     vip_identity="listen.aip", agent_config={"heartbeat_period": 1},
                                     start=True).get(timeout=120)
         assert result["identity"] == "listen.aip"

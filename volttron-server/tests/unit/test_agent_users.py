@@ -35,7 +35,7 @@ from volttron.server.aip.platform_agents import AIPConfig, AIPPlatform
 from volttron.server.options import OptionsError, build_parser, merge_options
 
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="creates system users: run the tests as root")
-LISTENER = "volttron-listener"  # installed in development mode: the AIP installs it without pip
+LISTENER = "volttron-listener-agent"  # installed in development mode: the AIP installs it without pip
 
 
 def mode(path: Path) -> int:

@@ -161,12 +161,13 @@ class TestAgentsFolder:
             folder.resolve(ref)
 
     def test_default_identity_takes_the_first_free_number(self, folder: AgentsFolder) -> None:
-        assert folder.default_identity("volttron-listener", "0.1.0") == "volttron-listener-0.1.0_1"
-        make_agent(folder, "volttron-listener-0.1.0_1")
-        make_agent(folder, "volttron-listener-0.1.0_3")
-        assert folder.default_identity("volttron-listener", "0.1.0") == "volttron-listener-0.1.0_2"
-        taken = frozenset({"volttron-listener-0.1.0_2"})
-        assert folder.default_identity("volttron-listener", "0.1.0", taken) == "volttron-listener-0.1.0_4"
+        name = "volttron-listener-agent"
+        assert folder.default_identity(name, "0.1.0") == f"{name}-0.1.0_1"
+        make_agent(folder, f"{name}-0.1.0_1")
+        make_agent(folder, f"{name}-0.1.0_3")
+        assert folder.default_identity(name, "0.1.0") == f"{name}-0.1.0_2"
+        taken = frozenset({f"{name}-0.1.0_2"})
+        assert folder.default_identity(name, "0.1.0", taken) == f"{name}-0.1.0_4"
 
     def test_default_identity_normalizes_odd_versions(self, folder: AgentsFolder) -> None:
         assert folder.default_identity("agent", "1.0+local") == "agent-1.0_local_1"

@@ -80,9 +80,10 @@ class TestConstraints:
     def test_pins_protected_except_excluded(self) -> None:
         snapshot = EnvironmentSnapshot(
             installed={},
-            protected={"pyzmq": dist("pyzmq", "27.3.0"), "volttron-listener": dist("volttron-listener")},
+            protected={"pyzmq": dist("pyzmq", "27.3.0"),
+                       "volttron-listener-agent": dist("volttron-listener-agent")},
         )
-        text = PythonEnvironment.constraints_text(snapshot, exclude=["volttron_listener"])
+        text = PythonEnvironment.constraints_text(snapshot, exclude=["volttron_listener_agent"])
         assert text == "pyzmq==27.3.0\n"
 
     def test_pip_options(self) -> None:

@@ -132,7 +132,7 @@ def test_every_c10_method_is_exported() -> None:
 def test_install_by_package_name_passes_it_to_the_aip_with_every_option() -> None:
     aip = FakeAIP()
     result = make_agent(aip).install(
-        "volttron-listener",
+        "volttron-listener-agent",
         vip_identity="l1",
         tag="t",
         agent_config="a: 1",
@@ -144,7 +144,7 @@ def test_install_by_package_name_passes_it_to_the_aip_with_every_option() -> Non
     )
     assert result["agent_uuid"] == "u-1"
     source, kwargs = aip.installs[0]
-    assert source == "volttron-listener"
+    assert source == "volttron-listener-agent"
     assert kwargs == {
         "vip_identity": "l1",
         "tag": "t",
@@ -159,7 +159,7 @@ def test_install_by_package_name_passes_it_to_the_aip_with_every_option() -> Non
 
 
 def test_install_agent_returns_the_uuid_as_c10_does() -> None:
-    assert make_agent().install_agent("volttron-listener", None) == "u-1"
+    assert make_agent().install_agent("volttron-listener-agent", None) == "u-1"
 
 
 @pytest.mark.parametrize(

@@ -89,6 +89,12 @@ def prepare_source(
     from volttron.client.packaging import BuildError, PackagingError, build_wheel, inspect_wheel
 
     path = Path(source).expanduser()
+    if not looks_like_path(source):
+        # pip's rule: a bare word is a package name even where a folder of that name exists
+        # (``vctl install volttron-listener-agent`` in the repository root means the index's).
+        if say and path.is_dir():
+            say(f"installing the package {source.strip()}; for the folder, give ./{source.strip()}")
+        return PreparedSource(package=source.strip())
     try:
         if path.is_dir():
             if say:
@@ -96,10 +102,8 @@ def prepare_source(
             wheel = build_wheel(path, build_dir, build_timeout, progress=say)
         elif path.exists():
             wheel = path
-        elif looks_like_path(source):
-            raise CommandError(f"{source}: no such file or directory", EXIT_ERROR)
         else:
-            return PreparedSource(package=source.strip())
+            raise CommandError(f"{source}: no such file or directory", EXIT_ERROR)
         info = inspect_wheel(wheel)
     except BuildError as exc:
         first = str(exc).splitlines()[0].removesuffix("; last lines:").removesuffix(":")

@@ -1,10 +1,10 @@
 """The listener agent: subscribes to every topic on every platform and logs what it receives.
 
-Configuration: see :mod:`listener.settings` and the ``config`` file beside this package's
+Configuration: see :mod:`volttron_listener_agent.settings` and the ``config`` file beside this package's
 ``pyproject.toml``. The file (``vctl install ... --agent-config FILE``) is the default; the entry
 ``config`` of the agent's configuration store wins, and a change to it applies at once
 (``vctl config store <identity> config FILE``): message, heartbeat period, log level. Started by
-the platform through the ``volttron-listener`` console script.
+the platform through the ``volttron-listener-agent`` console script.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from listener import __version__
-from listener.settings import ListenerSettings, format_message, parse_settings
 from volttron.client.messaging.health import STATUS_GOOD
 from volttron.client.runner import vip_main
 from volttron.client.vip.agent import Agent, Core, PubSub
 from volttron.utils.config import load_config
 from volttron.utils.logging import setup_logging
+from volttron_listener_agent import __version__
+from volttron_listener_agent.settings import ListenerSettings, format_message, parse_settings
 
 _log = logging.getLogger(__name__)
 
