@@ -9,6 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from volttron.client.messagebus import rmq_link_config as link_config
 from volttron.client.messagebus import rmq_links as links
 from volttron.client.messagebus.rmq_admin import BrokerAdminError
 from volttron.client.messagebus.rmq_config import BrokerSettings
@@ -25,7 +26,7 @@ def upstream_entry(**more: Any) -> dict[str, Any]:
 # -- federation ------------------------------------------------------------------------------------
 
 def test_an_upstream_is_named_by_host_and_vhost_and_logs_in_with_a_url_encoded_plain_uri() -> None:
-    [upstream] = links.parse_federation({"a.example.com": upstream_entry(port=5673)}, "B")
+    [upstream] = link_config.parse_federation({"a.example.com": upstream_entry(port=5673)}, "B")
     assert upstream.name == "upstream-a.example.com-a-vhost"
     assert upstream.remote.user == "B-federation"  # the default user
     assert upstream.remote.uri() == "amqp://B-federation:p%40ss%2Fword@a.example.com:5673/a-vhost"
@@ -35,7 +36,7 @@ def test_an_upstream_is_named_by_host_and_vhost_and_logs_in_with_a_url_encoded_p
 
 
 def test_two_vhosts_of_one_host_are_two_upstreams_when_the_entries_name_their_host() -> None:
-    upstreams = links.parse_federation({
+    upstreams = link_config.parse_federation({
         "first": upstream_entry(host="127.0.0.1", **{"federation-user": "fed"}),
         "second": upstream_entry(host="127.0.0.1", **{"virtual-host": "c/vhost"}),
     }, "B")
@@ -46,7 +47,7 @@ def test_two_vhosts_of_one_host_are_two_upstreams_when_the_entries_name_their_ho
 
 def test_the_same_host_and_vhost_twice_is_an_error() -> None:
     with pytest.raises(ConfigError, match="same link 'upstream-h-a-vhost'"):
-        links.parse_federation({"x": upstream_entry(host="h"), "y": upstream_entry(host="h")}, "B")
+        link_config.parse_federation({"x": upstream_entry(host="h"), "y": upstream_entry(host="h")}, "B")
 
 
 def tls_files(tmp_path: Path) -> dict[str, str]:
@@ -60,7 +61,8 @@ def tls_files(tmp_path: Path) -> dict[str, str]:
 
 def test_certificates_make_an_amqps_uri_with_external_login(tmp_path: Path) -> None:
     files = tls_files(tmp_path)
-    [upstream] = links.parse_federation({"a.example.com": {"virtual-host": "v", "certificates": files}}, "B")
+    entry = {"virtual-host": "v", "certificates": files}
+    [upstream] = link_config.parse_federation({"a.example.com": entry}, "B")
     uri = urlsplit(upstream.remote.uri())
     assert (uri.scheme, uri.hostname, uri.port, uri.path, uri.username) == (
         "amqps", "a.example.com", 5671, "/v", None)
@@ -72,7 +74,7 @@ def test_certificates_make_an_amqps_uri_with_external_login(tmp_path: Path) -> N
 
 def test_certificates_with_a_password_log_in_with_the_password_over_tls(tmp_path: Path) -> None:
     entry = {"virtual-host": "v", "certificates": tls_files(tmp_path), "password": "pw", "port": 5999}
-    [upstream] = links.parse_federation({"h": entry}, "B")
+    [upstream] = link_config.parse_federation({"h": entry}, "B")
     uri = urlsplit(upstream.remote.uri())
     assert (uri.scheme, uri.username, uri.password, uri.port) == ("amqps", "B-federation", "pw", 5999)
     assert "auth_mechanism" not in uri.query
@@ -92,16 +94,16 @@ def test_certificates_with_a_password_log_in_with_the_password_over_tls(tmp_path
 ])
 def test_a_bad_entry_names_its_key(entry: Any, message: str) -> None:
     with pytest.raises(ConfigError) as info:
-        links.parse_federation({"h": entry}, "B", "")
+        link_config.parse_federation({"h": entry}, "B", "")
     assert str(info.value).startswith(message)
 
 
 def test_errors_name_the_file(tmp_path: Path) -> None:
     path = tmp_path / "rabbitmq_federation_config.yml"
     path.write_text("federation-upstream:\n  h:\n    port: 5672\n")
-    entries = links.load_links_file(path, links.FEDERATION_KEY)
+    entries = link_config.load_links_file(path, link_config.FEDERATION_KEY)
     with pytest.raises(ConfigError, match=f"^{path}: federation-upstream.h.virtual-host is required"):
-        links.parse_federation(entries, "B", str(path))
+        link_config.parse_federation(entries, "B", str(path))
 
 
 @pytest.mark.parametrize("text,message", [
@@ -112,12 +114,12 @@ def test_a_bad_file_is_one_clear_error(tmp_path: Path, text: str, message: str) 
     path = tmp_path / "f.yml"
     path.write_text(text)
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        links.load_links_file(path, links.FEDERATION_KEY)
+        link_config.load_links_file(path, link_config.FEDERATION_KEY)
 
 
 def test_a_missing_file_says_so(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
-        links.load_links_file(tmp_path / "nope.yml", links.SHOVEL_KEY)
+        link_config.load_links_file(tmp_path / "nope.yml", link_config.SHOVEL_KEY)
 
 
 # -- shovels ------------------------------------------------------------------------------------
@@ -125,7 +127,7 @@ def test_a_missing_file_says_so(tmp_path: Path) -> None:
 def test_shovels_for_topics_and_rpc_peers_with_their_source_keys() -> None:
     entry = {"virtual-host": "b-vhost", "password": "pw", "pubsub": {"pub": ["devices/x/", "alerts"]},
              "rpc": {"B": [["caller", "platform.callee"], ["other", "platform.callee"], ["caller", "z"]]}}
-    shovels = {s.name: s.source_key for s in links.parse_shovels({"b.example.com": entry}, "A")}
+    shovels = {s.name: s.source_key for s in link_config.parse_shovels({"b.example.com": entry}, "A")}
     prefix = "shovel-b.example.com-b-vhost"
     assert shovels == {
         f"{prefix}-pubsub-devices.x": "__pubsub__.A.devices.x.#",
@@ -136,8 +138,8 @@ def test_shovels_for_topics_and_rpc_peers_with_their_source_keys() -> None:
 
 
 def test_a_shovel_publishes_as_its_own_login_from_the_local_node() -> None:
-    [shovel] = links.parse_shovels({"h": {"virtual-host": "b v", "password": "pw", "pubsub": {"p": ["t"]}}},
-                                   "A")
+    entry = {"virtual-host": "b v", "password": "pw", "pubsub": {"p": ["t"]}}
+    [shovel] = link_config.parse_shovels({"h": entry}, "A")
     value = shovel.parameter("a/vhost")
     assert value["src-uri"] == "amqp:///a%2Fvhost"
     assert value["dest-uri"] == "amqp://A-shovel:pw@h:5672/b%20v"
@@ -156,7 +158,7 @@ def test_a_shovel_publishes_as_its_own_login_from_the_local_node() -> None:
 ])
 def test_a_bad_shovel_entry_names_its_key(entry: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError) as info:
-        links.parse_shovels({"h": {"virtual-host": "v", "password": "p", **entry}}, "A")
+        link_config.parse_shovels({"h": {"virtual-host": "v", "password": "p", **entry}}, "A")
     assert str(info.value).startswith(message)
 
 
@@ -237,7 +239,7 @@ class MemoryAdmin:
 
 def test_federation_sets_the_upstream_and_the_policy_and_removing_the_last_upstream_drops_it() -> None:
     admin = MemoryAdmin()
-    upstreams = links.parse_federation({"x": upstream_entry(host="127.0.0.1")}, "B")
+    upstreams = link_config.parse_federation({"x": upstream_entry(host="127.0.0.1")}, "B")
     report = links.apply_federation(admin, LOCAL, upstreams)  # type: ignore[arg-type]
     assert set(admin.parameters("federation-upstream", "b-vhost")) == {"upstream-127.0.0.1-a-vhost"}
     assert admin.policy["volttron-federation"] == {"pattern": "^volttron", "apply-to": "exchanges",
@@ -253,7 +255,7 @@ def test_federation_sets_the_upstream_and_the_policy_and_removing_the_last_upstr
 
 def test_a_remote_vhost_missing_on_the_same_broker_is_refused_before_anything_is_set() -> None:
     admin = MemoryAdmin()
-    upstreams = links.parse_federation({"localhost": upstream_entry(**{"virtual-host": "nosuch"})}, "B")
+    upstreams = link_config.parse_federation({"localhost": upstream_entry(**{"virtual-host": "nosuch"})}, "B")
     with pytest.raises(links.LinkError, match="remote vhost 'nosuch' does not exist on the broker at local"):
         links.apply_federation(admin, LOCAL, upstreams)  # type: ignore[arg-type]
     assert admin.params == {} and admin.policy == {}
@@ -262,7 +264,7 @@ def test_a_remote_vhost_missing_on_the_same_broker_is_refused_before_anything_is
 def test_a_failure_leaves_nothing_of_the_run_behind() -> None:
     admin = MemoryAdmin(refuse="rpc")
     entry = {"virtual-host": "a-vhost", "password": "p", "pubsub": {"p": ["t"]}, "rpc": {"A": [["x", "y"]]}}
-    shovels = links.parse_shovels({"127.0.0.1": entry}, "B")
+    shovels = link_config.parse_shovels({"127.0.0.1": entry}, "B")
     with pytest.raises(links.LinkError, match="enable rabbitmq_shovel.*the link was not kept"):
         links.apply_shovels(admin, LOCAL, shovels)  # type: ignore[arg-type]
     assert admin.parameters("shovel", "b-vhost") == {}
@@ -277,7 +279,7 @@ def fake_command(tmp_path: Path, exit_code: int, text: str) -> str:
 
 def test_a_plugin_that_cannot_be_enabled_says_what_to_run(tmp_path: Path) -> None:
     admin = MemoryAdmin(refuse="upstream")
-    upstreams = links.parse_federation({"127.0.0.1": upstream_entry()}, "B")
+    upstreams = link_config.parse_federation({"127.0.0.1": upstream_entry()}, "B")
     command = fake_command(tmp_path, 2, "Error: permission denied")
     with pytest.raises(links.LinkError) as info:
         links.apply_federation(admin, LOCAL, upstreams, plugins_command=command)  # type: ignore[arg-type]
@@ -383,7 +385,7 @@ def test_a_management_api_that_cannot_tell_link_states_leaves_the_links_with_a_n
     for name in ("vhosts", "parameters", "set_parameter", "clear_parameter", "set_policy", "clear_policy"):
         monkeypatch.setattr(admin, name, getattr(memory, name))
     monkeypatch.setattr(admin, "_request", lambda method, path, body=None, headers=None: None)  # 404
-    upstreams = links.parse_federation({"127.0.0.1": upstream_entry()}, "B")
+    upstreams = link_config.parse_federation({"127.0.0.1": upstream_entry()}, "B")
     report = links.apply_federation(admin, LOCAL, upstreams)
     assert report.notes == ["link status not checked: the management API has no federation-links (enable "
                             "rabbitmq_federation_management)"]

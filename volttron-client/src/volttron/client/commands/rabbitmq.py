@@ -213,14 +213,14 @@ def _password_from_env(flags: dict[str, Any]) -> None:
 def federation(ctx: click.Context, config_file: str | None, remove: str | None, timeout: float,
                **flags: Any) -> None:
     """Federate this instance's 'volttron' exchange from other instances' brokers (upstreams)."""
-    from volttron.client.messagebus import rmq_links
+    from volttron.client.messagebus import rmq_link_config, rmq_links
 
     home = _home(ctx)
     _password_from_env(flags)
 
     def act() -> None:
-        key = rmq_links.FEDERATION_KEY
-        source = config_file or _default_file(home / rmq_links.FEDERATION_FILE, flags)
+        key = rmq_link_config.FEDERATION_KEY
+        source = config_file or _default_file(home / rmq_link_config.FEDERATION_FILE, flags)
         entries = {} if remove else _entries(source, flags, key, "federation-user", "federation")
         settings, admin = _local_broker(home)
         if remove:
@@ -228,7 +228,7 @@ def federation(ctx: click.Context, config_file: str | None, remove: str | None, 
             click.echo(f"removed federation upstream(s) {', '.join(names)} from vhost {settings.vhost!r}")
             return
         instance = settings.instance_name or ""
-        upstreams = rmq_links.parse_federation(entries, instance, source or "")
+        upstreams = rmq_link_config.parse_federation(entries, instance, source or "")
         report = rmq_links.apply_federation(admin, settings, upstreams, timeout)
         click.echo(f"Federation for instance {instance!r} (vhost {settings.vhost!r}):")
         _print_report(report)
@@ -249,15 +249,15 @@ def federation(ctx: click.Context, config_file: str | None, remove: str | None, 
 def shovel(ctx: click.Context, config_file: str | None, remove: str | None, timeout: float,
            topics: tuple[str, ...], rpc: tuple[str, ...], **flags: Any) -> None:
     """Shovel chosen publishes and RPC messages from this instance to another instance's broker."""
-    from volttron.client.messagebus import rmq_links
+    from volttron.client.messagebus import rmq_link_config, rmq_links
 
     home = _home(ctx)
     _password_from_env(flags)
     flags["topics"], flags["rpc"] = topics, rpc
 
     def act() -> None:
-        key = rmq_links.SHOVEL_KEY
-        source = config_file or _default_file(home / rmq_links.SHOVEL_FILE, flags)
+        key = rmq_link_config.SHOVEL_KEY
+        source = config_file or _default_file(home / rmq_link_config.SHOVEL_FILE, flags)
         entries = {} if remove else _entries(source, flags, key, "shovel-user", "shovel")
         settings, admin = _local_broker(home)
         if remove:
@@ -265,7 +265,7 @@ def shovel(ctx: click.Context, config_file: str | None, remove: str | None, time
             click.echo(f"removed shovel(s) {', '.join(names)} from vhost {settings.vhost!r}")
             return
         instance = settings.instance_name or ""
-        shovels = rmq_links.parse_shovels(entries, instance, source or "")
+        shovels = rmq_link_config.parse_shovels(entries, instance, source or "")
         report = rmq_links.apply_shovels(admin, settings, shovels, timeout)
         click.echo(f"Shovels for instance {instance!r} (vhost {settings.vhost!r}):")
         _print_report(report)
@@ -282,13 +282,13 @@ def _default_file(path: Path, flags: dict[str, Any]) -> str | None:
 def _entries(config_file: str | None, flags: dict[str, Any], key: str, user_key: str,
              kind: str) -> dict[str, Any]:
     """The ``host -> settings`` mapping from the file, the flags, or questions (None with --remove)."""
-    from volttron.client.messagebus import rmq_links
+    from volttron.client.messagebus import rmq_link_config
     from volttron.utils.errors import ConfigError
 
     if config_file:
         if _flags_given(flags, "topics", "rpc"):
             raise ConfigError("give either --config or the flags of one remote, not both")
-        return rmq_links.load_links_file(config_file, key)
+        return rmq_link_config.load_links_file(config_file, key)
     if not _flags_given(flags, "topics", "rpc") and _interactive():
         flags.update(_ask_remote(kind))
         if kind == "shovel":
