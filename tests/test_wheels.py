@@ -20,7 +20,8 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-pytestmark = pytest.mark.integration
+# one worker builds the wheels and the venv once for every test here (scripts/test: --dist loadgroup)
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("wheels")]
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD_SCRIPT = ROOT / "scripts" / "build-wheels"

@@ -43,7 +43,8 @@ from volttron.client.packaging import build_wheel
 from volttron.client.runner import build_agent
 from volttron.client.vip.agent import Agent
 
-pytestmark = pytest.mark.integration
+# one worker builds the two wheels once, and runs the tests one after another (they take turns anyway)
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("hardening-processes")]
 
 ROOT = Path(__file__).resolve().parents[3]
 LISTENER_DIR = ROOT / "volttron-listener-agent"
