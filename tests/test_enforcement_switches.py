@@ -29,8 +29,8 @@ answer acceptance   ``volttron.client.vip.agent.subsystems.rpc.answer_accepted``
 link identity       ``identity_allowed`` again, for a link key (``vctl auth add-platform``'s entry)
 RMQ topic perms.    ``volttron.server.router.rmq_topic_permissions.agent_topic_permissions`` (the
                     broker: which routing keys an agent may bind, and publish)
-RMQ agent perms.    ``volttron.client.messagebus.rmq_admin.agent_permissions`` (the broker: an
-                    agent's two queues and ``volttron``, nothing on ``amq.*``)
+RMQ agent perms.    ``volttron.client.messagebus.rmq_permissions.agent_permissions`` (the broker:
+                    an agent's two queues and ``volttron``, no configure, nothing on ``amq.*``)
 RMQ link origin     ``volttron.client.messagebus.rmq_wire.speaks_for_its_own_platform`` (every
                     RabbitMQ peer: a linked message never comes from one of our peers)
 published RPC       ``volttron.server.services.auth.published.check_rpc_call`` (``platform.auth``'s
@@ -93,7 +93,7 @@ def bare_identity(platform, identity):
 
 
 def every_permission(user):
-    # a broker user's vhost permissions without their limits; names resolve in rmq_admin's globals
+    # a broker user's vhost permissions without their limits; names resolve in rmq_permissions' globals
     return Permissions(".*", ".*", ".*")
 
 
@@ -202,10 +202,12 @@ SWITCHES = {
                                     {"test_an_agent_cannot_read_other_agents_rpc_calls_and_replies":
                                      "mallory bound"},
                                     tests_module=RMQ, platform="RmqSides"),
-    "rmq-agent-permissions": Switch("volttron.client.messagebus.rmq_admin", "agent_permissions",
+    "rmq-agent-permissions": Switch("volttron.client.messagebus.rmq_permissions", "agent_permissions",
                                     "every-permission",
                                     {"test_an_agent_cannot_publish_a_protected_topic_through_amq_topic":
-                                     "amq.topic bound to volttron"},
+                                     "amq.topic bound to volttron",
+                                     "test_an_agent_cannot_publish_a_protected_topic_through_an_exchange_of_"
+                                     "its_own": "an exchange of mallory's own carried"},
                                     tests_module=RMQ, platform="RmqSides"),
     "rmq-link-origin": Switch("volttron.client.messagebus.rmq_wire", "speaks_for_its_own_platform", "true",
                               {"test_a_shovelled_publish_cannot_claim_a_local_agent":

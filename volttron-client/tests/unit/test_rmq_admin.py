@@ -19,8 +19,8 @@ from volttron.client.messagebus.rmq_admin import (
     HttpAdmin,
     Permissions,
     TopicPermissions,
-    agent_permissions,
 )
+from volttron.client.messagebus.rmq_permissions import agent_permissions
 
 FAKE_CTL = """#!{python}
 import json, sys

@@ -17,15 +17,15 @@ import functools
 import json
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import gevent
 import pytest
 
 from volttron.client.messagebus.rmq_credentials import derive_password
+from volttron.client.messagebus.rmq_permissions import QUEUE_REQUEST, agent_queue_names, queue_request_body
 from volttron.client.messagebus.rmq_testing import BrokerInstance, broker_instance
-from volttron.client.messagebus.rmq_wire import EXCHANGE, publish_routing_key
+from volttron.client.messagebus.rmq_wire import EXCHANGE, ROUTER, peer_routing_key, publish_routing_key
 from volttron.client.runner import build_agent
 from volttron.client.vip.agent import RPC, Agent
 from volttron.server.platform_home import platform_keystore
@@ -146,6 +146,28 @@ def attempt(connection: Any, action: Callable[[Any], Any]) -> str:
     return "allowed"
 
 
+def ask_for_queues(side: Side, connection: Any, user: str | None, names: list[str]) -> None:
+    """Ask ``side``'s router to declare ``names`` as our client does (an agent may declare none)."""
+    import pika
+
+    channel = connection.channel()
+    channel.basic_publish(EXCHANGE, peer_routing_key(side.name, ROUTER), queue_request_body(names),
+                          pika.BasicProperties(user_id=user, app_id=user, type=QUEUE_REQUEST))
+    channel.close()
+
+
+def queue_exists(connection: Any, name: str) -> bool:
+    return attempt(connection, lambda ch: ch.queue_declare(name, passive=True)) == "allowed"
+
+
+def own_queues(side: Side, connection: Any, user: str) -> tuple[str, str]:
+    """``user``'s two queues, declared by the platform at its request; the VIP queue bound to its key."""
+    names = agent_queue_names(user)
+    ask_for_queues(side, connection, user, list(names))
+    eventually(lambda: all(queue_exists(connection, q) for q in names), 30, f"{names} declared")
+    return names
+
+
 class RmqSides:
     """``sides(name)``: a :class:`Side` (not started) on a broker instance of its own, its platform
     process from ``new_process(args, name=...)``; :meth:`close` stops them, then removes the vhosts.
@@ -218,8 +240,8 @@ def test_an_agent_cannot_read_other_agents_rpc_calls_and_replies(sides: RmqSides
     caller = side.agent("caller")
     user, password = side.login("mallory")
     connection = side.amqp(user, password)
+    own_queues(side, connection, user)
     channel = connection.channel()
-    channel.queue_declare(user, exclusive=True)
     keys = [f"{side.name}.victim", f"{side.name}.platform.config_store", f"{side.name}.caller", "#",
             f"*.{'victim'}"]
     accepted = [key for key in keys
@@ -288,12 +310,11 @@ def test_an_agent_cannot_publish_a_protected_topic_through_amq_topic(sides: RmqS
         "allowed")
 
 
-@pytest.mark.xfail(strict=True, reason="known hole (docs/reliability.md, RabbitMQ section): an agent may "
-                   "declare an exchange named like one of its queues and bind it to volttron as a source")
 @closes_sides
 def test_an_agent_cannot_publish_a_protected_topic_through_an_exchange_of_its_own(sides: RmqSides) -> None:
     """Configure permission cannot tell an exchange from a queue of the same name: mallory declares a
-    fanout exchange ``<user>.pubsub``, binds it to ``volttron`` and publishes a protected topic to it."""
+    fanout exchange ``<user>.pubsub``, binds it to ``volttron`` and publishes a protected topic to it.
+    (Its user may configure nothing: the platform declares its queues.)"""
     import pika
 
     side = sides().start(SECURE)
@@ -314,6 +335,7 @@ def test_an_agent_cannot_publish_a_protected_topic_through_an_exchange_of_its_ow
 
     routed = attempt(connection, route)
     briefly(lambda: "devices/secure/own" in heard, 5)
+    sides.report("own_exchange_route", routed)
     sides.report("delivered_through_own_exchange", heard.count("devices/secure/own"))
     assert routed != "allowed" and "devices/secure/own" not in heard, (
         f"{NOT_ENFORCED}an exchange of mallory's own carried a protected publish into volttron")
@@ -326,9 +348,11 @@ def test_an_agent_has_no_permission_on_amq_or_the_default_exchange(sides: RmqSid
     user, password = side.login("mallory")
     permissions = side.broker.admin.permissions(side.broker.vhost)[user]
     connection = side.amqp(user, password)
+    own_queues(side, connection, user)
     tries = {
-        "bind amq.topic": lambda ch: (ch.queue_declare(user, exclusive=True),
-                                      ch.queue_bind(user, "amq.topic", "#")),
+        "bind amq.topic": lambda ch: ch.queue_bind(user, "amq.topic", "#"),
+        "declare its own queue itself": lambda ch: ch.queue_declare(user, auto_delete=True,
+                                                                    arguments={"x-expires": 60_000}),
         "declare amq.gen-*": lambda ch: ch.queue_declare("amq.gen-x", exclusive=True),
         "declare a queue of another name": lambda ch: ch.queue_declare(f"{user}.pubsub.extra"),
         "bind amq.fanout as source": lambda ch: ch.exchange_bind(EXCHANGE, "amq.fanout"),
@@ -338,6 +362,24 @@ def test_an_agent_has_no_permission_on_amq_or_the_default_exchange(sides: RmqSid
     report("amq_actions_allowed", len(allowed))
     assert "amq" not in permissions.configure + permissions.write + permissions.read, permissions
     assert not allowed, f"{NOT_ENFORCED}mallory may {allowed}"
+
+
+@closes_sides
+def test_the_platform_declares_only_an_agents_own_queues(sides: RmqSides) -> None:
+    """Mallory asks the router for another agent's queues, a third queue of its own, the router's, and
+    (without a ``user_id``, which the broker checks) for the victim's own queue; only its own two are
+    declared."""
+    side = sides().start()
+    user, password = side.login("mallory")
+    connection = side.amqp(user, password)
+    foreign = [f"{side.name}.victim", f"{side.name}.victim.pubsub", f"{user}.pubsub.extra",
+               f"{side.name}.router.extra"]
+    ask_for_queues(side, connection, user, foreign)
+    ask_for_queues(side, connection, None, [f"{side.name}.anonymous"])
+    own_queues(side, connection, user)  # asked after the others: the router has read them all
+    made = [q for q in [*foreign, f"{side.name}.anonymous"] if queue_exists(connection, q)]
+    sides.report("foreign_queues_declared", len(made))
+    assert not made, f"{NOT_ENFORCED}the platform declared {made} for mallory"
 
 
 # -- 4. bounded queues, removed with their agent --------------------------------------------------
@@ -359,9 +401,8 @@ def test_an_agent_cannot_fill_the_broker_or_leave_queues_behind(sides: RmqSides)
     made = [n for n in names
             if attempt(connection, lambda ch, q=n: ch.queue_declare(q, durable=True)) == "allowed"]
     report("extra_queues_declared", len(made))
-    flood = made[0] if made else f"{user}.pubsub"  # the one name left to an agent's pub/sub queue
+    flood = made[0] if made else own_queues(side, connection, user)[1]  # the platform declares it
     channel = connection.channel()
-    channel.queue_declare(flood, durable=True)
     channel.queue_bind(flood, EXCHANGE, user)
     body = b"x" * 2048
     properties = pika.BasicProperties(user_id=user, app_id=user)
@@ -540,99 +581,3 @@ def test_link_users_get_topic_permissions_like_agents_of_their_platform(sides: R
     sides.report("link_actions_allowed", len(allowed))
     assert all(o == "allowed" for o in control.values()), control
     assert not allowed, f"{NOT_ENFORCED}{allowed}"
-
-
-def test_tls_is_the_default_of_vcfg_rabbitmq_single(tmp_path: Path) -> None:
-    from volttron.client.messagebus.rmq_setup import merge_setup
-
-    setup = merge_setup(tmp_path, "tlsdefault", {}, {})
-    assert setup.ssl, "vcfg rabbitmq single sets up plain AMQP unless asked"
-
-
-# -- 5. TLS by default, end to end ----------------------------------------------------------------
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def test_the_tls_default_of_vcfg_runs_a_platform_over_tls(platform_factory: Any, tmp_path: Path) -> None:
-    """``vcfg rabbitmq single`` as given no TLS flag, a broker node of the test's own configured with the
-    file it wrote (the shared broker has no TLS listener), and the platform joining it over TLS with
-    its certificate, making its agents' users and certificates there. (Found: the platform presented
-    no certificate when its configuration also held a password, as vcfg writes it.)"""
-    import os
-    import pwd
-    import shutil
-    import subprocess
-    import tempfile
-
-    from volttron.client.messagebus.rmq_admin import CtlAdmin, port_open
-    from volttron.client.messagebus.rmq_setup import SetupReport, SingleSetup, _setup_tls, setup_single
-
-    if not shutil.which("rabbitmq-server") or os.geteuid() != 0:
-        pytest.skip("needs rabbitmq-server and root (a broker node of the test's own)")
-    try:
-        broker_user = pwd.getpwnam("rabbitmq")
-    except KeyError:
-        pytest.skip("no rabbitmq user to run a broker node as")
-    instance = f"hardtls-{os.urandom(4).hex()}"
-    node = f"{instance}@localhost"
-    amqps, plain, dist = free_port(), free_port(), free_port()
-    platform = platform_factory(args=["--message-bus", "rmq"], env={"RABBITMQ_NODENAME": node}, name="tls")
-    home = platform.home
-    home.mkdir(mode=0o700, parents=True, exist_ok=True)
-    setup = SingleSetup(home=home, instance_name=instance, host="127.0.0.1", vhost="volttron",
-                        amqp_port=plain, amqps_port=amqps, mgmts_port=free_port(),
-                        broker_config_dir=tmp_path / "broker")
-    assert setup.ssl, "TLS is not the default"
-    _setup_tls(setup, SetupReport(admin=f"{instance}-admin"))  # first: the broker needs the certificates
-    # the node runs as the rabbitmq user, which cannot enter pytest's (0700) folders: its files, the
-    # configuration vcfg wrote with the certificate paths made its own, go to a folder of its own
-    data = Path(tempfile.mkdtemp(prefix="volttron-tls-node-"))
-    os.chown(data, broker_user.pw_uid, broker_user.pw_gid)
-    text = (tmp_path / "broker" / "rabbitmq.conf").read_text()
-    for line in text.splitlines():
-        key, _, value = line.partition(" = ")
-        if key.endswith(("cacertfile", "certfile", "keyfile")) and not (data / Path(value).name).exists():
-            shutil.copy(value, data / Path(value).name)
-            os.chown(data / Path(value).name, broker_user.pw_uid, broker_user.pw_gid)
-        if key.endswith(("cacertfile", "certfile", "keyfile")) or key == "trust_store.directory":
-            text = text.replace(value, str(data / Path(value).name) if "file" in key else str(data))
-    conf = data / "rabbitmq.conf"
-    conf.write_text(text + f"listeners.tcp.default = 127.0.0.1:{plain}\n")
-    (data / "enabled_plugins").write_text("[rabbitmq_auth_mechanism_ssl].\n")
-    env = {**os.environ, "RABBITMQ_NODENAME": node, "RABBITMQ_NODE_PORT": str(plain),
-           "RABBITMQ_DIST_PORT": str(dist), "RABBITMQ_MNESIA_BASE": str(data / "mnesia"),
-           "RABBITMQ_LOG_BASE": str(data / "log"), "RABBITMQ_CONFIG_FILE": str(conf.with_suffix("")),
-           "RABBITMQ_ENABLED_PLUGINS_FILE": str(data / "enabled_plugins"),
-           "RABBITMQ_PID_FILE": str(data / "pid")}
-    with open(data / "node.out", "wb") as out:
-        server = subprocess.Popen(["rabbitmq-server"], env=env, stdout=out, stderr=subprocess.STDOUT)
-    admin = CtlAdmin(node=node)
-    try:
-        eventually(lambda: port_open("127.0.0.1", amqps) or server.poll() is not None, 120, "the TLS node")
-        assert server.poll() is None, (data / "node.out").read_text()[-2000:]
-        report = setup_single(setup, admin)  # what vcfg rabbitmq single does, TLS being the default
-        assert any("EXTERNAL" in line for line in report.done), report.done
-        platform.start(timeout=90)
-        platform.add_allow_entry("tls.agent")
-        user = f"{instance}.tls.agent"
-        eventually(lambda: user in admin.users(), 60, f"the broker user {user} on the TLS node")
-        certificate = home / "certificates" / "certs" / f"{user}.crt"
-        eventually(certificate.is_file, 60, f"the client certificate of {user}")
-        rows = admin._json("list_connections", "user", "ssl", "auth_mechanism")  # noqa: SLF001
-        router = [row for row in rows if row.get("user") == f"{instance}-admin"]
-        assert router, rows
-        assert all(row.get("ssl") for row in router), rows  # its certificate, and PLAIN inside TLS
-    finally:
-        platform.stop()
-        subprocess.run(["rabbitmqctl", "-n", node, "stop"], capture_output=True, timeout=120, check=False)
-        try:
-            server.wait(60)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        shutil.rmtree(data, ignore_errors=True)

@@ -2,10 +2,13 @@
 
 An :class:`RmqConnection` is an :class:`~volttron.client.messagebus.rmq_amqp.AmqpLink` (one pika
 ``GeventConnection``, opened again whenever it drops, every publish confirmed by the broker) that
-speaks VIP. Once linked it has declared its queue ``<instance>.<identity>`` bound to the
-``volttron`` exchange and consumes it as its only consumer (so a second peer with the same identity
-cannot take its messages), and it has made the bindings of its pub/sub subscriptions again; then it
-reports CONNECTED and the agent's core says hello to the router as on any bus. Messages travel as
+speaks VIP. Once linked it has its queue ``<instance>.<identity>`` bound to the ``volttron``
+exchange and consumes it as its only consumer (so a second peer with the same identity cannot take
+its messages), and it has made the bindings of its pub/sub subscriptions again; then it reports
+CONNECTED and the agent's core says hello to the router as on any bus. An agent logged in as its
+own broker user may declare nothing (:func:`~.rmq_permissions.agent_permissions`): it asks the
+platform's router for its queues (:data:`~.rmq_permissions.QUEUE_REQUEST`) and waits until they
+exist; a peer with a login of its own declares them itself. Messages travel as
 :mod:`~volttron.client.messagebus.rmq_wire` describes: peer to peer through the broker, never
 through the router.
 
@@ -28,6 +31,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import time
 from typing import Any
 
 import gevent
@@ -43,8 +47,8 @@ from volttron.client.messagebus.base import (
     EventCallback,
     Message,
 )
-from volttron.client.messagebus.rmq_admin import agent_queue_names
 from volttron.client.messagebus.rmq_amqp import (
+    OPERATION_TIMEOUT,
     AmqpLink,
     LinkError,
     Pending,
@@ -53,6 +57,7 @@ from volttron.client.messagebus.rmq_amqp import (
 )
 from volttron.client.messagebus.rmq_ioloop import hub_io_services
 from volttron.client.messagebus.rmq_login import resolve_login
+from volttron.client.messagebus.rmq_permissions import QUEUE_REQUEST, agent_queue_names, queue_request_body
 from volttron.client.messagebus.rmq_subscriptions import (
     BindingChange,
     SubscriptionRequestError,
@@ -130,7 +135,7 @@ class RmqConnection(AmqpLink, Connection):
             raise BusError(str(exc)) from exc
         instance = self.instance
         self.queue_name = fq_identity(instance, identity)
-        # the one pub/sub queue name the broker lets the peer's user declare (exclusive to this link)
+        # the one pub/sub queue the platform declares for the peer's user (consumed by this link only)
         self._pubsub_queue = agent_queue_names(self.queue_name)[1]
         self._trusted = frozenset({admin_user(instance), self.settings.username or ""} - {""})
         self._subscriptions = SubscriptionTable(instance)
@@ -156,6 +161,48 @@ class RmqConnection(AmqpLink, Connection):
 
     def _setup_link(self) -> None:
         """More queues and consumers once the peer's own are ready (the router adds its own)."""
+
+    def _platform_declares(self) -> bool:
+        """Whether the platform declares our queues: we log in as our own agent user
+        ``<instance>.<identity>``, which may declare nothing (see :func:`~.rmq_permissions.
+        agent_permissions`). A peer with a login of its own (authentication off) declares them itself."""
+        return self.settings.username == self.queue_name and not self._is_router()
+
+    def _declare_queue(self, name: str) -> None:
+        if self._platform_declares():
+            self._await_platform_queue(name)
+        else:
+            super()._declare_queue(name)
+
+    def _await_platform_queue(self, name: str) -> None:
+        """Ask the platform's router to declare our queue ``name`` unless it exists; wait until it does.
+
+        The request goes again every second (the router may be starting); :class:`LinkError` after
+        :data:`~.rmq_amqp.OPERATION_TIMEOUT` seconds (the link is tried again).
+        """
+        if self.queue_exists(name) is not None:
+            return
+        deadline = time.monotonic() + OPERATION_TIMEOUT
+        asked = 0.0
+        delay = 0.02
+        while True:
+            now = time.monotonic()
+            if now - asked >= 1.0:
+                properties = pika.BasicProperties(app_id=self.queue_name, user_id=self.settings.username,
+                                                  type=QUEUE_REQUEST, content_type=CONTENT_TYPE)
+                try:
+                    self._operations().basic_publish(EXCHANGE, peer_routing_key(self.instance, ROUTER),
+                                                     queue_request_body([name]), properties)
+                except pika.exceptions.AMQPError as exc:
+                    raise LinkError(f"cannot ask the platform for queue {name}: {exc!r}") from exc
+                asked = now
+            gevent.sleep(delay)
+            delay = min(delay * 2, 0.25)
+            if self.queue_exists(name) is not None:
+                return
+            if time.monotonic() >= deadline:
+                raise LinkError(f"the platform did not declare queue {name} within {OPERATION_TIMEOUT:g} s "
+                                "(is it running, with this agent in its auth.json?)")
 
     def _forget_link_state(self) -> None:
         self._bound.clear()
@@ -268,10 +315,13 @@ class RmqConnection(AmqpLink, Connection):
     def _declare_pubsub_queue(self) -> None:
         if self._pubsub_declared:
             return
-        self._call("declare pub/sub queue", self._operations(), "queue_declare", queue=self._pubsub_queue,
-                   exclusive=True, auto_delete=True, durable=False)
+        if self._platform_declares():
+            self._await_platform_queue(self._pubsub_queue)
+        else:
+            self._call("declare pub/sub queue", self._operations(), "queue_declare", queue=self._pubsub_queue,
+                       exclusive=True, auto_delete=True, durable=False)
         self._call("consume pub/sub", self._channel, "basic_consume", queue=self._pubsub_queue,
-                   on_message_callback=self._on_publication, auto_ack=True)
+                   on_message_callback=self._on_publication, auto_ack=True, exclusive=True)
         self._pubsub_declared = True
 
     def _reply(self, request: Message, args: list[bytes]) -> None:

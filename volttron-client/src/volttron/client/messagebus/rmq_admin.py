@@ -6,7 +6,8 @@ the broker on this host, run by a user allowed to use it). :func:`broker_admin` 
 when it answers, else ``rabbitmqctl``. Exchanges are declared over AMQP by whoever connects
 (:func:`declare_exchanges`), since ``rabbitmqctl`` cannot.
 
-Passwords go to ``rabbitmqctl`` on its standard input, never on its command line.
+Passwords go to ``rabbitmqctl`` on its standard input, never on its command line. What the
+platform grants (agents' permissions, limits, queue policies) are in :mod:`~.rmq_permissions`.
 
 Errors::
 
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import shutil
 import socket
 import ssl
@@ -29,11 +29,12 @@ import urllib.request
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 from volttron.client.messagebus.rmq_config import BrokerSettings
+from volttron.client.messagebus.rmq_permissions import ADMIN_PERMISSIONS as ADMIN_PERMISSIONS  # tools' import
+from volttron.client.messagebus.rmq_permissions import Permissions, TopicPermissions
 from volttron.client.messagebus.rmq_wire import ALTERNATE_EXCHANGE, EXCHANGE
 from volttron.utils.errors import VolttronError
 
@@ -49,74 +50,6 @@ class BrokerAdminError(VolttronError):
 
 class BrokerDown(BrokerAdminError):
     """Nothing answers where the broker should be."""
-
-
-@dataclass(frozen=True)
-class Permissions:
-    """A user's regular expressions on one vhost."""
-
-    configure: str
-    write: str
-    read: str
-
-
-def agent_queue_names(user: str) -> tuple[str, str]:
-    """The only queues an agent's user may declare: its VIP queue and its pub/sub queue."""
-    return user, f"{user}.pubsub"
-
-
-def agent_permissions(user: str) -> Permissions:
-    """What an agent's user may do (reference §6.1, anchored): its two queues, the ``volttron`` exchange.
-
-    Nothing on ``amq.*`` or the default exchange (``amq.default``), and no other queue name: an agent
-    holds at most the two queues of :func:`agent_queue_names`, so it cannot fill the broker with
-    queues, and it cannot bind ``amq.topic`` to ``volttron`` to pass its publishes by the topic
-    permissions (which hold on ``volttron`` only).
-    """
-    queues = "|".join(re.escape(name) for name in agent_queue_names(user))
-    exchange_or_queues = f"^({EXCHANGE}|{queues})$"
-    return Permissions(configure=f"^({queues})$", write=exchange_or_queues, read=exchange_or_queues)
-
-
-AGENT_LIMITS = {"max-connections": 4, "max-channels": 64}
-"""Per agent user, broker-wide: an agent uses one connection of three channels (more while relinking)."""
-QUEUE_LIMITS = {"max-length": 10_000, "max-length-bytes": 16 * 1024 * 1024, "expires": 60_000}
-"""Per queue of an instance: what one queue may hold, and how long it lives unused (ms)."""
-QUEUE_POLICY = "volttron-queue-limits"
-PUBSUB_POLICY = "volttron-pubsub-limits"
-
-
-def queue_limit_policies(instance: str) -> dict[str, tuple[str, dict[str, Any], int]]:
-    """Policy name -> (pattern, definition, priority) bounding every queue named ``<instance>.…``.
-
-    VIP queues refuse what would overflow them (``reject-publish``: the sender's publish is refused
-    and it gets EAGAIN, as from a full ZeroMQ peer); pub/sub queues drop their oldest publications
-    (``drop-head``: a slow subscriber loses old news, the publisher is not held up).
-    """
-    own = f"^{re.escape(instance)}\\."
-    return {QUEUE_POLICY: (own, {**QUEUE_LIMITS, "overflow": "reject-publish"}, 0),
-            PUBSUB_POLICY: (f"{own}.*\\.pubsub$", {**QUEUE_LIMITS, "overflow": "drop-head"}, 1)}
-
-
-def apply_queue_limits(admin: BrokerAdmin, vhost: str, instance: str) -> None:
-    """Set the policies of :func:`queue_limit_policies` on ``vhost`` (only those that differ)."""
-    current = admin.policies(vhost)
-    for name, (pattern, definition, priority) in queue_limit_policies(instance).items():
-        have = current.get(name) or {}
-        wanted = (pattern, definition, "queues")
-        if (have.get("pattern"), have.get("definition"), have.get("apply-to")) != wanted:
-            admin.set_policy(vhost, name, pattern, definition, apply_to="queues", priority=priority)
-
-
-ADMIN_PERMISSIONS = Permissions(".*", ".*", ".*")
-
-
-@dataclass(frozen=True)
-class TopicPermissions:
-    """Regular expressions over the routing keys a user may publish with (write) and bind to (read)."""
-
-    write: str
-    read: str
 
 
 class BrokerAdmin(ABC):

@@ -309,13 +309,21 @@ class AmqpLink:
 
         Raises :class:`LinkError` when the broker cannot be asked.
         """
+        frame = self.queue_exists(name)
+        return frame is not None and bool(frame.method.consumer_count)
+
+    def queue_exists(self, name: str) -> Any:
+        """The broker's answer to a passive declaration of queue ``name`` (None: no such queue).
+
+        A passive declaration needs no permission. Raises :class:`LinkError` when the broker cannot
+        be asked.
+        """
         try:
-            frame = self._call("check queue", self._operations(), "queue_declare", queue=name, passive=True)
+            return self._call("check queue", self._operations(), "queue_declare", queue=name, passive=True)
         except LinkError as exc:
             if getattr(exc, "reply_code", None) == 404:
-                return False
+                return None
             raise
-        return bool(frame.method.consumer_count)
 
     def _on_connection_closed(self, _connection: Any, reason: Exception) -> None:
         _log.debug("connection to %s closed: %r", self.settings.redacted(), reason)

@@ -5,7 +5,9 @@ A :class:`RouterLink` is a :class:`~volttron.client.messagebus.rmq.RmqConnection
 
 * declares the ``volttron`` topic exchange (alternate exchange ``undeliverable``) and the
   ``undeliverable`` fanout exchange, so a platform never runs on a half-prepared vhost;
-* consumes ``<instance>.router`` (messages RabbitMQ peers address to the router), and
+* consumes ``<instance>.router`` (messages RabbitMQ peers address to the router, and the requests of
+  agents for their queues: an agent's broker user may declare nothing, so the router declares its
+  two queues for it, :data:`~volttron.client.messagebus.rmq_permissions.QUEUE_REQUEST`), and
   ``<instance>.router.undeliverable``, bound to ``undeliverable``: what the broker could not route,
   so the sender gets EHOSTUNREACH as on ZeroMQ;
 * holds a queue ``<instance>.<identity>`` for each peer connected over ZeroMQ (the in-process
@@ -27,12 +29,15 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+import gevent
 from gevent.event import AsyncResult
+from gevent.queue import Full, Queue
 
 from volttron.client.messagebus.base import BusEvent, ConnectionParams, Message
 from volttron.client.messagebus.rmq import RmqConnection
 from volttron.client.messagebus.rmq_amqp import OPERATION_TIMEOUT, LinkError, QueueLocked
 from volttron.client.messagebus.rmq_config import BrokerSettings
+from volttron.client.messagebus.rmq_permissions import QUEUE_REQUEST, agent_queue_arguments, requested_queues
 from volttron.client.messagebus.rmq_wire import (
     ALTERNATE_EXCHANGE,
     CONTENT_TYPE,
@@ -86,6 +91,14 @@ class RouterLink(RmqConnection):
         self.proxied: set[str] = set()
         """Identities of ZeroMQ peers whose queue the router holds."""
         self._proxy_channels: dict[str, Any] = {}
+        self._queue_requests: Queue = Queue(maxsize=self.MAX_QUEUE_REQUESTS)
+        self._requested: set[str] = set()
+        self._declarer: Any = None
+        self._declaring: gevent.Greenlet | None = None
+        self._stats["agent_queues_declared"] = 0
+
+    MAX_QUEUE_REQUESTS = 1000
+    """Agents' queues waiting to be declared; further requests are dropped (the agent asks again)."""
 
     def _is_router(self) -> bool:
         return True
@@ -141,6 +154,62 @@ class RouterLink(RmqConnection):
         self._proxy_channels[identity] = channel
         self._consume(channel, name, self._on_proxied)
 
+    def _forget_link_state(self) -> None:
+        super()._forget_link_state()
+        self._declarer = None
+
+    # -- agents' queues -------------------------------------------------------------------------
+    def _queue_request(self, properties: Any, body: bytes) -> None:
+        """Queue the declarations an agent asked for (its own queues only, see :func:`requested_queues`)."""
+        user = properties.user_id or ""
+        granted = [] if user in self._trusted else requested_queues(self.instance, user, body)
+        if not granted:
+            self._drop("a request for queues that are not the sender's", properties)
+            return
+        for name, vip in granted:
+            if name in self._requested:
+                continue
+            try:
+                self._queue_requests.put_nowait((name, vip))
+            except Full:
+                _log.warning("too many queue requests waiting: %s dropped (its agent asks again)", name)
+                continue
+            self._requested.add(name)
+        if self._declaring is None or self._declaring.dead:
+            self._declaring = gevent.spawn(self._declare_requested)
+
+    def _declare_requested(self) -> None:
+        while not self._closed:
+            name, vip = self._queue_requests.get()
+            try:
+                self._declare_agent_queue(name, vip)
+            except LinkError as exc:
+                _log.warning("queue %s not declared for its agent: %s", name, exc)
+            finally:
+                self._requested.discard(name)
+
+    def _declare_agent_queue(self, name: str, vip: bool) -> None:
+        """Declare an agent's queue (and bind its VIP queue to its routing key), on a channel of its own:
+        a queue of that name with other settings refuses the declaration and closes only that channel."""
+        channel = self._declarer
+        if channel is None or not channel.is_open:
+            self._declarer = channel = self._open_channel(self._on_declarer_closed)
+        self._call("declare agent queue", channel, "queue_declare", queue=name, **agent_queue_arguments())
+        if vip:
+            self._call("bind agent queue", channel, "queue_bind", queue=name, exchange=EXCHANGE,
+                       routing_key=name)
+        self._stats["agent_queues_declared"] += 1
+
+    def _on_declarer_closed(self, channel: Any, reason: Exception) -> None:
+        if channel is self._declarer:
+            self._declarer = None
+        self._fail_waiters(LinkError(f"declaring channel closed: {reason!r}"), channel)
+
+    def close(self, linger: float = 1.0) -> None:
+        super().close(linger)
+        if self._declaring is not None and self._declaring is not gevent.getcurrent():
+            self._declaring.kill(block=False)
+
     def _on_proxy_channel_closed(self, channel: Any, reason: Exception) -> None:
         self._fail_waiters(LinkError(f"proxy channel closed: {reason!r}"), channel)
         for identity, held in list(self._proxy_channels.items()):
@@ -175,6 +244,9 @@ class RouterLink(RmqConnection):
 
     # -- receiving ------------------------------------------------------------------------------
     def _on_vip_message(self, _channel: Any, _method: Any, properties: Any, body: bytes) -> None:
+        if properties.type == QUEUE_REQUEST:
+            self._queue_request(properties, body)
+            return
         message = self.decode_message(properties, body)
         if message is not None:
             self._deliver(Delivery("route", [_b(message.peer), b"", b"VIP1", _b(message.user), _b(message.id),

@@ -52,7 +52,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from volttron.client.messagebus.rmq_admin import TopicPermissions
+from volttron.client.messagebus.rmq_permissions import TopicPermissions
 from volttron.client.messagebus.rmq_wire import PUBSUB_KEY, fq_identity
 from volttron.server.services.pubsub.protected import is_allowed
 

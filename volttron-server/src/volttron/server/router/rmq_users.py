@@ -2,7 +2,7 @@
 
 Every enabled allow entry of ``auth.json`` that names an ``identity`` and one CURVE key gets the
 broker user ``<instance>.<identity>`` on the platform's vhost, with the anchored permissions of
-:func:`~volttron.client.messagebus.rmq_admin.agent_permissions`, tagged ``volttron-agent``:
+:func:`~volttron.client.messagebus.rmq_permissions.agent_permissions`, tagged ``volttron-agent``:
 
 * plain logins: the password both sides derive from the CURVE keys
   (:mod:`~volttron.client.messagebus.rmq_credentials`), so an agent the AIP installed, or one run
@@ -17,8 +17,8 @@ whose capabilities its ``auth.json`` entry lacks, as the pub/sub service does on
 gets them before it may use the vhost; when the permissions of an existing user change its
 connections are closed (the broker caches allowed keys per channel) and the agent links again by
 itself. Each user has the connection and channel limits of
-:data:`~volttron.client.messagebus.rmq_admin.AGENT_LIMITS`, and at start the instance's queues get
-the length, size and idle-expiry policies of :func:`~volttron.client.messagebus.rmq_admin.
+:data:`~volttron.client.messagebus.rmq_permissions.AGENT_LIMITS`, and at start the instance's queues get
+the length, size and idle-expiry policies of :func:`~volttron.client.messagebus.rmq_permissions.
 queue_limit_policies`.
 
 Other instances' link users on this vhost (tagged ``volttron-link`` by ``vcfg rabbitmq link-user``)
@@ -54,19 +54,17 @@ from typing import Any
 import gevent
 
 from volttron.client.known_identities import CONTROL_CONNECTION
-from volttron.client.messagebus.rmq_admin import (
+from volttron.client.messagebus.rmq_admin import AGENT_TAG, BrokerAdmin, BrokerAdminError
+from volttron.client.messagebus.rmq_credentials import derive_password
+from volttron.client.messagebus.rmq_links import LINK_TAG, link_topic_permissions, link_user_permissions
+from volttron.client.messagebus.rmq_permissions import (
     AGENT_LIMITS,
-    AGENT_TAG,
-    BrokerAdmin,
-    BrokerAdminError,
     Permissions,
     TopicPermissions,
     agent_permissions,
     agent_queue_names,
     apply_queue_limits,
 )
-from volttron.client.messagebus.rmq_credentials import derive_password
-from volttron.client.messagebus.rmq_links import LINK_TAG, link_topic_permissions, link_user_permissions
 from volttron.client.messagebus.rmq_wire import EXCHANGE, ROUTER, fq_identity
 from volttron.server.router.rmq_topic_permissions import (
     agent_topic_permissions,
@@ -228,6 +226,10 @@ class BrokerUsers:
         gevent.joinall(steps, raise_error=True)
         if grant is not None and (topics_stale or not remade):
             self.admin.set_permissions(self.vhost, user, expected)
+        if grant is not None and not created and not topics_stale:
+            # e.g. a user made when agents could still declare their queues: its channels keep what the
+            # broker allowed them, so the agent links again (and asks the platform for its queues)
+            self.admin.close_user_connections(user, "permissions changed: link again")
         if remade:
             _log.info("broker user %s ready", user)
         if self.tls:
