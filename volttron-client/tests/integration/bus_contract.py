@@ -138,3 +138,20 @@ class BusContract:
         comer.core.stop(timeout=10)
         wait_for(lambda: ("drop", "contract.comer") in events, 10, "the drop announcement")
         assert "contract.comer" not in watcher.vip.peerlist().get(timeout=5)
+
+    def test_a_publisher_that_never_waits_gets_every_acknowledgement(self, bus) -> None:
+        """Publishing back to back, never yielding: the router must not drop acknowledgements because
+        the publisher does not read them; the publisher is slowed instead, and every result resolves."""
+        publisher = bus.agent("contract.burst")
+        count = 20_000
+        publish = publisher.vip.pubsub.publish
+        results = [publish("pubsub", "contract/burst", message=i) for i in range(count)]
+        deadline = time.monotonic() + 60
+        unresolved = 0
+        for result in results:
+            try:
+                result.get(timeout=max(0.01, deadline - time.monotonic()))
+            except gevent.Timeout:
+                unresolved += 1
+        assert unresolved == 0, f"{unresolved} of {count} publishes were never acknowledged"
+

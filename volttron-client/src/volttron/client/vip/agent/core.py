@@ -477,6 +477,10 @@ class Core(AgentTasks):
             return
         greenlet.join(timeout)
 
+    def in_receive_loop(self) -> bool:
+        """True when called from the greenlet that reads the connection (it must never wait for mail)."""
+        return gevent.getcurrent() is self._recv_greenlet
+
     def _is_agent_greenlet(self, current: Any) -> bool:
         return current is self._recv_greenlet or self._handshake.owns(current) or self._owns_greenlet(current)
 

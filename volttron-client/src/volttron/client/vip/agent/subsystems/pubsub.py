@@ -30,6 +30,7 @@ from volttron.client.messagebus.base import Message
 from volttron.client.vip.agent.decorators import annotate, dualmethod
 from volttron.client.vip.agent.dispatch import SerialExecutor
 from volttron.client.vip.agent.errors import VIPError
+from volttron.client.vip.agent.publish_window import PublishWindow
 from volttron.client.vip.agent.results import AsyncResult
 from volttron.client.vip.agent.subsystems.base import RequestingSubsystem
 from volttron.utils.frames import decode_frame
@@ -65,6 +66,8 @@ class PubSub(RequestingSubsystem):
         self._match_cache: dict[tuple[str, str, bool], tuple[Callback, ...]] = {}
         self._executor = SerialExecutor("pubsub")
         self._last_resync = 0.0
+        self.window = PublishWindow()
+        """Bounds the publishes awaiting their acknowledgement (:mod:`..publish_window`)."""
 
     # ------------------------------------------------------------------ life cycle
 
@@ -75,6 +78,9 @@ class PubSub(RequestingSubsystem):
 
     def on_connected(self) -> None:
         self.synchronize()
+
+    def on_disconnected(self) -> None:
+        self.window.reset()
 
     def on_stop(self) -> None:
         self._executor.stop()
@@ -221,7 +227,11 @@ class PubSub(RequestingSubsystem):
             raise FrameError(
                 f"publish on {topic!r}: headers and message must be JSON serialisable: {exc}"
             ) from exc
-        return self._request("", [b"publish", topic.encode("iso-8859-1"), body], f"publish on {topic!r}")
+        self.window.wait_for_room(not self.core.in_receive_loop())
+        result = self._request("", [b"publish", topic.encode("iso-8859-1"), body], f"publish on {topic!r}")
+        if not result.ready():  # not failed at once, not answered while the send yielded
+            self.window.sent(result.ident)
+        return result
 
     # ------------------------------------------------------------------ receiving
 
@@ -238,6 +248,7 @@ class PubSub(RequestingSubsystem):
                 executor.submit(self._deliver, args[1], args[2], is_remote_principal(message.user))
                 executor.wait_capacity()
         elif op == b"request_response":
+            self.window.answered(message.id)
             result = self._results.pop(message.id)
             if result is not None:
                 result.set(_decode_count(args[1]) if len(args) > 1 else None)
@@ -299,6 +310,7 @@ class PubSub(RequestingSubsystem):
             self.core.spawn(self.synchronize)
 
     def _handle_error(self, error: VIPError, message: Message) -> None:
+        self.window.answered(message.id)
         result = self._results.pop(message.id)
         if result is None:
             return
@@ -310,7 +322,8 @@ class PubSub(RequestingSubsystem):
     def statistics(self) -> dict[str, Any]:
         """Subscription and delivery counters."""
         count = sum(len(p) for buses in self._subscriptions.values() for p in buses.values())
-        return {"subscriptions": count, "deliveries": self._executor.statistics()}
+        return {"subscriptions": count, "deliveries": self._executor.statistics(),
+                "unacknowledged_publishes": len(self.window), "publish_waits": self.window.waits}
 
 
 def _prefixes(prefix: str | Iterable[str] | None) -> list[str]:
