@@ -1,6 +1,7 @@
 """Test helpers for agent developers, shipped with ``volttron-client``.
 
-Unit tests (no platform): :class:`AgentHarness` builds an agent with fake subsystems and drives it.
+Unit tests (no platform): :class:`AgentHarness` runs the real agent on an in-memory bus
+(:class:`MemoryRouter`) and a clock the test advances (:class:`ManualClock`), and drives it.
 Integration tests: :class:`VolttronPlatform` runs a real ``volttron`` in a temporary home (needs
 ``volttron-server``). The pytest plugin (:mod:`volttron.client.testing.plugin`, registered as the
 ``volttron`` ``pytest11`` entry point) provides the fixtures ``agent_harness``,
@@ -19,13 +20,14 @@ _LAZY = {
     "AgentHarness": "volttron.client.testing.harness",
     "AgentCallbackError": "volttron.client.testing.harness",
     "HarnessError": "volttron.client.testing.harness",
+    "ManualClock": "volttron.client.testing.clock",
     "FakeClock": "volttron.client.testing.clock",
-    "FakeCore": "volttron.client.testing.fake_core",
-    "FakePubSub": "volttron.client.testing.fake_pubsub",
-    "Publication": "volttron.client.testing.fake_pubsub",
-    "FakeRPC": "volttron.client.testing.fake_rpc",
-    "RpcCall": "volttron.client.testing.fake_rpc",
-    "FakeConfigStoreService": "volttron.client.testing.fake_config_store",
+    "MemoryRouter": "volttron.client.testing.memory_bus",
+    "MemoryConnection": "volttron.client.testing.memory_bus",
+    "Publication": "volttron.client.testing.controls",
+    "RpcCall": "volttron.client.testing.controls",
+    "RpcPeer": "volttron.client.testing.services",
+    "ConfigStoreService": "volttron.client.testing.services",
     "VolttronPlatform": "volttron.client.testing.platform",
     "PlatformError": "volttron.client.testing.platform",
 }

@@ -24,7 +24,7 @@ from gevent.event import Event
 from volttron.client.vip.agent.clock import Clock
 from volttron.utils.errors import VolttronError
 
-MAX_WAKES_PER_ADVANCE = 100_000
+MAX_WAKES_PER_ADVANCE = 20_000
 SETTLE_YIELDS = 5
 
 
@@ -39,6 +39,7 @@ class Sleeper:
     deadline: float
     seq: int
     event: Event = field(compare=False)
+    greenlet: object = field(compare=False, default=None)
 
 
 def yield_a_little() -> None:
@@ -94,6 +95,10 @@ class ManualClock(Clock):
 
     # ----- what the test does
 
+    def sleeping(self) -> list[object]:
+        """The greenlets waiting on this clock."""
+        return [s.greenlet for s in self._sleepers if not s.event.is_set()]
+
     def pending(self) -> list[float]:
         """The deadlines of the sleepers, soonest first."""
         return [s.deadline for s in sorted(self._sleepers)]
@@ -125,7 +130,7 @@ class ManualClock(Clock):
     # ----- internals
 
     def _add(self, seconds: float) -> Sleeper:
-        sleeper = Sleeper(self.time() + seconds, next(self._order), Event())
+        sleeper = Sleeper(self.time() + seconds, next(self._order), Event(), gevent.getcurrent())
         self._sleepers.append(sleeper)
         return sleeper
 

@@ -1,9 +1,11 @@
 """Run one agent in a unit test, with no platform: :class:`AgentHarness`.
 
 The idea is nameko's ``worker_factory``: build the agent exactly as ``vip_main`` would (its class
-or factory function, a configuration file, an identity), but with a
-:class:`~volttron.client.testing.fake_core.FakeCore` and the fake subsystems of
-:mod:`volttron.client.testing.fake_subsystems` in place of the connection. Then drive it::
+or factory function, a configuration file, an identity) and run it, real ``Core`` and real
+subsystems, on an in-memory router (:mod:`volttron.client.testing.memory_bus`) and a clock the test
+advances (:class:`~volttron.client.testing.clock.ManualClock`). The platform's side is played by
+peers in the test process: the configuration store, ``platform.auth``, and whatever peers the test
+answers for (:mod:`volttron.client.testing.services`). Then drive it::
 
     harness = AgentHarness(MyAgent, config={"setting1": 2}, identity="my.agent")
     harness.start()                  # onsetup, onstart, the initial configuration callbacks
@@ -13,9 +15,11 @@ or factory function, a configuration file, an identity), but with a
     harness.advance(60)              # one minute of timers (heartbeat, @Core.schedule, ...)
     harness.stop()                   # onstop, onfinish
 
-Everything runs in the test's greenlet, in order, and an exception raised by agent code (a
-receiver, a callback, a timer, a configuration callback) reaches the test. The ``agent_harness``
-pytest fixture makes harnesses and stops them after the test.
+Each of these returns once the agent has done what it was given and waits again (the router has
+nothing left for it, its pub/sub queue is empty); an exception raised by agent code (a receiver, a
+callback, a timer, a configuration callback), which the platform would only log, is raised in the
+test as :class:`AgentCallbackError`. The ``agent_harness`` pytest fixture makes harnesses and stops
+them after the test.
 """
 
 from __future__ import annotations
@@ -26,21 +30,32 @@ import json
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
-from unittest import mock
+
+import gevent
+from gevent.event import Event
 
 from volttron.client.known_identities import CONFIGURATION_STORE
-from volttron.client.testing.clock import FakeClock
-from volttron.client.testing.fake_config_store import FakeConfigStoreService
-from volttron.client.testing.fake_core import FakeCore
-from volttron.client.testing.fake_subsystems import FakeSubsystems
-from volttron.client.vip.agent import agent as agent_module
-from volttron.client.vip.agent.decorators import collect_annotations
+from volttron.client.testing.clock import ManualClock
+from volttron.client.testing.controls import PubSubControl, RpcControl
+from volttron.client.testing.memory_bus import MemoryConnection, MemoryRouter
+from volttron.client.testing.services import AuthService, ConfigStoreService
+from volttron.client.vip.agent.core import Core
+from volttron.client.vip.agent.errors import ResultTimeout
+from volttron.client.vip.agent.results import AsyncResult
+from volttron.client.vip.agent.subsystems.configstore import SYNC_CAPABILITY
 from volttron.utils.errors import VolttronError
 
-_CALLBACK_LOGGERS = ("volttron.client.vip.agent.subsystems.configstore",)
+_CALLBACK_LOGGERS = tuple(
+    f"volttron.client.vip.agent.{name}"
+    for name in ("subsystems.configstore", "subsystems.pubsub", "dispatch", "scheduler", "tasks", "core")
+)
+QUIET_TURNS = 5
+"""Turns of the gevent loop with nothing happening after which the agent is taken to be waiting."""
+START_TIMEOUT = 30.0
 
 
 class HarnessError(VolttronError):
@@ -55,9 +70,10 @@ class AgentHarness:
     """One agent under test; see the module docstring.
 
     ``agent_factory`` is the agent class or a factory function, called as ``vip_main`` calls it:
-    ``agent_factory(config_path=..., identity=..., volttron_home=..., **agent_kwargs)``.
-    ``config`` is the agent's configuration file: a mapping (written as JSON), a path, or None.
-    ``config_store`` holds the configurations stored in the platform for this agent.
+    ``agent_factory(config_path=..., identity=..., volttron_home=..., **agent_kwargs)``, plus the
+    ``connection_factory`` and ``clock`` keywords that ``Agent`` takes. ``config`` is the agent's
+    configuration file: a mapping (written as JSON), a path, or None. ``config_store`` holds the
+    configurations stored in the platform for this agent.
     """
 
     def __init__(
@@ -79,16 +95,28 @@ class AgentHarness:
         self.volttron_home = self.workdir / "volttron_home"
         self.volttron_home.mkdir(parents=True, exist_ok=True)
         self.config_path = self._config_file(config)
-        self.clock = FakeClock()
-        self.config_store = FakeConfigStoreService(config_store)
+        self.clock = ManualClock(settle=self.settle)
+        """The agent's clock: :meth:`advance` moves it."""
+        self.router = MemoryRouter()
+        """The in-memory router the agent is connected to (``router.log`` has every message)."""
+        self.router.query_values["instance-name"] = agent_kwargs.get("instance_name", instance_name)
+        self.config_store = ConfigStoreService(self.router, config_store)
+        """``platform.config_store``: the test plays the operator with ``set``/``delete``."""
+        self.config_store.waiter = self._wait_push
+        self.auth = AuthService(self.router, {CONFIGURATION_STORE: {SYNC_CAPABILITY: None}})
+        """``platform.auth``: its ``table`` gives users their capabilities."""
+        self.pubsub = PubSubControl(self)
+        """Deliver publications to the agent and read what it published."""
+        self.rpc = RpcControl(self)
+        """Call the agent's exported methods and answer its calls."""
         self.started = False
-        self.stopped = False
+        self._stop_done = False
         self._stopping = False
+        self._greenlet: gevent.Greenlet | None = None
+        self._driving = 0
+        self._failures: list[logging.LogRecord] = []
         self.agent = self._build(agent_factory, identity, instance_name, agent_kwargs)
-        self.core.stop_callback = self.stop
-        self.rpc.add_peer(CONFIGURATION_STORE, self.config_store.rpc_methods())
-        update = self.rpc.exports.get("config.update")
-        self.config_store.connect(None if update is None else self._guarded(update))
+        self.config_store.agent = self.core.identity
 
     # ----- building
 
@@ -107,45 +135,35 @@ class AgentHarness:
     def _build(
         self, factory: Callable[..., Any], identity: str, instance_name: str, kwargs: dict[str, Any]
     ) -> Any:
-        core_class = functools.partial(FakeCore, clock=self.clock)
+        connect: Any = functools.partial(MemoryConnection, router=self.router)
+        connect.uses_curve_keys = False  # the memory bus authenticates nobody
         kwargs.setdefault("instance_name", instance_name)
-        with (
-            mock.patch.object(agent_module, "Core", core_class),
-            mock.patch.object(agent_module, "Subsystems", FakeSubsystems),
-        ):
-            agent = factory(
-                config_path=self.config_path,
-                identity=identity,
-                volttron_home=str(self.volttron_home),
-                **kwargs,
-            )
-        if not isinstance(getattr(agent, "core", None), FakeCore):
+        agent = factory(
+            config_path=self.config_path,
+            identity=identity,
+            volttron_home=str(self.volttron_home),
+            connection_factory=connect,
+            clock=self.clock,
+            **kwargs,
+        )
+        core = getattr(agent, "core", None)
+        if not isinstance(core, Core) or core.clock is not self.clock:
             raise HarnessError(
                 f"{getattr(factory, '__name__', factory)!r} did not build an agent through "
-                "volttron.client.vip.agent.Agent (agent.core is not the harness's)"
+                "volttron.client.vip.agent.Agent with the connection_factory and clock it was given"
             )
         return agent
 
     # ----- the agent's parts
 
     @property
-    def core(self) -> FakeCore:
-        """The agent's :class:`FakeCore`."""
+    def core(self) -> Core:
+        """The agent's (real) core."""
         return self.agent.core
 
     @property
-    def pubsub(self) -> Any:
-        """``agent.vip.pubsub`` (a :class:`~volttron.client.testing.fake_pubsub.FakePubSub`)."""
-        return self.agent.vip.pubsub
-
-    @property
-    def rpc(self) -> Any:
-        """``agent.vip.rpc`` (a :class:`~volttron.client.testing.fake_rpc.FakeRPC`)."""
-        return self.agent.vip.rpc
-
-    @property
     def config(self) -> Any:
-        """``agent.vip.config``: the agent's real configuration subsystem (None with enable_store=False)."""
+        """``agent.vip.config``: the agent's configuration subsystem (None with enable_store=False)."""
         return self.agent.vip.config
 
     @property
@@ -158,6 +176,11 @@ class AgentHarness:
         """``agent.vip.heartbeat``."""
         return self.agent.vip.heartbeat
 
+    @property
+    def stopped(self) -> bool:
+        """True once the agent has finished (stopped by the test or by itself)."""
+        return self._stop_done or (self.started and self.core.wait_finished(0))
+
     def heartbeats(self) -> list[Any]:
         """The heartbeats published so far (publications on ``heartbeat/<identity>``)."""
         topic = self.heartbeat.topic()
@@ -166,65 +189,49 @@ class AgentHarness:
     # ----- life cycle
 
     def start(self) -> AgentHarness:
-        """Run the agent's start-up as the platform would, up to its initial configuration callbacks."""
+        """Run the agent up to its first welcome, then until its start-up work is done."""
         if self.started:
             raise HarnessError("the agent has already been started")
         self.started = True
-        core = self.core
-        notes = collect_annotations(self.agent)
-        with self._reraise_callback_failures():
-            for method, signal in notes.get("core.signals", ()):
-                getattr(core, signal).connect(method, self.agent)
-            for method, (deadline, args, kwargs) in notes.get("core.schedule", ()):
-                core.schedule(deadline, method, *args, **kwargs)
-            for method, (period, args, kwargs, wait) in notes.get("core.periodic", ()):
-                core.periodic(period, method, args, kwargs, wait)
-            for extension in core.extensions:
-                extension.on_setup(notes)
-            core.onsetup.send(core)
-            core.connected = True
-            for extension in core.extensions:
-                extension.on_connected()
-            core.onconnected.send(core)
-            for extension in core.extensions:
-                extension.on_start()
-            self.clock.start()
-            core.onstart.send(core)
-            core.configuration.send(core)
+        running = Event()
+        with self.driving():
+            self._greenlet = gevent.spawn(self.core.run, running)
+            gevent.wait([running, self._greenlet], count=1, timeout=START_TIMEOUT)
+            if not running.is_set():
+                raise HarnessError(f"the agent did not start: {self.core.failure or 'no welcome'}")
+            self.settle()
         return self
 
     def stop(self) -> None:
         """Stop the agent: timers cancelled, ``onstop`` receivers, subsystems stopped, ``onfinish``."""
-        if self.stopped or self._stopping:
+        if self._stop_done or self._stopping:
             return
         self._stopping = True
-        core = self.core
-        core.stopping = True
         try:
-            with self._reraise_callback_failures():
-                self.clock.stop()
-                if self.started:
-                    core.onstop.send(core)
-                    for extension in reversed(core.extensions):
-                        extension.on_stop()
-                core.connected = False
-                core.kill_greenlets()
-                core.onfinish.send(core)
+            if self.started and not self.core.wait_finished(0):
+                with self.driving():
+                    self.core.stop(timeout=START_TIMEOUT)
         finally:
-            self.stopped = True
+            self._stop_done = True
 
     def advance(self, seconds: float = 0.0) -> int:
-        """Let ``seconds`` pass on the agent's clock and run the timer calls due; returns how many ran."""
+        """Let ``seconds`` pass on the agent's clock, running the timers due; returns how many ran."""
         if not self.started:
             raise HarnessError("start the agent before advancing its clock")
-        with self._reraise_callback_failures():
-            return self.clock.advance(seconds)
+        with self.driving():
+            ran = self.clock.advance(seconds)
+            if self.core.stopping:  # a timer stopped the agent: let it finish
+                self.core.wait_finished(START_TIMEOUT)
+        return ran
 
     def wait_spawned(self, timeout: float = 5.0) -> None:
-        """Wait up to ``timeout`` seconds for the greenlets agent code spawned to finish."""
-        import gevent
+        """Wait up to ``timeout`` seconds for the greenlets agent code spawned to finish.
 
-        greenlets = self.core.greenlets
+        Greenlets waiting on the agent's clock (``spawn_later``, timers) wait for :meth:`advance`
+        and are not waited for.
+        """
+        on_clock = self.clock.sleeping()
+        greenlets = [g for g in self.core.greenlets if g not in on_clock]
         done = gevent.joinall(greenlets, timeout=timeout)
         if len(done) != len(greenlets):
             raise HarnessError(
@@ -237,8 +244,7 @@ class AgentHarness:
     def close(self) -> None:
         """Stop the agent (if running) and remove the temporary folder the harness made."""
         try:
-            if not self.stopped:
-                self.stop()
+            self.stop()
         finally:
             if self._tmp is not None:
                 self._tmp.cleanup()
@@ -250,36 +256,77 @@ class AgentHarness:
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
 
-    def _guarded(self, function: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(function)
-        def call(*args: Any, **kwargs: Any) -> Any:
-            with self._reraise_callback_failures():
-                return function(*args, **kwargs)
+    # ----- running the agent from the test
 
-        return call
+    def settle(self, timeout: float = 10.0) -> None:
+        """Let the agent run until it waits: nothing for it on the router, nothing changing.
+
+        Bounded by ``timeout`` seconds of real time (a greenlet that never waits keeps it busy).
+        """
+        deadline = time.monotonic() + timeout
+        quiet, last = 0, None
+        while quiet < QUIET_TURNS and time.monotonic() < deadline:
+            gevent.sleep(0)
+            state = self._activity()
+            quiet = quiet + 1 if state == last and not self.router.busy() and not state[1] else 0
+            last = state
+        if self._driving == 0:
+            self._raise_failures()
+
+    def _activity(self) -> tuple[Any, ...]:
+        deliveries = self.agent.vip.pubsub.statistics()["deliveries"]
+        return (
+            len(self.router.log),
+            deliveries["queued"],
+            deliveries["done"],
+            len(self.core.greenlets),
+            len(self.clock.pending()),
+        )
+
+    def wait(self, result: AsyncResult, timeout: float, what: str) -> Any:
+        """The value of ``result``, waited for up to ``timeout`` seconds of real time."""
+        try:
+            return result.get(timeout=timeout)
+        except ResultTimeout:
+            raise HarnessError(
+                f"no {what} within {timeout} s: the agent may be waiting on its clock (advance it) "
+                "or on a peer nobody answers for (harness.rpc.respond)"
+            ) from None
+
+    def _wait_push(self, result: AsyncResult) -> None:
+        with self.driving():
+            self.wait(result, START_TIMEOUT, "answer to the configuration push")
+            self.settle()
 
     @contextlib.contextmanager
-    def _reraise_callback_failures(self) -> Iterator[None]:
-        """Configuration callbacks' failures are logged by the real subsystem; raise them instead."""
-        handler = _FailureCollector()
-        loggers = [logging.getLogger(name) for name in _CALLBACK_LOGGERS]
+    def driving(self) -> Iterator[None]:
+        """While the test drives the agent: failures agent code only logs are raised at the end."""
+        handler = _FailureCollector(self._failures)
+        loggers = [logging.getLogger(name) for name in _CALLBACK_LOGGERS] if self._driving == 0 else []
         for logger in loggers:
             logger.addHandler(handler)
+        self._driving += 1
         try:
             yield
         finally:
+            self._driving -= 1
             for logger in loggers:
                 logger.removeHandler(handler)
-        if handler.failures:
-            record = handler.failures[0]
+        if self._driving == 0:
+            self._raise_failures()
+
+    def _raise_failures(self) -> None:
+        if self._failures:
+            record = self._failures[0]
+            self._failures.clear()
             error = record.exc_info[1] if record.exc_info else None
             raise AgentCallbackError(f"{record.getMessage()}: {error!r}") from error
 
 
 class _FailureCollector(logging.Handler):
-    def __init__(self) -> None:
+    def __init__(self, failures: list[logging.LogRecord]) -> None:
         super().__init__(logging.ERROR)
-        self.failures: list[logging.LogRecord] = []
+        self.failures = failures
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.exc_info:

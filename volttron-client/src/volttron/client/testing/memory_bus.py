@@ -104,11 +104,24 @@ class MemoryRouter:
     def __init__(self) -> None:
         self.connections: dict[str, MemoryConnection] = {}
         self.peers: list[str] = []
-        self.subscriptions: dict[str, dict[str, set[str]]] = {}  # peer -> bus -> prefixes
+        self.by_platform: dict[str, dict[str, dict[str, set[str]]]] = {}
+        """``{peer: {platform: {bus: prefixes}}}``: the subscriptions as agents sent them."""
         self.log: list[tuple[str, Message]] = []
         self.query_values: dict[str, Any] = {"instance-name": "testplatform", "serverkey": "K" * 43}
         self.refuse: set[str] = set()  # identities never welcomed
         self.services: dict[str, ServiceHandler] = {}
+
+    @property
+    def subscriptions(self) -> dict[str, dict[str, set[str]]]:
+        """``{peer: {bus: prefixes}}`` over both platforms (``internal`` and ``all``)."""
+        merged: dict[str, dict[str, set[str]]] = {}
+        for peer, platforms in self.by_platform.items():
+            buses = merged.setdefault(peer, {})
+            for platform_buses in platforms.values():
+                for bus, prefixes in platform_buses.items():
+                    if prefixes:
+                        buses.setdefault(bus, set()).update(prefixes)
+        return merged
 
     def factory(self, params: ConnectionParams) -> MemoryConnection:
         """The ``connection_factory`` of agents on this router."""
@@ -151,7 +164,7 @@ class MemoryRouter:
     def bounce(self, identity: str) -> None:
         """Simulate a platform restart for one peer: disconnect, forget its state, reconnect."""
         conn = self.connections[identity]
-        self.subscriptions.pop(identity, None)
+        self.by_platform.pop(identity, None)
         if identity in self.peers:
             self.peers.remove(identity)
         conn.on_event(BusEvent.DISCONNECTED, "memory")
@@ -185,7 +198,7 @@ class MemoryRouter:
     def _drop_peer(self, identity: str) -> None:
         if identity in self.peers:
             self.peers.remove(identity)
-            self.subscriptions.pop(identity, None)
+            self.by_platform.pop(identity, None)
             for peer in self.peers:
                 self._to(peer, Message("", "peerlist", [b"drop", identity.encode()], "", ""))
 
@@ -256,26 +269,27 @@ class MemoryRouter:
 
     def _handle_pubsub(self, sender: str, message: Message) -> None:
         op = message.args[0]
-        subs = self.subscriptions.setdefault(sender, {})
+        platforms = self.by_platform.setdefault(sender, {})
         if op == b"subscribe":
             body = json.loads(message.args[1])
             prefixes = body["prefix"] if isinstance(body["prefix"], list) else [body["prefix"]]
-            subs.setdefault(body["bus"], set()).update(prefixes)
+            platform = "all" if body.get("all_platforms") else "internal"
+            platforms.setdefault(platform, {}).setdefault(body["bus"], set()).update(prefixes)
             self._to(sender, Message("", "pubsub", [b"request_response", b"true"], message.id, sender))
         elif op == b"synchronize":
             body = json.loads(message.args[2])["subscriptions"]
-            fresh: dict[str, set[str]] = {}
-            for buses in body.values():
-                for bus, prefixes in buses.items():
-                    fresh.setdefault(bus, set()).update(prefixes)
-            self.subscriptions[sender] = fresh
+            self.by_platform[sender] = {
+                platform: {bus: set(prefixes) for bus, prefixes in buses.items()}
+                for platform, buses in body.items()
+            }
         elif op == b"unsubscribe":
             body = json.loads(message.args[1])
-            for spec in body.values():
+            for platform, spec in body.items():
+                buses = platforms.get(platform, {})
                 if spec["prefix"] is None:
-                    subs.pop(spec["bus"], None)
+                    buses.pop(spec["bus"], None)
                 else:
-                    subs.get(spec["bus"], set()).difference_update(spec["prefix"])
+                    buses.get(spec["bus"], set()).difference_update(spec["prefix"])
             self._to(sender, Message("", "pubsub", [b"request_response", b"true"], message.id, sender))
         elif op == b"publish":
             topic = message.text(1)
@@ -293,7 +307,15 @@ class MemoryRouter:
                 sender, Message("", "pubsub", [b"request_response", str(count).encode()], message.id, sender)
             )
         elif op == b"list":
-            rows = [[bus, p, True] for bus, ps in subs.items() for p in sorted(ps)]
+            query = json.loads(message.args[1]) if len(message.args) > 1 else {}
+            prefix, reverse = query.get("prefix", ""), query.get("reverse", False)
+            subs = self.subscriptions.get(sender, {})
+            rows = [
+                [bus, p, True]
+                for bus, ps in subs.items()
+                for p in sorted(ps)
+                if (prefix.startswith(p) if reverse else p.startswith(prefix))
+            ]
             self._to(
                 sender,
                 Message("", "pubsub", [b"list_response", json.dumps(rows).encode()], message.id, sender),

@@ -14,9 +14,8 @@ import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from volttron.client.messagebus.rmq_admin import BrokerAdmin, BrokerAdminError, broker_admin, port_open
-from volttron.client.messagebus.rmq_config import BrokerSettings
-from volttron.client.messagebus.rmq_testing import HOST, PORT, BrokerInstance, broker_lease
+from volttron.client.messagebus.rmq_admin import BrokerAdmin, BrokerAdminError, port_open
+from volttron.client.messagebus.rmq_testing import HOST, PORT, BrokerInstance, broker_lease, local_admin
 
 
 @dataclass
@@ -42,8 +41,7 @@ class BrokerVirtualHost:
         lease = contextlib.ExitStack()
         lease.enter_context(broker_lease())
         try:
-            admin = broker_admin(BrokerSettings(host=HOST, port=PORT, vhost=vhost, instance_name=instance))
-            broker = BrokerInstance(instance=instance, vhost=vhost, admin=admin)
+            broker = BrokerInstance(instance=instance, vhost=vhost, admin=local_admin())
             broker.prepare_home(home)
         except BrokerAdminError as exc:
             lease.close()

@@ -128,7 +128,14 @@ class AgentTasks:
         self, seconds: float, func: Callable[..., Any], *args: Any, **kwargs: Any
     ) -> gevent.Greenlet:
         """Run ``func`` after ``seconds`` (on :attr:`clock`) in a greenlet owned by the agent."""
-        return self._group.spawn(self.clock.call_after, seconds, func, *args, **kwargs)
+        greenlet = self._group.spawn(self.clock.call_after, seconds, func, *args, **kwargs)
+        greenlet.link_exception(functools.partial(_log_receiver_failure, func))
+        return greenlet
+
+    @property
+    def greenlets(self) -> list[gevent.Greenlet]:
+        """The greenlets the agent owns that are still running (``spawn``, ``spawn_later``, receivers...)."""
+        return [g for g in self._group if not g.dead]
 
     def spawn_in_thread(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run blocking ``func`` in gevent's thread pool; returns an AsyncResult-like object."""
@@ -166,4 +173,4 @@ class AgentTasks:
 
 
 def _log_receiver_failure(receiver: Callable[..., Any], greenlet: gevent.Greenlet) -> None:
-    _log.error("signal receiver %r failed", receiver, exc_info=greenlet.exc_info)
+    _log.error("%r failed", receiver, exc_info=greenlet.exc_info)

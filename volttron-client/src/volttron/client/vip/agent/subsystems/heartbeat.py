@@ -4,7 +4,10 @@ Every ``period`` seconds the agent publishes on ``heartbeat/<identity>`` with he
 ``TimeStamp`` (and ``heartbeat_period``: the period in seconds, so that the health service need
 not guess it from intervals) and its health status string (``"GOOD"``...) as the message; the
 platform's health service listens. Started at ``onstart`` when ``heartbeat_autostart`` (default),
-restarted when the health status changes (so the change is announced at once). Its schedule and
+restarted when the health status changes (so the change is announced at once). An autostarted
+heartbeat begins once the initial configuration callbacks have run (at most
+:data:`CONFIGURATION_WAIT` seconds later), so its first message already carries the period and
+status the agent configured for itself. Its schedule and
 its ``TimeStamp`` follow the agent's clock (``core.clock``). ``heartbeat.start``,
 ``start_with_period``, ``stop``, ``restart`` and ``set_period`` are exported over RPC.
 """
@@ -33,6 +36,8 @@ _log = logging.getLogger(__name__)
 
 PERIOD_HEADER = "heartbeat_period"
 """The header that states the publishing agent's heartbeat period (seconds); extra to the reference."""
+CONFIGURATION_WAIT = 30.0
+"""Seconds an autostarted heartbeat waits for the initial configuration callbacks."""
 
 
 class Heartbeat(SubsystemBase):
@@ -55,6 +60,7 @@ class Heartbeat(SubsystemBase):
         self.autostart = heartbeat_autostart
         self.period = self._check_period(heartbeat_period)
         self._event: ScheduledEvent | None = None
+        self._told = False  # start or stop was asked for: autostart leaves it alone
         health.status.add_listener(self._status_changed)
         rpc.export(self.start, "heartbeat.start")
         rpc.export(self.start_with_period, "heartbeat.start_with_period")
@@ -79,6 +85,14 @@ class Heartbeat(SubsystemBase):
 
     def on_start(self) -> None:
         if self.autostart:
+            self.core.spawn(self._autostart)
+
+    def _autostart(self) -> None:
+        config = getattr(getattr(self.owner, "vip", None), "config", None)
+        configured = getattr(config, "_initial_done", None)
+        if configured is not None:
+            self.core.clock.wait(configured, CONFIGURATION_WAIT)
+        if not self._told:
             self.start()
 
     def on_connected(self) -> None:
@@ -92,6 +106,7 @@ class Heartbeat(SubsystemBase):
 
     def start(self) -> None:
         """Start publishing (the first heartbeat goes now); no-op when already running."""
+        self._told = True
         if not self.running:
             self._event = self.core.schedule(periodic(self.period, start=self._now()), self.publish)
 
@@ -102,6 +117,7 @@ class Heartbeat(SubsystemBase):
 
     def stop(self) -> None:
         """Stop publishing."""
+        self._told = True
         if self._event is not None:
             self._event.cancel()
             self._event = None
