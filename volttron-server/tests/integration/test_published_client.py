@@ -241,6 +241,12 @@ def test_a_published_client_agent_works_standalone_and_is_refused_without_capabi
     with pytest.raises(Error) as refused:
         nobody.vip.rpc.call("c2good", "secret", "x").get(timeout=CALL_TIMEOUT)
     assert "lacks capabilities ['can_secret']" in str(refused.value.data), refused.value.data
+    # an administrator protecting one more of its methods while it runs: it is told, and asks from then on
+    admin.vip.rpc.call("platform.auth", "add_rpc_authorizations", "c2good", "echo", ["can_echo"]).get(
+        timeout=CALL_TIMEOUT)
+    with pytest.raises(Error) as refused:
+        ours.vip.rpc.call("c2good", "echo", "again").get(timeout=CALL_TIMEOUT)
+    assert "lacks capabilities ['can_echo']" in str(refused.value.data), refused.value.data
     health = ours.vip.rpc.call("c2bad", "health.get_status").get(timeout=CALL_TIMEOUT)
     assert health["status"] == "BAD" and "secure/c2bad" in str(health["context"]), health
     assert not any(t == "secure/c2bad" for t, _ in ours.heard)
