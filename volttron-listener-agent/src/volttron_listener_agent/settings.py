@@ -1,6 +1,6 @@
 """The listener's configuration, read into a small frozen object (no VOLTTRON connection needed).
 
-Keys (reference §7.4): ``agentid`` (default ``listener``), ``message`` (default
+Keys (docs/protocol.md §7.4): ``agentid`` (default ``listener``), ``message`` (default
 ``Listener Message``), ``heartbeat_period`` (seconds, default 5; an invalid value means 5; 0 turns
 the heartbeat off), ``log-level`` (``ERROR``, ``WARN``/``WARNING``, ``DEBUG``, anything else INFO:
 the level at which received messages are logged) and ``runtime_limit`` (seconds; a positive value

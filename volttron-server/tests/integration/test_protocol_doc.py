@@ -98,13 +98,14 @@ def test_an_example_of_the_protocol_doc_runs_as_written(running_platform, index:
         if client is None:
             client = clients[step.name] = running_platform.client(step.name)
         if step.sends:
-            frames = [json.dumps(f).encode("ascii") if isinstance(f, (dict, list)) else f for f in step.frames]
-            client.send_frames(frames)
+            client.send_frames([json.dumps(f).encode("ascii") if isinstance(f, (dict, list)) else f
+                                for f in step.frames])
         else:
             try:
                 client.recv_until(lambda m, pattern=step.frames: matches(pattern, m.frames), timeout=15)
             except AssertionError as exc:
-                raise AssertionError(f"docs/protocol.md example {index + 1}: expected\n  {step.text}\n{exc}") from None
+                raise AssertionError(f"docs/protocol.md example {index + 1}: expected\n  {step.text}\n"
+                                     f"{exc}") from None
 
 
 def test_the_matcher_refuses_what_differs() -> None:

@@ -1,4 +1,4 @@
-"""Where an agent's address and CURVE keys come from (reference §1.1, §4.2, §8.3).
+"""Where an agent's address and CURVE keys come from (docs/protocol.md §1.1, §4.2, §8.3).
 
 Explicit values win, then the address's query parameters, then files in ``$VOLTTRON_HOME``: the
 key pair from ``agents/<identity>/keystore.json`` (an installed agent) or

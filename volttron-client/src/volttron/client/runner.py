@@ -31,7 +31,7 @@ EXIT_FAILURE = 1
 def vip_main(
     agent_class: type[Agent], identity: str | None = None, version: str = "0.1", **kwargs: Any
 ) -> None:
-    """Run ``agent_class`` until it stops or the process gets SIGINT/SIGTERM (reference §4.2).
+    """Run ``agent_class`` until it stops or the process gets SIGINT/SIGTERM (docs/protocol.md §4.2).
 
     The environment is read now: ``AGENT_CONFIG``, ``AGENT_VIP_IDENTITY`` (wins over
     ``identity``), ``AGENT_PUBLICKEY``, ``AGENT_SECRETKEY``, ``VOLTTRON_SERVERKEY`` (keyword
@@ -140,7 +140,7 @@ def build_agent(
     agent_class: type[Agent] = Agent,
     **kwargs: Any,
 ) -> Agent:
-    """A connected agent running in a greenlet, for scripts and tools (reference §4.1).
+    """A connected agent running in a greenlet, for scripts and tools (docs/protocol.md §4.1).
 
     The agent does not fetch configurations or publish heartbeats unless asked
     (``enable_store=True``, ``heartbeat_autostart=True``). Stop it with ``agent.core.stop()``.

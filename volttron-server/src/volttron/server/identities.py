@@ -1,4 +1,4 @@
-"""The VIP identities the platform itself uses (reference §3.1, modular C10 column).
+"""The VIP identities the platform itself uses (docs/protocol.md §3.1, modular C10 column).
 
 The names come from :mod:`volttron.client.known_identities`, the one list agents and tools use too;
 this module adds what only the server needs: who may stop the platform, and which services get an
@@ -28,7 +28,10 @@ __all__ = [
 ]
 
 QUIT_ALLOWED = frozenset({CONTROL, "control"})
-"""Identities whose ``quit`` request stops the platform (reference §1.4; ``control`` is the 9.x name)."""
+"""Identities whose ``quit`` request stops the platform (docs/protocol.md §1.4).
+
+``control`` is the 9.x name.
+"""
 
 PLATFORM_SERVICES = (CONTROL, CONFIGURATION_STORE, AUTH, PLATFORM_HEALTH, PLATFORM_WEB)
-"""Services that run inside the platform process and get an auth entry at start (reference §8.4)."""
+"""Services that run inside the platform process and get an auth entry at start (docs/protocol.md §8.4)."""

@@ -46,7 +46,7 @@ def default_services(options: PlatformOptions | None = None) -> list[ServiceFact
 
 
 def _web_services(options: PlatformOptions | None) -> list[ServiceFactory]:
-    """``platform.web``, last: it calls the others (reference §3.2 step 4)."""
+    """``platform.web``, last: it calls the others (docs/protocol.md §3.2 step 4)."""
     if options is None or not options.bind_web_address:
         return []
     from volttron.server.services.web.service import web_service_factory

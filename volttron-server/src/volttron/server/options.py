@@ -1,4 +1,4 @@
-"""Options of the ``volttron`` command, merged with ``$VOLTTRON_HOME/config`` (reference §5.2, §5.3).
+"""Options of the ``volttron`` command, merged with ``$VOLTTRON_HOME/config`` (docs/protocol.md §5.2, §5.3).
 
 The INI file's ``[volttron]`` section uses the long option names (``vip-address``,
 ``instance-name``, ``message-bus``, ...); a value given on the command line wins over the file.

@@ -1,4 +1,4 @@
-"""The platform's life: start-up, running, and a clean stop (reference §3.2).
+"""The platform's life: start-up, running, and a clean stop (docs/protocol.md §3.2).
 
 Start-up order: the home (in secure mode with its permission layout, :mod:`.aip.agent_users`) and
 the single-instance lock; what an earlier run of this home left behind when it died (its agents'

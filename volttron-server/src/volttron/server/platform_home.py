@@ -1,4 +1,4 @@
-"""What the platform keeps in ``$VOLTTRON_HOME`` (reference §5.5, §8.3, §8.4).
+"""What the platform keeps in ``$VOLTTRON_HOME`` (docs/protocol.md §5.5, §8.3, §8.4).
 
 The home and its ``run/`` folder (mode 0700), the single-instance lock and the ``VOLTTRON_PID``
 file, the platform's key store, the ``known_hosts`` entries for its own addresses, the
@@ -147,7 +147,7 @@ def control_connection_keystore(home: Path) -> KeyStore:
 
 
 def platform_auth_entries(platform_public: str, control_public: str) -> list[AuthEntry]:
-    """The allow entries the platform keeps for its own identities (reference §8.4, modular names)."""
+    """The allow entries the platform keeps for its own identities (docs/protocol.md §8.4, modular names)."""
     edit_all = {"edit_config_store": {"identity": "/.*/"}}
     admin = {**edit_all, "modify_rpc_method_allowance": None, "allow_auth_modifications": None}
 

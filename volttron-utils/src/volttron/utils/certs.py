@@ -1,4 +1,4 @@
-"""An instance's certificate authority and certificates (reference §6.2), built on ``cryptography``.
+"""An instance's certificate authority and certificates (docs/protocol.md §6.2), built on ``cryptography``.
 
 The certificates directory (``$VOLTTRON_HOME/certificates``) is laid out as the original platform's::
 

@@ -1,4 +1,4 @@
-"""Agent configuration files and the platform's INI file (reference §4.3, §5.3).
+"""Agent configuration files and the platform's INI file (docs/protocol.md §4.3, §5.3).
 
 :func:`load_config` reads YAML, or JSON with ``#``, ``//`` and ``/* */`` comments, as the original
 platform did. A syntax error is a :class:`~volttron.utils.errors.ConfigError` naming the file and line.

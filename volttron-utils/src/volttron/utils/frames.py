@@ -1,4 +1,4 @@
-"""VIP frame payload encoding (reference §1.3).
+"""VIP frame payload encoding (docs/protocol.md §1.3).
 
 The original platform serialises each Python value into one ZeroMQ frame: lists and dicts as JSON
 text, ``str`` as ISO-8859-1, ``None`` as an empty frame, bytes as they are. Receivers of the

@@ -1,4 +1,4 @@
-"""``VOLTTRON_HOME`` and the well-known paths inside it (reference §5.5).
+"""``VOLTTRON_HOME`` and the well-known paths inside it (docs/protocol.md §5.5).
 
 Nothing here is evaluated at import time: every function reads the environment when called, so
 tests and tools can point at another home without reloading modules.

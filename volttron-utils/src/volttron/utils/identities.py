@@ -1,4 +1,4 @@
-"""VIP identities: the naming rule, and what the wire accepts (reference §1.6).
+"""VIP identities: the naming rule, and what the wire accepts (docs/protocol.md §1.6).
 
 Two checks, on purpose: :func:`is_valid_identity` is the naming convention (letters, digits, ``_``,
 ``.``, ``-``) that the original platform only warned about; :func:`check_identity` is what a ZeroMQ
@@ -19,7 +19,7 @@ MAX_AGENT_IDENTITY_LENGTH = 200
 """Longest agent identity: ``<identity>.store`` and the agent's folder name stay within 255 bytes."""
 IDENTITY_PATTERN = re.compile(r"[A-Za-z0-9_.\-]+")
 _INVALID_CHARS = re.compile(r"[^A-Za-z0-9_.\-]")
-_TEXT_ENCODING = "iso-8859-1"  # identities travel as Latin-1 text frames (reference §1.3)
+_TEXT_ENCODING = "iso-8859-1"  # identities travel as Latin-1 text frames (docs/protocol.md §1.3)
 
 
 def is_valid_identity(identity: object) -> bool:

@@ -1,7 +1,7 @@
 """JSON with the platform's conventions (stdlib :mod:`json` underneath).
 
 Output uses :func:`json.dumps`' default separators (``", "`` and ``": "``) and ASCII escapes, as the
-original platform's payloads do (reference §2.13): the text is then also valid Latin-1 for a VIP
+original platform's payloads do (docs/protocol.md §2.13): the text is then also valid Latin-1 for a VIP
 frame. Input may be ``str`` or UTF-8 ``bytes``; anything that is not JSON raises
 :class:`~volttron.utils.errors.JsonDecodeError`, a :class:`ValueError`.
 """

@@ -1,4 +1,4 @@
-"""JSON-RPC 2.0 as VIP carries it (reference §2.5, §9.18).
+"""JSON-RPC 2.0 as VIP carries it (docs/protocol.md §2.5, §9.18).
 
 Requests, responses and errors are plain dicts built here and serialised by the caller with
 ``json.dumps`` (default separators), in the key order the original platform used::

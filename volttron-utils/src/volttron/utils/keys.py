@@ -1,4 +1,4 @@
-"""CURVE key pairs and their encodings (reference §8.1, §4.5).
+"""CURVE key pairs and their encodings (docs/protocol.md §8.1, §4.5).
 
 Keys are X25519 (the curve ZeroMQ's CURVE uses), made with ``cryptography`` so that this package
 needs no ZeroMQ. On disk and on the wire a key is 43 characters of URL-safe base64 without padding.

@@ -1,4 +1,4 @@
-"""Key stores and the known-hosts file (reference §4.5, §8.3).
+"""Key stores and the known-hosts file (docs/protocol.md §4.5, §8.3).
 
 A :class:`KeyStore` is the JSON file ``{"public": ..., "secret": ...}`` (mode 0600) holding one
 identity's CURVE key pair. It is created on first use, and never silently regenerated: a damaged key
@@ -100,7 +100,7 @@ class KeyStore:
 
 
 def known_host_key(address: str) -> str:
-    """The known_hosts key of a VIP address (reference §8.3).
+    """The known_hosts key of a VIP address (docs/protocol.md §8.3).
 
     ``tcp://host:port`` gives ``host:port``; ``ipc://@/path`` (abstract namespace) gives ``@``;
     ``ipc:///path`` gives ``/path``; an address without ``://`` is read as ``//address``. Query

@@ -1,4 +1,4 @@
-"""Logging set-up shared by the platform, agents and tools (reference §4.4, §5.2).
+"""Logging set-up shared by the platform, agents and tools (docs/protocol.md §4.4, §5.2).
 
 An agent launched by the platform writes its log records to stderr as one JSON object per line
 (:class:`JsonFormatter`); the platform reads every stderr line of every agent with

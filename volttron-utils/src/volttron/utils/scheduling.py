@@ -1,4 +1,4 @@
-"""Iterators of datetimes for scheduling repeated work (reference §4.1).
+"""Iterators of datetimes for scheduling repeated work (docs/protocol.md §4.1).
 
 ``Core.schedule(periodic(60), fn)`` or ``Core.schedule(cron("*/5 * * * *"), fn)`` runs ``fn`` at
 each datetime the iterator yields. Both iterators are endless unless ``stop`` is given, and both

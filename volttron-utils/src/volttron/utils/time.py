@@ -1,4 +1,4 @@
-"""Timestamps as the platform writes them in headers and files (reference §2.6).
+"""Timestamps as the platform writes them in headers and files (docs/protocol.md §2.6).
 
 The wire form is ``YYYY-MM-DDTHH:MM:SS.ffffff+00:00``. Naive datetimes are taken to be UTC
 everywhere in this module, and parsing always returns an aware datetime, so callers never compare

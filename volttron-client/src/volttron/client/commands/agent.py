@@ -1,5 +1,5 @@
 """``vctl`` commands on installed agents: status, list, start, stop, restart, remove, tag, enable,
-disable, health, clear (reference §5.1).
+disable, health, clear (docs/protocol.md §5.1).
 
 Agents are named by UUID, unique UUID prefix or VIP identity (or a ``*``/``?`` pattern matching
 identities and names). The plain functions do the work against a
@@ -7,7 +7,7 @@ identities and names). The plain functions do the work against a
 and print. ``status`` prints ``UUID AGENT IDENTITY TAG PRIORITY STATUS HEALTH``, the header on
 stdout with the rows, the UUID as its shortest unique prefix (at least ``-n``
 characters; ``-n 0`` for whole ones). A platform in secure mode reports each agent's system user:
-``status`` then adds an ``AGENT_USER`` column after ``AGENT`` (reference §5.1), and ``--json`` rows
+``status`` then adds an ``AGENT_USER`` column after ``AGENT`` (docs/protocol.md §5.1), and ``--json`` rows
 have ``"user"``.
 """
 

@@ -1,4 +1,4 @@
-"""``vctl auth``: who may connect to the platform and what they may do (reference §5.1, §8.3, §8.4).
+"""``vctl auth``: who may connect to the platform and what they may do (docs/protocol.md §5.1, §8.3, §8.4).
 
 ::
 

@@ -1,4 +1,4 @@
-"""Key commands of ``vctl auth``: ``keypair``, ``publickey``, ``serverkey`` (reference §5.1).
+"""Key commands of ``vctl auth``: ``keypair``, ``publickey``, ``serverkey`` (docs/protocol.md §5.1).
 
 They are plain click commands for the ``vctl auth`` group to mount (``KEY_COMMANDS``); the group
 itself, with ``auth add``/``list``/..., lives in :mod:`volttron.client.commands.auth`.

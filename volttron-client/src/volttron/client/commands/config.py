@@ -1,4 +1,4 @@
-"""``vctl config``: the platform's configuration store (reference §2.10, §5.1).
+"""``vctl config``: the platform's configuration store (docs/protocol.md §2.10, §5.1).
 
 ::
 

@@ -1,4 +1,4 @@
-"""vctl's link to a platform: an agent with identity ``control.connection`` (reference §5.1).
+"""vctl's link to a platform: an agent with identity ``control.connection`` (docs/protocol.md §5.1).
 
 :func:`open_connection` checks, before anything waits, that a local platform runs (its
 ``VOLTTRON_PID`` names a live process) and that the keys are there, then connects within the

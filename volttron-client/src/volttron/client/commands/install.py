@@ -1,4 +1,4 @@
-"""``vctl install``: a source directory, a wheel file or a package name (reference §5.4).
+"""``vctl install``: a source directory, a wheel file or a package name (docs/protocol.md §5.4).
 
 A directory is built into a wheel here, beside vctl (``volttron.client.packaging.build_wheel``),
 so an agent installs into a remote platform too. Files are checked before anything is sent: a

@@ -1,4 +1,4 @@
-"""``vctl peerlist`` and ``vctl shutdown [--platform]`` (reference §5.1)."""
+"""``vctl peerlist`` and ``vctl shutdown [--platform]`` (docs/protocol.md §5.1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``vcfg rabbitmq``: prepare a RabbitMQ broker for a platform instance (reference §6.1).
+"""``vcfg rabbitmq``: prepare a RabbitMQ broker for a platform instance (docs/protocol.md §6.1).
 
 ``vcfg rabbitmq single`` takes its settings from flags and/or ``--config FILE`` (the keys of
 ``rabbitmq_config.yml``: ``host``, ``virtual-host``, ``amqp-port``, ``amqp-port-ssl``,

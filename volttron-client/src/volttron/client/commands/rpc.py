@@ -1,4 +1,4 @@
-"""``vctl rpc list``, ``vctl rpc code`` and ``vctl rpc call``: connected agents' RPC (reference §5.1).
+"""``vctl rpc list``, ``vctl rpc code`` and ``vctl rpc call``: connected agents' RPC (docs/protocol.md §5.1).
 
 ``call IDENTITY METHOD [ARGS...]`` calls a method as vctl (identity ``control.connection``, with its
 capabilities); each ARG is JSON (``5``, ``'"text"'``, ``'{"a": 1}'``), ``--kwargs`` a JSON object.

@@ -1,4 +1,4 @@
-"""The sending side of a file over a VIP channel, and the install's progress stream (reference §5.4).
+"""The sending side of a file over a VIP channel, and the install's progress stream (docs/protocol.md §5.4).
 
 The platform drives the exchange: it asks ``["fetch", n]`` and gets the next chunk of at most
 ``n`` bytes, asks ``["checksum"]`` and gets the SHA-512 digest (64 bytes) of everything sent so

@@ -1,4 +1,4 @@
-"""VIP addresses with their connection parameters (reference §1.1).
+"""VIP addresses with their connection parameters (docs/protocol.md §1.1).
 
 ``scheme://base[?key=value&...][#identity]``: ``tcp://10.0.0.5:22916?serverkey=...&publickey=...
 &secretkey=...``, ``ipc://@/home/me/.volttron/run/vip.socket``, ``inproc://vip``. Known query keys

@@ -1,4 +1,4 @@
-"""The RabbitMQ back-end: a peer's AMQP connection to the platform's broker (reference §6.2a, §6.3).
+"""The RabbitMQ back-end: a peer's AMQP connection to the platform's broker (docs/protocol.md §6.2a, §6.3).
 
 An :class:`RmqConnection` is an :class:`~volttron.client.messagebus.rmq_amqp.AmqpLink` (one pika
 ``GeventConnection``, opened again whenever it drops, every publish confirmed by the broker) that

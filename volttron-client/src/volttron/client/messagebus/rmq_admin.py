@@ -1,4 +1,6 @@
-"""Administering a RabbitMQ broker: vhosts, users, permissions, parameters, policies (reference §6.1, §6.5).
+"""Administering a RabbitMQ broker: vhosts, users, permissions, parameters, policies.
+
+See docs/protocol.md §6.1, §6.5.
 
 Two back-ends with one interface, :class:`BrokerAdmin`: the management plugin's HTTP API
 (:class:`HttpAdmin`, any broker the platform can reach) and ``rabbitmqctl`` (:class:`CtlAdmin`,

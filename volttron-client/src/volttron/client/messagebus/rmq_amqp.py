@@ -62,7 +62,7 @@ LOGIN_RETRY_DELAY = 2.0
 """Longest wait before logging in again after the broker refused the login."""
 LAST_RETRY_DELAY = 5.0
 PROTECTED_TOPIC_ERROR = -32001
-"""Error number of a refused publish to a protected topic (the pub/sub service's, reference §2.6)."""
+"""Error number of a refused publish to a protected topic (the pub/sub service's, docs/protocol.md §2.6)."""
 _REFUSED_TOPIC = re.compile(r"access to topic '(.*)' in exchange '")
 _EVERY_CHANNEL = object()
 _TEXT = TEXT_ENCODING
@@ -510,7 +510,7 @@ def connection_parameters(settings: Any, connection_name: str) -> pika.Connectio
 
 
 def error_message(msg_id: str, errnum: int, why: str, peer: str, subsystem: str) -> Message:
-    """A VIP error (reference §1.5) for the pending request ``msg_id``, as if the router sent it."""
+    """A VIP error (docs/protocol.md §1.5) for the pending request ``msg_id``, as if the router sent it."""
     text = f"{os.strerror(errnum)}: {why}"
     args = [str(errnum).encode("ascii"), frame_bytes(text), frame_bytes(peer), frame_bytes(subsystem)]
     return Message("", "error", args, msg_id, "")

@@ -1,4 +1,4 @@
-"""Where the broker is and how a peer logs in (reference §6.1, §6.2, §6.2a).
+"""Where the broker is and how a peer logs in (docs/protocol.md §6.1, §6.2, §6.2a).
 
 A RabbitMQ peer finds its broker, first match wins:
 

@@ -1,7 +1,7 @@
 """Broker passwords that agents and their platform compute without exchanging them.
 
 With plain (non-TLS) credentials every agent still has its own broker user,
-``<instance>.<identity>`` (reference §6.1). Its password is derived from the CURVE keys both sides
+``<instance>.<identity>`` (docs/protocol.md §6.1). Its password is derived from the CURVE keys both sides
 already hold: the agent has its secret key and the platform's public key (``VOLTTRON_SERVERKEY`` /
 ``known_hosts``); the platform has its secret key and the agent's public key (``auth.json``).
 X25519 gives both the same shared secret, and::

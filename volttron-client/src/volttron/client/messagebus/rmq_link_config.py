@@ -1,5 +1,5 @@
 """The links files of ``vcfg rabbitmq federation`` and ``vcfg rabbitmq shovel``, and the links
-they describe (reference §6.5); :mod:`~volttron.client.messagebus.rmq_links` sets them on the broker.
+they describe (docs/protocol.md §6.5); :mod:`~volttron.client.messagebus.rmq_links` sets them on the broker.
 
 Federation, ``rabbitmq_federation_config.yml``::
 

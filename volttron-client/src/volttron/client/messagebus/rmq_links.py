@@ -1,4 +1,6 @@
-"""Linking RabbitMQ instances: ``vcfg rabbitmq federation`` and ``vcfg rabbitmq shovel`` (reference §6.5).
+"""Linking RabbitMQ instances: ``vcfg rabbitmq federation`` and ``vcfg rabbitmq shovel``.
+
+See docs/protocol.md §6.5.
 
 Both commands read a YAML file (or one link given by flags) and set runtime parameters of the broker
 plugins on *this* instance's vhost; the plugins then hold AMQP connections to the other instance.

@@ -1,4 +1,4 @@
-"""A RabbitMQ peer's broker settings and login, and their pika form (reference §6.2a).
+"""A RabbitMQ peer's broker settings and login, and their pika form (docs/protocol.md §6.2a).
 
 :func:`resolve_login` applies the order of :mod:`~volttron.client.messagebus.rmq_config` to one
 peer's :class:`~volttron.client.messagebus.base.ConnectionParams`; :func:`pika_credentials` and

@@ -1,4 +1,4 @@
-"""What agents and links may do on the broker, and what bounds their queues (reference §6.1, §6.5).
+"""What agents and links may do on the broker, and what bounds their queues (docs/protocol.md §6.1, §6.5).
 
 * :class:`Permissions` (vhost: configure/write/read) and :class:`TopicPermissions` (routing keys on
   a topic exchange) as the broker holds them; :func:`agent_permissions` is an agent user's;
@@ -41,7 +41,7 @@ def agent_queue_names(user: str) -> tuple[str, str]:
 
 
 def agent_permissions(user: str) -> Permissions:
-    """What an agent's user may do (reference §6.1, anchored): use its two queues and ``volttron``.
+    """What an agent's user may do (docs/protocol.md §6.1, anchored): use its two queues and ``volttron``.
 
     It may *configure* nothing (:data:`NOTHING`): configure permission cannot tell an exchange from
     a queue of the same name, so an agent allowed to declare its queues could declare an exchange of

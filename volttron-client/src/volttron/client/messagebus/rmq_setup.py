@@ -1,4 +1,4 @@
-"""Preparing a broker for one platform instance: ``vcfg rabbitmq single`` (reference §6.1, §6.2).
+"""Preparing a broker for one platform instance: ``vcfg rabbitmq single`` (docs/protocol.md §6.1, §6.2).
 
 :func:`setup_single` makes, on the broker: the vhost (default ``volttron``), the platform's user
 ``<instance>-admin`` with every permission on it, and the exchanges ``undeliverable`` (fanout) and

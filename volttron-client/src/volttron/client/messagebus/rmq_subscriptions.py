@@ -1,4 +1,4 @@
-"""One peer's pub/sub subscriptions as broker bindings (reference §2.6, §6.3).
+"""One peer's pub/sub subscriptions as broker bindings (docs/protocol.md §2.6, §6.3).
 
 On RabbitMQ the broker does the fan-out, so the requests the ``pubsub`` subsystem addresses to the
 router (``subscribe``, ``unsubscribe``, ``synchronize``, ``list``) are answered by the connection

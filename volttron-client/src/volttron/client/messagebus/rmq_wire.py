@@ -1,4 +1,4 @@
-"""VIP messages as AMQP messages on the ``volttron`` topic exchange (reference §6.3).
+"""VIP messages as AMQP messages on the ``volttron`` topic exchange (docs/protocol.md §6.3).
 
 Every VIP endpoint has a queue ``<instance>.<identity>`` bound with the same routing key; the
 router's is ``<instance>.router`` (peer ``""``). A VIP message becomes one AMQP publish:
@@ -63,7 +63,7 @@ def fq_identity(instance: str, identity: str) -> str:
 
 
 def admin_user(instance: str) -> str:
-    """The platform's broker user, ``<instance>-admin`` (reference §6.1)."""
+    """The platform's broker user, ``<instance>-admin`` (docs/protocol.md §6.1)."""
     return f"{instance}-admin"
 
 

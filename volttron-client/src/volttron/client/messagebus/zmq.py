@@ -1,4 +1,4 @@
-"""The ZeroMQ back-end: a DEALER socket to the platform's ROUTER (reference §1.1, §1.2, §8.2).
+"""The ZeroMQ back-end: a DEALER socket to the platform's ROUTER (docs/protocol.md §1.1, §1.2, §8.2).
 
 The socket identity is the agent's VIP identity, set before connecting. With a server key the
 socket is a CURVE client (keys given as 43-character URL-safe base64, converted to Z85 here).
@@ -245,7 +245,7 @@ class ZmqConnection(Connection):
             self._monitor_socket = CooperativeSocket(monitor)
             self._monitor = gevent.spawn(self._watch, self._monitor_socket, on_event)
         else:
-            # inproc has no handshake to wait for: the link is usable now (reference §1.8 step 2)
+            # inproc has no handshake to wait for: the link is usable now (docs/protocol.md §1.8 step 2)
             gevent.spawn(on_event, BusEvent.CONNECTED, address.base)
 
     @staticmethod

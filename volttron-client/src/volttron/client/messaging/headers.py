@@ -1,4 +1,4 @@
-"""Common pub/sub header names (reference §2.6)."""
+"""Common pub/sub header names (docs/protocol.md §2.6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Health status values and the status object agents report (reference §2.9)."""
+"""Health status values and the status object agents report (docs/protocol.md §2.9)."""
 
 from __future__ import annotations
 

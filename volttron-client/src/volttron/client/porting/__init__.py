@@ -1,4 +1,4 @@
-"""Port an agent written for the monolithic VOLTTRON to the modular packages (reference §7.2).
+"""Port an agent written for the monolithic VOLTTRON to the modular packages (docs/protocol.md §7.2).
 
 :func:`port_source` rewrites the ``volttron.platform`` imports of one module; :func:`port_project`
 does a whole agent folder and turns its ``setup.py`` into a suggested ``pyproject.toml``.

@@ -1,4 +1,6 @@
-"""Where each monolithic name lives in the modular packages (reference §7.2, checked against this tree).
+"""Where each monolithic name lives in the modular packages.
+
+See docs/protocol.md §7.2, checked against this tree.
 
 A unit test imports every target, so a table entry that points nowhere fails the build.
 """

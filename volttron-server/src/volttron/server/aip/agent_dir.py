@@ -84,7 +84,7 @@ def check_config_text(text: str, source: str = "--agent-config") -> str:
 
 @dataclass(frozen=True)
 class AgentRecord:
-    """What ``list`` shows of an installed agent (reference §3.3 ``list_agents`` shape, plus more)."""
+    """What ``list`` shows of an installed agent (docs/protocol.md §3.3 ``list_agents`` shape, plus more)."""
 
     uuid: str
     identity: str

@@ -1,4 +1,4 @@
-"""An agent's stdout and stderr, re-logged in the platform log (reference §4.4, §9 item 14).
+"""An agent's stdout and stderr, re-logged in the platform log (docs/protocol.md §4.4, §9 item 14).
 
 stderr lines that are JSON log records (what ``setup_logging`` makes an agent write when the
 platform launched it) are re-emitted as records of logger ``<prefix>.<identity>.<agent's logger>``.

@@ -1,7 +1,7 @@
 """Secure mode: one system user per installed agent, and what that user may touch (paper §5.4).
 
 With ``volttron --secure-agent-users`` every installed agent gets its own system user and group,
-``volttron_<n>`` (reference §4.4), created at install (``useradd --system``) and removed with the
+``volttron_<n>`` (docs/protocol.md §4.4), created at install (``useradd --system``) and removed with the
 agent; its name is kept in the agent directory's ``USER_ID`` file. The agent process runs as that
 user, with no supplementary groups. The permission layout makes ``data/`` its only writable place:
 

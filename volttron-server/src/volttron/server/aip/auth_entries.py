@@ -43,7 +43,7 @@ class AgentHooks(Protocol):
 
 
 def agent_auth_entry(identity: str, publickey: str) -> dict[str, Any]:
-    """The allow entry of an installed agent, fields in the order of reference §8.4."""
+    """The allow entry of an installed agent, fields in the order of docs/protocol.md §8.4."""
     return {
         "domain": None,
         "address": None,

@@ -1,4 +1,6 @@
-"""How an installed agent is started: its command line, working directory and environment (reference §4.4).
+"""How an installed agent is started: its command line, working directory and environment.
+
+See docs/protocol.md §4.4.
 
 The launcher is the distribution's entry point (first of ``console_scripts``, then
 ``setuptools.installation``/``eggsecutable``, then ``volttron.agent``/``launch``), found with

@@ -1,7 +1,7 @@
 """The AIP's one entry point for the control service: install, remove, run and describe agents.
 
 Every method takes an agent reference ``ref``: a full UUID, an identity, or a unique UUID prefix.
-Results are plain JSON-ready values, ready to return over RPC (reference §3.3 shapes where the
+Results are plain JSON-ready values, ready to return over RPC (docs/protocol.md §3.3 shapes where the
 control service has one). Methods run in the gevent hub's thread; ``install`` and ``remove`` run pip,
 which is cooperative when the server has monkey-patched ``subprocess`` (its entry point does).
 """
@@ -244,7 +244,8 @@ class AIPPlatform:
     def status_agents(self, get_agent_user: bool = False) -> list[list[Any]]:
         """The control service's ``status_agents`` rows: ``[uuid, name, [pid, returncode], identity]``.
 
-        With ``get_agent_user`` in secure mode, the agent's system user follows the name (reference §3.3).
+        With ``get_agent_user`` in secure mode, the agent's system user follows the name
+        (docs/protocol.md §3.3).
         """
         rows = []
         for directory in self.folder.directories():

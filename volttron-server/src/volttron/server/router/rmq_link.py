@@ -1,4 +1,4 @@
-"""The platform router's own connection to RabbitMQ (reference §6.1, §6.3, §6.4).
+"""The platform router's own connection to RabbitMQ (docs/protocol.md §6.1, §6.3, §6.4).
 
 A :class:`RouterLink` is a :class:`~volttron.client.messagebus.rmq.RmqConnection` with identity
 ``router``, logged in as the platform's broker user, that also:

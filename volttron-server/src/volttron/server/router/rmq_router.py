@@ -1,4 +1,4 @@
-"""The platform's router on RabbitMQ: one :class:`~.routing.VipRouter`, two transports (reference §6).
+"""The platform's router on RabbitMQ: one :class:`~.routing.VipRouter`, two transports (docs/protocol.md §6).
 
 With ``--message-bus rmq`` the platform keeps its ZeroMQ ROUTER (``inproc://vip`` for the
 in-process services, and its ipc/tcp addresses for vctl and ZeroMQ agents, as the original's

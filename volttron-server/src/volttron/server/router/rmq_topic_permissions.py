@@ -1,4 +1,6 @@
-"""Protected topics held by the broker: topic permissions of agents' broker users (reference §2.6, §6.3).
+"""Protected topics held by the broker: topic permissions of agents' broker users.
+
+See docs/protocol.md §2.6, §6.3.
 
 On ZeroMQ the pub/sub service refuses a publish to a protected topic (``protected_topics.json``)
 from a peer lacking a capability the topic needs. RabbitMQ agents publish straight to the

@@ -1,4 +1,4 @@
-"""One broker user per agent, kept in step with ``auth.json`` (reference §6.1, §6.2).
+"""One broker user per agent, kept in step with ``auth.json`` (docs/protocol.md §6.1, §6.2).
 
 Every enabled allow entry of ``auth.json`` that names an ``identity`` and one CURVE key gets the
 broker user ``<instance>.<identity>`` on the platform's vhost, with the anchored permissions of

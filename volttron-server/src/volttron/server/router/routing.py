@@ -1,4 +1,4 @@
-"""VIP routing, independent of the socket library (reference §1.2-§1.7, §2.1-§2.4).
+"""VIP routing, independent of the socket library (docs/protocol.md §1.2-§1.7, §2.1-§2.4).
 
 :class:`VipRouter` gets every message the ROUTER socket receives as a list of frames
 ``[sender, recipient, b"VIP1", user, msg_id, subsystem, args...]`` and sends with a ``send``
@@ -68,7 +68,7 @@ class MessageTooLarge(PeerBusy):
 
 def error_frames(to: bytes, msg_id: bytes, errnum: int, recipient: bytes, subsystem: bytes,
                  text: bytes | None = None) -> Frames:
-    """The error message of reference §1.5 from the router to ``to``, errno as ASCII digits."""
+    """The error message of docs/protocol.md §1.5 from the router to ``to``, errno as ASCII digits."""
     return [to, b"", VIP1, b"", msg_id, b"error", str(errnum).encode("ascii"),
             ERROR_TEXT.get(errnum, b"") if text is None else text, recipient, subsystem]
 
@@ -76,7 +76,7 @@ def error_frames(to: bytes, msg_id: bytes, errnum: int, recipient: bytes, subsys
 class VipRouter:
     """Peer bookkeeping and the router's own subsystems; see the module docstring.
 
-    ``queries`` maps a query name to its value (encoded per reference §1.3). ``on_quit`` is called
+    ``queries`` maps a query name to its value (encoded per docs/protocol.md §1.3). ``on_quit`` is called
     when a control identity sends ``quit``.
     """
 
@@ -189,7 +189,7 @@ class VipRouter:
 
     def send_error(self, to: bytes, msg_id: bytes, errnum: int, recipient: bytes, subsystem: bytes,
                    text: bytes | None = None) -> None:
-        """Send an error (reference §1.5) to ``to``."""
+        """Send an error (docs/protocol.md §1.5) to ``to``."""
         self.errors_sent += 1
         self.reply(error_frames(to, msg_id, errnum, recipient, subsystem, text))
 

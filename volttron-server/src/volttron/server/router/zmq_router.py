@@ -1,6 +1,6 @@
 """The platform's ZeroMQ ROUTER socket: endpoints, options, the receive loop and disconnect detection.
 
-Socket set-up follows reference §1.1: one ROUTER bound to ``inproc://vip`` (in-process services, no
+Socket set-up follows docs/protocol.md §1.1: one ROUTER bound to ``inproc://vip`` (in-process services, no
 authentication) and to every ipc/tcp address, each a CURVE server with the platform's secret key and
 ZAP domain ``vip`` (NULL when authentication is disabled); ``ROUTER_MANDATORY`` so an unknown
 recipient raises EHOSTUNREACH, ``SNDTIMEO=0`` so a full peer queue raises EAGAIN instead of
@@ -21,7 +21,7 @@ descriptor the kernel reuses for a new connection is never confused with the old
 
 A second connection with an identity already connected is ignored by libzmq (no
 ``ROUTER_HANDOVER``): the first keeps working and the second is never routed anything, so its
-hello goes unanswered, as with the original platform (reference §1.6). ``ROUTER_HANDOVER`` is left
+hello goes unanswered, as with the original platform (docs/protocol.md §1.6). ``ROUTER_HANDOVER`` is left
 off on purpose: the newest connection would take the identity over at its handshake, before it
 has sent anything the router could check, and the old connection stays open but deaf (libzmq
 4.3), so any authorized key could silently receive a live agent's messages.
@@ -89,7 +89,7 @@ class RouterError(VolttronError):
 
 @dataclass(frozen=True)
 class RouterSettings:
-    """How the ROUTER socket is set up (reference §1.1 defaults)."""
+    """How the ROUTER socket is set up (docs/protocol.md §1.1 defaults)."""
 
     addresses: tuple[str, ...] = ()
     """ipc/tcp endpoints to bind, the local ipc address first."""
@@ -130,7 +130,7 @@ def bind_address(address: str) -> str:
 
 
 def make_context(shared: bool = False) -> zmq.green.Context:
-    """A gevent-aware context with ``MAX_SOCKETS`` raised (reference §1.1).
+    """A gevent-aware context with ``MAX_SOCKETS`` raised (docs/protocol.md §1.1).
 
     ``shared`` gives a green view of the process-wide ``zmq.Context.instance()``, so in-process
     agents that use the default context can reach ``inproc://vip`` too.

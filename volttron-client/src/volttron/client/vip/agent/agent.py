@@ -1,4 +1,4 @@
-"""The :class:`Agent` base class (reference §4.1)."""
+"""The :class:`Agent` base class (docs/protocol.md §4.1)."""
 
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ class Agent:
     ``@PubSub.subscribe('pubsub', 'devices')``, ``@Core.schedule(periodic(60))``) and start it with
     :func:`volttron.client.vip_main`. Every agent exports ``agent.version`` over RPC.
 
-    The positional order of the arguments is the original's (reference §4.1).
+    The positional order of the arguments is the original's (docs/protocol.md §4.1).
     ``reconnect_interval`` is in milliseconds, as in the original. ``enable_fncs`` and the
     ``volttron_central_*`` arguments are accepted and have no effect. ``connection_factory``
     (keyword only) replaces the message bus and ``clock`` (keyword only,

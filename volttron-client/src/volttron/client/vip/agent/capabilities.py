@@ -1,4 +1,4 @@
-"""Capability checks for ``@RPC.allow`` (reference §2.5, §8.4).
+"""Capability checks for ``@RPC.allow`` (docs/protocol.md §2.5, §8.4).
 
 A method may require capabilities; a caller (its user id) holds capabilities, each either plain
 (``{"edit_config_store": null}``) or restricted to argument values
@@ -7,7 +7,7 @@ must match). :func:`check_capabilities` raises :class:`~volttron.utils.jsonrpc.U
 doubt: a missing capability, an argument that does not match, a restriction it cannot evaluate, or
 a capability table it cannot get. An empty capability set holds nothing and so is denied; a method
 that requires an empty list (``@RPC.allow([])``) is closed to everyone. ``{""}`` means "no
-restriction" (reference §2.5) and is never checked.
+restriction" (docs/protocol.md §2.5) and is never checked.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 There is one :class:`Core` whatever the bus: the bus is a
 :class:`~volttron.client.messagebus.base.Connection` chosen by name. Life of an agent
-(reference §1.8, §4.1)::
+(docs/protocol.md §1.8, §4.1)::
 
     run() -> subsystems set up, ``onsetup`` -> connection opened
           -> link up: hello (msg id ``connect.hello.<n>``) -> welcome:
@@ -71,7 +71,7 @@ class Core(AgentTasks):
     """The connection to the platform and the life cycle of one agent."""
 
     welcome_timeout = 10.0
-    """Seconds to wait for the router's welcome before giving up (reference §1.8 step 4)."""
+    """Seconds to wait for the router's welcome before giving up (docs/protocol.md §1.8 step 4)."""
     reconnect_timeout = 120.0
     """Seconds the link may stay down before the agent stops."""
     send_timeout = 10.0

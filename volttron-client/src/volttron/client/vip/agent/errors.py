@@ -1,4 +1,4 @@
-"""Errors of the agent side of VIP (reference §1.5, §2.5).
+"""Errors of the agent side of VIP (docs/protocol.md §1.5, §2.5).
 
 ::
 

@@ -1,4 +1,4 @@
-"""Joining the platform and staying joined (reference §1.8).
+"""Joining the platform and staying joined (docs/protocol.md §1.8).
 
 :class:`Handshake` watches the link the connection reports: whenever it comes up it sends hello
 (message id ``connect.hello.<n>``, repeated while no welcome arrives), and it turns silence into

@@ -1,4 +1,4 @@
-"""The answer to ``<method>.inspect`` (reference §2.5): a method's parameters, doc and source."""
+"""The answer to ``<method>.inspect`` (docs/protocol.md §2.5): a method's parameters, doc and source."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Pending answers to VIP requests, keyed by message id (reference §1.9).
+"""Pending answers to VIP requests, keyed by message id (docs/protocol.md §1.9).
 
 Every request that expects an answer gets an :class:`AsyncResult` from a :class:`ResultsDictionary`;
 its ``ident`` becomes the VIP message id (and the JSON-RPC id), and the answer or error frame
@@ -61,7 +61,7 @@ class ResultsDictionary:
         96 random bits per request: whoever sees some of our ids (a peer we call) cannot guess the
         next ones, so an answer forged for another pending call is never matched. The leading
         letter keeps the id from parsing as JSON, so a router that re-types numeric frames
-        (reference §1.9) leaves it alone.
+        (docs/protocol.md §1.9) leaves it alone.
         """
         result = AsyncResult(f"r{secrets.token_urlsafe(12)}", peer, description, platform)
         self._results[result.ident] = result

@@ -1,4 +1,4 @@
-"""Timed calls: ``core.schedule`` and ``core.periodic`` (reference §4.1).
+"""Timed calls: ``core.schedule`` and ``core.periodic`` (docs/protocol.md §4.1).
 
 A deadline is a ``datetime`` (naive means local time, as ``datetime.timestamp`` reads it), a Unix
 timestamp in seconds, or an iterator of those, such as

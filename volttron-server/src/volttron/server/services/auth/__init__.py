@@ -1,1 +1,1 @@
-"""Authentication: the auth.json model, the ZAP decision and its socket loop (reference §8.2, §8.4)."""
+"""Authentication: the auth.json model, the ZAP decision and its socket loop (docs/protocol.md §8.2, §8.4)."""

@@ -1,4 +1,4 @@
-"""Who may change and who may read the platform's authorizations (reference §3.4).
+"""Who may change and who may read the platform's authorizations (docs/protocol.md §3.4).
 
 The auth service's modifying methods (``auth_file.add`` ... ``approve_authorization``) need
 ``allow_auth_modifications``. The service is the source of every capability table, so it checks
@@ -9,7 +9,7 @@ Reading the whole policy (``auth_file.read``, ``auth_file.find_by_credentials``,
 capabilities) needs ``read_auth_file`` or ``allow_auth_modifications``: :func:`may_read_policy`
 decides it. Anyone else sees its own row and, of other users, only the capabilities its own
 methods check (:func:`visible_capabilities`): what an agent's ``@RPC.allow`` checks need, no more.
-The capability names the platform itself uses (reference §8.4) are defined here.
+The capability names the platform itself uses (docs/protocol.md §8.4) are defined here.
 """
 
 from __future__ import annotations

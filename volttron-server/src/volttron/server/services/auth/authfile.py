@@ -1,4 +1,4 @@
-"""The ``auth.json`` file: who may connect, and with which capabilities (reference §8.4).
+"""The ``auth.json`` file: who may connect, and with which capabilities (docs/protocol.md §8.4).
 
 ::
 

@@ -1,4 +1,4 @@
-"""Changes to an ``auth.json`` document, as the auth service's RPC methods make them (reference §3.4).
+"""Changes to an ``auth.json`` document, as the auth service's RPC methods make them (docs/protocol.md §3.4).
 
 Plain functions over an :class:`~volttron.server.services.auth.authfile.AuthDocument`; the service
 runs them inside :func:`~volttron.server.services.auth.authfile.edit_auth_file` so the file is read,
@@ -21,7 +21,7 @@ from volttron.utils.errors import ConfigError, IdentityError, VolttronError
 from volttron.utils.identities import check_agent_identity, is_remote_principal
 
 NO_RESTRICTION = [""]
-"""The method authorization that lifts every restriction (reference §2.5)."""
+"""The method authorization that lifts every restriction (docs/protocol.md §2.5)."""
 
 MAX_METHODS_PER_ENTRY = 1000
 """Methods with recorded authorizations in one entry (an agent reports its restricted methods)."""
@@ -253,7 +253,7 @@ def delete_rpc_authorizations(document: AuthDocument, identity: str, method: str
                               capabilities: Any) -> list[str]:
     """Stop requiring ``capabilities`` for ``identity``'s ``method``; returns what remains required.
 
-    When none remain the method is recorded as ``[""]``: no restriction (reference §2.5).
+    When none remain the method is recorded as ``[""]``: no restriction (docs/protocol.md §2.5).
     """
     entry = entry_for_identity(document, identity)
     names = _capability_names(capabilities)

@@ -2,7 +2,7 @@
 
 ZAP authenticates a CURVE key and names its user id, but the VIP identity is whatever routing id
 the peer declares, and the router puts that identity in the user frame that capability checks key
-on (reference §1.4, §8.2). Without a rule, any authorized key could connect as
+on (docs/protocol.md §1.4, §8.2). Without a rule, any authorized key could connect as
 ``control.connection`` while vctl is away and gain its capabilities, or as an installed agent while
 it is stopped. The rule, for a key authenticated as ``user_id``:
 

@@ -1,6 +1,6 @@
 """Refused CURVE keys, kept for an administrator to approve or deny (``vctl auth remote``).
 
-The ZAP handler records every CURVE key it refuses (reference §8.2: failures are recorded as
+The ZAP handler records every CURVE key it refuses (docs/protocol.md §8.2: failures are recorded as
 "pending" credentials); the auth service lists them and turns a decision into ``auth.json``
 changes. Both run in the platform process but own no common object, so the records live in
 ``pending_credentials.json`` beside ``auth.json``, changed under an ``flock`` on

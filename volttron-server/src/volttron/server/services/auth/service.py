@@ -1,4 +1,4 @@
-"""The auth service, ``platform.auth`` (reference §3.4, §2.11, §8.4).
+"""The auth service, ``platform.auth`` (docs/protocol.md §3.4, §2.11, §8.4).
 
 An agent inside the platform process, connected to ``inproc://vip``. It serves ``auth.json`` over
 RPC and keeps everyone's view of it current:
@@ -15,7 +15,7 @@ RPC and keeps everyone's view of it current:
 
 The router's pub/sub service and the ZAP handler read ``auth.json`` themselves on every decision
 (they run in this process, see :mod:`~volttron.server.services.auth.policy`). So the service does
-not send the router ``auth_update`` (reference §2.6): the router would then use the pushed table
+not send the router ``auth_update`` (docs/protocol.md §2.6): the router would then use the pushed table
 instead of the file, and lag behind every change by up to a poll interval.
 
 RPC methods (modifying ones need ``allow_auth_modifications``, checked by

@@ -1,4 +1,4 @@
-"""The ZAP decision (ZeroMQ RFC 27; reference §8.2): a plain function of a request and ``auth.json``.
+"""The ZAP decision (ZeroMQ RFC 27; docs/protocol.md §8.2): a plain function of a request and ``auth.json``.
 
 libzmq asks the handler bound at ``inproc://zeromq.zap.01`` about every CURVE (or PLAIN/NULL with a
 ZAP domain) handshake. The request frames after the routing envelope are::

@@ -1,4 +1,4 @@
-"""The configuration store service, ``platform.config_store`` (reference §2.10).
+"""The configuration store service, ``platform.config_store`` (docs/protocol.md §2.10).
 
 - :mod:`.configs` types, names, parsing and ``config://`` references;
 - :mod:`.agent_store` one agent's store and its ``.store`` file;

@@ -1,4 +1,4 @@
-"""``platform.config_store``: the configuration store's RPC interface (reference §2.10, §8.4).
+"""``platform.config_store``: the configuration store's RPC interface (docs/protocol.md §2.10, §8.4).
 
 Agents, on their own store (the identity is always the caller's)::
 

@@ -1,4 +1,6 @@
-"""One agent's configurations: in memory, and in ``configuration_store/<identity>.store`` (reference §2.10).
+"""One agent's configurations: in memory, and in ``configuration_store/<identity>.store``.
+
+See docs/protocol.md §2.10.
 
 The file is a JSON object ``{name: {"type": "json|raw|csv", "modified": "<iso ts>", "data": "<raw
 text>"}}``, names in the case they were last written. Every change rewrites the file with

@@ -1,4 +1,4 @@
-"""Configurations as the store keeps them: types, names and ``config://`` references (reference §2.10).
+"""Configurations as the store keeps them: types, names and ``config://`` references (docs/protocol.md §2.10).
 
 A configuration is stored as its raw text and a type:
 

@@ -9,7 +9,7 @@ a thread (``run_io``) so that ``fsync`` does not stall the platform's event loop
 
 What agents receive are parsed values with ``config://`` references left in place: the agent's
 config subsystem resolves them when it delivers a configuration, and fires ``UPDATE`` for every
-configuration that refers to a changed one (reference §2.10). :meth:`ConfigStore.assembled` gives
+configuration that refers to a changed one (docs/protocol.md §2.10). :meth:`ConfigStore.assembled` gives
 the resolved view for tools.
 """
 

@@ -1,1 +1,4 @@
-"""The control service ``platform.control``: install, run and describe agents over VIP (reference §3.3)."""
+"""The control service ``platform.control``: install, run and describe agents over VIP.
+
+See docs/protocol.md §3.3.
+"""

@@ -1,4 +1,4 @@
-"""The server's side of a file sent over a VIP channel (reference §5.4 step 3).
+"""The server's side of a file sent over a VIP channel (docs/protocol.md §5.4 step 3).
 
 The sender (vctl) opens the channel first and then asks ``platform.control`` to install; the
 receiver drives the exchange, one request at a time::

@@ -1,4 +1,6 @@
-"""The platforms this one links to: ``$VOLTTRON_HOME/external_platform_discovery.json`` (reference §3.6).
+"""The platforms this one links to: ``$VOLTTRON_HOME/external_platform_discovery.json``.
+
+See docs/protocol.md §3.6.
 
 The file maps an instance name to where that platform listens and its public key::
 

@@ -1,4 +1,6 @@
-"""Routing between linked ZeroMQ platforms, independent of the socket library (reference §2.5, §2.6, §3.6).
+"""Routing between linked ZeroMQ platforms, independent of the socket library.
+
+See docs/protocol.md §2.5, §2.6, §3.6.
 
 Each platform opens one link (a DEALER, :mod:`.zmq_links`) to every platform in its discovery file
 and *sends* over it; what the other platforms send arrives on our own ROUTER socket from their links,
@@ -20,7 +22,7 @@ way. A platform we have no link to, or whose link is down, is refused at once wi
 text naming it; an agent missing on the far side is answered with JSON-RPC error -32006 so the
 caller's result fails instead of waiting for its timeout.
 
-On a RabbitMQ platform the brokers are linked instead (federation, shovel: reference §6.5) and
+On a RabbitMQ platform the brokers are linked instead (federation, shovel: docs/protocol.md §6.5) and
 an :class:`ExternalRouting` gets a :class:`BrokerRoute`: ``send_platform`` for a platform with no
 ZeroMQ link is published on the broker with routing key ``<to_platform>.<to_peer>`` as
 ``['external_rpc', 'send_peer', envelope]``; the federation or shovel that carries that key

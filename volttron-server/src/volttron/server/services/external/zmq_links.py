@@ -1,4 +1,4 @@
-"""ZeroMQ links to other platforms (reference §3.6): one DEALER per remote platform.
+"""ZeroMQ links to other platforms (docs/protocol.md §3.6): one DEALER per remote platform.
 
 The DEALER has the identity ``instance.<remote instance>.<random number>`` and connects to the
 remote platform's tcp VIP address with CURVE, using *this platform's* key pair and the remote

@@ -1,9 +1,9 @@
-"""The platform health service, ``platform.health`` (reference §2.9, §3.5, §8.5 item 7).
+"""The platform health service, ``platform.health`` (docs/protocol.md §2.9, §3.5, §8.5 item 7).
 
 An agent inside the platform process, connected to ``inproc://vip``. It learns every peer from the
 router (the peer list at each welcome, then the peerlist ``add``/``drop`` notices) and subscribes to
 the ``heartbeat`` prefix, where every agent publishes ``heartbeat/<identity>`` with its health status
-(reference §2.8). The table and the rules (stale after missed heartbeats, disconnected peers) are in
+(docs/protocol.md §2.8). The table and the rules (stale after missed heartbeats, disconnected peers) are in
 :mod:`~volttron.server.services.health.tracker`.
 
 RPC methods::

@@ -1,1 +1,4 @@
-"""The pub/sub service the router serves itself (reference §2.6): subscription index, protected topics."""
+"""The pub/sub service the router serves itself: subscription index, protected topics.
+
+See docs/protocol.md §2.6.
+"""

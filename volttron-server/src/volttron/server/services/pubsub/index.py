@@ -1,4 +1,4 @@
-"""The subscription index of the pub/sub service (reference §2.6, DESIGN.md §5 "Pub/sub matching").
+"""The subscription index of the pub/sub service (docs/protocol.md §2.6, DESIGN.md §5 "Pub/sub matching").
 
 Matching is plain string prefix, as in the original platform: a subscription to ``devices`` matches
 ``devices/x`` and ``devicesX``; the empty prefix matches every topic. Buses are independent
@@ -224,7 +224,7 @@ class PubSubIndex:
 
     def listing(self, peer: Peer, prefix: str = "", bus: str | None = "", platform: str = INTERNAL,
                 subscribed: bool = True, reverse: bool = False) -> list[tuple[str, str, bool]]:
-        """``[(bus, prefix, is_member)]`` as the ``list`` operation answers (reference §2.6).
+        """``[(bus, prefix, is_member)]`` as the ``list`` operation answers (docs/protocol.md §2.6).
 
         A subscription prefix is listed when it starts with ``prefix`` (``reverse``: when ``prefix``
         starts with it). With ``subscribed`` only those ``peer`` holds are listed.

@@ -1,4 +1,4 @@
-"""Protected topics: publishing to them needs capabilities (reference §2.6).
+"""Protected topics: publishing to them needs capabilities (docs/protocol.md §2.6).
 
 ``$VOLTTRON_HOME/protected_topics.json``::
 

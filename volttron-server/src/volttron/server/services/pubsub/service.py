@@ -1,4 +1,4 @@
-"""The pub/sub service, served by the router itself (reference §2.6).
+"""The pub/sub service, served by the router itself (docs/protocol.md §2.6).
 
 Agents send ``pubsub`` messages to the router (empty recipient); ``args = [op, ...]``:
 
@@ -137,7 +137,7 @@ class PubSubService:
         self._router.add_drop_listener(self.peer_dropped)
 
     def register_op(self, op: bytes, handler: Callable[[Frames], None]) -> None:
-        """Serve another operation (the platform-to-platform ``external_*`` ones, reference §3.6)."""
+        """Serve another operation (the platform-to-platform ``external_*`` ones, docs/protocol.md §3.6)."""
         self._ops[op] = handler
 
     def add_forwarder(self, forwarder: Forwarder) -> None:

@@ -1,4 +1,4 @@
-"""The web service ``platform.web`` (reference §2.12, §3.5): HTTP(S) for people and agents.
+"""The web service ``platform.web`` (docs/protocol.md §2.12, §3.5): HTTP(S) for people and agents.
 
 Enable it with ``volttron --bind-web-address https://127.0.0.1:8443`` (or ``bind-web-address`` in
 ``$VOLTTRON_HOME/config``). Without ``--web-ssl-cert``/``--web-ssl-key`` the platform's CA issues

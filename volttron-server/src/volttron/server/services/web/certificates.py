@@ -2,7 +2,7 @@
 
 With ``--bind-web-address https://host:port`` and no ``--web-ssl-cert``/``--web-ssl-key``, the
 platform's root CA (``$VOLTTRON_HOME/certificates``, :class:`volttron.utils.certs.Certs`; made on
-first need) issues ``platform_web-server`` (reference §6.2) for the host: its IP address, or its
+first need) issues ``platform_web-server`` (docs/protocol.md §6.2) for the host: its IP address, or its
 DNS name, or, for a wildcard bind address, the machine's names and the loopback addresses.
 Clients verify it with the CA bundle ``certificates/certs/<instance>-trusted-cas.crt``. The
 certificate is reused across restarts while it verifies, covers the names and has more than

@@ -1,4 +1,4 @@
-"""``GET /discovery/``: how another platform or a remote agent reaches this one (reference §3.5).
+"""``GET /discovery/``: how another platform or a remote agent reaches this one (docs/protocol.md §3.5).
 
 ``{"serverkey": ..., "vip-address": ..., "instance-name": ...}``. The address is the first tcp
 address that is not private, else the first tcp address (the original gave none on a private

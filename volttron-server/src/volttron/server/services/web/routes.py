@@ -1,4 +1,4 @@
-"""The routes agents register with the web service (reference §2.12).
+"""The routes agents register with the web service (docs/protocol.md §2.12).
 
 * An *endpoint* is an exact URL path an agent answers through ``route.callback(env, data)``;
   its ``res_type`` says how the answer becomes a response (``jsonrpc`` or ``raw``, :mod:`.endpoints`).

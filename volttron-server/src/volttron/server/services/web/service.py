@@ -1,6 +1,6 @@
 """The web service: an HTTP(S) server inside the platform process, and its agent ``platform.web``.
 
-Started only with ``--bind-web-address http(s)://host:port`` (reference §3.5); ``main`` adds
+Started only with ``--bind-web-address http(s)://host:port`` (docs/protocol.md §3.5); ``main`` adds
 :func:`web_service_factory` to the platform's services then. ``start()`` prepares the signing
 secret (:mod:`.tokens`), the TLS certificate (:mod:`.certificates`, unless ``--web-ssl-cert`` and
 ``--web-ssl-key`` name one), the web users (:mod:`.users`), connects ``platform.web`` to the

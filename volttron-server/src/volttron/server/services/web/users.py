@@ -12,7 +12,7 @@ The file maps user names to records, as the original platform's did::
     }
 
 A user's capabilities are its own plus those its groups and roles give through the ``groups`` and
-``roles`` tables of ``auth.json`` (reference §8.4), so web users and agents share one capability
+``roles`` tables of ``auth.json`` (docs/protocol.md §8.4), so web users and agents share one capability
 vocabulary. Create users with :func:`add_web_user`, or from a shell::
 
     python -m volttron.server.services.web.adduser alice --group operators \

@@ -1,4 +1,4 @@
-"""``platform.web``: the web service's agent on the VIP bus (reference §2.12).
+"""``platform.web``: the web service's agent on the VIP bus (docs/protocol.md §2.12).
 
 Agents register routes with it over RPC (the caller's identity owns the route):
 

@@ -1,4 +1,4 @@
-"""The ``auth`` subsystem: capabilities for ``@RPC.allow`` checks (reference §2.11).
+"""The ``auth`` subsystem: capabilities for ``@RPC.allow`` checks (docs/protocol.md §2.11).
 
 The user-to-capabilities table comes from ``platform.auth`` (``get_user_to_capabilities``) on first
 need and is kept until ``platform.auth`` pushes a new one with ``auth.update`` (accepted from

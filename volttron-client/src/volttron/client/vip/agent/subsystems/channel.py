@@ -1,4 +1,4 @@
-"""The ``channel`` subsystem: binary streams between two peers (reference §2.7).
+"""The ``channel`` subsystem: binary streams between two peers (docs/protocol.md §2.7).
 
 Both peers open a channel with the same name, each naming the other::
 

@@ -1,4 +1,4 @@
-"""The ``config`` subsystem: the agent's side of the configuration store (reference §2.10).
+"""The ``config`` subsystem: the agent's side of the configuration store (docs/protocol.md §2.10).
 
 ::
 

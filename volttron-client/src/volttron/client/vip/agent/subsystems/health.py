@@ -1,4 +1,4 @@
-"""The ``health`` subsystem: the agent's status and alerts (reference §2.9).
+"""The ``health`` subsystem: the agent's status and alerts (docs/protocol.md §2.9).
 
 ``vip.health.set_status(STATUS_BAD, "lost the device")`` changes the status reported in every
 heartbeat; ``send_alert(key, status)`` publishes on ``alerts/<AgentClass>/<instance>_<identity>``

@@ -1,4 +1,4 @@
-"""The ``hello`` subsystem (reference §2.1).
+"""The ``hello`` subsystem (docs/protocol.md §2.1).
 
 ``vip.hello(peer='')`` resolves to ``[version, responder, my_identity]``. Peers answer a hello with
 ``['welcome', '1.0', <own identity>, <requester>]``. The connection handshake itself

@@ -1,4 +1,4 @@
-"""The ``peerlist`` subsystem (reference §1.7).
+"""The ``peerlist`` subsystem (docs/protocol.md §1.7).
 
 ``vip.peerlist().get()`` lists the connected peers. The router announces ``['add', peer]`` and
 ``['drop', peer]`` (plus the bus name on RabbitMQ); they fire ``onadd`` / ``ondrop`` with

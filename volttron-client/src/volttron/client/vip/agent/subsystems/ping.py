@@ -1,4 +1,4 @@
-"""The ``ping`` subsystem (reference §2.2).
+"""The ``ping`` subsystem (docs/protocol.md §2.2).
 
 Peers answer ``['ping', ...]`` with the same arguments, the first replaced by ``'pong'``.
 

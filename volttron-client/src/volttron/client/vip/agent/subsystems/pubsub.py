@@ -1,4 +1,4 @@
-"""The ``pubsub`` subsystem (reference §2.6).
+"""The ``pubsub`` subsystem (docs/protocol.md §2.6).
 
 Every request goes to the router (the ``peer`` argument, ``'pubsub'`` by convention, is kept for
 compatibility and ignored). Matching is plain string prefix: ``''`` matches every topic. Buses
@@ -347,5 +347,5 @@ def _dumpb(obj: Any) -> bytes:
 def _decode_count(frame: bytes) -> Any:
     value = decode_frame(frame)
     if isinstance(value, str) and len(frame) == 4:
-        return struct.unpack("<I", frame)[0]  # the original V9 router packs counts (reference §1.3)
+        return struct.unpack("<I", frame)[0]  # the original V9 router packs counts (docs/protocol.md §1.3)
     return value

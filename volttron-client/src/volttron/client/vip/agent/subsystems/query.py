@@ -1,4 +1,4 @@
-"""The ``query`` subsystem (reference §2.4): ask the router for a platform property.
+"""The ``query`` subsystem (docs/protocol.md §2.4): ask the router for a platform property.
 
 ``vip.query('serverkey').get()`` (or ``vip.query.query(...)``). Names the router answers include
 ``addresses``, ``local_address``, ``serverkey``, ``instance-name``, ``bind-web-address``,

@@ -1,4 +1,4 @@
-"""The ``RPC`` subsystem: JSON-RPC 2.0 between peers (reference §2.5).
+"""The ``RPC`` subsystem: JSON-RPC 2.0 between peers (docs/protocol.md §2.5).
 
 Calling::
 
@@ -178,7 +178,7 @@ class RPC(SubsystemBase):
     def call(self, peer: str, method: str, *args: Any, **kwargs: Any) -> AsyncResult:
         """Call ``method`` on ``peer``; the result resolves to its return value or raises.
 
-        ``external_platform='name'`` routes the call to a peer of another platform (reference §3.6).
+        ``external_platform='name'`` routes the call to a peer of another platform (docs/protocol.md §3.6).
         """
         platform = kwargs.pop("external_platform", None)
         result = self._results.next(peer, f"RPC {method!r} on {peer!r}", platform or "")

@@ -1,4 +1,4 @@
-"""The ``web`` subsystem: routes served by the platform's web service (reference §2.12).
+"""The ``web`` subsystem: routes served by the platform's web service (docs/protocol.md §2.12).
 
 Enabled with ``Agent(enable_web=True)``; the platform must run with ``--bind-web-address``.
 Registration calls go to ``platform.web``::
