@@ -7,7 +7,11 @@ every ``uuid`` argument also accepts an identity or a unique UUID prefix. Beyond
 
 Methods that change anything require the capability :data:`CONTROL_CAPABILITY`, which the
 platform grants ``control.connection`` (vctl) in ``auth.json`` and an installed agent does not
-hold; methods that only read are open to every peer.
+hold. Methods that only read are open to every peer, but a peer without that capability sees its
+own agent only: the listings (``list_agents``, ``status_agents``, ``agent_status_rows``,
+``agent_versions``, ``get_all_agent_publickeys``) hold its own row or nothing, and the methods
+about one agent answer about its own and refuse any other reference (installed or not, so they
+tell nothing). Which peers are connected is ``peerlist``'s, open to all as on the router.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import gevent
 
 from volttron.client.known_identities import CONTROL_CONNECTION
 from volttron.client.vip.agent import RPC, Agent
+from volttron.client.vip.agent.capabilities import CapabilitySource, unauthorized
 from volttron.client.vip.agent.subsystems.channel import VipChannel
 from volttron.server.aip.platform_agents import AIPPlatform
 from volttron.server.aip.supervisor import AgentState
@@ -73,6 +78,8 @@ class ControlAgent(Agent):
         self._serverkey = platform_serverkey
         self._request_stop = request_stop
         self._transfer = transfer or TransferLimits()
+        self.capabilities: CapabilitySource | None = None
+        """Where callers' capabilities are read (set when authentication is on; None: all see all)."""
 
     # ------------------------------------------------------------------ platform
 
@@ -104,65 +111,77 @@ class ControlAgent(Agent):
 
     @RPC.export
     def list_agents(self) -> list[dict[str, Any]]:
-        """``[{"name", "uuid", "tag", "priority", "identity"}]`` of every installed agent."""
-        return self.aip.list_agents()
+        """``[{"name", "uuid", "tag", "priority", "identity"}]`` of every installed agent (see the module
+        docstring for what a caller without :data:`CONTROL_CAPABILITY` sees)."""
+        own = self._only_own()
+        return [r for r in self.aip.list_agents() if own is None or r["identity"] == own]
 
     @RPC.export
     def status_agents(self, get_agent_user: bool = False) -> list[list[Any]]:
         """``[[uuid, name, [pid, returncode], identity]]``; in secure mode with ``get_agent_user`` the
         agent's system user follows the name."""
-        return self.aip.status_agents(get_agent_user)
+        own = self._only_own()
+        return [r for r in self.aip.status_agents(get_agent_user) if own is None or r[-1] == own]
 
     @RPC.export
     def agent_status_rows(self) -> list[dict[str, Any]]:
         """Every agent's ``{"uuid", "name", "version", "identity", "tag", "priority", "pid", "state",
         "returncode", "last_error", "crashes"}``, plus ``"user"`` (its system user) in secure mode;
         ``state`` is running, stopped, stopping, restarting or FAILED."""
-        return self.aip.status()
+        own = self._only_own()
+        return [r for r in self.aip.status() if own is None or r["identity"] == own]
 
     @RPC.export
     def agent_status(self, uuid: str) -> list[int | None]:
         """``[pid, returncode]`` of one agent."""
-        return self.aip.agent_status(uuid)
+        return self.aip.agent_status(self._ref(uuid))
 
     @RPC.export
     def agent_name(self, uuid: str) -> str:
         """The distribution name of the agent's code."""
-        return self.aip.folder.resolve(uuid).name
+        return self.aip.folder.resolve(self._ref(uuid)).name
 
     @RPC.export
     def agent_version(self, uuid: str) -> str | None:
         """The version of the agent's code."""
-        return self.aip.folder.resolve(uuid).version
+        return self.aip.folder.resolve(self._ref(uuid)).version
 
     @RPC.export
     def agent_versions(self) -> dict[str, list[str | None]]:
         """``{uuid: [name, version]}``."""
-        return self.aip.agent_versions()
+        versions = self.aip.agent_versions()
+        if self._only_own() is None:
+            return versions
+        own = self._own_uuid()
+        return {uuid: row for uuid, row in versions.items() if uuid == own}
 
     @RPC.export
     def agent_priority(self, uuid: str) -> str | None:
         """The agent's start priority ``"NN"``, or None when it is not enabled."""
-        return self.aip.folder.resolve(uuid).priority
+        return self.aip.folder.resolve(self._ref(uuid)).priority
 
     @RPC.export
     def agent_vip_identity(self, uuid: str) -> str:
         """The agent's VIP identity."""
-        return self.aip.agent_identity(uuid)
+        return self.aip.agent_identity(self._ref(uuid))
 
     @RPC.export
     def agent_uuid(self, uuid: str) -> str:
         """The full UUID of the agent a reference names."""
-        return self.aip.agent_uuid(uuid)
+        return self.aip.agent_uuid(self._ref(uuid))
 
     @RPC.export
     def get_all_agent_publickeys(self) -> dict[str, str]:
         """``{identity: publickey}`` of every installed agent."""
-        return self.aip.get_all_agent_publickeys()
+        own = self._only_own()
+        return {i: key for i, key in self.aip.get_all_agent_publickeys().items() if own is None or i == own}
 
     @RPC.export
     def identity_exists(self, identity: str) -> str | None:
         """The UUID of the agent installed under ``identity``, or None."""
+        own = self._only_own()
+        if own is not None and identity != own:
+            raise self._refusal("identity_exists", identity)
         return self.aip.identity_exists(identity)
 
     # ------------------------------------------------------------------ running agents
@@ -320,6 +339,40 @@ class ControlAgent(Agent):
                 channel.close()
 
     # ------------------------------------------------------------------ helpers
+
+    def _only_own(self) -> str | None:
+        """None when the caller may see every agent (it holds :data:`CONTROL_CAPABILITY`, or the call
+        is not a peer's, or authentication is off); else its identity, the one agent it may see."""
+        message = self.vip.rpc.context.vip_message
+        if message is None or self.capabilities is None:
+            return None
+        try:
+            held = self.capabilities(message.user)
+        except Exception:  # noqa: BLE001 - capabilities it cannot learn: it holds none
+            held = {}
+        return None if CONTROL_CAPABILITY in held else message.peer
+
+    def _own_uuid(self) -> str | None:
+        own = self._only_own()
+        directory = self.aip.folder.get(own) if own is not None else None
+        return directory.uuid if directory is not None else None
+
+    def _ref(self, ref: str) -> str:
+        """``ref`` when the caller may ask about any agent; else its own agent's uuid if ``ref`` names
+        it (its identity, uuid or a prefix of it), and a refusal for anything else, installed or not."""
+        own = self._only_own()
+        if own is None:
+            return ref
+        uuid = self._own_uuid()
+        if uuid is not None and isinstance(ref, str) and ref and (ref == own or uuid.startswith(ref)):
+            return uuid
+        raise self._refusal("a method about an agent", ref)
+
+    def _refusal(self, what: str, ref: Any) -> Exception:
+        message = self.vip.rpc.context.vip_message
+        user = message.user if message is not None else ""
+        return unauthorized(f"{user!r} may ask {what} about its own agent only, not {ref!r} (others need "
+                            f"{CONTROL_CAPABILITY})")
 
     def _caller(self) -> str:
         message = self.vip.rpc.context.vip_message

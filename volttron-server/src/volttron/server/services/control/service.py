@@ -88,7 +88,9 @@ class ControlService:
             work_home=ctx.home,
         )
         if ctx.auth_enabled:
-            self.agent.vip.rpc.set_capability_source(_FileCapabilities(AuthPolicy(auth_file_path(ctx.home))))
+            source = _FileCapabilities(AuthPolicy(auth_file_path(ctx.home)))
+            self.agent.vip.rpc.set_capability_source(source)
+            self.agent.capabilities = source  # what a caller without the control capability sees
         if self.settings.autostart:
             self._autostart = gevent.spawn(self._start_enabled_agents)
 
