@@ -1,4 +1,4 @@
-"""Well-known VIP identities of the modular platform (docs/protocol.md §3.1, C10 column)."""
+"""Well-known VIP identities of the modular platform (docs/protocol.md §3.1)."""
 
 from __future__ import annotations
 

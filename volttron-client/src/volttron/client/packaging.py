@@ -109,7 +109,7 @@ class WheelInfo:
 def select_agent_entry_point(
     entry_points: Mapping[str, Mapping[str, str]], distribution: str = ""
 ) -> tuple[str, str, str] | None:
-    """The launcher among ``entry_points`` (group -> name -> value), docs/protocol.md §4.4 (C10).
+    """The launcher among ``entry_points`` (group -> name -> value), docs/protocol.md §4.4.
 
     The first group of :data:`AGENT_ENTRY_POINT_GROUPS` that has a usable entry wins; among several
     console scripts the one named like the distribution is preferred, else the first.

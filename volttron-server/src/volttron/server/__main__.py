@@ -1,5 +1,5 @@
 # ``python -m volttron.server`` and the ``volttron`` console script. Monkey-patching comes first,
-# before anything else is imported (DESIGN.md §3.6).
+# before anything else is imported, so every module sees the cooperative socket and thread.
 from gevent import monkey
 
 monkey.patch_all()

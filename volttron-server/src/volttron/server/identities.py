@@ -1,4 +1,4 @@
-"""The VIP identities the platform itself uses (docs/protocol.md §3.1, modular C10 column).
+"""The VIP identities the platform itself uses (docs/protocol.md §3.1, the modular names).
 
 The names come from :mod:`volttron.client.known_identities`, the one list agents and tools use too;
 this module adds what only the server needs: who may stop the platform, and which services get an

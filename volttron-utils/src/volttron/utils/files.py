@@ -1,4 +1,4 @@
-"""Files that survive crashes: atomic writes, and corrupt files kept aside (DESIGN.md §5 Persistence).
+"""Files that survive crashes: atomic writes, and corrupt files kept aside.
 
 :func:`atomic_write` writes a temporary file in the target's directory, flushes and fsyncs it,
 renames it over the target and fsyncs the directory: after a crash a reader sees the old content or

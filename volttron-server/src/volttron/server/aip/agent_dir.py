@@ -1,4 +1,4 @@
-"""One installed agent's directory, ``$VOLTTRON_HOME/agents/<identity>/`` (DESIGN.md §5, paper figure 5).
+"""One installed agent's directory, ``$VOLTTRON_HOME/agents/<identity>/`` (docs/protocol.md §5.5).
 
 ::
 

@@ -537,6 +537,6 @@ def _parse_errnum(frame: bytes) -> int:
     try:
         return int(frame)
     except ValueError:
-        if len(frame) == 4:  # the original V9 router packs numbers with struct "i"
+        if len(frame) == 4:  # the 9.x router packs numbers with struct "i"
             return struct.unpack("<i", frame)[0]
         return -1

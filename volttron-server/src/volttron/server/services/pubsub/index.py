@@ -1,4 +1,4 @@
-"""The subscription index of the pub/sub service (docs/protocol.md §2.6, DESIGN.md §5 "Pub/sub matching").
+"""The subscription index of the pub/sub service (docs/protocol.md §2.6).
 
 Matching is plain string prefix, as in the original platform: a subscription to ``devices`` matches
 ``devices/x`` and ``devicesX``; the empty prefix matches every topic. Buses are independent

@@ -347,5 +347,5 @@ def _dumpb(obj: Any) -> bytes:
 def _decode_count(frame: bytes) -> Any:
     value = decode_frame(frame)
     if isinstance(value, str) and len(frame) == 4:
-        return struct.unpack("<I", frame)[0]  # the original V9 router packs counts (docs/protocol.md §1.3)
+        return struct.unpack("<I", frame)[0]  # the 9.x router packs counts (docs/protocol.md §1.3)
     return value
