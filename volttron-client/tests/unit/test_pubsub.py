@@ -72,9 +72,10 @@ def test_prefix_matching_and_one_call_per_callback(start_agent, router, wait_unt
     wait_until(lambda: router.subscriptions.get("listener"))
     for topic in ("devices/campus/b1", "devicesX", "alerts/a", "other"):
         alice.vip.pubsub.publish("pubsub", topic, message=1)
-    wait_until(lambda: len(listener.got) == 4)
-    gevent.sleep(0.02)
-    names = sorted((g[0], g[4] if g[0] == "devices" else g[1]) for g in listener.got)
+    alice.vip.pubsub.publish("pubsub", "alerts/marker", message=1)  # delivered after all of the above
+    wait_until(lambda: ("campus", "alerts/marker") in listener.got)
+    names = sorted((g[0], g[4] if g[0] == "devices" else g[1]) for g in listener.got[:-1])
+    assert listener.got[-1] == ("campus", "alerts/marker")
     assert names == [
         ("campus", "alerts/a"),
         ("campus", "devices/campus/b1"),
@@ -86,12 +87,12 @@ def test_prefix_matching_and_one_call_per_callback(start_agent, router, wait_unt
 def test_buses_are_separate(start_agent, wait_until) -> None:
     bob, alice = start_agent("bob"), start_agent("alice")
     seen = []
-    bob.vip.pubsub.subscribe("pubsub", "", lambda *a: seen.append(a[2]), bus="b2").get(timeout=2)
+    bob.vip.pubsub.subscribe("pubsub", "", lambda *a: seen.append((a[2], a[3])), bus="b2").get(timeout=2)
     alice.vip.pubsub.publish("pubsub", "x", message=1)
     alice.vip.pubsub.publish("pubsub", "x", message=1, bus="b2")
-    wait_until(lambda: seen)
-    gevent.sleep(0.02)
-    assert seen == ["b2"]
+    alice.vip.pubsub.publish("pubsub", "marker", message=1, bus="b2")  # arrives after the others
+    wait_until(lambda: ("b2", "marker") in seen)
+    assert seen == [("b2", "x"), ("b2", "marker")]
 
 
 def test_unsubscribe_and_list(start_agent, router, wait_until) -> None:
@@ -137,15 +138,18 @@ def test_synchronize_message_lists_every_subscription(start_agent, router) -> No
 
 def test_unwanted_delivery_triggers_one_resync(start_agent, router, wait_until) -> None:
     bob = start_agent("bob")
+    markers = []
+    bob.vip.pubsub.subscribe("pubsub", "marker", lambda *a: markers.append(a[3])).get(timeout=2)
     conn = bob.core.connection
     body = b'{"sender": "x", "bus": "", "headers": {}, "message": 1}'
     before = len([m for m in router.messages("pubsub", "bob") if m.args[0] == b"synchronize"])
     for _ in range(3):
         conn.deliver(Message("", "pubsub", [b"publish", b"stray/topic", body], "1", "x"))
-    wait_until(
-        lambda: len([m for m in router.messages("pubsub", "bob") if m.args[0] == b"synchronize"]) > before
-    )
-    gevent.sleep(0.05)
+    # the marker is delivered after the three strays: once it is in, every resync they caused is spawned,
+    # and a round trip to the router after that lets those greenlets send
+    conn.deliver(Message("", "pubsub", [b"publish", b"marker", body], "2", "x"))
+    wait_until(lambda: markers == ["marker"])
+    bob.vip.pubsub.list("pubsub").get(timeout=2)
     after = len([m for m in router.messages("pubsub", "bob") if m.args[0] == b"synchronize"])
     assert after == before + 1  # rate limited
 
@@ -214,7 +218,7 @@ def test_malformed_deliveries_are_dropped(start_agent, wait_until) -> None:
     assert listener.got[0][2] == "ok" and listener.got[0][6] == 3 and listener.got[0][5] == {}
 
 
-def test_serial_executor_back_pressure_and_drops() -> None:
+def test_serial_executor_back_pressure_and_drops(wait_until) -> None:
     executor = SerialExecutor("t", high_water=5, low_water=1, limit=10, stall_seconds=0.05)
     done = []
     for i in range(8):
@@ -223,7 +227,7 @@ def test_serial_executor_back_pressure_and_drops() -> None:
     assert len(done) >= 7
     gate = gevent.event.Event()
     executor.submit(gate.wait)  # a stuck callback
-    gevent.sleep(0.01)
+    wait_until(lambda: executor.statistics()["queued"] == 0)  # the worker has taken it
     accepted = [executor.submit(done.append, i) for i in range(20)]
     executor.wait_capacity()  # returns although the queue is full: the callback is stuck
     assert accepted.count(False) >= 10 and executor.statistics()["dropped"] >= 10

@@ -6,6 +6,7 @@ import json
 import time
 
 import gevent
+import gevent.event
 import pytest
 
 from volttron.client.known_identities import AUTH
@@ -26,6 +27,7 @@ class Calculator(Agent):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.notes = []
+        self.gate = gevent.event.Event()
         self.callers = []
 
     @RPC.export
@@ -61,6 +63,11 @@ class Calculator(Agent):
     @RPC.export
     def unserialisable(self):
         return object()
+
+    @RPC.export
+    def wait_for_gate(self):
+        self.gate.wait()
+        return "released"
 
     @RPC.export
     def slow(self, seconds):
@@ -121,8 +128,10 @@ def test_notify_has_no_id_and_no_answer(pair, router, wait_until) -> None:
     wait_until(lambda: calc.notes == ["hi"])
     sent = router.messages("RPC", "client")[0]
     assert sent.id == "" and "id" not in json.loads(sent.args[0])
-    gevent.sleep(0.05)
-    assert router.messages("RPC", "calc") == []
+    # a call served after the notification: its answer is the marker; no answer came before it
+    marker = client.vip.rpc.call("calc", "add", 1, 1)
+    assert marker.get(timeout=2) == 2
+    assert [m.id for m in router.messages("RPC", "calc")] == [marker.ident]
 
 
 def test_batch_mixes_calls_and_notifications(pair, router, wait_until) -> None:
@@ -208,11 +217,11 @@ def test_timeout_is_both_gevent_and_volttron(pair) -> None:
 
 def test_blocking_method_does_not_block_the_agent(pair) -> None:
     calc, client = pair
-    slow = client.vip.rpc.call("calc", "slow", 0.5)
-    started = time.monotonic()
-    assert client.vip.rpc.call("calc", "add", 1, 1).get(timeout=2) == 2
-    assert time.monotonic() - started < 0.4
-    assert slow.get(timeout=3) == "slow"
+    blocked = client.vip.rpc.call("calc", "wait_for_gate")  # waits until the test opens the gate
+    assert client.vip.rpc.call("calc", "add", 1, 1).get(timeout=2) == 2  # served meanwhile
+    assert not blocked.ready()
+    calc.gate.set()
+    assert blocked.get(timeout=2) == "released"
 
 
 def test_method_may_call_back_its_caller(start_agent) -> None:

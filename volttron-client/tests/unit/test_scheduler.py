@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 
-import gevent
 import pytest
 
+from volttron.client.testing.clock import ClockError, ManualClock
 from volttron.client.vip.agent.decorators import annotate, annotations, collect_annotations, dualmethod
 from volttron.client.vip.agent.dispatch import Signal
 from volttron.client.vip.agent.scheduler import PeriodicCall, ScheduledEvent, deadlines, to_timestamp
@@ -58,22 +58,46 @@ def test_failing_call_does_not_stop_the_schedule() -> None:
 
 
 def test_periodic_wait_forms_and_cancel() -> None:
-    immediate, delayed = [], []
-    now_call = PeriodicCall(0.05, lambda: immediate.append(time.monotonic()), wait=0)
-    later_call = PeriodicCall(0.05, lambda: delayed.append(time.monotonic()), wait=None)
-    started = time.monotonic()
-    now_call.start()
-    later_call.start()
-    gevent.sleep(0.02)
-    assert len(immediate) == 1 and delayed == []
-    gevent.sleep(0.1)
-    now_call.cancel()
-    later_call.cancel()
-    count = len(immediate)
-    gevent.sleep(0.08)
-    assert len(immediate) == count and delayed[0] - started >= 0.045
+    clock = ManualClock()
+    immediate, delayed, waited = [], [], []
+    started = clock.monotonic()
+    calls = [
+        PeriodicCall(10, lambda: immediate.append(clock.monotonic() - started), wait=0, clock=clock),
+        PeriodicCall(10, lambda: delayed.append(clock.monotonic() - started), wait=None, clock=clock),
+        PeriodicCall(10, lambda: waited.append(clock.monotonic() - started), wait=3, clock=clock),
+    ]
+    for call in calls:
+        call.start()
+    assert clock.advance(0) == 0  # wait=0 runs at once, without the clock
+    assert len(immediate) == 1 and delayed == [] and waited == []
+    assert clock.advance(9.5) == 1  # wait=3: the first call after 3 s
+    assert len(immediate) == 1 and delayed == [] and len(waited) == 1
+    assert clock.advance(0.5) == 2  # wait=None: the first call after one period; wait=0: the second
+    assert [round(t) for t in immediate] == [0, 10] and [round(t) for t in delayed] == [10]
+    assert [round(t) for t in waited] == [3]
+    for call in calls:
+        call.cancel()
+    assert clock.advance(100) == 0 and clock.pending() == []  # cancelled: nothing waits on the clock
+    assert (len(immediate), len(delayed), len(waited)) == (2, 1, 1)
     with pytest.raises(ValueError):
         PeriodicCall(0, lambda: None)
+
+
+def test_periodic_call_falling_behind_collapses_missed_periods() -> None:
+    clock = ManualClock()
+    times = []
+    call = PeriodicCall(10, lambda: times.append(clock.monotonic()), wait=0, clock=clock)
+    call.start()
+    clock.advance(0)
+    clock.offset += 35  # time jumps (a suspended process): no timer runs meanwhile
+    assert clock.advance(0) == 1  # one call for the missed periods, not three
+    assert len(times) == 2 and clock.advance(4.9) == 0 and clock.advance(0.2) == 1
+    call.cancel()
+
+
+def test_manual_clock_refuses_to_go_back() -> None:
+    with pytest.raises(ClockError):
+        ManualClock().advance(-1)
 
 
 def test_annotations_only_record() -> None:

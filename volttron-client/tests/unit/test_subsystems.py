@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-import gevent
 import pytest
 
 from volttron.client.known_identities import PLATFORM_WEB
 from volttron.client.messaging.health import STATUS_BAD, STATUS_GOOD, Status, StatusError
+from volttron.client.testing.clock import ManualClock
 from volttron.client.vip.agent import RPC, Agent
 from volttron.client.vip.agent.errors import ResultTimeout, Unreachable
 from volttron.client.vip.agent.subsystems.channel import ChannelClosed
@@ -52,7 +52,8 @@ def test_query(start_agent, router) -> None:
 
 
 def test_heartbeat_publishes_status_and_restarts_on_change(start_agent, router, wait_until) -> None:
-    agent = start_agent("hb.agent", heartbeat_autostart=True, heartbeat_period=60)
+    clock = ManualClock()
+    agent = start_agent("hb.agent", heartbeat_autostart=True, heartbeat_period=60, clock=clock)
 
     def beats():
         return [m for m in router.messages("pubsub", "hb.agent") if m.args[0] == b"publish"]
@@ -66,21 +67,28 @@ def test_heartbeat_publishes_status_and_restarts_on_change(start_agent, router, 
     wait_until(lambda: len(beats()) == 2)  # immediate heartbeat on status change
     assert json.loads(beats()[1].args[2])["message"] == "BAD"
     agent.vip.health.set_status(STATUS_BAD, "still broken")  # same status: no extra heartbeat
-    gevent.sleep(0.05)
-    assert len(beats()) == 2
+    assert clock.advance(60) == 1  # the marker: the next periodic heartbeat, one period later
+    assert len(beats()) == 3
+    stamps = [parse_timestamp_string(json.loads(m.args[2])["headers"]["TimeStamp"]) for m in beats()]
+    assert round((stamps[2] - stamps[1]).total_seconds()) == 60
+    assert clock.advance(59) == 0 and len(beats()) == 3  # and nothing before the next period
 
 
 def test_heartbeat_rpc_controls(start_agent, router, wait_until) -> None:
-    agent = start_agent("hb")
+    clock = ManualClock()
+    agent = start_agent("hb", clock=clock)
     admin = start_agent("admin")
+
+    def beats() -> int:
+        return len([m for m in router.messages("pubsub", "hb") if m.args[0] == b"publish"])
+
     assert not agent.vip.heartbeat.running
-    admin.vip.rpc.call("hb", "heartbeat.start_with_period", 0.02).get(timeout=2)
-    wait_until(lambda: len([m for m in router.messages("pubsub", "hb") if m.args[0] == b"publish"]) >= 3)
+    admin.vip.rpc.call("hb", "heartbeat.start_with_period", 10).get(timeout=2)
+    wait_until(lambda: beats() == 1)  # the first heartbeat goes at once
+    assert clock.advance(20) == 2 and beats() == 3
     admin.vip.rpc.call("hb", "heartbeat.stop").get(timeout=2)
     assert not agent.vip.heartbeat.running
-    count = len(router.messages("pubsub", "hb"))
-    gevent.sleep(0.08)
-    assert len(router.messages("pubsub", "hb")) == count
+    assert clock.advance(100) == 0 and clock.pending() == [] and beats() == 3  # nothing is timed any more
     with pytest.raises(ValueError):
         admin.vip.rpc.call("hb", "heartbeat.set_period", 0).get(timeout=2)
     admin.vip.rpc.call("hb", "heartbeat.set_period", 5).get(timeout=2)
