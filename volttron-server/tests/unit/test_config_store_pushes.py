@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +9,7 @@ import gevent
 import pytest
 from gevent.event import AsyncResult, Event
 
+from volttron.client.testing.clock import ManualClock
 from volttron.client.vip.agent.errors import Unreachable
 from volttron.server.services.config_store.pusher import PushOutcome, UpdatePusher
 from volttron.server.services.config_store.store import ConfigStore
@@ -65,16 +65,17 @@ def test_agents_not_in_the_peer_list_are_skipped(agents: FakeAgents) -> None:
 def test_a_stuck_agent_times_out_and_delays_only_itself(agents: FakeAgents) -> None:
     agents.connected.update({"slow", "fast"})
     agents.stall.add("slow")
-    pusher = UpdatePusher(agents.call, agents.connected.__contains__, timeout=0.3)
+    clock = ManualClock()
+    pusher = UpdatePusher(agents.call, agents.connected.__contains__, timeout=30, clock=clock)
     slow = [pusher.push("slow", "config.update", "UPDATE", "c", contents=n) for n in range(2)]
-    started = time.monotonic()
-    fast = pusher.push("fast", "config.update", "NEW", "c").get(timeout=5)
-    assert fast.delivered and time.monotonic() - started < 0.2
-    assert pusher.pending("slow") == 1
-    outcomes = [r.get(timeout=5) for r in slow]
-    assert [o.delivered for o in outcomes] == [False, False]
-    assert "no answer within 0.3 s" in outcomes[0].detail
-    assert 0.5 <= time.monotonic() - started < 3
+    fast = pusher.push("fast", "config.update", "NEW", "c").get(timeout=5)  # the clock has not moved
+    assert fast.delivered and pusher.pending("slow") == 1 and not slow[0].ready()
+    assert clock.advance(29.9) == 0 and not slow[0].ready()  # the time-out is the pusher's, on its clock
+    assert clock.advance(0.1) == 1  # the first times out; the second is sent and waits in turn
+    first = slow[0].get(timeout=5)
+    assert not first.delivered and "no answer within 30 s" in first.detail and not slow[1].ready()
+    assert clock.advance(30) == 1 and not slow[1].get(timeout=5).delivered
+    assert [k["contents"] for _, _, k in agents.sent_to("slow")] == [0, 1]
 
 
 @pytest.mark.parametrize(("error", "detail"), [
@@ -94,9 +95,11 @@ def test_failures_are_outcomes_not_exceptions(agents: FakeAgents, error: Excepti
 def test_a_full_queue_drops_the_oldest(agents: FakeAgents) -> None:
     agents.connected.add("a")
     agents.stall.add("a")
-    pusher = UpdatePusher(agents.call, agents.connected.__contains__, timeout=5, max_queue=2)
+    clock = ManualClock()
+    pusher = UpdatePusher(agents.call, agents.connected.__contains__, timeout=5, max_queue=2, clock=clock)
     first = pusher.push("a", "m", 1)
-    gevent.sleep(0.01)  # the first is being sent, two wait
+    clock.advance(0)  # lets the worker run: it sent the first and waits for its answer on the clock
+    assert len(clock.pending()) == 1 and pusher.pending("a") == 0 and agents.sent_to("a") == [("m", (1,), {})]
     second, third, fourth = (pusher.push("a", "m", n) for n in (2, 3, 4))
     assert second.get(timeout=1) == PushOutcome(False, "dropped: too many updates waiting")
     assert not third.ready() and not fourth.ready() and not first.ready()

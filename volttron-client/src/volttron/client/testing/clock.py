@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import gevent
 from gevent.event import Event
 
-from volttron.client.vip.agent.clock import Clock
+from volttron.client.vip.agent.clock import Clock, Waitable, is_done
 from volttron.utils.errors import VolttronError
 
 MAX_WAKES_PER_ADVANCE = 20_000
@@ -82,16 +82,17 @@ class ManualClock(Clock):
         finally:
             self._remove(sleeper)
 
-    def wait(self, event: Event, timeout: float | None = None) -> bool:
-        """Wait for ``event``, or until the clock has advanced ``timeout`` seconds."""
-        if timeout is None or event.is_set():
-            return bool(event.wait(timeout))
+    def wait(self, event: Waitable, timeout: float | None = None) -> bool:
+        """Wait for ``event`` (an Event or AsyncResult), or until the clock has advanced ``timeout`` s."""
+        if timeout is None or is_done(event):
+            event.wait(timeout)
+            return is_done(event)
         sleeper = self._add(max(timeout, 0.0))
         try:
             gevent.wait([event, sleeper.event], count=1)
         finally:
             self._remove(sleeper)
-        return event.is_set()
+        return is_done(event)
 
     # ----- what the test does
 

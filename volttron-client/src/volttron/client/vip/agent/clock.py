@@ -15,7 +15,15 @@ from collections.abc import Callable
 from typing import Any
 
 import gevent
-from gevent.event import Event
+from gevent.event import AsyncResult, Event
+
+Waitable = Event | AsyncResult
+"""What :meth:`Clock.wait` waits for: a gevent ``Event`` or ``AsyncResult`` (ours included)."""
+
+
+def is_done(event: Waitable) -> bool:
+    """True when ``event`` is set (an Event) or ready (an AsyncResult)."""
+    return bool(event.ready()) if isinstance(event, AsyncResult) else bool(event.is_set())
 
 
 class Clock:
@@ -33,9 +41,10 @@ class Clock:
         """Block the calling greenlet for ``seconds`` (0 or less: just yield)."""
         gevent.sleep(max(0.0, seconds))
 
-    def wait(self, event: Event, timeout: float | None = None) -> bool:
-        """Wait for ``event`` at most ``timeout`` seconds (None: for ever); True when it is set."""
-        return bool(event.wait(timeout))
+    def wait(self, event: Waitable, timeout: float | None = None) -> bool:
+        """Wait for ``event`` (an Event or AsyncResult) at most ``timeout`` seconds; True when it is done."""
+        event.wait(timeout)
+        return is_done(event)
 
     def spawn_later(
         self, seconds: float, func: Callable[..., Any], *args: Any, **kwargs: Any

@@ -67,7 +67,8 @@ class ConfigStoreAgent(Agent):
         self._capabilities = capabilities
         if capabilities is not None:
             self.vip.rpc.set_capability_source(capabilities)
-        store.pusher = UpdatePusher(self.vip.rpc.call, self._connected, timeout=push_timeout)
+        store.pusher = UpdatePusher(self.vip.rpc.call, self._connected, timeout=push_timeout,
+                                    clock=self.core.clock)
         self.core.onconnected.connect(self._list_peers, self)
 
     # -- peers -----------------------------------------------------------------------------------

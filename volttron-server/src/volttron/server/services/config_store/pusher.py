@@ -4,7 +4,8 @@ Each agent has its own queue and, while the queue is not empty, its own greenlet
 RPC at a time (``config.update`` or ``config.initial_update``) and waits for the answer up to
 ``timeout`` seconds. Pushes to one agent therefore arrive in the order the changes were made, and a
 slow or stuck agent delays only its own queue. A push to an agent that is not connected (not in the
-peer list) is skipped: it gets the whole store when it next starts.
+peer list) is skipped: it gets the whole store when it next starts. The answer is waited for on a
+:class:`~volttron.client.vip.agent.clock.Clock` (the service agent's), so a test can advance it.
 
 Every push returns a :class:`gevent.event.AsyncResult` that resolves to a :class:`PushOutcome`
 (never to an exception), so a caller may wait for delivery, with its own bound, or not at all.
@@ -21,13 +22,14 @@ from typing import Any
 import gevent
 from gevent.event import AsyncResult
 
+from volttron.client.vip.agent.clock import SYSTEM_CLOCK, Clock
 from volttron.client.vip.agent.errors import Unreachable, VIPError
 from volttron.utils.jsonrpc import Error, MethodNotFound, Unauthorized
 
 _log = logging.getLogger(__name__)
 
 RpcCall = Callable[..., Any]
-"""``call(peer, method, *args, **kwargs)`` returning an object with ``get(timeout=...)``."""
+"""``call(peer, method, *args, **kwargs)`` returning a gevent ``AsyncResult`` (as ``vip.rpc.call`` does)."""
 
 Arguments = tuple[tuple[Any, ...], dict[str, Any]]
 
@@ -53,8 +55,9 @@ class UpdatePusher:
     """Per-agent ordered delivery of RPC calls; see the module docstring."""
 
     def __init__(self, call: RpcCall, is_connected: Callable[[str], bool], timeout: float = 30.0,
-                 max_queue: int = 1000) -> None:
+                 max_queue: int = 1000, clock: Clock | None = None) -> None:
         self._call = call
+        self.clock = clock or SYSTEM_CLOCK
         self._is_connected = is_connected
         self.timeout = timeout
         self.max_queue = max_queue
@@ -124,7 +127,10 @@ class UpdatePusher:
             self._counts["failed"] += 1
             return PushOutcome(False, f"not prepared: {exc}")
         try:
-            self._call(identity, item.method, *args, **kwargs).get(timeout=self.timeout)
+            answer = self._call(identity, item.method, *args, **kwargs)
+            if not self.clock.wait(answer, self.timeout):
+                raise gevent.Timeout(self.timeout)
+            answer.get(block=False)
         except gevent.Timeout:  # ResultTimeout included
             return self._failed(identity, item, f"no answer within {self.timeout:g} s", logging.WARNING)
         except Unreachable:
