@@ -1,18 +1,29 @@
-"""Broker administration against the real local broker: topic permissions, policies, parameters."""
+"""Broker administration against the real local broker: topic permissions, policies, parameters.
+
+Each test runs with both back ends: ``rabbitmqctl`` and, when the management plugin answers (CI
+enables it), the management API, which the platforms and fixtures then use.
+"""
 
 from __future__ import annotations
 
 import pytest
 
-from volttron.client.messagebus.rmq_admin import BrokerAdminError, TopicPermissions
-from volttron.client.messagebus.rmq_testing import broker_instance
+from volttron.client.messagebus.rmq_admin import BrokerAdminError, CtlAdmin, HttpAdmin, TopicPermissions
+from volttron.client.messagebus.rmq_testing import MGMT_LOGIN, broker_instance, management_url
 
 pytestmark = [pytest.mark.integration, pytest.mark.rabbitmq]
 
 
-@pytest.fixture
-def broker():
+@pytest.fixture(params=[CtlAdmin.kind, HttpAdmin.kind])
+def broker(request):
     with broker_instance("admin") as instance:
+        if request.param == CtlAdmin.kind:
+            instance.admin = instance.ctl
+        elif not isinstance(instance.admin, HttpAdmin):
+            url = management_url()
+            if url is None:
+                pytest.skip("the management plugin does not answer on 127.0.0.1:15672")
+            instance.admin = HttpAdmin(url, *MGMT_LOGIN)
         instance.admin.add_vhost(instance.vhost)
         yield instance
 

@@ -14,6 +14,11 @@ unique instance name and vhost, deleted again at the end with every user of that
 Tests run in parallel processes; one that restarts the broker takes the broker *exclusively*
 (:func:`broker_lease`), the others share it, so a restart never pulls the broker from under another
 test.
+
+The tests administer the broker through its management API (:func:`local_admin`: an HTTP request,
+about a millisecond) when the ``rabbitmq_management`` plugin answers on ``127.0.0.1:15672`` (CI
+enables it, see ``.ci/run``), else through ``rabbitmqctl`` (each call starts an Erlang VM: half a
+second or more of CPU). ``VOLTTRON_TEST_BROKER_ADMIN=rabbitmqctl`` forces the latter.
 """
 
 from __future__ import annotations
@@ -26,15 +31,34 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from volttron.client.messagebus.rmq_admin import BrokerAdmin, BrokerAdminError, CtlAdmin, port_open
+from volttron.client.messagebus.rmq_admin import BrokerAdmin, BrokerAdminError, CtlAdmin, HttpAdmin, port_open
 
 REQUIRE_ENV = "VOLTTRON_TEST_REQUIRE_RABBITMQ"
+ADMIN_ENV = "VOLTTRON_TEST_BROKER_ADMIN"
 HOST = "127.0.0.1"
 PORT = 5672
+MGMT_PORT = 15672
+MGMT_LOGIN = ("guest", "guest")
+"""The local broker's default administrator (it may log in from this host only)."""
 LEASE_FILE = "volttron-rabbitmq-tests.lock"
+
+
+def management_url(host: str = HOST, port: int = MGMT_PORT) -> str | None:
+    """``http://host:port`` when the management API answers there (and is not turned off by
+    ``VOLTTRON_TEST_BROKER_ADMIN=rabbitmqctl``), else None."""
+    if os.environ.get(ADMIN_ENV, "").strip().lower() == CtlAdmin.kind:
+        return None
+    return f"http://{host}:{port}" if port_open(host, port, timeout=1.0) else None
+
+
+def local_admin(host: str = HOST) -> BrokerAdmin:
+    """The local broker's administration for tests: the management API when it answers, else
+    ``rabbitmqctl`` (see the module docstring)."""
+    url = management_url(host)
+    return HttpAdmin(url, *MGMT_LOGIN) if url else CtlAdmin()
 
 
 def broker_required() -> bool:
@@ -63,6 +87,9 @@ class BrokerInstance:
     admin: BrokerAdmin
     host: str = HOST
     port: int = PORT
+    ctl: CtlAdmin = field(default_factory=CtlAdmin)
+    """``rabbitmqctl``, for what only it shows at once: connections (the management API lists them
+    only after its next statistics round, seconds later)."""
 
     def url(self, user: str | None = None, password: str | None = None) -> str:
         """``amqp://[user:password@]host:port/vhost?instance=...``."""
@@ -74,9 +101,7 @@ class BrokerInstance:
 
         ``name`` is the client's connection name (``<instance>.<identity>`` for our peers).
         """
-        admin = self.admin
-        if not isinstance(admin, CtlAdmin):
-            raise BrokerAdminError("listing connections needs rabbitmqctl")
+        admin = self.ctl
         rows = admin._json("list_connections", "name", "user", "vhost", "client_properties")  # noqa: SLF001
         # The JSON form abbreviates process ids; close_connection needs the full one of the table form.
         table = admin._run("list_connections", "pid", "name").splitlines()  # noqa: SLF001
@@ -98,9 +123,8 @@ class BrokerInstance:
         closed = 0
         for row in self.connections():
             if row["name"] == name and row["pid"]:
-                assert isinstance(self.admin, CtlAdmin)
                 with contextlib.suppress(BrokerAdminError):  # already gone
-                    self.admin._run("close_connection", row["pid"], reason)  # noqa: SLF001
+                    self.ctl._run("close_connection", row["pid"], reason)  # noqa: SLF001
                     closed += 1
         return closed
 
@@ -171,10 +195,10 @@ def broker_lease(exclusive: bool = False, timeout: float = 600.0) -> Iterator[No
 @contextlib.contextmanager
 def broker_instance(prefix: str = "vt", exclusive: bool = False) -> Iterator[BrokerInstance]:
     """A unique instance name and vhost on the local broker for one test; see the module docstring."""
-    require_broker()
     name = f"{prefix}-{uuid.uuid4().hex[:10]}"
     with broker_lease(exclusive):
-        instance = BrokerInstance(instance=name, vhost=f"{name}-vhost", admin=CtlAdmin())
+        require_broker()  # with the lease: a test restarting the broker has finished
+        instance = BrokerInstance(instance=name, vhost=f"{name}-vhost", admin=local_admin())
         try:
             yield instance
         finally:

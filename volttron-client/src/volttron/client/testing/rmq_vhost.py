@@ -35,11 +35,12 @@ class BrokerVirtualHost:
         """Make the vhost and the platform's broker configuration in ``home``."""
         from volttron.client.testing.platform import PlatformError, PlatformUnavailable
 
-        if not port_open(HOST, PORT):
-            raise PlatformUnavailable(f"no RabbitMQ broker answers on {HOST}:{PORT}")
         vhost = f"{instance}-vhost"
         lease = contextlib.ExitStack()
-        lease.enter_context(broker_lease())
+        lease.enter_context(broker_lease())  # first: a test restarting the broker has finished
+        if not port_open(HOST, PORT):
+            lease.close()
+            raise PlatformUnavailable(f"no RabbitMQ broker answers on {HOST}:{PORT}")
         try:
             broker = BrokerInstance(instance=instance, vhost=vhost, admin=local_admin())
             broker.prepare_home(home)
