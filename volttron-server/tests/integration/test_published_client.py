@@ -1,9 +1,10 @@
 """An agent written with the PUBLISHED VOLTTRON client runs on our platform unmodified (issue 12).
 
 The agent (``published_agent/published_agent.py``) runs from a virtual environment holding
-volttron-core 2.0.0rc38 and volttron-lib-zmq from the package index, built once per machine and
-kept OUTSIDE the repository (``${XDG_CACHE_HOME:-~/.cache}/volttron-tests/``, keyed by the pinned
-versions), so a repeat run costs seconds. No index (first run offline): the test skips, saying
+volttron-core 2.0.0rc38 with volttron-lib-zmq and volttron-lib-auth from the package index, built
+once per machine and kept OUTSIDE the repository
+(``${XDG_CACHE_HOME:-~/.cache}/volttron-tests/``, keyed by the pinned versions), so a repeat run
+costs seconds. No index (first run offline): the test skips, saying
 why; with ``CI=true`` it fails instead.
 
 Standalone, the agent is given what its client reads: ``AGENT_CREDENTIALS``, and a home with
@@ -36,8 +37,9 @@ from volttron.utils.jsonrpc import Error
 
 pytestmark = pytest.mark.integration
 
-PINS = ("volttron-core==2.0.0rc38", "volttron-lib-zmq==2.0.0rc11")
-"""The published client as its agents install it (volttron-lib-zmq: the versions that go with it)."""
+PINS = ("volttron-core==2.0.0rc38", "volttron-lib-zmq==2.0.0rc11", "volttron-lib-auth==2.0.0rc13")
+"""The published VOLTTRON as its agents install it (the lib versions pip resolves with that core);
+the same environment runs its platform in ``test_published_platform.py``."""
 BUILD_TIMEOUT = 900.0
 AGENT_FILE = Path(__file__).with_name("published_agent") / "published_agent.py"
 ARRIVAL_TIMEOUT = 60.0
