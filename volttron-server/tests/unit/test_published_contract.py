@@ -41,6 +41,10 @@ def test_the_record_follows_a_new_server_key_and_is_left_alone_when_current(tmp_
     written = path.stat().st_mtime_ns, path.stat().st_ino
     assert ensure_platform_credentials(tmp_path, first.public) == path
     assert (path.stat().st_mtime_ns, path.stat().st_ino) == written
+    path.parent.chmod(0o700)  # as secure mode leaves the home's entries at each start
+    path.chmod(0o600)
+    ensure_platform_credentials(tmp_path, first.public)
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o755 and stat.S_IMODE(path.stat().st_mode) == 0o644
     ensure_platform_credentials(tmp_path, second.public)
     assert json.loads(path.read_text())["publickey"] == second.public
     assert [p.name for p in path.parent.iterdir()] == ["platform.json"]  # no temporary file left

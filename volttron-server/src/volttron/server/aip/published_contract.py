@@ -39,16 +39,20 @@ def platform_credentials_text(serverkey: str) -> str:
 def ensure_platform_credentials(home: Path, serverkey: str) -> Path:
     """Write ``credentials_store/platform.json`` under ``home`` unless it already says exactly that.
 
-    Readable by everyone (it holds nothing secret), written atomically; returns its path.
+    Readable by everyone, the folder too (it holds nothing secret; in secure mode agents run as
+    users of their own, and :func:`~volttron.server.aip.agent_users.secure_home` makes the home's
+    other entries private at every start). Written atomically; returns its path.
     """
     path = home / PLATFORM_CREDENTIALS
     text = platform_credentials_text(serverkey)
+    path.parent.mkdir(mode=0o755, exist_ok=True)
+    os.chmod(path.parent, 0o755)
     try:
         if path.read_text(encoding="utf-8") == text:
+            os.chmod(path, 0o644)
             return path
     except (OSError, UnicodeDecodeError):
         pass
-    path.parent.mkdir(mode=0o755, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".platform.", suffix=".tmp")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
