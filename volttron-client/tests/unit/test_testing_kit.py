@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -331,6 +332,16 @@ def test_the_harness_runs_the_real_core_and_subsystems(agent_harness) -> None:
     harness = agent_harness(Thermostat).start()
     assert type(harness.core) is Core and type(harness.agent.vip) is Subsystems
     assert harness.core.clock is harness.clock
+
+
+def test_the_kit_patches_nothing_and_fakes_no_subsystem() -> None:
+    import volttron.client.testing as kit
+
+    folder = Path(kit.__file__).parent
+    assert sorted(p.name for p in folder.glob("fake_*.py")) == []
+    for source in folder.glob("*.py"):
+        text = source.read_text()
+        assert "mock.patch" not in text and "unittest.mock" not in text, source.name
 
 
 def test_spawned_greenlets_are_waited_for_and_killed(agent_harness) -> None:

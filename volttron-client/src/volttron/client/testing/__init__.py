@@ -21,7 +21,6 @@ _LAZY = {
     "AgentCallbackError": "volttron.client.testing.harness",
     "HarnessError": "volttron.client.testing.harness",
     "ManualClock": "volttron.client.testing.clock",
-    "FakeClock": "volttron.client.testing.clock",
     "MemoryRouter": "volttron.client.testing.memory_bus",
     "MemoryConnection": "volttron.client.testing.memory_bus",
     "Publication": "volttron.client.testing.controls",

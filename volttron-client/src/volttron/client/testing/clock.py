@@ -141,6 +141,3 @@ class ManualClock(Clock):
         except ValueError:
             pass
 
-
-FakeClock = ManualClock
-"""The name of the kit's clock before it drove the real agent."""
