@@ -195,7 +195,7 @@ def test_conflicting_dependency_is_refused_and_nothing_changes(
 ) -> None:
     freeze_before = _platform_freeze(environment)
     with pytest.raises(DependencyConflictError) as caught:
-        platform.install(str(wheels["conflict"]), vip_identity="conflicted")
+        platform.install(str(wheels["conflict"]), vip_identity="conflicted", isolated=False)
     assert caught.value.conflicts == ["pyzmq"] and caught.value.step == "check"
     assert "pyzmq" in str(caught.value) and "volttron-testagent-conflict" in str(caught.value)
     assert _platform_freeze(environment) == freeze_before

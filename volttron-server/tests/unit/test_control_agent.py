@@ -141,6 +141,7 @@ def test_install_by_package_name_passes_it_to_the_aip_with_every_option() -> Non
         start=True,
         force=True,
         pre_release=True,
+        isolated=True,
     )
     assert result["agent_uuid"] == "u-1"
     source, kwargs = aip.installs[0]
@@ -155,6 +156,7 @@ def test_install_by_package_name_passes_it_to_the_aip_with_every_option() -> Non
         "pre": True,
         "start": True,
         "progress": None,
+        "isolated": True,
     }
 
 

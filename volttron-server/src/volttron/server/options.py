@@ -89,6 +89,8 @@ class PlatformOptions:
     """Seconds a new connection may stay silent (holding its identity unchecked) before it is closed."""
     secure_agent_users: bool = False
     """Secure mode: each agent gets its own system user and runs as it (needs root)."""
+    isolate_agents: bool = False
+    """Every agent is installed into an environment of its own unless ``vctl install --shared``."""
     config_file: Path | None = None
     notes: tuple[str, ...] = field(default=())
     """Things worth a warning found while reading the configuration (logged once logging is set up)."""
@@ -149,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--secure-agent-users", action="store_const", const=True,
         help="run each agent as its own system user that may write only to its data folder "
              "(needs root; see docs/secure-mode.md)")
+    add("--isolate-agents", action="store_const", const=True,
+        help="install every agent into a virtual environment of its own under VOLTTRON_HOME unless "
+             "vctl install --shared (see docs/compatibility.md)")
     add("--msgdebug", action="store_const", const=True, help="log every routed message at DEBUG")
     add("--debug", action="store_const", const=True, help="show tracebacks on errors")
     add("--version", action="version", version=f"%(prog)s {__version__}")
@@ -304,6 +309,7 @@ def merge_options(args: argparse.Namespace, config: Mapping[str, str], home: Pat
         peer_overflow_timeout=limit("peer-overflow-timeout", DEFAULT_PEER_OVERFLOW_TIMEOUT, 1),
         identity_claim_timeout=limit("identity-claim-timeout", DEFAULT_IDENTITY_CLAIM_TIMEOUT, 1),
         secure_agent_users=secure_agent_users,
+        isolate_agents=flag("isolate_agents"),
         config_file=config_path,
         notes=tuple(notes),
     )

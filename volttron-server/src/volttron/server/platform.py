@@ -87,6 +87,8 @@ class PlatformContext:
     """Ask the platform to shut down (as a ``quit`` from the control service does)."""
     secure_agent_users: bool = False
     """Secure mode: each agent runs as its own system user (:mod:`.aip.agent_users`)."""
+    isolate_agents: bool = False
+    """Agents are installed into environments of their own by default (:mod:`.aip.isolation`)."""
 
 
 class PlatformService(Protocol):
@@ -213,7 +215,7 @@ class Platform:
             home=home, instance_name=opts.instance_name, router_address=INPROC_ADDRESS,
             zmq_context=zmq_context, serverkey=serverkey, local_address=local, addresses=opts.vip_addresses,
             auth_enabled=opts.auth_enabled, message_bus=opts.message_bus, request_stop=self.request_stop,
-            secure_agent_users=opts.secure_agent_users)
+            secure_agent_users=opts.secure_agent_users, isolate_agents=opts.isolate_agents)
         for factory in self._factories:
             service = factory(self.context)
             try:

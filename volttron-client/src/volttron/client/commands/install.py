@@ -59,6 +59,8 @@ class InstallRequest:
     start: bool = False
     force: bool = False
     pre: bool = False
+    isolated: bool | None = None
+    """True: the agent's own environment; False: the platform's only; None: the platform chooses."""
     start_wait: float = 5.0
     """With ``start``: seconds to wait for the agent to connect (0: do not wait)."""
 
@@ -212,6 +214,7 @@ def _install_call(
         force=request.force,
         pre_release=request.pre,
         progress_channel=channel.name,
+        **({} if request.isolated is None else {"isolated": request.isolated}),
     )
     idle = max(connection.settings.timeout, SILENCE_GRACE)
     try:
@@ -375,6 +378,14 @@ def _say(message: str) -> None:
 @click.option("-f", "--force", is_flag=True, help="Reinstall over an agent with the same identity.")
 @click.option("--pre", "--pre-release", "pre", is_flag=True, help="Allow pre-release versions.")
 @click.option(
+    "--isolated/--shared",
+    "isolated",
+    default=None,
+    help="Install into a virtual environment of the agent's own under VOLTTRON_HOME, or only into the "
+    "platform's (refused if that would change the platform's packages). Default: the platform's, unless "
+    "that would change its packages or files, or the platform runs with --isolate-agents.",
+)
+@click.option(
     "-st",
     "--agent-start-time",
     "start_wait",
@@ -396,6 +407,7 @@ def install(
     start: bool,
     force: bool,
     pre: bool,
+    isolated: bool | None,
     start_wait: float,
     as_json: bool,
 ) -> None:
@@ -412,6 +424,7 @@ def install(
         start=start,
         force=force,
         pre=pre,
+        isolated=isolated,
         start_wait=max(0.0, start_wait),
     )
     settings = opts.connection_settings()
@@ -436,5 +449,7 @@ def install(
         )
     else:
         click.echo(f"Agent {report['agent_uuid']} installed as {report['identity']}")
+    if report.get("environment") and not (as_json or opts.json):
+        click.echo(f"in its own environment {report['environment']}")
     if report.get("error"):
         raise CommandError(f"{report['identity']} did not stay up: {report['error']}", EXIT_ERROR)

@@ -84,6 +84,8 @@ class PlannedChange:
     version: str
     requested: bool
     installed_version: str | None
+    url: str | None = None
+    """Where pip would get it (``download_info.url`` of pip's report)."""
 
 
 @dataclass(frozen=True)
@@ -238,6 +240,7 @@ class PythonEnvironment:
                     version=str(metadata.get("version", "")),
                     requested=bool(item.get("requested")),
                     installed_version=_version_of(snapshot, name),
+                    url=(item.get("download_info") or {}).get("url"),
                 )
             )
         return changes
@@ -272,6 +275,20 @@ class PythonEnvironment:
         if len(wheels) != 1:
             raise AgentInstallError(f"pip gave {len(wheels)} wheels for {requirement!r}, not one", "resolve")
         return wheels[0]
+
+    def fetch_planned(self, changes: Iterable[PlannedChange], dest: Path, options: PipOptions) -> list[Path]:
+        """The wheels of planned changes, from where pip's plan said (built when only a source archive is
+        there), so that the files they would write can be checked before anything is installed."""
+        urls = [c.url for c in changes if c.url]
+        if not urls:
+            return []
+        dest.mkdir(parents=True, exist_ok=True)
+        result = self.run_pip(["wheel", "--no-deps", "--wheel-dir", str(dest), *urls], options.timeout)
+        if result.returncode != 0:
+            raise AgentInstallError(
+                f"cannot get the planned packages to check them:\n{result.tail()}", "check"
+            )
+        return sorted(dest.glob("*.whl"))
 
     def uninstall(self, names: Iterable[str], timeout: float = 300.0) -> PipResult | None:
         """``pip uninstall -y`` the given distributions (None when there is nothing to do)."""

@@ -5,8 +5,11 @@ which, after undoing the earlier ones:
 
 ``input``     check identity, tag, priority and configuration (nothing touched yet)
 ``resolve``   get a wheel: the given file, a build of a source directory, or pip's wheel of a name
-``check``     list the environment and ask pip what it would change (``--dry-run``, platform pinned)
-``install``   ``pip install`` the wheel and its dependencies
+``check``     list the environment and ask pip what it would change (``--dry-run``, platform pinned),
+              then check every file the planned wheels would write against the files installed
+              distributions own (:mod:`.file_clash`)
+``install``   ``pip install`` the wheel and its dependencies; or, isolated, make the agent's own
+              environment and install there (:mod:`.isolation`)
 ``directory`` build the agent directory in a work folder (keys, uuid, config, data of a reinstall)
 ``user``      secure mode only: create the agent's system user (a reinstall keeps it) and hand it
               its part of the directory (:mod:`~volttron.server.aip.agent_users`)
@@ -18,6 +21,10 @@ gets :class:`AgentBusyError` at once) and changes to the Python environment are 
 reinstall (``force``) keeps the agent's uuid, keys, ``data/``, and unless new ones are given its
 config, tag and priority; the old directory is untouched until the final swap, so a failed reinstall
 leaves the agent exactly as it was.
+
+``isolated``: True installs into the agent's own environment, False only into the platform's
+(refusing what would change it), None (the default unless :attr:`InstallerSettings.isolate_by_default`)
+into the platform's when that changes none of its packages or files, else isolated, saying why.
 """
 
 from __future__ import annotations
@@ -53,7 +60,7 @@ from volttron.server.aip.agent_dir import (
 from volttron.server.aip.agent_users import AgentUsers, secure_agent_directory
 from volttron.server.aip.agents_folder import AgentsFolder
 from volttron.server.aip.auth_entries import AgentHooks
-from volttron.server.aip.environment import PipOptions, PlannedChange, PythonEnvironment
+from volttron.server.aip.environment import EnvironmentSnapshot, PipOptions, PlannedChange, PythonEnvironment
 from volttron.server.aip.errors import (
     AgentBusyError,
     AgentInstallError,
@@ -61,6 +68,8 @@ from volttron.server.aip.errors import (
     DependencyConflictError,
     IdentityInUseError,
 )
+from volttron.server.aip.file_clash import InstalledFiles, find_clashes, refuse_clashes
+from volttron.server.aip.isolation import AgentEnvironments, environment_of, mark_environment
 from volttron.server.aip.locks import FileLock
 from volttron.server.aip.work_folder import work_folder
 
@@ -79,6 +88,8 @@ class InstallerSettings:
     pip: PipOptions = PipOptions()
     build_timeout: float = 600.0
     environment_lock_timeout: float = 900.0
+    isolate_by_default: bool = False
+    """Every agent in its own environment unless the install says otherwise (``--isolate-agents``)."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +101,8 @@ class InstallResult:
     changes: tuple[PlannedChange, ...]
     """The distributions pip installed or replaced (empty when the code was already there)."""
     notes: tuple[str, ...] = ()
+    environment: str | None = None
+    """The folder of the agent's own environment; None when it runs in the platform's."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +123,7 @@ class _Wanted:
     config_text: str | None
     force: bool
     pre: bool
+    isolated: bool | None = None
 
 
 class _Steps:
@@ -139,6 +153,7 @@ class AgentInstaller:
         hooks: AgentHooks,
         settings: InstallerSettings | None = None,
         users: AgentUsers | None = None,
+        environments: AgentEnvironments | None = None,
     ) -> None:
         self.folder = folder
         self.environment = environment
@@ -146,6 +161,9 @@ class AgentInstaller:
         self.settings = settings or InstallerSettings()
         self.users = users
         """Secure mode: each agent gets a system user. None: agents run as the platform's user."""
+        self.environments = environments or AgentEnvironments(
+            folder.path.parent, environment, self.settings.pip
+        )
 
     # ----- install
 
@@ -160,8 +178,11 @@ class AgentInstaller:
         force: bool = False,
         pre: bool = False,
         progress: ProgressCallback | None = None,
+        isolated: bool | None = None,
     ) -> InstallResult:
         """Install the agent from ``source``: a wheel file, a source directory, or a requirement for pip.
+
+        ``isolated``: see the module's documentation.
 
         Raises :class:`AgentInstallError` (``step`` names the failed step; nothing is left behind),
         :class:`IdentityInUseError`, :class:`AgentBusyError` or another :class:`AIPError`.
@@ -173,6 +194,7 @@ class AgentInstaller:
             config_text=_config_text(config),
             force=force,
             pre=pre,
+            isolated=True if isolated is None and self.settings.isolate_by_default else isolated,
         )
         if vip_identity is not None:
             check_agent_identity(vip_identity)
@@ -277,31 +299,48 @@ class AgentInstaller:
         new_names: list[str] = []
         hooked = False
         created_user: str | None = None
+        created_env: str | None = None
+        env_name: str | None = None
+        old_env = environment_of(existing) if existing is not None else None
         work: Path | None = None
         try:
-            if installed is not None and installed.editable:
+            editable = installed is not None and installed.editable
+            if editable and wanted.isolated is not True:
                 notes.append(f"{info.name} is installed in development (editable) mode; its code is used")
                 steps.say(notes[-1])
             else:
+                isolate = wanted.isolated is True
                 constraints = tmp / "constraints.txt"
-                constraints.write_text(self.environment.constraints_text(snapshot, exclude=[dist]))
-                label = f"{info.name} {info.version}"
-                changes = tuple(
-                    self.environment.plan(
-                        str(info.path), constraints, self.settings.pip, wanted.pre, snapshot, label=label,
-                        work_dir=tmp,
+                if not isolate:
+                    try:
+                        changes = self._check_shared(info, snapshot, constraints, tmp, wanted)
+                    except DependencyConflictError as exc:
+                        if wanted.isolated is False:
+                            raise
+                        isolate = True
+                        reason = str(exc).splitlines()[0]
+                        notes.append(f"installing {info.name} in its own environment: {reason}")
+                        steps.say(notes[-1])
+                if isolate:
+                    changes = ()
+                    env_name = self.environments.name_for(info.name)
+                    if not self.environments.exists(env_name):
+                        created_env = env_name
+                    steps.enter("install", f"installing {info.name} {info.version} into its own environment "
+                                f"{self.environments.path(env_name)}")
+                    self._install_isolated(info, env_name, created_env is not None, wanted)
+                else:
+                    same = installed is not None and installed.version == info.version
+                    reinstall_code = wanted.force and same
+                    steps.enter("install", _describe(changes, reinstall_code, info))
+                    new_names = [c.name for c in changes if c.installed_version is None]
+                    self.environment.install(
+                        str(info.path), constraints, self.settings.pip, wanted.pre, reinstall_code
                     )
-                )
-                _refuse_platform_changes(changes, snapshot.protected, dist, info)
-                reinstall_code = wanted.force and installed is not None and installed.version == info.version
-                steps.enter("install", _describe(changes, reinstall_code, info))
-                new_names = [c.name for c in changes if c.installed_version is None]
-                self.environment.install(
-                    str(info.path), constraints, self.settings.pip, wanted.pre, reinstall_code
-                )
             steps.enter("directory", f"creating the agent directory for {identity}")
             work = self.folder.work_path("new", identity)
             new_dir = self._populate(work, info, existing, wanted)
+            mark_environment(new_dir, env_name)
             if self.users is not None:
                 steps.enter("user", f"giving {identity} its own system user")
                 user = existing.user if existing is not None else None
@@ -319,6 +358,8 @@ class AgentInstaller:
             self.folder.discard(old)
         except BaseException as exc:
             self._roll_back(work, identity, existing, hooked, new_names, created_user)
+            if created_env is not None:
+                self.environments.remove(created_env)
             if isinstance(exc, AgentInstallError):
                 raise
             if isinstance(exc, (AIPError, OSError, ValueError)):
@@ -327,12 +368,61 @@ class AgentInstaller:
                 ) from exc
             raise
         record = AgentDirectory(self.folder.path / identity).record()
-        if existing is not None and normalize_name(existing.name) != dist:
-            notes += self._uninstall_if_unused(existing.name)
+        if existing is not None:
+            if old_env is None and (normalize_name(existing.name) != dist or env_name is not None):
+                notes += self._uninstall_if_unused(existing.name)
+            elif old_env is not None and old_env != env_name:
+                notes += self._remove_environment_if_unused(old_env)
         steps.enter("done", f"installed {identity} (UUID {record.uuid})")
         return InstallResult(
-            record=record, reinstalled=existing is not None, changes=changes, notes=tuple(notes)
+            record=record, reinstalled=existing is not None, changes=changes, notes=tuple(notes),
+            environment=str(self.environments.path(env_name)) if env_name else None,
         )
+
+    def _check_shared(
+        self, info: WheelInfo, snapshot: EnvironmentSnapshot, constraints: Path, tmp: Path, wanted: _Wanted
+    ) -> tuple[PlannedChange, ...]:
+        """What installing into the platform's environment would change; raises
+        :class:`DependencyConflictError` when that touches the platform's packages or their files."""
+        dist = normalize_name(info.name)
+        constraints.write_text(self.environment.constraints_text(snapshot, exclude=[dist]))
+        label = f"{info.name} {info.version}"
+        changes = tuple(
+            self.environment.plan(
+                str(info.path), constraints, self.settings.pip, wanted.pre, snapshot, label=label,
+                work_dir=tmp,
+            )
+        )
+        _refuse_platform_changes(changes, snapshot.protected, dist, info)
+        foreign = [c for c in changes if _foreign_platform(c.name) and c.name not in snapshot.installed]
+        if foreign:
+            listed = ", ".join(f"{c.name} {c.version}" for c in foreign)
+            raise DependencyConflictError(
+                f"refusing to install {label} beside the platform: it brings another VOLTTRON's platform "
+                f"packages ({listed})", [c.name for c in foreign]
+            )
+        others = [c for c in changes if c.name != dist]
+        wheels = [info.path, *self.environment.fetch_planned(others, tmp / "planned", self.settings.pip)]
+        installed_files = InstalledFiles.of(self.environment.python)
+        refuse_clashes(label, find_clashes(wheels, installed_files))
+        return changes
+
+    def _install_isolated(self, info: WheelInfo, env_name: str, create: bool, wanted: _Wanted) -> None:
+        if not info.path.is_file():
+            raise AgentInstallError(
+                f"{info.name} is installed in development (editable) mode; it runs in the platform's "
+                "environment (give its folder or a wheel to install it isolated)", "install"
+            )
+        if create:
+            self.environments.create(env_name)
+        self.environments.install(env_name, info.path, wanted.pre, reinstall=None if create else info.name)
+
+    def _remove_environment_if_unused(self, env_name: str) -> list[str]:
+        users = [d.identity for d in self.folder.directories() if environment_of(d) == env_name]
+        if users:
+            return [f"the environment {env_name} is still used by {', '.join(users)}; kept"]
+        self.environments.remove(env_name)
+        return [f"removed the environment {self.environments.path(env_name)}"]
 
     def _populate(
         self, work: Path, info: WheelInfo, existing: AgentDirectory | None, wanted: _Wanted
@@ -404,6 +494,7 @@ class AgentInstaller:
         try:
             steps.enter("remove", f"removing {record.identity} ({record.uuid})")
             user = directory.user
+            env_name = environment_of(directory)
             with self.folder.removing(directory):
                 if remove_auth:
                     self.hooks.on_agent_removed(record.identity)
@@ -416,7 +507,13 @@ class AgentInstaller:
                     _log.error("removing %s: %s", record.identity, exc)
                     notes.append(f"the system user {user} is left behind: {exc}")
             uninstalled: list[str] = []
-            if uninstall and record.name:
+            if uninstall and env_name is not None:
+                env_lock = self.folder.environment_lock(self.settings.environment_lock_timeout)
+                try:
+                    notes += self._remove_environment_if_unused(env_name)
+                finally:
+                    env_lock.release()
+            elif uninstall and record.name:
                 env_lock = self.folder.environment_lock(self.settings.environment_lock_timeout)
                 try:
                     notes += self._uninstall_if_unused(record.name, uninstalled)
@@ -429,7 +526,7 @@ class AgentInstaller:
         return RemoveResult(record=record, uninstalled=tuple(uninstalled), notes=tuple(notes))
 
     def _uninstall_if_unused(self, name: str, uninstalled: list[str] | None = None) -> list[str]:
-        users = self.folder.instances_of(name)
+        users = [d for d in self.folder.instances_of(name) if environment_of(d) is None]
         if users:
             return [f"{name} is still used by {', '.join(d.identity for d in users)}; kept installed"]
         snapshot = self.environment.snapshot()
@@ -477,6 +574,11 @@ def _refuse_platform_changes(
             f"({listed})",
             [c.name for c in touched],
         )
+
+
+def _foreign_platform(name: str) -> bool:
+    """A platform package of the published VOLTTRON (``volttron-core``, ``volttron-lib-*``)."""
+    return name == "volttron-core" or name.startswith("volttron-lib-")
 
 
 def _describe(changes: tuple[PlannedChange, ...], reinstall_code: bool, info: WheelInfo) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import os
 import re
 import sys
 from collections.abc import Mapping
@@ -24,6 +25,7 @@ from pathlib import Path
 from volttron.client.packaging import select_agent_entry_point
 from volttron.server.aip.agent_dir import AgentDirectory
 from volttron.server.aip.errors import AgentProcessError
+from volttron.server.aip.isolation import ENVIRONMENTS_DIR, environment_entry_point, environment_of
 from volttron.server.aip.leftovers import MARK_VARIABLE
 from volttron.server.aip.published_contract import agent_credentials, ensure_platform_credentials
 
@@ -149,16 +151,27 @@ def build_launch_spec(
 ) -> LaunchSpec:
     """The command line, working directory and environment that start the agent in ``directory``.
 
-    ``user`` (secure mode) is the system user the process is to run as.
+    ``user`` (secure mode) is the system user the process is to run as. An agent installed in an
+    environment of its own (:mod:`.isolation`) runs with that environment's interpreter.
     """
     directory.data_dir.mkdir(exist_ok=True)
-    _, _, value = find_entry_point(directory.name)
+    python = settings.python
+    own = environment_of(directory)
+    if own is None:
+        _, _, value = find_entry_point(directory.name)
+    else:
+        root = settings.volttron_home / ENVIRONMENTS_DIR / own
+        _, _, value = environment_entry_point(root, directory.name)
+        python = str(root / "bin" / "python")
     env = agent_environment(directory, settings)
+    if own is not None:
+        env["VIRTUAL_ENV"] = str(root)
+        env["PATH"] = os.pathsep.join(p for p in (str(root / "bin"), env.get("PATH", "")) if p)
     if user is not None:
         env.update({"HOME": str(directory.data_dir), "USER": user, "LOGNAME": user})
     return LaunchSpec(
         identity=directory.identity,
-        argv=(settings.python, "-c", launcher_code(value)),
+        argv=(python, "-c", launcher_code(value)),
         cwd=directory.path,
         env=env,
         user=user,

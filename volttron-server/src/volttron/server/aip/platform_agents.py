@@ -97,13 +97,17 @@ class AIPPlatform:
         pre: bool = False,
         start: bool = False,
         progress: ProgressCallback | None = None,
+        isolated: bool | None = None,
     ) -> dict[str, Any]:
         """Install an agent from a wheel file, a source directory or a package name (see ``installer``).
+
+        ``isolated``: True, its own environment; False, the platform's only; None, the platform's
+        default (see :mod:`.installer`).
 
         ``enable`` without ``priority`` enables at priority 50. A forced reinstall of a running agent
         stops it first and starts it again afterwards (also when the reinstall fails). Returns
         ``{"agent_uuid", "identity", "name", "version", "tag", "priority", "reinstalled", "changes",
-        "notes", "started", "pid"}``.
+        "notes", "environment", "started", "pid"}`` (``environment``: the agent's own, or None).
         """
         if enable and priority is None:
             priority = DEFAULT_PRIORITY
@@ -122,6 +126,7 @@ class AIPPlatform:
                 force=force,
                 pre=pre,
                 progress=progress,
+                isolated=isolated,
             )
         except BaseException:
             if was_running and vip_identity is not None:
@@ -141,6 +146,7 @@ class AIPPlatform:
             "reinstalled": result.reinstalled,
             "changes": [f"{c.name} {c.version}" for c in result.changes],
             "notes": list(result.notes),
+            "environment": result.environment,
             "started": pid is not None,
             "pid": pid,
         }

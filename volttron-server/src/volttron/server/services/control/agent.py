@@ -301,12 +301,14 @@ class ControlAgent(Agent):
         force: bool = False,
         pre_release: bool = False,
         progress_channel: str | None = None,
+        isolated: bool | None = None,
     ) -> dict[str, Any]:
         """Install, and optionally tag, enable and start, an agent; returns the AIP's install report.
 
         ``agent`` and ``channel_name`` as for :meth:`install_agent`. With ``progress_channel``
         (which may be ``channel_name``) each step is sent to the caller on that channel as JSON
-        ``["progress", step, message]`` while the install runs.
+        ``["progress", step, message]`` while the install runs. ``isolated``: True installs into an
+        environment of the agent's own, False into the platform's only, None lets the platform choose.
         """
         caller = self._caller()
         opened: dict[str, VipChannel] = {}
@@ -331,6 +333,7 @@ class ControlAgent(Agent):
                 return self.aip.install(
                     str(source), vip_identity=vip_identity, tag=tag, config=agent_config, priority=priority,
                     enable=enable, force=force, pre=pre_release, start=start, progress=progress,
+                    isolated=isolated,
                 )
         finally:
             if keepalive is not None:

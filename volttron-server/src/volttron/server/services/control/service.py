@@ -22,6 +22,7 @@ import gevent
 
 from volttron.client.known_identities import CONTROL
 from volttron.client.runner import build_agent
+from volttron.server.aip.installer import InstallerSettings
 from volttron.server.aip.platform_agents import AIPConfig, AIPPlatform
 from volttron.server.aip.supervisor import SupervisorPolicy
 from volttron.server.platform import PlatformContext
@@ -70,6 +71,7 @@ class ControlService:
                 serverkey=ctx.serverkey,
                 supervisor=self.settings.supervisor,
                 secure_agent_users=ctx.secure_agent_users,
+                installer=InstallerSettings(isolate_by_default=ctx.isolate_agents),
             )
         )
         self.agent = build_agent(
