@@ -56,9 +56,13 @@ def test_the_tls_default_of_vcfg_runs_a_platform_over_tls(platform_factory: Any,
 
     from volttron.client.messagebus.rmq_admin import CtlAdmin, port_open
     from volttron.client.messagebus.rmq_setup import SetupReport, SingleSetup, _setup_tls, setup_single
+    from volttron.client.messagebus.rmq_testing import broker_required
+    from volttron.client.testing.plugin import root_required, skip_or_fail
 
-    if not shutil.which("rabbitmq-server") or os.geteuid() != 0:
-        pytest.skip("needs rabbitmq-server and root (a broker node of the test's own)")
+    if os.geteuid() != 0:
+        skip_or_fail("not root: a broker node of the test's own runs as the rabbitmq user", root_required())
+    if not shutil.which("rabbitmq-server"):
+        skip_or_fail("no rabbitmq-server to run a broker node of the test's own", broker_required())
     try:
         broker_user = pwd.getpwnam("rabbitmq")
     except KeyError:

@@ -39,8 +39,7 @@ from volttron.utils.keys import KeyPair, generate_keypair
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(os.geteuid() != 0, reason="the published platform runs as a user the test "
-                                                 "creates: run the tests as root"),
+    pytest.mark.requires_root(reason="the published platform runs as a user the test creates"),
 ]
 
 LOCK_PATH = Path(tempfile.gettempdir()) / "volttron-secure-mode-tests.lock"

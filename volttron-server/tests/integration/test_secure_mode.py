@@ -36,11 +36,12 @@ from typing import Any
 import pytest
 
 from volttron.client.packaging import build_wheel
+from volttron.client.testing.plugin import root_required, skip_or_fail
 from volttron.server.aip.agent_users import AgentUsers, SecureModeError, check_requirements
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(os.geteuid() != 0, reason="secure mode creates system users: run the tests as root"),
+    pytest.mark.requires_root(reason="secure mode creates system users"),
 ]
 
 LISTENER_DIR = Path(__file__).resolve().parents[3] / "volttron-listener-agent"
@@ -99,7 +100,7 @@ def reachable(tmp_path: Path) -> Iterator[None]:
             try:
                 check_requirements(tmp_path / "home")
             except SecureModeError as exc:
-                pytest.skip(f"secure mode cannot work on this machine: {exc}")
+                skip_or_fail(f"secure mode cannot work on this machine: {exc}", root_required())
             yield
         finally:
             for folder, mode in modes.items():

@@ -34,7 +34,7 @@ from volttron.server.aip.launcher import LaunchSettings, build_launch_spec
 from volttron.server.aip.platform_agents import AIPConfig, AIPPlatform
 from volttron.server.options import OptionsError, build_parser, merge_options
 
-as_root = pytest.mark.skipif(os.geteuid() != 0, reason="creates system users: run the tests as root")
+as_root = pytest.mark.requires_root(reason="creates system users")
 LISTENER = "volttron-listener-agent"  # installed in development mode: the AIP installs it without pip
 
 

@@ -33,11 +33,51 @@ BUSES = ("zmq", "rmq")
 _REQUIRE_RABBITMQ = "VOLTTRON_TEST_REQUIRE_RABBITMQ"
 
 
-def _rabbitmq_required() -> bool:
+_REQUIRE_ROOT = "VOLTTRON_TEST_REQUIRE_ROOT"
+
+
+def _env_flag(name: str) -> bool:
     import os
 
-    return os.environ.get(_REQUIRE_RABBITMQ, "").strip().lower() in ("1", "true", "yes")
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
+
+
+def _rabbitmq_required() -> bool:
+    return _env_flag(_REQUIRE_RABBITMQ)
+
+
+def root_required() -> bool:
+    """True when ``VOLTTRON_TEST_REQUIRE_ROOT=1``: tests that need root then fail without it, never skip."""
+    return _env_flag(_REQUIRE_ROOT)
+
+
+def skip_or_fail(reason: str, required: bool) -> None:
+    """Skip the running test with ``reason``, or fail it when the requirement is ``required``."""
+    if required:
+        pytest.fail(f"{reason} (and the run requires it)", pytrace=False)
+    pytest.skip(reason)
+
+
 _OPTION = "--volttron-message-bus"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register ``@pytest.mark.requires_root(reason)``."""
+    config.addinivalue_line(
+        "markers",
+        "requires_root(reason): needs root; skipped without it, failed when VOLTTRON_TEST_REQUIRE_ROOT=1",
+    )
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip (or fail, see :func:`root_required`) a ``requires_root`` test that runs without root."""
+    import os
+
+    marker = item.get_closest_marker("requires_root")
+    if marker is None or os.geteuid() == 0:
+        return
+    reason = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "needs root")
+    skip_or_fail(f"not root: {reason}", root_required())
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
