@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import filecmp
 import json
+import sys
 from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser from PyPI (scripts/requirements-dev.txt)
+    import tomli as tomllib
 
 import pytest
 from click.testing import CliRunner
@@ -19,8 +25,6 @@ from volttron.client.commands.create_agent import (
     template_root,
 )
 from volttron.client.commands.vctl import vctl
-
-tomllib = pytest.importorskip("tomllib", reason="tomllib is in Python 3.11+")
 
 ROOT = Path(__file__).resolve().parents[3]
 COPIER_TEMPLATE = ROOT / "templates" / "copier-agent"

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import importlib
 import json
+import sys
 import textwrap
 from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser from PyPI (scripts/requirements-dev.txt)
+    import tomli as tomllib
 
 import pytest
 from click.testing import CliRunner
@@ -22,8 +28,6 @@ from volttron.client.porting import (
     read_setup,
     suggest_pyproject,
 )
-
-tomllib = pytest.importorskip("tomllib", reason="tomllib is in Python 3.11+")
 
 
 def src(text: str) -> str:
