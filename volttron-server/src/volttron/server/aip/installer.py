@@ -60,7 +60,7 @@ from volttron.server.aip.agent_dir import (
 from volttron.server.aip.agent_users import AgentUsers, secure_agent_directory
 from volttron.server.aip.agents_folder import AgentsFolder
 from volttron.server.aip.auth_entries import AgentHooks
-from volttron.server.aip.environment import EnvironmentSnapshot, PipOptions, PlannedChange, PythonEnvironment
+from volttron.server.aip.environment import PipOptions, PlannedChange, PythonEnvironment
 from volttron.server.aip.errors import (
     AgentBusyError,
     AgentInstallError,
@@ -68,9 +68,9 @@ from volttron.server.aip.errors import (
     DependencyConflictError,
     IdentityInUseError,
 )
-from volttron.server.aip.file_clash import InstalledFiles, find_clashes, refuse_clashes
 from volttron.server.aip.isolation import AgentEnvironments, environment_of, mark_environment
 from volttron.server.aip.locks import FileLock
+from volttron.server.aip.shared_check import check_shared_install
 from volttron.server.aip.work_folder import work_folder
 
 ProgressCallback = Callable[[str, str], None]
@@ -313,7 +313,9 @@ class AgentInstaller:
                 constraints = tmp / "constraints.txt"
                 if not isolate:
                     try:
-                        changes = self._check_shared(info, snapshot, constraints, tmp, wanted)
+                        changes = check_shared_install(
+                            self.environment, info, snapshot, constraints, tmp, self.settings.pip, wanted.pre
+                        )
                     except DependencyConflictError as exc:
                         if wanted.isolated is False:
                             raise
@@ -378,34 +380,6 @@ class AgentInstaller:
             record=record, reinstalled=existing is not None, changes=changes, notes=tuple(notes),
             environment=str(self.environments.path(env_name)) if env_name else None,
         )
-
-    def _check_shared(
-        self, info: WheelInfo, snapshot: EnvironmentSnapshot, constraints: Path, tmp: Path, wanted: _Wanted
-    ) -> tuple[PlannedChange, ...]:
-        """What installing into the platform's environment would change; raises
-        :class:`DependencyConflictError` when that touches the platform's packages or their files."""
-        dist = normalize_name(info.name)
-        constraints.write_text(self.environment.constraints_text(snapshot, exclude=[dist]))
-        label = f"{info.name} {info.version}"
-        changes = tuple(
-            self.environment.plan(
-                str(info.path), constraints, self.settings.pip, wanted.pre, snapshot, label=label,
-                work_dir=tmp,
-            )
-        )
-        _refuse_platform_changes(changes, snapshot.protected, dist, info)
-        foreign = [c for c in changes if _foreign_platform(c.name) and c.name not in snapshot.installed]
-        if foreign:
-            listed = ", ".join(f"{c.name} {c.version}" for c in foreign)
-            raise DependencyConflictError(
-                f"refusing to install {label} beside the platform: it brings another VOLTTRON's platform "
-                f"packages ({listed})", [c.name for c in foreign]
-            )
-        others = [c for c in changes if c.name != dist]
-        wheels = [info.path, *self.environment.fetch_planned(others, tmp / "planned", self.settings.pip)]
-        installed_files = InstalledFiles.of(self.environment.python)
-        refuse_clashes(label, find_clashes(wheels, installed_files))
-        return changes
 
     def _install_isolated(self, info: WheelInfo, env_name: str, create: bool, wanted: _Wanted) -> None:
         if not info.path.is_file():
@@ -561,24 +535,6 @@ def _looks_like_path(source: str) -> bool:
     if "://" in source:
         return False
     return "/" in source or os.sep in source or source.startswith((".", "~")) or source.endswith(".whl")
-
-
-def _refuse_platform_changes(
-    changes: tuple[PlannedChange, ...], protected: Mapping[str, Any], dist: str, info: WheelInfo
-) -> None:
-    touched = [c for c in changes if c.name in protected and c.name != dist]
-    if touched:
-        listed = ", ".join(f"{c.name} {c.installed_version} -> {c.version}" for c in touched)
-        raise DependencyConflictError(
-            f"refusing to install {info.name} {info.version}: it would change the platform's own packages "
-            f"({listed})",
-            [c.name for c in touched],
-        )
-
-
-def _foreign_platform(name: str) -> bool:
-    """A platform package of the published VOLTTRON (``volttron-core``, ``volttron-lib-*``)."""
-    return name == "volttron-core" or name.startswith("volttron-lib-")
 
 
 def _describe(changes: tuple[PlannedChange, ...], reinstall_code: bool, info: WheelInfo) -> str:

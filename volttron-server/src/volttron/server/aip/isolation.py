@@ -36,6 +36,9 @@ ENVIRONMENTS_DIR = "environments"
 MARKER_FILE = "ENVIRONMENT"
 OUR_CLIENT_PACKAGES: tuple[str, ...] = ("volttron-client", "volttron-utils")
 """The platform's packages an agent of this project may require; given to it from the platform."""
+PUBLISHED_MESSAGE_BUS = "volttron-lib-zmq"
+"""The message bus plugin a published VOLTTRON's client loads (``volttron.messagebus``), which its
+platform's environment provides and its agents therefore do not require: their environment gets it."""
 
 
 def find_uv() -> str | None:
@@ -160,9 +163,19 @@ class AgentEnvironments:
         """Install ``wheel`` and its dependencies into the environment ``name``.
 
         ``reinstall`` names a distribution whose code is replaced even when its version is unchanged.
-        The platform's own ``volttron-client``/``volttron-utils`` are added when the agent requires them.
+        The platform's own ``volttron-client``/``volttron-utils`` are added when the agent requires them,
+        :data:`PUBLISHED_MESSAGE_BUS` when the environment holds ``volttron-core``.
         """
-        targets = [str(wheel), *self._our_packages(wheel)]
+        direct = "volttron-core" in wheel_requirements(wheel)
+        targets = [str(wheel), *self._our_packages(wheel), *([PUBLISHED_MESSAGE_BUS] if direct else [])]
+        self._install_targets(name, wheel, targets, pre, reinstall)
+        core = _installed_version(self.path(name), "volttron-core")
+        if core and not direct and not _installed_version(self.path(name), PUBLISHED_MESSAGE_BUS):
+            self._install_targets(name, wheel, [PUBLISHED_MESSAGE_BUS, f"volttron-core=={core}"], pre, None)
+
+    def _install_targets(
+        self, name: str, wheel: Path, targets: list[str], pre: bool, reinstall: str | None
+    ) -> None:
         python = str(self.python(name))
         if self.uv:
             argv = [self.uv, "pip", "install", "--quiet", "--python", python, *self._uv_index_arguments()]
@@ -203,7 +216,8 @@ class AgentEnvironments:
         index = self.options.index_url or settings.get("index-url")
         extra = [*self.options.extra_index_urls, *settings.get("extra-index-url", "").split()]
         links = [*self.options.find_links, *settings.get("find-links", "").split()]
-        args = ["--index-url", index] if index else []
+        # pip's rule: the best version on any index, not only on the first that has the name
+        args = ["--index-strategy", "unsafe-best-match"] + (["--index-url", index] if index else [])
         for url in extra:
             if _usable(url):
                 args += ["--extra-index-url", url]
@@ -224,6 +238,17 @@ class AgentEnvironments:
         if done.returncode != 0:
             tail = "\n".join(done.stdout.decode("utf-8", "replace").splitlines()[-15:])
             raise AgentInstallError(f"could not {step} the agent's environment:\n{tail}", step)
+
+
+def _installed_version(root: Path, distribution: str) -> str | None:
+    """The version of ``distribution`` in the environment at ``root``, or None."""
+    import importlib.metadata
+
+    wanted = normalize_name(distribution)
+    for dist in importlib.metadata.distributions(path=[str(_site_packages(root))]):
+        if normalize_name(dist.metadata["Name"] or "") == wanted:
+            return dist.version
+    return None
 
 
 def _usable(location: str) -> bool:
