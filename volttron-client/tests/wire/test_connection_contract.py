@@ -2,13 +2,20 @@
 
 Each test runs once per back-end in ``BACKENDS``. A back-end needs a harness: a router at
 ``harness.address`` that routes peer-to-peer messages the way the platform does (recipient gets
-``peer`` = sender and ``user`` = sender), and ``harness.restart()``. The RabbitMQ back-end adds its
-entry here with a broker-backed harness.
+``peer`` = sender and ``user`` = sender), ``harness.restart()`` (every connection loses its link
+and must get it back) and ``harness.unreachable`` (an address nothing answers). ZeroMQ runs on the
+raw router of conftest.py; RabbitMQ on the local broker, in a vhost of its own prepared as
+``vcfg rabbitmq single`` does, where the broker itself routes peer to peer (``restart`` closes the
+test's connections on the broker). Skipped without a broker unless
+``VOLTTRON_TEST_REQUIRE_RABBITMQ=1``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import gevent
 import pytest
@@ -24,10 +31,12 @@ from volttron.client.messagebus.base import (
     connection_class,
 )
 
-BACKENDS = ["zmq"]
+BACKENDS = ["zmq", pytest.param("rmq", marks=pytest.mark.rabbitmq)]
 
 
 class ZmqHarness:
+    unreachable = "tcp://127.0.0.1:9"
+
     def __init__(self, raw_router) -> None:
         self._make = raw_router
         self.router = raw_router(forward=True, auto_welcome=False)
@@ -39,12 +48,41 @@ class ZmqHarness:
         self.router = self._make(port, forward=True, auto_welcome=False)
 
 
+class RmqHarness:
+    unreachable = "amqp://nobody:nothing@127.0.0.1:9/none"
+
+    def __init__(self, broker, home: Path) -> None:
+        from volttron.utils.config import load_config
+
+        self.broker = broker
+        broker.prepare_home(home)
+        config = load_config(home / "rabbitmq_config.yml")
+        self.address = broker.url(config["user"], config["password"])
+        self.identities: set[str] = set()
+
+    def restart(self) -> None:
+        for identity in self.identities:
+            self.broker.close_connections(f"{self.broker.instance}.{identity}")
+
+
+@contextlib.contextmanager
+def _rmq_harness(home: Path) -> Iterator[RmqHarness]:
+    from volttron.client.messagebus.rmq_testing import broker_instance
+
+    with broker_instance("wire") as broker:
+        yield RmqHarness(broker, home)
+
+
 @pytest.fixture(params=BACKENDS)
-def bus(request, raw_router):
+def bus(request, raw_router, tmp_path):
     """``(connection class, harness)`` of one back-end."""
     if request.param == "zmq":
-        return connection_class("zmq"), ZmqHarness(raw_router)
-    raise AssertionError(f"no harness for {request.param}")  # pragma: no cover
+        yield connection_class("zmq"), ZmqHarness(raw_router)
+    elif request.param == "rmq":
+        with _rmq_harness(tmp_path / "home") as harness:
+            yield connection_class("rmq"), harness
+    else:  # pragma: no cover
+        raise AssertionError(f"no harness for {request.param}")
 
 
 @pytest.fixture
@@ -55,6 +93,8 @@ def open_connection(bus):
     def open_(identity: str, **params):
         events: list[BusEvent] = []
         params.setdefault("reconnect_interval", 0.05)
+        if hasattr(harness, "identities"):
+            harness.identities.add(identity)
         conn = cls(ConnectionParams(params.pop("address", harness.address), identity, **params))
         conn.open(lambda event, detail: events.append(event))
         made.append(conn)
@@ -92,7 +132,7 @@ def test_recv_times_out_without_hanging(open_connection) -> None:
 
 def test_send_without_a_router_times_out(open_connection, bus) -> None:
     cls, harness = bus
-    conn, events = open_connection("orphan", address="tcp://127.0.0.1:9")
+    conn, events = open_connection("orphan", address=harness.unreachable)
     started = time.monotonic()
     with pytest.raises(BusTimeout):
         conn.send(Message("", "hello", [b"hello"]), timeout=0.2)
@@ -139,5 +179,7 @@ def test_backend_errors_are_bus_errors(bus) -> None:
             conn.open(lambda *a: None)
         with pytest.raises(BusError):
             conn.send(Message("\u20ac", "x"))
+        with pytest.raises(BusError):  # a text argument must encode to Latin-1, as identities do
+            conn.send(Message("twice", "x", ["\u20ac"]))
     finally:
         conn.close(linger=0)

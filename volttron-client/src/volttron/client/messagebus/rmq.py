@@ -230,8 +230,10 @@ class RmqConnection(AmqpLink, Connection):
     def _encode_args(self, message: Message) -> bytes:
         try:
             return encode_args(message.args)
+        except UnicodeEncodeError as exc:
+            raise BusError(f"a text message argument is not Latin-1: {exc}") from exc
         except (TypeError, AttributeError) as exc:
-            raise BusError(f"message arguments are bytes, not {exc}") from exc
+            raise BusError(f"message arguments are bytes or text, not {exc}") from exc
 
     def _properties(self, message: Message, key: str, headers: dict[str, Any] | None = None) -> Any:
         user = message.user or self.params.identity

@@ -72,9 +72,20 @@ def peer_routing_key(instance: str, peer: str) -> str:
     return fq_identity(instance, peer or ROUTER)
 
 
-def encode_args(args: list[bytes]) -> bytes:
-    """The AMQP body of a VIP message: its frames as a JSON list of Latin-1 strings."""
-    return json.dumps([bytes(a).decode(TEXT_ENCODING) for a in args], ensure_ascii=False).encode("utf-8")
+def encode_args(args: list[bytes | str]) -> bytes:
+    """The AMQP body of a VIP message: its frames as a JSON list of Latin-1 strings.
+
+    A text argument is taken as the frame it encodes to in Latin-1, as on ZeroMQ (a character beyond
+    Latin-1 raises ``UnicodeEncodeError``).
+    """
+    return json.dumps([_frame_text(a) for a in args], ensure_ascii=False).encode("utf-8")
+
+
+def _frame_text(arg: bytes | str) -> str:
+    if isinstance(arg, str):
+        arg.encode(TEXT_ENCODING)
+        return arg
+    return bytes(arg).decode(TEXT_ENCODING)
 
 
 def decode_args(body: bytes) -> list[bytes]:
