@@ -94,6 +94,11 @@ def test_ci_workflow_builds_and_tests_on_push() -> None:
     steps = [s.get("run", "") for job in ci["jobs"].values() for s in job["steps"]]
     assert any("scripts/test" in s for s in steps)
     assert any("scripts/publish --dry-run" in s for s in steps)
+    # root and RabbitMQ requirements fail rather than skip in CI; the slow variants have a job of their own
+    assert ci["jobs"]["test"]["env"]["VOLTTRON_TEST_REQUIRE_ROOT"] == "1"
+    slow = ci["jobs"]["slow"]
+    assert "schedule" in ci["on"] and "schedule" in slow["if"] and slow["env"]["VOLTTRON_TEST_SLOW"] == "1"
+    assert any("scripts/test -m slow" in s.get("run", "") for s in slow["steps"])
 
 
 def test_publish_workflow_uses_trusted_publishing_in_release_order() -> None:
