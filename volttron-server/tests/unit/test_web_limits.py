@@ -3,6 +3,7 @@ and the limits file."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import time
@@ -12,6 +13,7 @@ import pytest
 
 from volttron.server.services.web.access import allowed_roots
 from volttron.server.services.web.errors import RouteError, RouteTakenError, WebConfigError
+from volttron.server.services.web.http_messages import RequestTooLarge, WebRequest
 from volttron.server.services.web.route_owners import EXACT, PREFIX, RouteOwners
 from volttron.server.services.web.routes import RouteTable, route_prefix
 from volttron.server.services.web.settings import WebSettings, parse_web_address
@@ -124,10 +126,27 @@ def test_hard_links_fifos_and_swapped_links_are_not_served(tmp_path: Path) -> No
     for name in ("hard", "fifo"):
         with pytest.raises(UnsafePath):
             open_inside(root, root / name)
-        assert serve_file(root, f"/{name}", "GET").status == 404
+        assert serve_file(root, f"/{name}", "GET").status_code == 404
     (root / "link").symlink_to(secret)  # swapped in after the check: the open does not follow it
     with pytest.raises(OSError):
         open_inside(root, root / "link")
+
+
+# -- request bodies ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_a_body_over_the_limit_is_refused_not_cut(declared: bool) -> None:
+    """With Content-Length or chunked (the server terminates the stream): 413, never a cut body."""
+    for size, fits in ((100, True), (101, False), (5000, False)):
+        environ = {"REQUEST_METHOD": "POST", "wsgi.input": io.BytesIO(b"x" * size), "SERVER_NAME": "h",
+                   "SERVER_PORT": "80", "wsgi.url_scheme": "http"}
+        environ.update({"CONTENT_LENGTH": str(size)} if declared else {"wsgi.input_terminated": True})
+        request = WebRequest(environ, max_body=100)
+        if fits:
+            assert request.body() == b"x" * size
+        else:
+            with pytest.raises(RequestTooLarge):
+                request.body()
 
 
 # -- login throttle ---------------------------------------------------------------------------------

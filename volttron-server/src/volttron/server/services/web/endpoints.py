@@ -137,7 +137,7 @@ class EndpointDispatcher:
         """Call ``route.callback`` on the endpoint's agent and turn its answer into a response."""
         data: Any = request.text()
         if request.is_json and data.strip():
-            data = request.json()
+            data = request.json_body()
         elif not isinstance(data, str):
             raise BadRequest("unreadable body")
         who = endpoint.identity

@@ -125,7 +125,7 @@ class JsonRpcGateway:
     def handle(self, peer: str, request: WebRequest) -> HttpResponse:
         """The response to one JSON-RPC request for ``peer``."""
         response = self._handle(peer, request)
-        if response.status in (401, 403):
+        if response.status_code in (401, 403):
             self.refused += 1
         return response
 
@@ -144,7 +144,7 @@ class JsonRpcGateway:
         if user is None:
             return _unauthenticated("the token's user no longer exists")
         try:
-            body = request.json()
+            body = request.json_body()
         except RequestTooLarge as exc:
             return _error(413, None, jsonrpc.INVALID_REQUEST, "invalid request", str(exc))
         except BadRequest as exc:
@@ -165,7 +165,7 @@ class JsonRpcGateway:
             refusal = self._authorize(peer, call, user.name, ident)
             if refusal is not None:
                 _log.info("web user %r refused %s.%s: %s", user.name, peer, call.method,
-                          refusal.body if isinstance(refusal.body, bytes) else "")
+                          refusal.get_data(as_text=True))
                 return refusal
         return self._forward(peer, call, ident, user.name)
 

@@ -1,17 +1,20 @@
-"""A request as the web service reads it, and a response as it writes it (plain WSGI, no framework).
+"""A request as the web service reads it, and a response as it writes it: werkzeug's, with our limits.
 
 Every response carries ``X-Content-Type-Options: nosniff``; JSON answers of the service itself
-also carry ``Cache-Control: no-store`` (they may hold tokens). Bodies are read up to a limit;
-a longer one is refused with :class:`RequestTooLarge` (413) before it is held in memory.
+also carry ``Cache-Control: no-store`` (they may hold tokens). Bodies are read up to a limit
+(werkzeug's ``max_content_length``, which also bounds a chunked body); a longer one is refused with
+:class:`RequestTooLarge` (413) before it is held in memory.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from http import HTTPStatus
 from typing import Any
+
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.wrappers import Request, Response
 
 from volttron.server.services.web.errors import WebError
 
@@ -31,65 +34,35 @@ class BadRequest(WebError):
     """The request cannot be read (body encoding, JSON); answered with 400."""
 
 
-class WebRequest:
-    """One WSGI request: method, path, headers, and its body read at most once."""
+class WebRequest(Request):
+    """One WSGI request (werkzeug's) whose body may hold at most ``max_body`` bytes."""
 
     def __init__(self, environ: dict[str, Any], max_body: int) -> None:
-        self.environ = environ
+        super().__init__(environ)
+        # One byte over the limit is read, so a chunked body that is too long is refused, not cut.
+        self.max_content_length = max_body + 1
         self.max_body = max_body
-        self._body: bytes | None = None
-
-    @property
-    def method(self) -> str:
-        """The HTTP method, upper case."""
-        return str(self.environ.get("REQUEST_METHOD", "GET")).upper()
-
-    @property
-    def path(self) -> str:
-        """``PATH_INFO`` (already percent-decoded by the server)."""
-        return str(self.environ.get("PATH_INFO", "") or "/")
-
-    @property
-    def content_type(self) -> str:
-        """The media type of the body, lower case, without parameters."""
-        return str(self.environ.get("CONTENT_TYPE", "")).split(";", 1)[0].strip().lower()
-
-    @property
-    def is_json(self) -> bool:
-        """True when the body says it is JSON."""
-        return self.content_type == "application/json" or self.content_type.endswith("+json")
 
     def header(self, name: str) -> str | None:
         """A request header by its HTTP name (``Authorization``)."""
-        value = self.environ.get("HTTP_" + name.upper().replace("-", "_"))
-        return str(value) if value is not None else None
+        return self.headers.get(name)
 
     def bearer_token(self) -> str | None:
         """The token of an ``Authorization: Bearer <token>`` header, if there is one."""
-        value = self.header("Authorization")
-        if not value:
+        auth = self.authorization
+        if auth is None or auth.type != "bearer" or not auth.token:
             return None
-        scheme, _, token = value.strip().partition(" ")
-        token = token.strip()
-        return token if scheme.lower() == "bearer" and token else None
+        return auth.token
 
     def body(self) -> bytes:
         """The body; :class:`RequestTooLarge` beyond :attr:`max_body` bytes."""
-        if self._body is None:
-            length_text = str(self.environ.get("CONTENT_LENGTH") or "").strip()
-            if length_text:
-                try:
-                    length = int(length_text)
-                except ValueError:
-                    raise BadRequest("Content-Length is not a number") from None
-                if length > self.max_body:
-                    raise RequestTooLarge(f"the body may hold at most {self.max_body} bytes")
-            stream = self.environ.get("wsgi.input")
-            data = stream.read(self.max_body + 1) if stream is not None else b""
-            if len(data) > self.max_body:
-                raise RequestTooLarge(f"the body may hold at most {self.max_body} bytes")
-            self._body = data
-        return self._body
+        try:
+            data = self.get_data(cache=True)
+        except RequestEntityTooLarge:
+            data = None
+        if data is None or len(data) > self.max_body:
+            raise RequestTooLarge(f"the body may hold at most {self.max_body} bytes")
+        return data
 
     def text(self) -> str:
         """The body as UTF-8 text; :class:`BadRequest` if it is not."""
@@ -98,7 +71,7 @@ class WebRequest:
         except UnicodeDecodeError:
             raise BadRequest("the body is not UTF-8 text") from None
 
-    def json(self) -> Any:
+    def json_body(self) -> Any:
         """The body parsed as JSON; :class:`BadRequest` if it is not."""
         try:
             return json.loads(self.text())
@@ -112,47 +85,23 @@ class WebRequest:
         return {key: str(self.environ[key]) for key in AGENT_ENV_KEYS if key in self.environ}
 
 
-@dataclass
-class HttpResponse:
-    """A status, headers and a body (bytes, or an iterable of chunks for files)."""
+class HttpResponse(Response):
+    """werkzeug's response with a status code first, no default Content-Type, and ``nosniff``.
 
-    status: int
-    body: bytes | Iterable[bytes] = b""
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    reason: str | None = None
-    length: int | None = None
-    """Content-Length for an iterable body (bytes bodies are measured)."""
+    ``reason`` replaces the standard phrase of ``status`` (agents' endpoints may name their own).
+    """
 
-    @property
-    def status_line(self) -> str:
-        """``"200 OK"``."""
-        if self.reason is None:
+    default_mimetype = None
+
+    def __init__(self, status: int, body: bytes | Iterable[bytes] = b"",
+                 headers: Iterable[tuple[str, str]] = (), reason: str | None = None) -> None:
+        if reason is None:  # the standard phrase as RFC 9110 writes it (werkzeug's are upper case)
             try:
-                self.reason = HTTPStatus(self.status).phrase
+                reason = HTTPStatus(status).phrase
             except ValueError:
-                self.reason = "Unknown"
-        return f"{self.status} {self.reason}"
-
-    def write(self, start_response: Callable[..., Any], head_only: bool = False) -> Iterable[bytes]:
-        """Start the response and return the WSGI body iterable."""
-        headers = list(self.headers)
-        names = {name.lower() for name, _ in headers}
-        if "x-content-type-options" not in names:
-            headers.append(("X-Content-Type-Options", "nosniff"))
-        body = self.body
-        if isinstance(body, (bytes, bytearray)):
-            headers.append(("Content-Length", str(len(body))))
-            start_response(self.status_line, headers)
-            return [] if head_only else [bytes(body)]
-        if self.length is not None:
-            headers.append(("Content-Length", str(self.length)))
-        start_response(self.status_line, headers)
-        if head_only:
-            close = getattr(body, "close", None)
-            if close is not None:
-                close()
-            return []
-        return body
+                reason = "Unknown"
+        super().__init__(body, status=f"{status} {reason}", headers=list(headers))
+        self.headers.setdefault("X-Content-Type-Options", "nosniff")
 
 
 def json_response(status: int, value: Any, headers: Iterable[tuple[str, str]] = ()) -> HttpResponse:

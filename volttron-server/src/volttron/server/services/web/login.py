@@ -49,7 +49,7 @@ class LoginEndpoint:
 
     def _credentials(self, request: WebRequest) -> tuple[str, str]:
         if request.is_json:
-            data: Any = request.json()
+            data: Any = request.json_body()
             if not isinstance(data, dict):
                 raise BadRequest("the body must be a JSON object with username and password")
             username, password = data.get("username"), data.get("password")

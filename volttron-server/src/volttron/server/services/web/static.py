@@ -2,15 +2,17 @@
 
 The folder is the real path fixed when the route was registered; it is never resolved again, so
 an agent that later swaps the folder (or anything in it) for a symbolic link gains nothing. For
-every request the URL path is split into segments; a ``..`` segment, a NUL, or a backslash refuses
-the request outright, and the file found is resolved (symbolic links followed) and must lie inside
-the folder (:func:`is_inside`, the request-time check). The file is then opened without following
+every request the URL path is joined to the folder by werkzeug's ``safe_join`` (a path that climbs
+above the folder by ``..`` is refused; a NUL or a backslash is refused here), and the file found is
+resolved (symbolic links followed) and must lie inside the folder (:func:`is_inside`, the
+request-time check). The file is then opened without following
 a final link and without blocking (a FIFO put there cannot stall the platform), and what was
 opened is checked again: the real path of the open file (``/proc/self/fd``) must still lie inside,
 it must be a regular file, and it must have one link only (a hard link to a secret elsewhere is
 refused). A folder serves its ``index.html``. The content type comes from the file name
 (:mod:`mimetypes`), ``application/octet-stream`` when unknown, and ``; charset=utf-8`` is added to
-text types.
+text types. The open file is sent by werkzeug (``wrap_file``, and ``make_conditional`` for
+``If-Modified-Since`` and byte ranges).
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ from __future__ import annotations
 import mimetypes
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+from werkzeug.security import safe_join
+from werkzeug.wsgi import wrap_file
 
 from volttron.server.services.web.http_messages import HttpResponse, error_response
 
-CHUNK = 64 * 1024
 _OPEN_FLAGS = (os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
                | getattr(os, "O_CLOEXEC", 0))
 _TEXT_TYPES = ("application/javascript", "application/json", "image/svg+xml", "application/xml")
@@ -48,11 +52,11 @@ def resolve_static_file(root: Path, url_path: str) -> Path | None:
     """
     if "\x00" in url_path or "\\" in url_path:
         raise UnsafePath(f"refused path {url_path!r}")
-    segments = [s for s in url_path.split("/") if s not in ("", ".")]
-    if ".." in segments:
-        raise UnsafePath(f"refused path {url_path!r}")
     base = Path(os.path.abspath(root))
-    candidate = Path(os.path.realpath(base.joinpath(*segments)))
+    joined = safe_join(str(base), url_path.lstrip("/"))
+    if joined is None:
+        raise UnsafePath(f"refused path {url_path!r}")
+    candidate = Path(os.path.realpath(joined))
     if not is_inside(base, candidate):
         raise UnsafePath(f"{url_path!r} leads outside its folder")
     if candidate.is_dir():
@@ -97,34 +101,11 @@ def content_type(path: Path) -> str:
     return kind
 
 
-def _chunks(handle: object) -> Iterator[bytes]:
-    try:
-        while True:
-            chunk = handle.read(CHUNK)  # type: ignore[attr-defined]
-            if not chunk:
-                return
-            yield chunk
-    finally:
-        handle.close()  # type: ignore[attr-defined]
+def serve_file(root: Path, url_path: str, method: str, environ: dict[str, Any] | None = None) -> HttpResponse:
+    """The response for ``GET``/``HEAD`` of ``url_path`` under ``root``.
 
-
-class _FileBody:
-    """An iterable over a file's chunks that WSGI servers close when done."""
-
-    def __init__(self, handle: object) -> None:
-        self._handle = handle
-        self._iter = _chunks(handle)
-
-    def __iter__(self) -> Iterator[bytes]:
-        return self._iter
-
-    def close(self) -> None:
-        self._iter.close()
-        self._handle.close()  # type: ignore[attr-defined]
-
-
-def serve_file(root: Path, url_path: str, method: str) -> HttpResponse:
-    """The response for ``GET``/``HEAD`` of ``url_path`` under ``root``."""
+    With the request's ``environ``, conditional and range requests are answered (304, 206).
+    """
     if method not in ("GET", "HEAD"):
         return error_response(405, "static files answer GET and HEAD only", [("Allow", "GET, HEAD")])
     try:
@@ -135,4 +116,9 @@ def serve_file(root: Path, url_path: str, method: str) -> HttpResponse:
     except (UnsafePath, OSError):
         return error_response(404, "not found")
     handle = os.fdopen(fd, "rb")
-    return HttpResponse(200, _FileBody(handle), [("Content-Type", content_type(path))], length=size)
+    environ = environ if environ is not None else {"REQUEST_METHOD": method}
+    response = HttpResponse(200, wrap_file(environ, handle), [("Content-Type", content_type(path))])
+    response.direct_passthrough = True
+    response.content_length = size
+    response.last_modified = os.fstat(handle.fileno()).st_mtime  # type: ignore[assignment]
+    return response.make_conditional(environ, accept_ranges=True, complete_length=size)

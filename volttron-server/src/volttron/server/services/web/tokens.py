@@ -1,10 +1,14 @@
-"""Bearer tokens: JSON Web Tokens signed with HMAC-SHA256 (RFC 7519, ``alg`` HS256 only).
+"""Bearer tokens: JSON Web Tokens signed with HMAC-SHA256 (RFC 7519, ``alg`` HS256 only), by PyJWT.
 
 ``/authenticate`` issues one per successful login; ``/jsonrpc`` and agents (``get_user_claims``)
 check them. Claims: ``iss`` (the instance name), ``sub`` (the user name), ``groups``, ``iat``,
 ``nbf``, ``exp`` and a random ``jti``. A token whose header names any other algorithm (``none``
 included), whose signature does not verify, whose issuer differs or whose time window excludes now
 is refused with :class:`~volttron.server.services.web.errors.TokenError`.
+
+Encoding, signature and issuer checks are PyJWT's (``algorithms=["HS256"]`` is the only list it is
+given). The time window is checked here against the issuer's clock, with the same leeway, so that
+tests (and a platform clock) can move time; PyJWT reads the wall clock only.
 
 The signing secret is ``--web-secret-key`` when given, else 32 random bytes kept in
 ``$VOLTTRON_HOME/web-secret-key`` (mode 0600) so tokens survive a platform restart. Deleting
@@ -13,19 +17,17 @@ that file (or changing the option) invalidates every token issued so far.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
-import json
 import logging
 import os
 import secrets
 import stat
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+
+import jwt
 
 from volttron.server.services.web.errors import TokenError, WebConfigError
 from volttron.server.services.web.settings import SECRET_FILE
@@ -35,30 +37,15 @@ _log = logging.getLogger(__name__)
 
 MAX_TOKEN_LENGTH = 8192
 CLOCK_LEEWAY = 30.0
-_HEADER = {"alg": "HS256", "typ": "JWT"}
+ALGORITHM = "HS256"
+_RECOMMENDED_SECRET = 32
+# A configured secret of 16 to 31 bytes is accepted (and warned about once, at start); PyJWT
+# would warn again on every token.
+warnings.filterwarnings("ignore", category=jwt.warnings.InsecureKeyLengthWarning)
 
 
-def _encode(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _decode(text: str) -> bytes:
-    if not text or len(text) % 4 == 1:
-        raise TokenError("malformed token")
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
-        raise TokenError("malformed token") from None
-
-
-def _json_part(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(_decode(text))
-    except (ValueError, UnicodeDecodeError):
-        raise TokenError("malformed token") from None
-    if not isinstance(value, dict):
-        raise TokenError("malformed token")
-    return value
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 class TokenIssuer:
@@ -70,13 +57,13 @@ class TokenIssuer:
             raise WebConfigError("the token signing secret must be at least 16 bytes")
         if lifetime <= 0:
             raise WebConfigError("the token lifetime must be positive")
+        if len(secret) < _RECOMMENDED_SECRET:
+            _log.warning("the web token secret is %d bytes; %d or more are recommended for HS256",
+                         len(secret), _RECOMMENDED_SECRET)
         self._secret = secret
         self.issuer = issuer
         self.lifetime = float(lifetime)
         self._clock = clock
-
-    def _sign(self, signing_input: bytes) -> bytes:
-        return hmac.new(self._secret, signing_input, hashlib.sha256).digest()
 
     def issue(self, subject: str, extra: Mapping[str, Any] | None = None) -> str:
         """A signed token for ``subject`` valid for :attr:`lifetime` seconds from now."""
@@ -84,10 +71,7 @@ class TokenIssuer:
         claims = dict(extra or {})
         claims.update({"iss": self.issuer, "sub": subject, "iat": now, "nbf": now,
                        "exp": now + int(self.lifetime), "jti": secrets.token_urlsafe(12)})
-        head = _encode(json.dumps(_HEADER, separators=(",", ":")).encode())
-        body = _encode(json.dumps(claims, separators=(",", ":")).encode())
-        signing_input = f"{head}.{body}".encode("ascii")
-        return f"{head}.{body}.{_encode(self._sign(signing_input))}"
+        return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
 
     def verify(self, token: Any) -> dict[str, Any]:
         """The claims of ``token``; :class:`TokenError` saying why it is refused."""
@@ -95,28 +79,30 @@ class TokenIssuer:
             raise TokenError("no token")
         if len(token) > MAX_TOKEN_LENGTH:
             raise TokenError("token too long")
-        parts = token.split(".")
-        if len(parts) != 3:
-            raise TokenError("malformed token")
-        header = _json_part(parts[0])
-        if header.get("alg") != "HS256":
-            raise TokenError(f"token algorithm {header.get('alg')!r} is not accepted")
         try:
-            signing_input = f"{parts[0]}.{parts[1]}".encode("ascii")
-        except UnicodeEncodeError:
+            algorithm = jwt.get_unverified_header(token).get("alg")
+            if algorithm != ALGORITHM:
+                raise TokenError(f"token algorithm {algorithm!r} is not accepted")
+            claims: dict[str, Any] = jwt.decode(
+                token, self._secret, algorithms=[ALGORITHM], issuer=self.issuer,
+                options={"verify_exp": False, "verify_nbf": False, "verify_iat": False,
+                         "require": ["iss", "sub", "exp"]})
+        except jwt.InvalidSignatureError:
+            raise TokenError("bad token signature") from None
+        except jwt.InvalidIssuerError:
+            raise TokenError("token issued by another platform") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise TokenError("token names no user" if exc.claim == "sub" else
+                             "token expired" if exc.claim == "exp" else f"token has no {exc.claim}") from None
+        except jwt.InvalidTokenError:  # DecodeError and the rest: not a token we could have issued
             raise TokenError("malformed token") from None
-        if not hmac.compare_digest(self._sign(signing_input), _decode(parts[2])):
-            raise TokenError("bad token signature")
-        claims = _json_part(parts[1])
-        if claims.get("iss") != self.issuer:
-            raise TokenError("token issued by another platform")
         if not isinstance(claims.get("sub"), str) or not claims["sub"]:
             raise TokenError("token names no user")
         now = self._clock()
         exp, nbf = claims.get("exp"), claims.get("nbf", claims.get("iat"))
-        if not isinstance(exp, (int, float)) or isinstance(exp, bool) or now >= exp + CLOCK_LEEWAY:
+        if not _number(exp) or now >= exp + CLOCK_LEEWAY:
             raise TokenError("token expired")
-        if isinstance(nbf, (int, float)) and not isinstance(nbf, bool) and now + CLOCK_LEEWAY < nbf:
+        if _number(nbf) and now + CLOCK_LEEWAY < nbf:
             raise TokenError("token not valid yet")
         return claims
 
