@@ -134,7 +134,8 @@ class Certs:
 
     def issued(self) -> dict[str, dict[str, str]]:
         """What the root CA issued: serial (hex) -> name, common name, purpose, expiry."""
-        return read_json_file(self.ca_db_path, {}, expect=dict)
+        issued: dict[str, dict[str, str]] = read_json_file(self.ca_db_path, {}, expect=dict)
+        return issued
 
     # -- creating -------------------------------------------------------------------------------
 

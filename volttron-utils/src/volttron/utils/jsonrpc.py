@@ -31,7 +31,7 @@ import functools
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from volttron.utils.errors import VolttronError
 
@@ -107,6 +107,14 @@ class Unauthorized(Error):
     """The caller does not hold a capability the method requires."""
 
 
+class ExcInfo(TypedDict):
+    """:attr:`RemoteError.exc_info`: the remote exception as sent."""
+
+    exc_type: str | None
+    exc_args: list[Any]
+    exc_tb: str | None
+
+
 class RemoteError(Error):
     """An exception raised by the method on the far side.
 
@@ -126,7 +134,7 @@ class RemoteError(Error):
         super().__init__(UNHANDLED_EXCEPTION, message, data)
         self.args = (message,) if exc_args is None else tuple(exc_args)
         self.detail = data["detail"]
-        self.exc_info = {"exc_type": exc_type, "exc_args": list(exc_args or []), "exc_tb": exc_tb}
+        self.exc_info: ExcInfo = {"exc_type": exc_type, "exc_args": list(exc_args or []), "exc_tb": exc_tb}
 
     @property
     def exc_type(self) -> str | None:

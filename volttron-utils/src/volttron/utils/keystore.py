@@ -129,7 +129,7 @@ class KnownHosts:
         self.path = Path(path)
 
     def _load(self) -> dict[str, str]:
-        data = read_json_file(self.path, {}, expect=dict)
+        data: dict[str, str] = read_json_file(self.path, {}, expect=dict)
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
             raise CorruptFileError(f"{self.path} maps an address to something other than a key",
                                    path=str(self.path))

@@ -23,7 +23,7 @@ class Topic(str):
         return self(**kwargs)
 
 
-class _Keep(dict):
+class _Keep(dict[str, str]):
     def __missing__(self, key: str) -> str:
         return "{" + key + "}"
 

@@ -112,7 +112,7 @@ class AgentHarness:
         self.started = False
         self._stop_done = False
         self._stopping = False
-        self._greenlet: gevent.Greenlet | None = None
+        self._greenlet: gevent.Greenlet[..., Any] | None = None
         self._driving = 0
         self._failures: list[logging.LogRecord] = []
         self.agent = self._build(agent_factory, identity, instance_name, agent_kwargs)

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 import gevent
 from gevent.event import AsyncResult, Event
 
-Waitable = Event | AsyncResult
+Waitable: TypeAlias = "Event | AsyncResult[Any]"
 """What :meth:`Clock.wait` waits for: a gevent ``Event`` or ``AsyncResult`` (ours included)."""
 
 
@@ -48,7 +48,7 @@ class Clock:
 
     def spawn_later(
         self, seconds: float, func: Callable[..., Any], *args: Any, **kwargs: Any
-    ) -> gevent.Greenlet:
+    ) -> gevent.Greenlet[..., Any]:
         """A started greenlet that calls ``func(*args, **kwargs)`` after ``seconds`` on this clock."""
         return gevent.spawn(self.call_after, seconds, func, *args, **kwargs)
 

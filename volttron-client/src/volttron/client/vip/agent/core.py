@@ -33,7 +33,7 @@ import os
 import struct
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import gevent
 from gevent.event import Event
@@ -69,6 +69,17 @@ ConnectionFactory = Callable[[ConnectionParams], Connection]
 
 class Core(AgentTasks):
     """The connection to the platform and the life cycle of one agent."""
+
+    # one Signal per name in SIGNALS, made in __init__
+    onsetup: Signal
+    onstart: Signal
+    onstop: Signal
+    onfinish: Signal
+    onconnected: Signal
+    ondisconnected: Signal
+    onviperror: Signal
+    onsockevent: Signal
+    configuration: Signal
 
     welcome_timeout = 10.0
     """Seconds to wait for the router's welcome before giving up (docs/protocol.md §1.8 step 4)."""
@@ -131,8 +142,8 @@ class Core(AgentTasks):
         self._init_tasks(clock)
         self.stop_requests = 0
         """How many times :meth:`stop` was called."""
-        self._greenlet: gevent.Greenlet | None = None
-        self._recv_greenlet: gevent.Greenlet | None = None
+        self._greenlet: gevent.Greenlet[..., Any] | None = None
+        self._recv_greenlet: gevent.Greenlet[..., Any] | None = None
         self._handshake = Handshake(self)
         self._stop_event = Event()
         self._finished = Event()
@@ -206,7 +217,7 @@ class Core(AgentTasks):
         return self._failure
 
     @property
-    def greenlet(self) -> gevent.Greenlet | None:
+    def greenlet(self) -> gevent.Greenlet[..., Any] | None:
         """The greenlet running :meth:`run`."""
         return self._greenlet
 
@@ -243,7 +254,7 @@ class Core(AgentTasks):
         self,
         peer: str,
         subsystem: str,
-        args: list[bytes | str] | None = None,
+        args: list[bytes] | None = None,
         msg_id: str = "",
         user: str = "",
         timeout: float | None = None,
@@ -278,7 +289,8 @@ class Core(AgentTasks):
 
     def run(self, running_event: Event | None = None) -> None:
         """Run the agent until :meth:`stop`; ``running_event`` is set at the first welcome."""
-        self._greenlet = gevent.getcurrent()
+        # run() is spawned (gevent.spawn(core.run): runner, testing kit), so this is a Greenlet
+        self._greenlet = cast("gevent.Greenlet[..., Any]", gevent.getcurrent())
         self._hub = gevent.get_hub()
         self._running_event = running_event
         setup_done = False
@@ -538,5 +550,6 @@ def _parse_errnum(frame: bytes) -> int:
         return int(frame)
     except ValueError:
         if len(frame) == 4:  # the 9.x router packs numbers with struct "i"
-            return struct.unpack("<i", frame)[0]
+            number: int = struct.unpack("<i", frame)[0]
+            return number
         return -1

@@ -7,14 +7,13 @@ acts on the ones it owns.
 
 ``dualmethod`` lets one name be a decorator on the class and a method on the instance, as in the
 original API: ``@PubSub.subscribe('pubsub', 'devices')`` vs
-``self.vip.pubsub.subscribe('pubsub', 'devices', callback)``.
+``self.vip.pubsub.subscribe('pubsub', 'devices', callback)``. Both forms keep their signatures for
+a type checker.
 """
-
-from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 ANNOTATIONS_ATTR = "_volttron_annotations"
 
@@ -63,33 +62,68 @@ def collect_annotations(obj: Any) -> dict[str, list[tuple[Callable[..., Any], An
     return found
 
 
-T = TypeVar("T")
+S = TypeVar("S")
+P = ParamSpec("P")
+R = TypeVar("R")
+PC = ParamSpec("PC")
+RC = TypeVar("RC")
 
 
-class dualmethod(Generic[T]):  # noqa: N801 - named like classmethod, which it resembles
+class dualmethod(Generic[S, P, R, PC, RC]):  # noqa: N801 - named like classmethod, which it resembles
     """A method with a class-level form (used as a decorator) and an instance-level form.
 
     ::
 
         class PubSub:
-            @dualmethod
-            def subscribe(self, peer, prefix, callback, ...): ...      # vip.pubsub.subscribe(...)
-            @subscribe.classmethod
-            def subscribe(cls, peer, prefix, ...): ...                 # @PubSub.subscribe(...)
+            def _subscribe_decorator(cls, peer, prefix, ...): ...          # @PubSub.subscribe(...)
+
+            @dualmethod.with_class_form(_subscribe_decorator)
+            def subscribe(self, peer, prefix, callback, ...): ...           # vip.pubsub.subscribe(...)
+
+    Read on the class, the attribute is the class form bound to the class; read on an instance, the
+    instance form bound to the instance; a type checker sees each with its own parameters. The
+    class form's first parameter receives the class. The original spelling (``@dualmethod`` then
+    ``@subscribe.classmethod`` on a second ``def subscribe``) still works at run time, but a type
+    checker takes the second ``def`` for a redefinition.
     """
 
-    def __init__(self, finstance: Callable[..., T], fclass: Callable[..., T] | None = None) -> None:
+    def __init__(
+        self,
+        finstance: Callable[Concatenate[S, P], R],
+        fclass: Callable[Concatenate[Any, PC], RC] | None = None,
+    ) -> None:
         self.finstance = finstance
         self.fclass = fclass
-        functools.update_wrapper(self, finstance)
+        functools.update_wrapper(self, finstance)  # type: ignore[arg-type]  # copies __doc__ etc.
 
-    def classmethod(self, fclass: Callable[..., T]) -> dualmethod[T]:
+    @staticmethod
+    def with_class_form(
+        fclass: Callable[Concatenate[Any, PC], RC],
+    ) -> Callable[[Callable[Concatenate[S, P], R]], "dualmethod[S, P, R, PC, RC]"]:
+        """Decorator: a dualmethod whose instance form is the decorated function, class form ``fclass``."""
+
+        def make(finstance: Callable[Concatenate[S, P], R]) -> "dualmethod[S, P, R, PC, RC]":
+            return dualmethod(finstance, fclass)
+
+        return make
+
+    def classmethod(self, fclass: Callable[Concatenate[Any, PC], RC]) -> "dualmethod[S, P, R, PC, RC]":
         """Set the class-level form."""
         return type(self)(self.finstance, fclass)
 
-    def __get__(self, instance: Any, owner: type | None = None) -> Callable[..., T]:
+    @overload
+    def __get__(self, instance: None, owner: type[Any] | None = None) -> Callable[PC, RC]: ...
+
+    @overload
+    def __get__(self, instance: S, owner: type[Any] | None = None) -> Callable[P, R]: ...
+
+    def __get__(
+        self, instance: S | None, owner: type[Any] | None = None
+    ) -> Callable[PC, RC] | Callable[P, R]:
         if instance is None:
             if self.fclass is None:
                 raise AttributeError(f"{self.finstance.__name__} is an instance method")
-            return self.fclass.__get__(owner, owner)
-        return self.finstance.__get__(instance, owner)
+            bound: Callable[PC, RC] = self.fclass.__get__(owner, owner)
+            return bound
+        method: Callable[P, R] = self.finstance.__get__(instance, owner)
+        return method

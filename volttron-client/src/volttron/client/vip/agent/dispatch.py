@@ -84,7 +84,7 @@ class SerialExecutor:
         self._wake = Event()
         self._drained = Event()
         self._busy_since = 0.0
-        self._greenlet: gevent.Greenlet | None = None
+        self._greenlet: gevent.Greenlet[..., Any] | None = None
         self._dropped = 0
         self._done = 0
 

@@ -13,7 +13,7 @@ a clear :class:`~volttron.client.vip.agent.errors.ConnectError`:
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import gevent
 from gevent.event import Event
@@ -42,9 +42,9 @@ class Handshake:
         self.handshake_failure: str | None = None
         self.hello_count = 0
         self._welcomed = Event()
-        self._watchdog: gevent.Greenlet | None = None
-        self._link_lost: gevent.Greenlet | None = None
-        self._hello: gevent.Greenlet | None = None
+        self._watchdog: gevent.Greenlet[..., Any] | None = None
+        self._link_lost: gevent.Greenlet[..., Any] | None = None
+        self._hello: gevent.Greenlet[..., Any] | None = None
 
     def start(self) -> None:
         """Arm the welcome watchdog; call before opening the connection."""

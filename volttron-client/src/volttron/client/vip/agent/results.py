@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import secrets
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gevent.event
 
 from volttron.client.vip.agent.errors import ResultTimeout
 
+if TYPE_CHECKING:
+    _GeventAsyncResult = gevent.event.AsyncResult[Any]
+else:  # not subscriptable at run time
+    _GeventAsyncResult = gevent.event.AsyncResult
 
-class AsyncResult(gevent.event.AsyncResult):
+
+class AsyncResult(_GeventAsyncResult):
     """A ``gevent.event.AsyncResult`` whose timeout says what was being waited for.
 
     ``get(timeout=...)`` raises :class:`~volttron.client.vip.agent.errors.ResultTimeout`, which is

@@ -58,7 +58,7 @@ class _TimedCall:
         self.args = args
         self.kwargs = kwargs
         self.clock = clock or SYSTEM_CLOCK
-        self.greenlet: gevent.Greenlet | None = None
+        self.greenlet: gevent.Greenlet[..., Any] | None = None
         self.canceled = False
 
     def start(self) -> None:

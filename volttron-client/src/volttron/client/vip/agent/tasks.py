@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import gevent
 from gevent.pool import Group
@@ -22,6 +22,8 @@ from volttron.client.vip.agent.decorators import annotate, dualmethod
 from volttron.client.vip.agent.scheduler import PeriodicCall, ScheduledEvent
 
 _log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 SIGNALS = (
     "onsetup",
@@ -61,27 +63,42 @@ class AgentTasks:
 
         return decorate
 
-    @dualmethod
+    def _schedule_decorator(cls, deadline: Any, *args: Any, **kwargs: Any) -> Callable[[F], F]:
+        """Decorator: call the method at ``deadline`` (or each deadline of an iterator) from onstart."""
+
+        def decorate(method: F) -> F:
+            return annotate(method, "core.schedule", (deadline, args, kwargs))
+
+        return decorate
+
+    @dualmethod.with_class_form(_schedule_decorator)
     def schedule(self, deadline: Any, func: Callable[..., Any], *args: Any, **kwargs: Any) -> ScheduledEvent:
         """Call ``func(*args, **kwargs)`` at ``deadline`` (a datetime, epoch seconds, or an iterator).
 
         Returns the event; ``event.cancel()`` stops it. Events scheduled before the agent started
-        begin when it starts.
+        begin when it starts. On the class, ``@Core.schedule(deadline)`` decorates a method.
         """
         event = ScheduledEvent(deadline, func, args, kwargs, clock=self.clock)
         self._add_timed(event)
         return event
 
-    @schedule.classmethod
-    def schedule(cls, deadline: Any, *args: Any, **kwargs: Any) -> Callable[..., Any]:
-        """Decorator: call the method at ``deadline`` (or each deadline of an iterator) from onstart."""
+    def _periodic_decorator(
+        cls,
+        period: float,
+        args: Any = None,
+        kwargs: Any = None,
+        wait: float | None = 0,
+    ) -> Callable[[F], F]:
+        """Decorator: call the method every ``period`` seconds from onstart (``wait`` as above)."""
+        if period <= 0:
+            raise ValueError(f"period must be positive, not {period!r}")
 
-        def decorate(method: Callable[..., Any]) -> Callable[..., Any]:
-            return annotate(method, "core.schedule", (deadline, args, kwargs))
+        def decorate(method: F) -> F:
+            return annotate(method, "core.periodic", (period, args, kwargs, wait))
 
         return decorate
 
-    @dualmethod
+    @dualmethod.with_class_form(_periodic_decorator)
     def periodic(
         self,
         period: float,
@@ -90,27 +107,13 @@ class AgentTasks:
         kwargs: Any = None,
         wait: float | None = 0,
     ) -> PeriodicCall:
-        """Call ``func`` every ``period`` seconds (first call per ``wait``); ``.cancel()`` stops it."""
+        """Call ``func`` every ``period`` seconds (first call per ``wait``); ``.cancel()`` stops it.
+
+        On the class, ``@Core.periodic(period, wait=0)`` decorates a method.
+        """
         call = PeriodicCall(period, func, tuple(args or ()), dict(kwargs or {}), wait, clock=self.clock)
         self._add_timed(call)
         return call
-
-    @periodic.classmethod
-    def periodic(
-        cls,
-        period: float,
-        args: Any = None,
-        kwargs: Any = None,
-        wait: float | None = 0,
-    ) -> Callable[..., Any]:
-        """Decorator: call the method every ``period`` seconds from onstart (``wait`` as above)."""
-        if period <= 0:
-            raise ValueError(f"period must be positive, not {period!r}")
-
-        def decorate(method: Callable[..., Any]) -> Callable[..., Any]:
-            return annotate(method, "core.periodic", (period, args, kwargs, wait))
-
-        return decorate
 
     def _add_timed(self, timed: ScheduledEvent | PeriodicCall) -> None:
         self._timed = [t for t in self._timed if not t.finished]
@@ -120,20 +123,20 @@ class AgentTasks:
 
     # ------------------------------------------------------------------ greenlets
 
-    def spawn(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> gevent.Greenlet:
+    def spawn(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> gevent.Greenlet[..., Any]:
         """Run ``func`` in a new greenlet owned by the agent (killed when the agent finishes)."""
         return self._group.spawn(func, *args, **kwargs)
 
     def spawn_later(
         self, seconds: float, func: Callable[..., Any], *args: Any, **kwargs: Any
-    ) -> gevent.Greenlet:
+    ) -> gevent.Greenlet[..., Any]:
         """Run ``func`` after ``seconds`` (on :attr:`clock`) in a greenlet owned by the agent."""
         greenlet = self._group.spawn(self.clock.call_after, seconds, func, *args, **kwargs)
         greenlet.link_exception(functools.partial(_log_receiver_failure, func))
         return greenlet
 
     @property
-    def greenlets(self) -> list[gevent.Greenlet]:
+    def greenlets(self) -> list[gevent.Greenlet[..., Any]]:
         """The greenlets the agent owns that are still running (``spawn``, ``spawn_later``, receivers...)."""
         return [g for g in self._group if not g.dead]
 
@@ -146,7 +149,9 @@ class AgentTasks:
         hub = self._hub or gevent.get_hub()
         hub.loop.run_callback_threadsafe(self.spawn, functools.partial(func, *args, **kwargs))
 
-    def _spawn_receiver(self, receiver: Callable[..., Any], sender: Any, **kwargs: Any) -> gevent.Greenlet:
+    def _spawn_receiver(
+        self, receiver: Callable[..., Any], sender: Any, **kwargs: Any
+    ) -> gevent.Greenlet[..., Any]:
         greenlet = self.spawn(receiver, sender, **kwargs)
         greenlet.link_exception(functools.partial(_log_receiver_failure, receiver))
         return greenlet
@@ -172,5 +177,5 @@ class AgentTasks:
         return {"greenlets": len(self._group), "timers": sum(1 for t in self._timed if not t.finished)}
 
 
-def _log_receiver_failure(receiver: Callable[..., Any], greenlet: gevent.Greenlet) -> None:
+def _log_receiver_failure(receiver: Callable[..., Any], greenlet: gevent.Greenlet[..., Any]) -> None:
     _log.error("%r failed", receiver, exc_info=greenlet.exc_info)

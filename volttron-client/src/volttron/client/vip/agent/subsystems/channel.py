@@ -48,7 +48,7 @@ class VipChannel:
         self._owner = owner
         self.peer = peer
         self.name = name
-        self._queue: Queue = Queue(maxsize)
+        self._queue: Queue[Any] = Queue(maxsize)
         self._closed = False
         self._error: BaseException | None = None
 
@@ -80,7 +80,7 @@ class VipChannel:
         if self._closed and self._queue.empty():
             raise self._closed_error()
         try:
-            item = self._queue.get(timeout=timeout)
+            item: bytes = self._queue.get(timeout=timeout)  # or _CLOSED
         except Empty:
             raise ResultTimeout(
                 timeout, f"no data on channel {self.name!r} from {self.peer!r} within {timeout} s"

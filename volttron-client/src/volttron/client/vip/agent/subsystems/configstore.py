@@ -18,11 +18,12 @@ a configuration is replaced by that configuration's contents when it is delivere
 
 from __future__ import annotations
 
+import builtins
 import copy
 import fnmatch
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import gevent.local
@@ -30,6 +31,7 @@ from gevent.event import Event
 from gevent.lock import Semaphore
 
 from volttron.client.known_identities import CONFIGURATION_STORE
+from volttron.client.vip.agent.callbacks import ConfigCallback
 from volttron.client.vip.agent.errors import Unreachable
 from volttron.client.vip.agent.subsystems.base import SubsystemBase
 from volttron.utils.jsonrpc import MethodNotFound
@@ -46,8 +48,6 @@ SYNC_CAPABILITY = "sync_agent_config"
 STORE_TIMEOUT = 10.0
 INITIAL_CALLBACKS_WAIT = 60.0
 """Longest a change waits for the first callbacks (``NEW`` for every configuration) to finish."""
-
-ConfigCallback = Callable[[str, str, Any], Any]
 
 
 class ConfigStore(SubsystemBase):
@@ -135,7 +135,7 @@ class ConfigStore(SubsystemBase):
         names.update(self._names)
         return sorted(names[key] for key in self._all_names())
 
-    def _all_names(self) -> list[str]:
+    def _all_names(self) -> builtins.list[str]:
         return list(dict.fromkeys([*self._store, *self._defaults]))
 
     def _raw(self, name: str) -> Any:

@@ -19,14 +19,16 @@ a platform restart. Deliveries run in one in-order executor apart from the recei
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 import struct
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from volttron.client.messagebus.base import Message
+from volttron.client.vip.agent.callbacks import SubscriptionCallback
 from volttron.client.vip.agent.decorators import annotate, dualmethod
 from volttron.client.vip.agent.dispatch import SerialExecutor
 from volttron.client.vip.agent.errors import VIPError
@@ -48,7 +50,8 @@ COMPATIBILITY_HEADERS = (("min_compatible_version", "3.0"), ("max_compatible_ver
 _CACHE_LIMIT = 4096
 _RESYNC_INTERVAL = 5.0
 
-Callback = Callable[[str, str, str, str, dict, Any], Any]
+Callback = SubscriptionCallback
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class PubSub(RequestingSubsystem):
@@ -87,17 +90,36 @@ class PubSub(RequestingSubsystem):
 
     # ------------------------------------------------------------------ subscribing
 
-    @dualmethod
+    def _subscribe_decorator(
+        cls,
+        peer: str,
+        prefix: str | list[str],
+        bus: str = "",
+        all_platforms: bool = False,
+        persistent_queue: Any = None,
+    ) -> Callable[[F], F]:
+        """Decorator: subscribe the method to ``prefix`` when the agent sets up."""
+
+        def decorate(method: F) -> F:
+            return annotate(method, SUBSCRIPTIONS, (peer, prefix, bus, all_platforms))
+
+        return decorate
+
+    @dualmethod.with_class_form(_subscribe_decorator)
     def subscribe(
         self,
         peer: str,
         prefix: str | list[str],
-        callback: Callback,
+        callback: SubscriptionCallback,
         bus: str = "",
         all_platforms: bool = False,
         persistent_queue: Any = None,
     ) -> AsyncResult:
-        """Call ``callback(peer, sender, bus, topic, headers, message)`` for topics under ``prefix``."""
+        """Call ``callback(peer, sender, bus, topic, headers, message)`` for topics under ``prefix``.
+
+        On the class, ``@PubSub.subscribe(peer, prefix, bus='', all_platforms=False)`` decorates a
+        method to subscribe it when the agent sets up.
+        """
         platform = "all" if all_platforms else "internal"
         for one in _prefixes(prefix):
             self._add(platform, bus, one, callback)
@@ -105,22 +127,6 @@ class PubSub(RequestingSubsystem):
             return _done("subscribe")  # sent with every subscription at the next welcome
         body = {"prefix": prefix, "bus": bus, "all_platforms": all_platforms}
         return self._request("", [b"subscribe", _dumpb(body)], f"subscribe to {prefix!r}")
-
-    @subscribe.classmethod
-    def subscribe(
-        cls,
-        peer: str,
-        prefix: str | list[str],
-        bus: str = "",  # noqa: F811
-        all_platforms: bool = False,
-        persistent_queue: Any = None,
-    ) -> Callable[..., Any]:
-        """Decorator: subscribe the method to ``prefix`` when the agent sets up."""
-
-        def decorate(method: Callable[..., Any]) -> Callable[..., Any]:
-            return annotate(method, SUBSCRIPTIONS, (peer, prefix, bus, all_platforms))
-
-        return decorate
 
     def unsubscribe(
         self,
@@ -175,7 +181,7 @@ class PubSub(RequestingSubsystem):
         except VIPError as exc:
             _log.warning("subscriptions not synchronized: %s", exc)
 
-    def subscriptions(self) -> dict[str, dict[str, list[str]]]:
+    def subscriptions(self) -> dict[str, dict[str, builtins.list[str]]]:
         """``{platform: {bus: [prefixes]}}`` held locally."""
         return {
             p: {b: list(prefixes) for b, prefixes in buses.items()}
@@ -187,8 +193,8 @@ class PubSub(RequestingSubsystem):
         self._match_cache.clear()
 
     def _drop(
-        self, platform: str, bus: str, prefix: str | list[str] | None, callback: Callback | None
-    ) -> list[str]:
+        self, platform: str, bus: str, prefix: str | builtins.list[str] | None, callback: Callback | None
+    ) -> builtins.list[str]:
         prefixes = self._subscriptions[platform].get(bus, {})
         chosen = list(prefixes) if prefix is None else _prefixes(prefix)
         emptied = []
@@ -279,7 +285,7 @@ class PubSub(RequestingSubsystem):
         if not callbacks:
             self._resync_later()
             return
-        sender = body.get("sender")
+        sender: Any = body.get("sender")
         headers = body.get("headers") or {}
         payload = body.get("message")
         for callback in callbacks:

@@ -39,13 +39,14 @@ import logging
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import gevent.local
 
 from volttron.client.messagebus.base import Message
 from volttron.client.vip.agent.capabilities import CapabilitySource, check_capabilities
-from volttron.client.vip.agent.decorators import annotate, annotations, dualmethod
+from volttron.client.vip.agent.decorators import annotate, dualmethod
+from volttron.client.vip.agent.decorators import annotations as annotations_of  # not the __future__ name
 from volttron.client.vip.agent.errors import Again, Unreachable, VIPError
 from volttron.client.vip.agent.introspection import describe_method
 from volttron.client.vip.agent.limits import RequestLimits, RequestScheduler
@@ -69,6 +70,8 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger(__name__)
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 EXPORTS = "rpc.exports"
 ALLOW = "rpc.allow_capabilities"
 
@@ -88,7 +91,7 @@ class RPCContext:
         self._local.message = message
 
 
-class BatchResults(list):
+class BatchResults(list[AsyncResult]):
     """The results of one batch, in request order (weakly referenced while pending)."""
 
 
@@ -116,17 +119,7 @@ class RPC(SubsystemBase):
         for method, name in annotations.get(EXPORTS, ()):
             self.export(method, name)
 
-    @dualmethod
-    def export(self, method: Callable[..., Any], name: str | None = None) -> Callable[..., Any]:
-        """Make ``method`` callable by peers as ``name`` (default: its ``__name__``)."""
-        name = name or method.__name__
-        self._exports[name] = method
-        for capabilities in annotations(method, ALLOW):
-            self._allowed.setdefault(name, set()).update(capabilities)
-        return method
-
-    @export.classmethod
-    def export(cls, name: Any = None) -> Any:  # noqa: F811
+    def _export_decorator(cls, name: Any = None) -> Any:
         """Decorator: ``@RPC.export`` or ``@RPC.export('name')``."""
         if callable(name):
             return annotate(name, EXPORTS, name.__name__)
@@ -136,21 +129,35 @@ class RPC(SubsystemBase):
 
         return decorate
 
-    @dualmethod
-    def allow(self, method: str | Callable[..., Any], capabilities: str | Iterable[str]) -> None:
-        """Require ``capabilities`` of callers of exported ``method`` (a name or the function)."""
-        name = method if isinstance(method, str) else method.__name__
-        self._allowed[name] = _capability_set(capabilities)
+    @dualmethod.with_class_form(_export_decorator)
+    def export(self, method: Callable[..., Any], name: str | None = None) -> Callable[..., Any]:
+        """Make ``method`` callable by peers as ``name`` (default: its ``__name__``).
 
-    @allow.classmethod
-    def allow(cls, capabilities: str | Iterable[str]) -> Callable[..., Any]:  # noqa: F811
+        On the class, ``@RPC.export`` or ``@RPC.export('name')`` decorates a method to export it.
+        """
+        name = name or method.__name__
+        self._exports[name] = method
+        for capabilities in annotations_of(method, ALLOW):
+            self._allowed.setdefault(name, set()).update(capabilities)
+        return method
+
+    def _allow_decorator(cls, capabilities: str | Iterable[str]) -> Callable[[F], F]:
         """Decorator: callers must hold ``capabilities`` (a name or a list of names)."""
         required = _capability_set(capabilities)
 
-        def decorate(method: Callable[..., Any]) -> Callable[..., Any]:
+        def decorate(method: F) -> F:
             return annotate(method, ALLOW, required)
 
         return decorate
+
+    @dualmethod.with_class_form(_allow_decorator)
+    def allow(self, method: str | Callable[..., Any], capabilities: str | Iterable[str]) -> None:
+        """Require ``capabilities`` of callers of exported ``method`` (a name or the function).
+
+        On the class, ``@RPC.allow(capabilities)`` decorates an exported method.
+        """
+        name = method if isinstance(method, str) else method.__name__
+        self._allowed[name] = _capability_set(capabilities)
 
     def get_allowed(self, method: str) -> list[str]:
         """The capabilities required to call ``method`` (see :meth:`allowed_methods` for restrictions)."""
@@ -321,10 +328,11 @@ class RPC(SubsystemBase):
             _log.warning("ignored an answer to a call to %r from %r%s", result.peer, peer,
                          f" of platform {platform!r}" if platform else "")
             return
-        self._results.pop(ident)
+        self._results.pop(result.ident)  # found by ident
         if "error" in answer:
             try:
-                error = jsonrpc.parse_response(answer).error
+                # an answer with "error" parses to a Response whose error is set
+                error = cast(jsonrpc.Error, jsonrpc.parse_response(answer).error)
             except jsonrpc.Error as exc:
                 error = exc
             result.set_exception(error)
