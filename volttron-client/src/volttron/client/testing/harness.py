@@ -159,7 +159,8 @@ class AgentHarness:
     @property
     def core(self) -> Core:
         """The agent's (real) core."""
-        return self.agent.core
+        core: Core = self.agent.core
+        return core
 
     @property
     def config(self) -> Any:
@@ -196,7 +197,8 @@ class AgentHarness:
         running = Event()
         with self.driving():
             self._greenlet = gevent.spawn(self.core.run, running)
-            gevent.wait([running, self._greenlet], count=1, timeout=START_TIMEOUT)
+            waitables: list[Any] = [running, self._greenlet]
+            gevent.wait(waitables, count=1, timeout=START_TIMEOUT)
             if not running.is_set():
                 raise HarnessError(f"the agent did not start: {self.core.failure or 'no welcome'}")
             self.settle()

@@ -43,7 +43,7 @@ class MemoryConnection(Connection):
         """A connection of ``params.identity`` to ``router`` (made by :meth:`MemoryRouter.factory`)."""
         super().__init__(params)
         self.router = router
-        self.inbox: Queue = Queue()
+        self.inbox: Queue[Message | None] = Queue()  # None: closed
         self._closed = False
         self.on_event: EventCallback | None = None
 
@@ -66,6 +66,12 @@ class MemoryConnection(Connection):
         """Attach to the router; the link comes up at once."""
         self.on_event = on_event
         self.router.attach(self)
+
+    def events(self) -> EventCallback:
+        """The ``on_event`` callback :meth:`open` was given."""
+        if self.on_event is None:
+            raise BusClosed("not open")
+        return self.on_event
 
     def send(self, message: Message, timeout: float | None = None) -> None:
         """Route ``message`` now (in the caller's greenlet)."""
@@ -154,7 +160,7 @@ class MemoryRouter:
         if conn.identity in self.connections:
             return  # like a ROUTER without handover: the newcomer is never heard
         self.connections[conn.identity] = conn
-        gevent.spawn(conn.on_event, BusEvent.CONNECTED, "memory")
+        gevent.spawn(conn.events(), BusEvent.CONNECTED, "memory")
 
     def detach(self, conn: MemoryConnection) -> None:
         """A connection closed."""
@@ -167,8 +173,8 @@ class MemoryRouter:
         self.by_platform.pop(identity, None)
         if identity in self.peers:
             self.peers.remove(identity)
-        conn.on_event(BusEvent.DISCONNECTED, "memory")
-        gevent.spawn(conn.on_event, BusEvent.CONNECTED, "memory")
+        conn.events()(BusEvent.DISCONNECTED, "memory")
+        gevent.spawn(conn.events(), BusEvent.CONNECTED, "memory")
 
     def messages(self, subsystem: str | None = None, sender: str | None = None) -> list[Message]:
         """The logged messages, filtered by subsystem and sender."""

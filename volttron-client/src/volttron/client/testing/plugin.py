@@ -108,7 +108,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture
 def volttron_message_bus(request: pytest.FixtureRequest) -> str:
     """The bus the ``volttron_platform`` of this test runs on."""
-    return getattr(request, "param", None) or request.config.getoption(_OPTION, default="zmq")
+    bus: str = getattr(request, "param", None) or request.config.getoption(_OPTION, default="zmq")
+    return bus
 
 
 @pytest.fixture

@@ -75,7 +75,7 @@ class WebSubSystem(SubsystemBase):
         return result
 
     def register_endpoint(
-        self, endpoint: str, callback: Callable[[dict, Any], Any], res_type: str = "jsonrpc"
+        self, endpoint: str, callback: Callable[[dict[str, Any], Any], Any], res_type: str = "jsonrpc"
     ) -> None:
         """Serve ``endpoint``: ``callback(env, data)`` answers (``res_type`` 'jsonrpc' or 'raw')."""
         self._call("register_endpoint", endpoint, res_type)
