@@ -37,7 +37,9 @@ from volttron.server.aip.platform_agents import AIPConfig, AIPPlatform
 from volttron.server.aip.supervisor import AgentState, SupervisorPolicy
 from volttron.utils.keystore import KeyStore
 
-pytestmark = pytest.mark.integration
+# one worker runs this file and test_aip_isolation.py (one test at a time anyway: they share the venv's
+# lock), so the other worker is never idle waiting for the lock, and the wheels are built once
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("shared-venv")]
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "agents"
 BASIC = "volttron-testagent-basic"

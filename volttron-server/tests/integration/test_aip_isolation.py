@@ -36,7 +36,7 @@ from volttron.server.aip.installer import InstallerSettings
 from volttron.server.aip.platform_agents import AIPConfig, AIPPlatform
 from volttron.server.aip.supervisor import SupervisorPolicy
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("shared-venv")]  # see test_aip_install.py
 
 LOCK_PATH = Path(tempfile.gettempdir()) / "volttron-aip-install-tests.lock"  # test_aip_install.py's
 POLICY = SupervisorPolicy(restart_limit=1, backoff_initial=0.05, backoff_max=0.1, sigint_grace=2.0,

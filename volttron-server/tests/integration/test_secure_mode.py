@@ -42,6 +42,7 @@ from volttron.server.aip.agent_users import AgentUsers, SecureModeError, check_r
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.requires_root(reason="secure mode creates system users"),
+    pytest.mark.xdist_group("secure-mode"),  # one worker: the tests take turns anyway (_one_at_a_time)
 ]
 
 LISTENER_DIR = Path(__file__).resolve().parents[3] / "volttron-listener-agent"
