@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import stat
-import threading
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,6 @@ from volttron.server.aip.errors import (
     AmbiguousAgentError,
     InvalidIdentityError,
 )
-from volttron.server.aip.locks import FileLock
 from volttron.utils.errors import VolttronError
 from volttron.utils.keys import generate_keypair
 
@@ -236,25 +234,3 @@ class TestAgentsFolder:
             assert work.exists()
         finally:
             lock.release()
-
-
-class TestFileLock:
-    def test_threads_exclude_each_other(self, tmp_path: Path) -> None:
-        held = FileLock(tmp_path / "x.lock")
-        assert held.acquire()
-        results: list[bool] = []
-        thread = threading.Thread(target=lambda: results.append(FileLock(tmp_path / "x.lock").acquire(0.1)))
-        thread.start()
-        thread.join(10)
-        held.release()
-        assert results == [False]
-        other = FileLock(tmp_path / "x.lock")
-        assert other.acquire(1.0)
-        other.release()
-
-    def test_context_manager(self, tmp_path: Path) -> None:
-        with FileLock(tmp_path / "y.lock") as lock:
-            assert lock.held
-            with pytest.raises(BlockingIOError), FileLock(tmp_path / "y.lock"):
-                pass
-        assert not lock.held

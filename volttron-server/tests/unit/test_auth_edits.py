@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from volttron.server.aip.locks import FileLock
 from volttron.server.services.auth import edits
 from volttron.server.services.auth.access import require_capability
 from volttron.server.services.auth.authfile import (
@@ -20,6 +19,7 @@ from volttron.server.services.auth.authfile import (
     save_auth_file,
 )
 from volttron.utils.errors import ConfigError
+from volttron.utils.files import FileLock
 from volttron.utils.jsonrpc import Unauthorized
 from volttron.utils.keys import generate_keypair
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import os
 import stat
+import threading
 from pathlib import Path
 
 import pytest
 
 from volttron.utils import files
 from volttron.utils.errors import CorruptFileError, VolttronError
-from volttron.utils.files import atomic_write, move_aside, read_json_file, write_json_file
+from volttron.utils.files import FileLock, atomic_write, move_aside, read_json_file, write_json_file
 
 
 def _mode(path: Path) -> int:
@@ -201,3 +202,34 @@ def test_write_json_file_mode(tmp_path: Path) -> None:
     write_json_file(path, [1], mode=0o600)
     assert _mode(path) == 0o600
     assert read_json_file(path) == [1]
+
+
+class TestFileLock:
+    def test_threads_exclude_each_other(self, tmp_path: Path) -> None:
+        held = FileLock(tmp_path / "x.lock")
+        assert held.acquire()
+        results: list[bool] = []
+        thread = threading.Thread(target=lambda: results.append(FileLock(tmp_path / "x.lock").acquire(0.1)))
+        thread.start()
+        thread.join(10)
+        held.release()
+        assert results == [False]
+        other = FileLock(tmp_path / "x.lock")
+        assert other.acquire(1.0)
+        other.release()
+
+    def test_context_manager(self, tmp_path: Path) -> None:
+        with FileLock(tmp_path / "y.lock") as lock:
+            assert lock.held
+            with pytest.raises(BlockingIOError), FileLock(tmp_path / "y.lock"):
+                pass
+        assert not lock.held
+
+    def test_shared_holders_coexist_and_keep_an_exclusive_one_out(self, tmp_path: Path) -> None:
+        one, two = FileLock(tmp_path / "z.lock", shared=True), FileLock(tmp_path / "z.lock", shared=True)
+        assert one.acquire() and two.acquire()
+        assert not FileLock(tmp_path / "z.lock").acquire(0.1)
+        one.release()
+        two.release()
+        with pytest.raises(TimeoutError, match="the broker"), FileLock(tmp_path / "z.lock"):
+            FileLock(tmp_path / "z.lock", shared=True).hold(0.1, "the broker")

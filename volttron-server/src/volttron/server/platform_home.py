@@ -9,8 +9,6 @@ own identities.
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import logging
 import os
 from pathlib import Path
@@ -20,7 +18,7 @@ import psutil
 from volttron.server import identities
 from volttron.server.services.auth.authfile import PLATFORM_COMMENT, AuthEntry
 from volttron.utils.errors import VolttronError
-from volttron.utils.files import atomic_write
+from volttron.utils.files import FileLock, atomic_write
 from volttron.utils.home import identity_keystore_path, pid_file_path, platform_keystore_path
 from volttron.utils.keystore import KeyStore
 
@@ -81,26 +79,20 @@ class InstanceLock:
 
     def __init__(self, home: Path) -> None:
         self.home = home
-        self._fd: int | None = None
+        self._lock = FileLock(home / LOCK_FILE)
         self._wrote_pid = False
 
     def acquire(self) -> None:
         """Take the lock or raise :class:`PlatformRunningError` saying which process holds it."""
         path = self.home / LOCK_FILE
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            taken = self._lock.acquire()
         except OSError as exc:
-            raise HomeError(f"cannot open {path}: {exc.strerror}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(fd)
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise HomeError(f"cannot lock {path}: {exc.strerror}") from None
+            raise HomeError(f"cannot lock {path}: {exc.strerror}") from None
+        if not taken:
             pid = read_pid(self.home)
             who = f" (pid {pid})" if pid else ""
-            raise PlatformRunningError(f"a platform is already running in {self.home}{who}") from None
-        self._fd = fd
+            raise PlatformRunningError(f"a platform is already running in {self.home}{who}")
         pid = read_pid(self.home)
         if pid is not None and _alive(pid) and _is_platform(pid):
             self.release()
@@ -122,9 +114,7 @@ class InstanceLock:
             with contextlib.suppress(FileNotFoundError):
                 pid_file_path(self.home).unlink()
         self._wrote_pid = False
-        if self._fd is not None:
-            os.close(self._fd)  # closing releases the flock
-            self._fd = None
+        self._lock.release()
 
 
 def _is_platform(pid: int) -> bool:

@@ -6,18 +6,24 @@ the new, never a mix, and an acknowledged write survives ``kill -9`` and power l
 
 A file that no longer parses is never silently replaced: :func:`read_json_file` moves it aside with
 :func:`move_aside` and raises :class:`~volttron.utils.errors.CorruptFileError` naming both paths.
+
+:class:`FileLock` is the one file lock of the code base (``flock``: excludes other processes and,
+because it is held on an open file description, other threads of this one).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import os
 import re
 import tempfile
+import time
 from datetime import datetime, timezone
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from volttron.utils.errors import CorruptFileError
@@ -164,3 +170,74 @@ def write_json_file(path: str | os.PathLike[str], value: Any, mode: int = 0o644,
                     overwrite: bool = True) -> None:
     """Write ``value`` as indented JSON with :func:`atomic_write` (same ``mode`` and ``overwrite``)."""
     atomic_write(path, json.dumps(value, indent=2) + "\n", mode, overwrite=overwrite)
+
+
+_LOCK_POLL_SECONDS = 0.05
+
+
+class FileLock:
+    """A lock on the file ``path`` (created with ``mode`` if missing); exclusive unless ``shared``.
+
+    Use :meth:`acquire` or ``with``. Waiting polls with ``time.sleep`` (cooperative under gevent's
+    monkey-patching) and always has a deadline. Lock files are left in place: deleting one would let
+    a third party lock a new file while someone still holds the old one.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, shared: bool = False, mode: int = 0o600) -> None:
+        self.path = Path(path)
+        self.shared = shared
+        self.mode = mode
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        """True while this object holds the lock."""
+        return self._fd is not None
+
+    def acquire(self, timeout: float = 0.0) -> bool:
+        """Take the lock, waiting at most ``timeout`` seconds (0: try once). False when not taken."""
+        if self._fd is not None:
+            raise RuntimeError(f"lock {self.path} is already held by this object")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, self.mode)
+        how = (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
+        deadline = time.monotonic() + max(0.0, timeout)
+        while True:
+            try:
+                fcntl.flock(fd, how)
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    os.close(fd)
+                    raise
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    return False
+                time.sleep(_LOCK_POLL_SECONDS)
+                continue
+            self._fd = fd
+            return True
+
+    def hold(self, timeout: float, what: str = "") -> FileLock:
+        """Take the lock within ``timeout`` seconds or raise :class:`TimeoutError` naming the file."""
+        if not self.acquire(timeout):
+            raise TimeoutError(f"{what or self.path} stayed locked for {timeout:g} s ({self.path})")
+        return self
+
+    def release(self) -> None:
+        """Give the lock back (closing the file releases it)."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def __enter__(self) -> FileLock:
+        """Hold the lock for the block: one already held (see :meth:`acquire`) is kept, else tried once."""
+        if not self.held and not self.acquire():
+            raise BlockingIOError(f"{self.path} is locked")
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return f"FileLock({str(self.path)!r}, shared={self.shared}, held={self.held})"

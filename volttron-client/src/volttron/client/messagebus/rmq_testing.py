@@ -24,10 +24,8 @@ second or more of CPU). ``VOLTTRON_TEST_BROKER_ADMIN=rabbitmqctl`` forces the la
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import tempfile
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from volttron.client.messagebus.rmq_admin import BrokerAdmin, BrokerAdminError, CtlAdmin, HttpAdmin, port_open
+from volttron.utils.files import FileLock
 
 REQUIRE_ENV = "VOLTTRON_TEST_REQUIRE_RABBITMQ"
 ADMIN_ENV = "VOLTTRON_TEST_BROKER_ADMIN"
@@ -174,22 +173,9 @@ def _attempt(action: Callable[[str], None]) -> Callable[[str], str]:
 @contextlib.contextmanager
 def broker_lease(exclusive: bool = False, timeout: float = 600.0) -> Iterator[None]:
     """Hold the local broker shared (most tests) or exclusively (a test that restarts it)."""
-    path = Path(tempfile.gettempdir()) / LEASE_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, mode | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"the RabbitMQ broker was not free within {timeout:g} s") from None
-                time.sleep(0.05)
+    lock = FileLock(Path(tempfile.gettempdir()) / LEASE_FILE, shared=not exclusive, mode=0o666)
+    with lock.hold(timeout, "the RabbitMQ broker's lease"):
         yield
-    finally:
-        os.close(fd)
 
 
 @contextlib.contextmanager

@@ -24,7 +24,6 @@ name. :class:`PlatformUnavailable` says why one cannot run (no server package, n
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import importlib.util
 import json
 import os
@@ -42,7 +41,7 @@ from typing import Any
 
 from volttron.utils.config import strip_comments
 from volttron.utils.errors import VolttronError
-from volttron.utils.files import atomic_write
+from volttron.utils.files import FileLock, atomic_write
 from volttron.utils.home import auth_file_path, local_vip_address, pid_file_path, platform_keystore_path
 from volttron.utils.keys import KeyPair, generate_keypair
 
@@ -385,18 +384,8 @@ def _clean_environment(environ: Mapping[str, str]) -> dict[str, str]:
 
 @contextlib.contextmanager
 def _flock(path: Path, timeout: float = 30.0) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise PlatformError(f"{path} stayed locked for {timeout:g} s") from None
-                time.sleep(0.05)
+    lock = FileLock(path)
+    if not lock.acquire(timeout):
+        raise PlatformError(f"{path} stayed locked for {timeout:g} s")
+    with lock:
         yield
-    finally:
-        os.close(fd)

@@ -24,8 +24,7 @@ from volttron.server.aip.errors import (
     AmbiguousAgentError,
     InvalidIdentityError,
 )
-from volttron.server.aip.locks import FileLock
-from volttron.utils.files import fsync_directory
+from volttron.utils.files import FileLock, fsync_directory
 from volttron.utils.home import agents_dir
 from volttron.utils.identities import normalize_identity
 

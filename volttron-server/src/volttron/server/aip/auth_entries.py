@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from volttron.server.aip.errors import AIPError
-from volttron.server.aip.locks import FileLock
 from volttron.utils.config import strip_comments
-from volttron.utils.files import atomic_write
+from volttron.utils.files import FileLock, atomic_write
 from volttron.utils.home import auth_file_path
 
 AUTH_FILE_MODE = 0o600

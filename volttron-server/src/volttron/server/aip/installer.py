@@ -69,9 +69,9 @@ from volttron.server.aip.errors import (
     IdentityInUseError,
 )
 from volttron.server.aip.isolation import AgentEnvironments, environment_of, mark_environment
-from volttron.server.aip.locks import FileLock
 from volttron.server.aip.shared_check import check_shared_install
 from volttron.server.aip.work_folder import work_folder
+from volttron.utils.files import FileLock
 
 ProgressCallback = Callable[[str, str], None]
 """``progress(step, message)``: called as each step starts or has something to say."""

@@ -31,10 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from volttron.server.aip.locks import FileLock
 from volttron.utils.config import strip_comments
 from volttron.utils.errors import ConfigError, CorruptFileError, KeyFormatError
-from volttron.utils.files import atomic_write, move_aside
+from volttron.utils.files import FileLock, atomic_write, move_aside
 from volttron.utils.keys import KEY_LENGTH, normalize_key
 
 _log = logging.getLogger(__name__)

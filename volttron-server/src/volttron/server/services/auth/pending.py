@@ -27,9 +27,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from volttron.server.aip.locks import FileLock
 from volttron.utils.errors import ConfigError, CorruptFileError
-from volttron.utils.files import atomic_write, move_aside
+from volttron.utils.files import FileLock, atomic_write, move_aside
 from volttron.utils.time import format_timestamp, get_aware_utc_now
 
 _log = logging.getLogger(__name__)

@@ -26,7 +26,6 @@ the users last read stay in force until a valid file appears.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -41,7 +40,7 @@ from volttron.server.services.auth.policy import AuthPolicy
 from volttron.server.services.web.errors import WebUserError
 from volttron.server.services.web.passwords import MIN_PASSWORD_LENGTH, hash_password, verify_password
 from volttron.utils.errors import ConfigError, CorruptFileError
-from volttron.utils.files import FileSignature, atomic_write, file_signature, read_json_file
+from volttron.utils.files import FileLock, FileSignature, atomic_write, file_signature, read_json_file
 
 _log = logging.getLogger(__name__)
 
@@ -167,14 +166,9 @@ class WebUserStore:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+def _locked(path: Path, timeout: float = 30.0) -> Iterator[None]:
+    with FileLock(f"{path}.lock").hold(timeout, f"the web users file {path}"):
         yield
-    finally:
-        os.close(fd)
 
 
 def _write(path: Path, users: Mapping[str, Any]) -> None:
