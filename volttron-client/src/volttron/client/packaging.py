@@ -318,7 +318,7 @@ def _check_source(source_dir: Path | str) -> Path:
 
 def _pep517(source: Path, python: str, note: str) -> BuildPlan:
     if _importable("build", python):
-        argv = (python, "-m", "build", "--wheel", "--outdir", "{outdir}", str(source))
+        argv: tuple[str, ...] = (python, "-m", "build", "--wheel", "--outdir", "{outdir}", str(source))
         return BuildPlan("pep517-build", argv, source, note=note)
     argv = (python, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", "{outdir}", str(source))
     return BuildPlan("pip-wheel", argv, source, note=note)

@@ -162,7 +162,8 @@ def build_agent(
     core.log_failures = False
     running = Event()
     greenlet = gevent.spawn(core.run, running)
-    gevent.wait([running, greenlet], timeout=timeout + 1.0, count=1)
+    waitables: list[Any] = [running, greenlet]
+    gevent.wait(waitables, timeout=timeout + 1.0, count=1)
     if running.is_set():
         return agent
     core.stop(timeout=5)

@@ -127,7 +127,9 @@ def agent_project(
     if not _LICENSE.fullmatch(license):
         raise CreateAgentError(f"invalid license {license!r}: an SPDX expression such as Apache-2.0 or MIT")
     if client_version is None:
-        from volttron.client import __version__ as client_version
+        from volttron.client import __version__
+
+        client_version = __version__
     return AgentProject(
         project_name=name,
         project_description=description,
@@ -144,7 +146,7 @@ def agent_project(
 
 def template_root() -> Path:
     """The agent project template inside the installed volttron-client."""
-    root = Path(str(resources.files("volttron.client").joinpath("templates", "agent")))
+    root = Path(str(resources.files("volttron.client").joinpath("templates").joinpath("agent")))
     if not root.is_dir():
         raise CreateAgentError(f"the agent template is missing from this volttron-client ({root})")
     return root

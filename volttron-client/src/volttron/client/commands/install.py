@@ -201,6 +201,7 @@ def _install_call(
     from volttron.client.commands.transfer import TransferError, TransferTimeout, serve_install
 
     agent = prepared.wheel.name if prepared.wheel is not None else prepared.package
+    isolated: dict[str, Any] = {} if request.isolated is None else {"isolated": request.isolated}
     result = connection.call_async(
         "install",
         agent,
@@ -214,7 +215,7 @@ def _install_call(
         force=request.force,
         pre_release=request.pre,
         progress_channel=channel.name,
-        **({} if request.isolated is None else {"isolated": request.isolated}),
+        **isolated,
     )
     idle = max(connection.settings.timeout, SILENCE_GRACE)
     try:

@@ -30,7 +30,7 @@ def parse_json_argument(text: str, what: str) -> Any:
     """``text`` parsed as JSON; a :class:`CommandError` (exit 2) naming ``what`` otherwise."""
     try:
         return json.loads(text)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise CommandError(
             f"{what} {text!r} is not JSON ({exc.msg} at column {exc.colno}); "
             f"quote a string as '\"{text}\"'",

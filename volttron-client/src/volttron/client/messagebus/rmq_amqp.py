@@ -231,7 +231,7 @@ class AmqpLink:
         self._emit(BusEvent.CONNECTED, self.settings.redacted())
 
     def _connect(self) -> Any:
-        result = AsyncResult()
+        result: AsyncResult[Any] = AsyncResult()
         settings = self.settings
         try:
             parameters = connection_parameters(settings, self.queue_name)
@@ -245,7 +245,7 @@ class AmqpLink:
             custom_ioloop=self._io,
         )
         try:
-            opened = result.get(timeout=parameters.stack_timeout + 5)
+            opened: Any = result.get(timeout=parameters.stack_timeout + 5)
         except gevent.Timeout:
             try:
                 connection.close()
@@ -259,7 +259,7 @@ class AmqpLink:
     def _open_channel(self, on_close: Callable[[Any, Exception], None] | None = None) -> Any:
         if self._connection is None or not self._connection.is_open:
             raise LinkError("not connected")
-        result = AsyncResult()
+        result: AsyncResult[Any] = AsyncResult()
         self._waiters[result] = None
         try:
             channel = self._connection.channel(on_open_callback=result.set)
@@ -292,7 +292,7 @@ class AmqpLink:
 
     def _call(self, what: str, channel: Any, method: str, **kwargs: Any) -> Any:
         """Call a pika channel method that answers through ``callback`` and wait for the answer."""
-        result = AsyncResult()
+        result: AsyncResult[Any] = AsyncResult()
         self._waiters[result] = channel
         try:
             getattr(channel, method)(callback=result.set, **kwargs)

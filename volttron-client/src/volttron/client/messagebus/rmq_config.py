@@ -78,7 +78,9 @@ class BrokerSettings:
 
 def is_amqp_address(address: str | None) -> bool:
     """True for ``amqp://`` and ``amqps://`` addresses."""
-    return bool(address) and address.split("://", 1)[0].lower() in ("amqp", "amqps")
+    if not address:
+        return False
+    return address.split("://", 1)[0].lower() in ("amqp", "amqps")
 
 
 def parse_amqp_url(url: str) -> BrokerSettings:

@@ -32,7 +32,7 @@ class HubIOLoop(AbstractSelectorIOLoop):
         self._hub = gevent.get_hub()
         self._thread = threading.get_ident()
         self._watchers: dict[int, Any] = {}
-        self._waiter = Waiter()
+        self._waiter: Waiter[Any] = Waiter()
 
     def close(self) -> None:
         """Stop watching every descriptor (the hub itself is not ours to destroy)."""

@@ -40,7 +40,7 @@ Nothing here imports pika: these are plain functions of text and bytes.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,7 +72,7 @@ def peer_routing_key(instance: str, peer: str) -> str:
     return fq_identity(instance, peer or ROUTER)
 
 
-def encode_args(args: list[bytes | str]) -> bytes:
+def encode_args(args: Sequence[bytes | str]) -> bytes:
     """The AMQP body of a VIP message: its frames as a JSON list of Latin-1 strings.
 
     A text argument is taken as the frame it encodes to in Latin-1, as on ZeroMQ (a character beyond

@@ -21,7 +21,7 @@ import base64
 import binascii
 import logging
 import struct
-from typing import Any
+from typing import Any, cast
 
 import gevent
 import zmq
@@ -31,7 +31,7 @@ from zmq.utils import z85
 try:  # pyzmq's compiled socket class; the Python subclass only adds convenience wrappers
     from zmq.backend import Socket as _BackendSocket
 except ImportError:  # pragma: no cover - every supported pyzmq has it
-    _BackendSocket = zmq.Socket
+    _BackendSocket = zmq.Socket  # type: ignore[misc,assignment]
 
 from volttron.client.messagebus.address import parse_vip_address
 from volttron.client.messagebus.base import (
@@ -108,7 +108,7 @@ class CooperativeSocket:
 
     def _update(self) -> None:
         try:
-            events = _get(self.sock, _EVENTS)
+            events = cast(int, _get(self.sock, _EVENTS))  # zmq.EVENTS is an int option
         except zmq.ZMQError:
             events = _POLLIN | _POLLOUT  # closed: wake everyone, their next call reports it
         if events & _POLLIN:

@@ -13,6 +13,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from volttron.client.porting.mapping import DEFAULT_CLIENT_REQUIREMENT, PortingError, dotted
 
@@ -58,9 +59,9 @@ def _constants(tree: ast.Module) -> dict[str, object]:
         elif isinstance(node, (ast.AugAssign, ast.AnnAssign, ast.For)):
             targets = [node.target]
         for target in targets:
-            for name in ast.walk(target):
-                if isinstance(name, ast.Name):
-                    counts[name.id] += 1
+            for sub in ast.walk(target):
+                if isinstance(sub, ast.Name):
+                    counts[sub.id] += 1
     found: dict[str, object] = {}
     for node in tree.body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
@@ -150,7 +151,8 @@ def read_setup(root: Path) -> SetupInfo:
         notes.append(
             f"setup.py: the version is computed at run time; using {version!r} from the agent module"
         )
-    requires = [r for r in _literal(kwargs.get("install_requires"), constants) or [] if isinstance(r, str)]
+    listed: Any = _literal(kwargs.get("install_requires"), constants) or []
+    requires = [r for r in listed if isinstance(r, str)]
     requirements = root / "requirements.txt"
     if requirements.exists():
         requires += [

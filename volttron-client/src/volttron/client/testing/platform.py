@@ -63,7 +63,8 @@ def free_tcp_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def wait_until(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
@@ -142,7 +143,8 @@ class VolttronPlatform:
         """The platform's public key (None with ``auth=False``)."""
         if not self.auth:
             return None
-        return json.loads(platform_keystore_path(self.home).read_text())["public"]
+        key: str = json.loads(platform_keystore_path(self.home).read_text())["public"]
+        return key
 
     def log_text(self) -> str:
         """What the platform logged so far, with anything it wrote to stderr."""
@@ -159,7 +161,7 @@ class VolttronPlatform:
         caps = (
             dict(capabilities) if isinstance(capabilities, Mapping) else {c: None for c in capabilities or ()}
         )
-        entry = {
+        entry: dict[str, Any] = {
             "domain": None,
             "address": None,
             "mechanism": "CURVE",
