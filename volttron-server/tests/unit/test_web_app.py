@@ -416,6 +416,20 @@ def test_static_files_with_content_types(tmp_path: Path, webroot: Path) -> None:
     assert site.request("GET", "/other/index.html")[0] == 404
 
 
+def test_static_files_answer_conditional_and_range_requests(tmp_path: Path, webroot: Path) -> None:
+    site = Site(tmp_path / "home-dir")
+    site.routes.add_path_route("agent.a", r"^/app/", str(webroot))
+    status, headers, _ = site.request("GET", "/app/index.html")
+    assert status == 200 and headers["Accept-Ranges"] == "bytes" and "Last-Modified" in headers
+    since = {"If-Modified-Since": headers["Last-Modified"]}
+    assert site.request("GET", "/app/index.html", headers=since)[:3:2] == (304, b"")
+    status, headers, payload = site.request("GET", "/app/index.html", headers={"Range": "bytes=4-8"})
+    assert (status, payload, headers["Content-Range"]) == (206, b"home<", "bytes 4-8/13")
+    assert site.request("GET", "/app/index.html", headers={"Range": "bytes=50-60"})[0] == 416
+    # a path that stays inside the folder is normalised; one that climbs out is refused
+    assert site.request("GET", "/app/css/../index.html")[::2] == (200, b"<h1>home</h1>")
+
+
 @pytest.mark.parametrize("path", [
     "/app/../secret.txt", "/app/../../secret.txt", "/app/css/../../../secret.txt", "/app/link.txt",
     "/app/..", "/app/\x00x", "/app/..\\secret.txt", "/app//../secret.txt",

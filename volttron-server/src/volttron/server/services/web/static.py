@@ -23,6 +23,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from werkzeug.exceptions import RequestedRangeNotSatisfiable
 from werkzeug.security import safe_join
 from werkzeug.wsgi import wrap_file
 
@@ -121,4 +122,8 @@ def serve_file(root: Path, url_path: str, method: str, environ: dict[str, Any] |
     response.direct_passthrough = True
     response.content_length = size
     response.last_modified = os.fstat(handle.fileno()).st_mtime  # type: ignore[assignment]
-    return response.make_conditional(environ, accept_ranges=True, complete_length=size)
+    try:
+        return response.make_conditional(environ, accept_ranges=True, complete_length=size)
+    except RequestedRangeNotSatisfiable:
+        response.close()
+        return error_response(416, "the range is not in the file", [("Content-Range", f"bytes */{size}")])
