@@ -42,6 +42,7 @@ _RECOMMENDED_SECRET = 32
 # A configured secret of 16 to 31 bytes is accepted (and warned about once, at start); PyJWT
 # would warn again on every token.
 warnings.filterwarnings("ignore", category=jwt.warnings.InsecureKeyLengthWarning)
+_MISSING = {"sub": "token names no user", "exp": "token expired", "iss": "token issued by another platform"}
 
 
 def _number(value: Any) -> bool:
@@ -92,8 +93,7 @@ class TokenIssuer:
         except jwt.InvalidIssuerError:
             raise TokenError("token issued by another platform") from None
         except jwt.MissingRequiredClaimError as exc:
-            raise TokenError("token names no user" if exc.claim == "sub" else
-                             "token expired" if exc.claim == "exp" else f"token has no {exc.claim}") from None
+            raise TokenError(_MISSING.get(exc.claim, "malformed token")) from None
         except jwt.InvalidTokenError:  # DecodeError and the rest: not a token we could have issued
             raise TokenError("malformed token") from None
         if not isinstance(claims.get("sub"), str) or not claims["sub"]:
