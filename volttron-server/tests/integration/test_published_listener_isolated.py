@@ -5,7 +5,8 @@ which would overwrite our ``volttron/client`` and ``vctl`` in the platform's env
 platform installs it into ``$VOLTTRON_HOME/environments/volttron-listener`` by itself, saying so,
 and starts it with that interpreter. The platform's ``pip freeze`` does not change; its heartbeats
 reach our listener (volttron-listener-agent) and ``vctl status`` shows it GOOD; ``vctl remove``
-removes the environment. docs/compatibility.md quotes these commands.
+removes the environment. Our own listener installed ``--isolated`` runs on the platform's own
+volttron-client in its environment. docs/compatibility.md quotes these commands.
 """
 
 from __future__ import annotations
@@ -71,3 +72,26 @@ def test_the_published_listener_runs_unmodified_in_its_own_environment(volttron_
     removed = platform.vctl("remove", "published.listener")
     assert not env.exists(), removed.stdout + removed.stderr
     assert pip_freeze(platform.python) == freeze
+
+
+@pytest.mark.timeout(600)
+def test_our_listener_runs_isolated_on_the_platforms_own_client(volttron_platform_factory) -> None:
+    platform = volttron_platform_factory(message_bus="zmq")
+    freeze = pip_freeze(platform.python)
+    installed = platform.vctl("install", str(LISTENER_DIR), "--isolated", "--vip-identity", "iso", "--start")
+    env = platform.home / "environments" / "volttron-listener-agent"
+    assert f"in its own environment {env}" in installed.stdout
+    row = status_row(platform, "iso")
+    pid = int(row.split("running [", 1)[1].split("]", 1)[0])
+    assert psutil.Process(pid).cmdline()[0] == str(env / "bin" / "python")
+    wait_until(lambda: "Topic: heartbeat/iso" in platform.log_text(), 60, "the isolated listener's heartbeat")
+    wait_until(lambda: "GOOD" in status_row(platform, "iso"), 60, "GOOD health in vctl status")
+    code = "import volttron.client; print(volttron.client.__file__)"
+    client = subprocess.run([str(env / "bin" / "python"), "-c", code], capture_output=True, text=True,
+                            timeout=60, check=True).stdout.strip()
+    import volttron.client
+
+    assert client == volttron.client.__file__, "the environment's client is not the platform's"
+    assert pip_freeze(platform.python) == freeze
+    platform.vctl("remove", "iso")
+    assert not env.exists()
