@@ -35,8 +35,10 @@ class ListenerAgent(Agent):
         self.settings: ListenerSettings = parse_settings(file_config)
         self._started = False
         # The file is the default; the store's "config" wins and is followed live.
-        self.vip.config.set_default("config", dict(file_config))
-        self.vip.config.subscribe(self.configure, actions=["NEW", "UPDATE"], pattern="config")
+        config = self.vip.config
+        assert config is not None  # Agent's enable_store is on (its default)
+        config.set_default("config", dict(file_config))
+        config.subscribe(self.configure, actions=["NEW", "UPDATE"], pattern="config")
 
     def configure(self, config_name: str, action: str, contents: Any) -> None:
         """Apply a new or changed configuration; one that is not a mapping is logged and ignored."""

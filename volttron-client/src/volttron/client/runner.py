@@ -11,8 +11,8 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar, overload
 
 import gevent
 from gevent.event import Event
@@ -130,6 +130,10 @@ def _exit_with(message: str, code: int = EXIT_FAILURE, hard: bool = False) -> No
     sys.exit(code)
 
 
+A = TypeVar("A", bound=Agent)
+
+
+@overload
 def build_agent(
     address: str | None = None,
     identity: str | None = None,
@@ -137,7 +141,33 @@ def build_agent(
     secretkey: str | None = None,
     timeout: float = 10,
     serverkey: str | None = None,
-    agent_class: type[Agent] = Agent,
+    *,
+    agent_class: Callable[..., A],
+    **kwargs: Any,
+) -> A: ...
+
+
+@overload
+def build_agent(
+    address: str | None = None,
+    identity: str | None = None,
+    publickey: str | None = None,
+    secretkey: str | None = None,
+    timeout: float = 10,
+    serverkey: str | None = None,
+    agent_class: Callable[..., Agent] = Agent,
+    **kwargs: Any,
+) -> Agent: ...
+
+
+def build_agent(
+    address: str | None = None,
+    identity: str | None = None,
+    publickey: str | None = None,
+    secretkey: str | None = None,
+    timeout: float = 10,
+    serverkey: str | None = None,
+    agent_class: Callable[..., Agent] = Agent,
     **kwargs: Any,
 ) -> Agent:
     """A connected agent running in a greenlet, for scripts and tools (docs/protocol.md §4.1).

@@ -46,6 +46,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
 import gevent
 import zmq
@@ -157,7 +158,7 @@ class ZmqRouterSocket:
         self.identity = identity
         # A plain (non-gevent) view of the same libzmq context: the loop only ever makes non-blocking
         # calls and does its own waiting, so it needs none of zmq.green's per-call machinery.
-        self._context = zmq.Context.shadow(context.underlying)
+        self._context: zmq.Context[Any] = zmq.Context.shadow(context.underlying)
         self._socket: zmq.Socket | None = None
         self._monitor: zmq.Socket | None = None
         self._greenlet: gevent.Greenlet | None = None
@@ -349,7 +350,7 @@ class ZmqRouterSocket:
 
         loop = get_hub().loop
         for sock in (self._socket, self._monitor):
-            watcher = loop.io(sock.getsockopt(zmq.FD), 1)
+            watcher = loop.io(cast(int, sock.getsockopt(zmq.FD)), 1)  # an int option
             watcher.start(self._wake)
             self._watchers.append(watcher)
         self._greenlet = gevent.spawn(self._run, route)
@@ -365,7 +366,8 @@ class ZmqRouterSocket:
     def _wait(self) -> None:
         # ZMQ_FD only signals changes: wait only when libzmq reports nothing pending on either socket.
         assert self._socket is not None and self._monitor is not None
-        if self._socket.getsockopt(_EVENTS) & _POLLIN or self._monitor.getsockopt(_EVENTS) & _POLLIN:
+        if (cast(int, self._socket.getsockopt(_EVENTS)) & _POLLIN
+                or cast(int, self._monitor.getsockopt(_EVENTS)) & _POLLIN):
             return
         waiter = self._waiter = Waiter()
         try:
@@ -430,7 +432,7 @@ class ZmqRouterSocket:
             return True
         identity = frames[0].decode("iso-8859-1")
         try:
-            user_id = first.get("User-Id")
+            user_id = cast(str, first.get("User-Id"))  # a text property
         except zmq.ZMQError:
             user_id = ""
         if check(user_id, identity):

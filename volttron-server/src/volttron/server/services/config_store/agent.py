@@ -97,7 +97,7 @@ class ConfigStoreAgent(Agent):
         identity = self._caller()
         push = self.store.send_initial(identity)
         if push is not None:
-            outcome = push.get()  # bounded by the push timeout
+            outcome: Any = push.get()  # bounded by the push timeout
             if outcome.delivered:
                 return outcome.sent[0]
         return self.store.snapshot(identity)

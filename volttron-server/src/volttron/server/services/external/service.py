@@ -37,7 +37,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from volttron.server.router.routing import EHOSTUNREACH, VIP1, Frames, PeerBusy, PeerUnreachable, VipRouter
 from volttron.server.router.throttle import LogThrottle
@@ -257,7 +257,7 @@ class ExternalRouting:
             return 0
         count = 0
         for name in self._remote.match(topic, bus):
-            link = self._links.get(name)
+            link = self._links.get(cast(str, name))  # this index's peers are platform names
             if link is None:
                 continue
             try:

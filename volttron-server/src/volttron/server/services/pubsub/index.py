@@ -20,7 +20,7 @@ subscriptions never holds up the router while it goes away.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Iterator
+from collections.abc import Hashable, Iterable, Iterator, Mapping
 
 Peer = Hashable
 """A subscriber's identity (the router uses the identity frame's bytes)."""
@@ -161,7 +161,7 @@ class PubSubIndex:
         held = self._by_peer.get(peer, ())
         self._remove(peer, [key for key in keys if key not in held], keep_record=True)
 
-    def replace(self, peer: Peer, subscriptions: dict[str, dict[str, Iterable[str]]]) -> None:
+    def replace(self, peer: Peer, subscriptions: Mapping[str, Mapping[str, Iterable[str]]]) -> None:
         """Make ``{platform: {bus: [prefix, ...]}}`` the whole subscription set of ``peer``.
 
         All or nothing: :class:`SubscriptionLimitError` (nothing changed) when it passes a limit.

@@ -35,7 +35,7 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Literal, overload
 
 import gevent
 
@@ -88,6 +88,14 @@ def _prefixes(value: Any, allow_none: bool = False) -> list[str] | None:
     if isinstance(value, list) and all(isinstance(p, str) for p in value):
         return value
     raise BadRequest("prefix must be text or a list of text")
+
+
+@overload
+def _bus(value: Any, allow_none: Literal[False] = False) -> str: ...
+
+
+@overload
+def _bus(value: Any, allow_none: bool) -> str | None: ...
 
 
 def _bus(value: Any, allow_none: bool = False) -> str | None:
