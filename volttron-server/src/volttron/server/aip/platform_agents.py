@@ -256,7 +256,9 @@ class AIPPlatform:
         rows = []
         for directory in self.folder.directories():
             status = self.supervisor.status(directory.identity)
-            row = [directory.uuid, directory.name, [status.pid, status.returncode], directory.identity]
+            row: list[Any] = [
+                directory.uuid, directory.name, [status.pid, status.returncode], directory.identity
+            ]
             if get_agent_user and self.users is not None:
                 row.insert(2, directory.user)
             rows.append(row)

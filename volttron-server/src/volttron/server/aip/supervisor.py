@@ -31,7 +31,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 import gevent
 import gevent.subprocess
@@ -293,8 +293,9 @@ class AgentSupervisor:
         relay = agent.relay
         relay.pid = proc.pid
         readers = [
-            gevent.spawn(relay.pump, proc.stdout, relay.stdout_line),
-            gevent.spawn(relay.pump, proc.stderr, relay.stderr_line),
+            # both are pipes (Popen above), read as bytes
+            gevent.spawn(relay.pump, cast(BinaryIO, proc.stdout), relay.stdout_line),
+            gevent.spawn(relay.pump, cast(BinaryIO, proc.stderr), relay.stderr_line),
         ]
         agent.watcher = gevent.spawn(self._watch, agent, proc, readers, (agent.home, agent.start))
         _log.info("agent %s started, pid %d", agent.identity, proc.pid)

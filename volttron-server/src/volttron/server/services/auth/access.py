@@ -88,8 +88,8 @@ def visible_capabilities(document: AuthDocument, user: str | None,
     needed = set(CHECKED_BY_EVERY_AGENT)
     own = document.find(user) if user else None
     if own is not None:
-        for capabilities in own.rpc_method_authorizations.values():
-            needed.update(c for c in capabilities if c)
+        for required in own.rpc_method_authorizations.values():
+            needed.update(c for c in required if c)
     view: dict[str, Capabilities] = {}
     for other, capabilities in table.items():
         if other == user:

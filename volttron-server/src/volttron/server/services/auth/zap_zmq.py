@@ -13,6 +13,7 @@ records file at most once per ``flush_delay`` seconds.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import gevent
 import zmq
@@ -35,7 +36,7 @@ class ZapHandler:
 
     def __init__(self, context: zmq.Context, policy: AuthPolicy, requests: CredentialRequests | None = None,
                  flush_delay: float = 1.0) -> None:
-        self._context = zmq.green.Context.shadow(context.underlying)
+        self._context: zmq.green.Context[Any] = zmq.green.Context.shadow(context.underlying)
         self._policy = policy
         self.requests = requests if requests is not None else CredentialRequests(pending_path(policy.path))
         self._flush_delay = flush_delay

@@ -322,9 +322,10 @@ class ControlAgent(Agent):
             uploads = work_folder(self._work_home) if self._work_home is not None else None
             with tempfile.TemporaryDirectory(prefix="volttron-upload-", dir=uploads) as tmp:
                 if channel_name:
-                    source = Path(tmp) / check_wheel_filename(agent)
+                    wheel = Path(tmp) / check_wheel_filename(agent)
+                    source: Path | str = wheel
                     channel = self._open_channel(opened, caller, channel_name)
-                    size = receive_file(channel, source, self._transfer)
+                    size = receive_file(channel, wheel, self._transfer)
                     if progress is not None:
                         progress("transfer", f"received {agent} ({size} bytes)")
                 else:
@@ -383,7 +384,9 @@ class ControlAgent(Agent):
 
     def _open_channel(self, opened: dict[str, VipChannel], peer: str, name: str) -> VipChannel:
         if name not in opened:
-            opened[name] = self.vip.channel(peer, name)
+            channels = self.vip.channel
+            assert channels is not None  # the control agent is built with enable_channel=True
+            opened[name] = channels(peer, name)
         return opened[name]
 
     def _drop_peer(self, identity: str) -> None:
