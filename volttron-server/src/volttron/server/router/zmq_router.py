@@ -165,7 +165,7 @@ class ZmqRouterSocket:
         self._waiter: Waiter | None = None
         self._watchers: list = []
         self._connections = ConnectionTracker()
-        self._on_disconnect: Callable[[bytes], None] = lambda identity: None
+        self._on_disconnect: Callable[[bytes], object] = lambda identity: None
         self.bound: list[str] = []
         self.received = 0
         self.disconnects = 0
@@ -336,7 +336,7 @@ class ZmqRouterSocket:
 
     # -- the loop ------------------------------------------------------------------------------
     def serve(self, route: Callable[[Frames], None],
-              on_disconnect: Callable[[bytes], None]) -> gevent.Greenlet:
+              on_disconnect: Callable[[bytes], object]) -> gevent.Greenlet:
         """Start the receive loop in a greenlet; ``on_disconnect(identity)`` when a peer goes away."""
         if self._socket is None or self._monitor is None:
             raise RouterError("bind() the router socket before serving")
