@@ -1,7 +1,12 @@
-"""The layering rules of DESIGN.md §3, checked on the source of every package.
+"""The layering rules, checked on the source of every package.
 
-Each rule is a function of (module name, imported name). The test walks every ``import`` in every
-module (including imports inside functions) with ``ast``, so a forbidden import anywhere fails it.
+``volttron.utils`` (standard library, PyYAML, cryptography) <- ``volttron.client`` (gevent, pyzmq,
+pika, click) <- ``volttron.server``; agents import only the client and utils; nothing imports the
+server. Each rule is a function of (module name, imported name). The test walks every ``import`` in
+every module (including imports inside functions) with ``ast``, so a forbidden import anywhere fails
+it. Inside the server, services depend on the platform's context (``volttron.server.context``), never
+on the platform; and no group of modules imports itself round, deferred imports counted (imports
+under ``if TYPE_CHECKING:`` are not run, so they are not counted).
 """
 
 from __future__ import annotations
@@ -38,6 +43,92 @@ def _imports(path: Path):
             yield node.lineno, node.module
 
 
+def _runtime_imports(path: Path):
+    """The imports of ``path`` that run (any depth, not under ``if TYPE_CHECKING:``), as ``ast`` nodes."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    skipped: set[int] = set()
+    for node in ast.walk(tree):
+        test = node.test if isinstance(node, ast.If) else None
+        if test is not None and getattr(test, "id", getattr(test, "attr", None)) == "TYPE_CHECKING":
+            skipped.update(id(sub) for sub in ast.walk(node))
+    return [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom)) and id(n) not in skipped]
+
+
+def import_graph(modules: dict[str, Path]) -> dict[str, set[str]]:
+    """Module -> the modules among ``modules`` that it imports when it runs."""
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        for node in _runtime_imports(path):
+            if isinstance(node, ast.Import):
+                graph[name].update(a.name for a in node.names if a.name in modules)
+            elif node.level == 0 and node.module:
+                graph[name].update(f"{node.module}.{a.name}" for a in node.names
+                                   if f"{node.module}.{a.name}" in modules)
+                if node.module in modules:
+                    graph[name].add(node.module)
+        graph[name].discard(name)
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Groups of modules that import each other round (strongly connected, more than one module)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+    for root in graph:
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            for child in children:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                    break
+                if child in on_stack:
+                    low[node] = min(low[node], index[child])
+            else:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                if low[node] == index[node]:
+                    group = []
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        group.append(member)
+                        if member == node:
+                            break
+                    if len(group) > 1:
+                        cycles.append(sorted(group))
+    return cycles
+
+
+def test_no_import_cycles_deferred_imports_included() -> None:
+    cycles = import_cycles(import_graph(dict(_modules())))
+    assert not cycles, "modules that import each other round:\n" + "\n".join(" <-> ".join(c) for c in cycles)
+
+
+def test_the_cycle_check_finds_a_planted_cycle(tmp_path: Path) -> None:
+    a, b, c = tmp_path / "a.py", tmp_path / "b.py", tmp_path / "c.py"
+    a.write_text("import volttron.server.pkg.b\n")
+    b.write_text("def later():\n    from volttron.server.pkg import c\n")  # deferred: still a cycle
+    c.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import volttron.server.pkg.b\n"
+                 "from volttron.server.pkg.a import x\n")
+    modules = {"volttron.server.pkg.a": a, "volttron.server.pkg.b": b, "volttron.server.pkg.c": c}
+    assert import_cycles(import_graph(modules)) == [sorted(modules)]
+    c.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import volttron.server.pkg.a\n")
+    assert import_cycles(import_graph(modules)) == []
+
+
 def _top(name: str) -> str:
     return name.split(".")[0]
 
@@ -57,6 +148,8 @@ def _violation(module: str, imported: str) -> str | None:
         return "zmq is imported only by the ZeroMQ modules"
     if top == "pika" and not _is_bus_module(module, "rmq"):
         return "pika is imported only by the RabbitMQ modules"
+    if module.startswith("volttron.server.services") and imported == "volttron.server.platform":
+        return "services depend on volttron.server.context, never on the platform"
     if module.startswith("volttron_listener_agent") and imported.startswith("volttron.") and not (
         imported.startswith(("volttron.client", "volttron.utils"))
     ):
@@ -95,6 +188,7 @@ def test_no_namespace_init() -> None:
         ("volttron.client.vip.agent.core", "zmq.green", "zmq"),
         ("volttron.client.messagebus.zmq", "pika", "pika"),
         ("volttron_listener_agent.agent", "volttron.server", "volttron.server"),
+        ("volttron.server.services.web.service", "volttron.server.platform", "context"),
     ],
 )
 def test_rules_catch_forbidden_imports(module: str, imported: str, expected: str) -> None:

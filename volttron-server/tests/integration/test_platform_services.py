@@ -12,8 +12,9 @@ import gevent
 import pytest
 import zmq.green as zmq
 
+from volttron.server.context import PlatformContext
 from volttron.server.options import PlatformOptions
-from volttron.server.platform import Platform, PlatformContext, PlatformError
+from volttron.server.platform import Platform, PlatformError
 from volttron.server.platform_home import PlatformRunningError
 from volttron.server.services.auth.authfile import AuthEntry, ensure_entries
 from volttron.utils.keys import generate_keypair, to_z85

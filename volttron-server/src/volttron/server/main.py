@@ -15,8 +15,9 @@ from collections.abc import Sequence
 import gevent
 
 from volttron.server.aip.agent_users import SecureModeError, check_requirements
+from volttron.server.context import ServiceFactory
 from volttron.server.options import OptionsError, PlatformOptions, parse_options
-from volttron.server.platform import Platform, ServiceFactory
+from volttron.server.platform import Platform
 from volttron.utils.errors import VolttronError
 from volttron.utils.logging import level_for_verbosity, setup_logging
 

@@ -22,10 +22,9 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import gevent
 import gevent.event
@@ -34,6 +33,7 @@ from volttron.server import __version__
 from volttron.server.aip.agent_users import secure_home
 from volttron.server.aip.leftovers import end_marked
 from volttron.server.aip.work_folder import clear_work_folder
+from volttron.server.context import PlatformContext, PlatformService, ServiceFactory
 from volttron.server.options import PlatformOptions
 from volttron.server.platform_home import (
     InstanceLock,
@@ -65,43 +65,6 @@ _log = logging.getLogger(__name__)
 
 class PlatformError(VolttronError):
     """The platform cannot start (the message says why)."""
-
-
-@dataclass(frozen=True)
-class PlatformContext:
-    """What an in-process service gets from the platform."""
-
-    home: Path
-    instance_name: str
-    router_address: str
-    """``inproc://vip``: services connect here, without authentication."""
-    zmq_context: Any
-    """The ``zmq.green.Context`` in which ``router_address`` lives (inproc needs the same context)."""
-    serverkey: str | None
-    """The platform's public key (None with authentication disabled)."""
-    local_address: str
-    addresses: tuple[str, ...]
-    auth_enabled: bool
-    message_bus: str
-    request_stop: Callable[[], None]
-    """Ask the platform to shut down (as a ``quit`` from the control service does)."""
-    secure_agent_users: bool = False
-    """Secure mode: each agent runs as its own system user (:mod:`.aip.agent_users`)."""
-    isolate_agents: bool = False
-    """Agents are installed into environments of their own by default (:mod:`.aip.isolation`)."""
-
-
-class PlatformService(Protocol):
-    """What a service factory returns."""
-
-    def start(self) -> None:
-        """Connect and begin serving; return promptly."""
-
-    def stop(self) -> None:
-        """Stop serving and close connections."""
-
-
-ServiceFactory = Callable[[PlatformContext], PlatformService]
 
 
 class Platform:

@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from volttron.client.testing.errors import PlatformError, PlatformUnavailable
 from volttron.utils.config import strip_comments
 from volttron.utils.errors import VolttronError
 from volttron.utils.files import FileLock, atomic_write
@@ -49,14 +50,6 @@ START_TIMEOUT = 45.0
 STOP_TIMEOUT = 30.0
 _CLEAN_ENV_PREFIXES = ("AGENT_", "VOLTTRON_")
 _CLEAN_ENV_NAMES = ("_LAUNCHED_BY_PLATFORM", "MESSAGEBUS", "AUTH_ENABLED")
-
-
-class PlatformError(VolttronError):
-    """The test platform failed to start, stop or do what was asked."""
-
-
-class PlatformUnavailable(PlatformError):
-    """A platform cannot run here (the reason says why); the fixtures skip the test."""
 
 
 def free_tcp_port() -> int:

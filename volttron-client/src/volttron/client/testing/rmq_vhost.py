@@ -33,7 +33,7 @@ class BrokerVirtualHost:
     @classmethod
     def create(cls, instance: str, home: Path) -> BrokerVirtualHost:
         """Make the vhost and the platform's broker configuration in ``home``."""
-        from volttron.client.testing.platform import PlatformError, PlatformUnavailable
+        from volttron.client.testing.errors import PlatformError, PlatformUnavailable
 
         vhost = f"{instance}-vhost"
         lease = contextlib.ExitStack()

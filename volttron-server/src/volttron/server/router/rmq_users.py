@@ -73,8 +73,11 @@ from volttron.server.router.rmq_topic_permissions import (
 )
 from volttron.server.services.auth.authfile import AuthDocument, is_regex
 from volttron.server.services.auth.policy import AuthPolicy
-from volttron.server.services.auth.service import read_protected_topics
-from volttron.server.services.pubsub.protected import PROTECTED_TOPICS_FILE, ProtectedTopics
+from volttron.server.services.pubsub.protected import (
+    PROTECTED_TOPICS_FILE,
+    ProtectedTopics,
+    read_protected_topics,
+)
 from volttron.utils.errors import ConfigError, VolttronError
 from volttron.utils.files import file_signature, read_json_file, write_json_file
 from volttron.utils.home import certificates_dir

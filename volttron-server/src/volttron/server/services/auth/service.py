@@ -65,8 +65,8 @@ from gevent.lock import Semaphore
 from volttron.client.known_identities import CONTROL_CONNECTION
 from volttron.client.runner import build_agent
 from volttron.client.vip.agent import RPC, Agent, VIPError
+from volttron.server.context import PlatformContext
 from volttron.server.identities import AUTH
-from volttron.server.platform import PlatformContext
 from volttron.server.services.auth import edits, published
 from volttron.server.services.auth.access import (
     ALLOW_AUTH_MODIFICATIONS,
@@ -78,8 +78,11 @@ from volttron.server.services.auth.access import (
 from volttron.server.services.auth.authfile import AuthDocument, AuthEntry, edit_auth_file
 from volttron.server.services.auth.pending import CredentialRecord, CredentialRequests, pending_path
 from volttron.server.services.auth.policy import AuthPolicy
-from volttron.server.services.pubsub.protected import PROTECTED_TOPICS_FILE, ProtectedTopics
-from volttron.utils.config import strip_comments
+from volttron.server.services.pubsub.protected import (
+    PROTECTED_TOPICS_FILE,
+    ProtectedTopics,
+    read_protected_topics,
+)
 from volttron.utils.errors import ConfigError, VolttronError
 from volttron.utils.files import file_signature
 from volttron.utils.home import auth_file_path
@@ -105,22 +108,6 @@ class AuthSettings:
     """Off (``--auth-disabled``): callers are not checked, as agents skip ``@RPC.allow`` then."""
     poll_interval: float = 0.5
     push_timeout: float = 10.0
-
-
-def read_protected_topics(path: Path) -> dict[str, Any]:
-    """The protected-topics document in ``path`` (empty when missing); :class:`ConfigError` if invalid."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {"write-protect": []}
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from exc
-    try:
-        document = json.loads(strip_comments(text)) if text.strip() else {"write-protect": []}
-    except ValueError as exc:
-        raise ConfigError(f"{path} is not valid JSON: {exc}") from None
-    ProtectedTopics().replace(document, str(path))  # validates; ConfigError says what is wrong
-    return document
 
 
 class AuthAgent(Agent):

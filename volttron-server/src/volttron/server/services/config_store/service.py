@@ -16,8 +16,8 @@ from typing import Any
 import gevent
 
 from volttron.client.runner import build_agent
+from volttron.server.context import PlatformContext
 from volttron.server.identities import CONFIGURATION_STORE
-from volttron.server.platform import PlatformContext
 from volttron.server.services.auth.policy import AuthPolicy
 from volttron.server.services.config_store.agent import ConfigStoreAgent
 from volttron.server.services.config_store.configs import ConfigStoreError

@@ -25,7 +25,7 @@ from volttron.client.runner import build_agent
 from volttron.server.aip.installer import InstallerSettings
 from volttron.server.aip.platform_agents import AIPConfig, AIPPlatform
 from volttron.server.aip.supervisor import SupervisorPolicy
-from volttron.server.platform import PlatformContext
+from volttron.server.context import PlatformContext
 from volttron.server.services.auth.policy import AuthPolicy
 from volttron.server.services.control.agent import ControlAgent
 from volttron.server.services.control.transfer import TransferLimits

@@ -31,8 +31,8 @@ from volttron.client.known_identities import CONTROL_CONNECTION, LEGACY_ALIASES,
 from volttron.client.runner import build_agent
 from volttron.client.vip.agent import RPC, Agent, PubSub, VIPError
 from volttron.client.vip.agent.subsystems.heartbeat import PERIOD_HEADER
+from volttron.server.context import PlatformContext
 from volttron.server.identities import PLATFORM_HEALTH
-from volttron.server.platform import PlatformContext
 from volttron.server.services.health.tracker import HealthTracker, StaleRule
 from volttron.utils.errors import VolttronError
 

@@ -151,3 +151,19 @@ def is_allowed(required: Collection[str], capabilities: Mapping[str, Any] | None
     """Whether a publisher holding ``capabilities`` has every ``required`` one."""
     held = capabilities or {}
     return all(name in held for name in required)
+
+
+def read_protected_topics(path: Path) -> dict[str, Any]:
+    """The protected-topics document in ``path`` (empty when missing); :class:`ConfigError` if invalid."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {"write-protect": []}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    try:
+        document = json.loads(strip_comments(text)) if text.strip() else {"write-protect": []}
+    except ValueError as exc:
+        raise ConfigError(f"{path} is not valid JSON: {exc}") from None
+    ProtectedTopics().replace(document, str(path))  # validates; ConfigError says what is wrong
+    return document

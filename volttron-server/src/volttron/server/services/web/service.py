@@ -28,7 +28,7 @@ from gevent.pywsgi import LoggingLogAdapter, WSGIHandler, WSGIServer
 
 from volttron.client.known_identities import PLATFORM_WEB
 from volttron.client.runner import build_agent
-from volttron.server.platform import PlatformContext, ServiceFactory
+from volttron.server.context import PlatformContext, ServiceFactory
 from volttron.server.services.auth.policy import AuthPolicy
 from volttron.server.services.web.app import WebApplication
 from volttron.server.services.web.certificates import ensure_web_certificate
