@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from volttron.client.testing.platform import PlatformError, PlatformUnavailable, VolttronPlatform, wait_until
+from volttron.client.testing.errors import PlatformError, PlatformUnavailable
+from volttron.client.testing.platform import VolttronPlatform, wait_until
 from volttron.client.vip.agent import RPC, Agent, Core, PubSub
 
 pytestmark = pytest.mark.integration

@@ -134,7 +134,8 @@ def agent_harness(tmp_path: Path) -> Iterator[Callable[..., Any]]:
 @pytest.fixture
 def volttron_platform_factory(tmp_path: Path) -> Iterator[Callable[..., Any]]:
     """A factory of real platforms in temporary homes; see the module docstring."""
-    from volttron.client.testing.platform import PlatformUnavailable, VolttronPlatform
+    from volttron.client.testing.errors import PlatformUnavailable
+    from volttron.client.testing.platform import VolttronPlatform
 
     made: list[VolttronPlatform] = []
     counter = itertools.count(1)
