@@ -27,7 +27,7 @@ linked publish      ``volttron.server.services.external.service.linked_publish_r
 answer acceptance   ``volttron.client.vip.agent.subsystems.rpc.answer_accepted`` (every agent: an
                     answer settles a call only from the peer and platform it went to)
 link identity       ``identity_allowed`` again, for a link key (``vctl auth add-platform``'s entry)
-RMQ topic perms.    ``volttron.server.router.rmq_topic_permissions.agent_topic_permissions`` (the
+RMQ topic perms.    ``volttron.server.router.rmq.topic_permissions.agent_topic_permissions`` (the
                     broker: which routing keys an agent may bind, and publish)
 RMQ agent perms.    ``volttron.client.messagebus.rmq_permissions.agent_permissions`` (the broker:
                     an agent's two queues and ``volttron``, no configure, nothing on ``amq.*``)
@@ -197,7 +197,7 @@ SWITCHES = {
                             {"test_the_link_entry_vctl_adds_lets_the_key_in_as_the_link_only":
                              "B's link key connected to A"},
                             tests_module=LINKS, platform="LinkedPlatforms"),
-    "rmq-topic-permissions": Switch("volttron.server.router.rmq_topic_permissions", "agent_topic_permissions",
+    "rmq-topic-permissions": Switch("volttron.server.router.rmq.topic_permissions", "agent_topic_permissions",
                                     "allow",
                                     {"test_an_agent_cannot_read_other_agents_rpc_calls_and_replies":
                                      "mallory bound"},

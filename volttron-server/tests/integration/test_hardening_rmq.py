@@ -29,7 +29,7 @@ from volttron.client.messagebus.rmq_wire import EXCHANGE, ROUTER, peer_routing_k
 from volttron.client.runner import build_agent
 from volttron.client.vip.agent import RPC, Agent
 from volttron.server.platform_home import platform_keystore
-from volttron.server.router.rmq_users import BrokerUsers
+from volttron.server.router.rmq.users import BrokerUsers
 
 pytestmark = [pytest.mark.integration, pytest.mark.rabbitmq]
 

@@ -1,6 +1,6 @@
 """Protected topics hold for agents publishing straight to RabbitMQ (``--message-bus rmq``).
 
-The platform gives each agent's broker user topic permissions (``rmq_topic_permissions``), so the
+The platform gives each agent's broker user topic permissions (``router/rmq/topic_permissions.py``), so the
 broker refuses a publish to a protected topic from an agent lacking the capability: it never
 reaches a subscriber, the publisher gets the ``-32001`` refusal it would get on ZeroMQ, and its
 connection carries on. Granting the capability in ``auth.json``, or protecting another topic in
@@ -48,7 +48,7 @@ monkey.patch_all()
 
 import sys
 
-from volttron.server.router import rmq_topic_permissions
+from volttron.server.router.rmq import topic_permissions as rmq_topic_permissions
 
 
 def no_topic_permissions(*args, **kwargs):

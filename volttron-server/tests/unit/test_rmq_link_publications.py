@@ -9,7 +9,7 @@ import pytest
 
 from volttron.client.messagebus.rmq_config import parse_amqp_url
 from volttron.client.messagebus.rmq_wire import publish_routing_key
-from volttron.server.router.rmq_link import Delivery, RouterLink
+from volttron.server.router.rmq.link import Delivery, RouterLink
 
 
 @pytest.fixture

@@ -12,13 +12,13 @@ import pytest
 from volttron.client.messagebus.rmq_admin import Permissions, TopicPermissions
 from volttron.client.messagebus.rmq_testing import BrokerInstance, broker_instance
 from volttron.client.messagebus.rmq_wire import EXCHANGE, peer_routing_key, publish_routing_key
-from volttron.server.router.rmq_topic_permissions import (
+from volttron.server.router.rmq.topic_permissions import (
     ANY_KEY,
     agent_topic_permissions,
     read_pattern,
     regex_key_pattern,
 )
-from volttron.server.router.rmq_users import BrokerUsers
+from volttron.server.router.rmq.users import BrokerUsers
 from volttron.server.services.auth.authfile import AuthEntry, ensure_entries
 from volttron.server.services.pubsub.protected import ProtectedTopics, is_allowed
 from volttron.utils.keys import generate_keypair

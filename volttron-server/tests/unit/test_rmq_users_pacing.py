@@ -17,7 +17,7 @@ from pathlib import Path
 import gevent
 
 from volttron.client.messagebus.rmq_admin import CtlAdmin
-from volttron.server.router.rmq_users import BrokerUsers
+from volttron.server.router.rmq.users import BrokerUsers
 from volttron.server.services.auth.authfile import AuthEntry, ensure_entries
 from volttron.utils.keys import generate_keypair
 

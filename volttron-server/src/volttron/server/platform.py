@@ -82,7 +82,7 @@ class Platform:
         self._lock = InstanceLock(options.home)
         self._zap: ZapHandler | None = None
         self._rabbit: Any = None
-        """The RabbitMQ side of the router with ``--message-bus rmq`` (:mod:`.router.rmq_router`)."""
+        """The RabbitMQ side of the router with ``--message-bus rmq`` (:mod:`.router.rmq.router`)."""
         self._external: Any = None
         """Routing to other ZeroMQ platforms (:mod:`.services.external`)."""
         self._socket: ZmqRouterSocket | None = None
@@ -160,7 +160,7 @@ class Platform:
         self.pubsub.attach()
         route = self.router.route
         if opts.message_bus == "rmq":  # the same router, also reachable through the broker
-            from volttron.server.router.rmq_router import platform_broker_settings, start_rabbit_router
+            from volttron.server.router.rmq.router import platform_broker_settings, start_rabbit_router
 
             broker = platform_broker_settings(home, opts.instance_name)
             self._rabbit = start_rabbit_router(self.router, self._socket.send, broker, self.pubsub, home=home,

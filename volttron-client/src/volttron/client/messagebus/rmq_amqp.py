@@ -14,7 +14,7 @@ its timeout, while there is no link, the broker blocks publishers, or too many p
 confirmation.
 
 A publish whose routing key the user's topic permissions refuse (a protected topic, see the
-platform's ``rmq_topic_permissions``) makes the broker close the publishing channel with
+platform's ``router.rmq.topic_permissions``) makes the broker close the publishing channel with
 ACCESS_REFUSED: it is logged, its sender gets the refusal for its message id (on pub/sub the
 ``-32001`` error a ZeroMQ platform answers, which the agent raises as unauthorized), the publishes
 still unconfirmed on that channel get EAGAIN, and a new publishing channel is opened; the link and

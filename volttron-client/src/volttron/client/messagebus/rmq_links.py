@@ -242,7 +242,7 @@ def link_topic_permissions(kind: str, instance: str, publish_pattern: str | None
 
     * ``shovel`` (publishes here): never a pub/sub key of this instance (``__pubsub__.<instance>.…``)
       nor a message to this instance's router; ``publish_pattern`` (the platform adds its protected
-      topics, :class:`~volttron.server.router.rmq_users.BrokerUsers`) must match too. It binds nothing.
+      topics, :class:`~volttron.server.router.rmq.users.BrokerUsers`) must match too. It binds nothing.
     * ``federation`` (binds here, the upstream side): no binding key that could match this
       instance's peers' routing keys (``<instance>.…``, or a leading ``*`` or ``#``). It publishes
       nothing.

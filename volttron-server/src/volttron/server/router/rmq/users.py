@@ -10,7 +10,7 @@ broker user ``<instance>.<identity>`` on the platform's vhost, with the anchored
 * TLS: no password, and a client certificate ``<instance>.<identity>`` signed by the instance's
   CA (EXTERNAL authentication maps its common name to the user).
 
-Each user also gets the topic permissions of :mod:`~.rmq_topic_permissions` on the ``volttron``
+Each user also gets the topic permissions of :mod:`~.topic_permissions` on the ``volttron``
 exchange: it binds only its own routing key and pub/sub keys (it never reads another agent's
 messages), and the broker refuses its publishes to the protected topics (``protected_topics.json``)
 whose capabilities its ``auth.json`` entry lacks, as the pub/sub service does on ZeroMQ. A new user
@@ -66,7 +66,7 @@ from volttron.client.messagebus.rmq_permissions import (
     apply_queue_limits,
 )
 from volttron.client.messagebus.rmq_wire import EXCHANGE, ROUTER, fq_identity
-from volttron.server.router.rmq_topic_permissions import (
+from volttron.server.router.rmq.topic_permissions import (
     agent_topic_permissions,
     refused_patterns,
     write_pattern,

@@ -44,7 +44,7 @@ Limits (the broker sees routing keys, not topics):
   non-ASCII character as its UTF-8 bytes; Python-only syntax (``(?x)`` comments, ...) and
   ``{username}``/``{vhost}`` (which the broker expands) do not belong in a ``/regex/`` entry;
 * the broker caches a channel's allowed keys: a connection that published on a key keeps it until
-  it reconnects, so :class:`~.rmq_users.BrokerUsers` closes the connections of a user whose
+  it reconnects, so :class:`~.users.BrokerUsers` closes the connections of a user whose
   permissions it tightens (the agent links again by itself).
 """
 

@@ -2,7 +2,7 @@
 
 With ``--message-bus rmq`` the platform keeps its ZeroMQ ROUTER (``inproc://vip`` for the
 in-process services, and its ipc/tcp addresses for vctl and ZeroMQ agents, as the original's
-ZeroMQ proxy router did) and joins the broker with a :class:`~.rmq_link.RouterLink`. The same
+ZeroMQ proxy router did) and joins the broker with a :class:`~.link.RouterLink`. The same
 :class:`~.routing.VipRouter` answers hello, ping, peerlist, query, agentstop and quit for peers of
 both transports, so there is one peer list with one add/drop broadcast.
 
@@ -44,8 +44,8 @@ from volttron.client.messagebus.rmq_config import (
     rabbitmq_config_path,
 )
 from volttron.client.messagebus.rmq_wire import fq_identity, with_sender
-from volttron.server.router.rmq_link import Delivery, RouterLink
-from volttron.server.router.rmq_users import BrokerUsers
+from volttron.server.router.rmq.link import Delivery, RouterLink
+from volttron.server.router.rmq.users import BrokerUsers
 from volttron.server.router.routing import (
     EHOSTUNREACH,
     VIP1,
@@ -331,7 +331,7 @@ def start_rabbit_router(router: VipRouter, zmq_send: Callable[[Frames], None], s
     """Join the broker described by ``settings`` and route ``router``'s traffic over it too.
 
     ``keys`` is the platform's (public, secret) key pair; with it, agents in ``auth.json`` get
-    broker users (:mod:`~.rmq_users`). Without it (authentication disabled) agents need logins
+    broker users (:mod:`~.users`). Without it (authentication disabled) agents need logins
     of their own.
     """
     rabbit = RabbitRouter(router, zmq_send, RouterLink(settings), pubsub)

@@ -20,7 +20,7 @@ A :class:`RouterLink` is a :class:`~volttron.client.messagebus.rmq.RmqConnection
   those the broker could not route, ours or another instance's, as ``"external_undeliverable"``.
 
 Everything it receives is queued as a :class:`Delivery` for the router's greenlet
-(:mod:`~volttron.server.router.rmq_router`), never handled in the hub.
+(:mod:`~volttron.server.router.rmq.router`), never handled in the hub.
 """
 
 from __future__ import annotations
