@@ -1,7 +1,8 @@
 """A type checker sees the agent API's real signatures (issue 14 item 4).
 
 ``dualmethod`` once erased them (``Callable[..., T]``): a wrong subscription callback or a misspelt
-keyword passed the check. Here mypy checks a small agent and must report exactly the mistakes in it.
+keyword passed the check, and ``@RPC.export`` made a method ``Any``. Here mypy checks a small agent
+and must report exactly the mistakes in it.
 """
 
 from __future__ import annotations
@@ -34,6 +35,14 @@ AGENT = textwrap.dedent(
         def guarded(self) -> int:
             return 1
 
+        @RPC.export
+        def hello(self, x: int) -> int:
+            return x
+
+        @RPC.export("named")
+        def hello_named(self, x: int) -> int:
+            return x
+
         def configure(self, config_name: str, action: str, contents: Any) -> None: ...
 
         def ok(self) -> None:
@@ -49,6 +58,8 @@ AGENT = textwrap.dedent(
             self.core.periodic("soon", self.tick)  # MISTAKE 4
             assert self.vip.config is not None
             self.vip.config.subscribe(lambda name: None)  # MISTAKE 5
+            self.hello("x")  # MISTAKE 6: exported methods keep their types
+            self.hello_named("x")  # MISTAKE 7
     """
 )
 
@@ -69,7 +80,8 @@ def test_mypy_reports_the_mistakes_and_only_those(tmp_path: Path) -> None:
     lines = AGENT.splitlines()
     flagged = sorted({lines[int(line.split(":")[1]) - 1].split("# ")[-1] for line in errors})
     assert flagged == [f"MISTAKE {n}" + rest for n, rest in
-                       [(1, ""), (2, ""), (3, ": the decorator form"), (4, ""), (5, "")]], out + err
+                       [(1, ""), (2, ""), (3, ": the decorator form"), (4, ""), (5, ""),
+                        (6, ": exported methods keep their types"), (7, "")]], out + err
     assert status == 1
 
 

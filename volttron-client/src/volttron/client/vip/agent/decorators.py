@@ -67,9 +67,10 @@ P = ParamSpec("P")
 R = TypeVar("R")
 PC = ParamSpec("PC")
 RC = TypeVar("RC")
+C = TypeVar("C", bound=Callable[..., Any])
 
 
-class dualmethod(Generic[S, P, R, PC, RC]):  # noqa: N801 - named like classmethod, which it resembles
+class dualmethod(Generic[S, P, R, C]):  # noqa: N801 - named like classmethod, which it resembles
     """A method with a class-level form (used as a decorator) and an instance-level form.
 
     ::
@@ -81,16 +82,17 @@ class dualmethod(Generic[S, P, R, PC, RC]):  # noqa: N801 - named like classmeth
             def subscribe(self, peer, prefix, callback, ...): ...           # vip.pubsub.subscribe(...)
 
     Read on the class, the attribute is the class form bound to the class; read on an instance, the
-    instance form bound to the instance; a type checker sees each with its own parameters. The
-    class form's first parameter receives the class. The original spelling (``@dualmethod`` then
-    ``@subscribe.classmethod`` on a second ``def subscribe``) still works at run time, but a type
-    checker takes the second ``def`` for a redefinition.
+    instance form bound to the instance; a type checker sees each with its own parameters (``C`` is
+    the type of the class-level attribute). The class form's first parameter receives the class;
+    :meth:`with_class_callable` takes a ready callable instead (one with overloads, say). The
+    original spelling (``@dualmethod`` then ``@subscribe.classmethod`` on a second ``def subscribe``)
+    still works at run time, but a type checker takes the second ``def`` for a redefinition.
     """
 
     def __init__(
         self,
         finstance: Callable[Concatenate[S, P], R],
-        fclass: Callable[Concatenate[Any, PC], RC] | None = None,
+        fclass: Callable[..., Any] | None = None,
     ) -> None:
         self.finstance = finstance
         self.fclass = fclass
@@ -99,31 +101,43 @@ class dualmethod(Generic[S, P, R, PC, RC]):  # noqa: N801 - named like classmeth
     @staticmethod
     def with_class_form(
         fclass: Callable[Concatenate[Any, PC], RC],
-    ) -> Callable[[Callable[Concatenate[S, P], R]], "dualmethod[S, P, R, PC, RC]"]:
+    ) -> Callable[[Callable[Concatenate[S, P], R]], "dualmethod[S, P, R, Callable[PC, RC]]"]:
         """Decorator: a dualmethod whose instance form is the decorated function, class form ``fclass``."""
 
-        def make(finstance: Callable[Concatenate[S, P], R]) -> "dualmethod[S, P, R, PC, RC]":
-            return dualmethod(finstance, fclass)
+        def make(finstance: Callable[Concatenate[S, P], R]) -> "dualmethod[S, P, R, Callable[PC, RC]]":
+            return dualmethod[S, P, R, Callable[PC, RC]](finstance, fclass)
 
         return make
 
-    def classmethod(self, fclass: Callable[Concatenate[Any, PC], RC]) -> "dualmethod[S, P, R, PC, RC]":
-        """Set the class-level form."""
+    @staticmethod
+    def with_class_callable(
+        decorator: C,
+    ) -> Callable[[Callable[Concatenate[S, P], R]], "dualmethod[S, P, R, C]"]:
+        """Decorator: like :meth:`with_class_form`, the class-level attribute being ``decorator`` itself."""
+
+        def fclass(cls: Any, *args: Any, **kwargs: Any) -> Any:
+            return decorator(*args, **kwargs)
+
+        def make(finstance: Callable[Concatenate[S, P], R]) -> "dualmethod[S, P, R, C]":
+            return dualmethod[S, P, R, C](finstance, fclass)
+
+        return make
+
+    def classmethod(self, fclass: Callable[..., Any]) -> "dualmethod[S, P, R, Any]":
+        """Set the class-level form (the original spelling; not seen by a type checker)."""
         return type(self)(self.finstance, fclass)
 
     @overload
-    def __get__(self, instance: None, owner: type[Any] | None = None) -> Callable[PC, RC]: ...
+    def __get__(self, instance: None, owner: type[Any] | None = None) -> C: ...
 
     @overload
     def __get__(self, instance: S, owner: type[Any] | None = None) -> Callable[P, R]: ...
 
-    def __get__(
-        self, instance: S | None, owner: type[Any] | None = None
-    ) -> Callable[PC, RC] | Callable[P, R]:
+    def __get__(self, instance: S | None, owner: type[Any] | None = None) -> C | Callable[P, R]:
         if instance is None:
             if self.fclass is None:
                 raise AttributeError(f"{self.finstance.__name__} is an instance method")
-            bound: Callable[PC, RC] = self.fclass.__get__(owner, owner)
+            bound: C = self.fclass.__get__(owner, owner)
             return bound
         method: Callable[P, R] = self.finstance.__get__(instance, owner)
         return method

@@ -39,7 +39,7 @@ import logging
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 import gevent.local
 
@@ -95,6 +95,25 @@ class BatchResults(list[AsyncResult]):
     """The results of one batch, in request order (weakly referenced while pending)."""
 
 
+class _ExportDecorator:
+    """``RPC.export`` on the class: ``@RPC.export`` or ``@RPC.export('name')``."""
+
+    @overload
+    def __call__(self, name: F) -> F: ...
+
+    @overload
+    def __call__(self, name: str | None = None) -> Callable[[F], F]: ...
+
+    def __call__(self, name: Any = None) -> Any:
+        if callable(name):
+            return annotate(name, EXPORTS, name.__name__)
+
+        def decorate(method: F) -> F:
+            return annotate(method, EXPORTS, name or method.__name__)
+
+        return decorate
+
+
 class RPC(SubsystemBase):
     """Call methods of other peers and serve this agent's exported methods."""
 
@@ -119,17 +138,7 @@ class RPC(SubsystemBase):
         for method, name in annotations.get(EXPORTS, ()):
             self.export(method, name)
 
-    def _export_decorator(cls, name: Any = None) -> Any:
-        """Decorator: ``@RPC.export`` or ``@RPC.export('name')``."""
-        if callable(name):
-            return annotate(name, EXPORTS, name.__name__)
-
-        def decorate(method: Callable[..., Any]) -> Callable[..., Any]:
-            return annotate(method, EXPORTS, name or method.__name__)
-
-        return decorate
-
-    @dualmethod.with_class_form(_export_decorator)
+    @dualmethod.with_class_callable(_ExportDecorator())
     def export(self, method: Callable[..., Any], name: str | None = None) -> Callable[..., Any]:
         """Make ``method`` callable by peers as ``name`` (default: its ``__name__``).
 
