@@ -316,3 +316,30 @@ def test_not_root_is_one_line_and_exit_77(reachable: None, tmp_path: Path) -> No
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("volttron: error: --secure-agent-users needs root"), lines
     assert "docs/secure-mode.md" in lines[0]
+
+
+def test_an_isolated_agent_runs_as_its_own_user_from_its_own_environment(
+    secure_platform: SecurePlatform, listener_wheel: Path, platform_factory
+) -> None:
+    # issue 12 item 2: secure mode with an agent in an environment of its own, also after the
+    # platform's restart (which makes the home's other entries private again)
+    platform = secure_platform
+    heard = "Topic: heartbeat/iso"
+    platform.vctl("install", str(listener_wheel), "--vip-identity", "iso", "--isolated", "--start")
+    env = platform.home / "environments" / "volttron-listener-agent"
+    code = next(env.glob("lib/python*/site-packages")) / "volttron_listener_agent" / "agent.py"
+    for restart in (True, False):
+        before = platform.process.log_text().count(heard)
+        row = wait_for_running(platform, "iso")
+        assert proc_ids(row["pid"])["Uid"][0] == pwd.getpwnam(row["user"]).pw_uid
+        argv0 = Path(f"/proc/{row['pid']}/cmdline").read_bytes().split(b"\0")[0].decode()
+        assert argv0 == str(env / "bin" / "python")
+        wait_until(lambda n=before: platform.process.log_text().count(heard) > n, 60, "a heartbeat")
+        checks = [("code", "read", code), ("write", "write", code)]
+        assert probe_as(row["user"], checks) == {"code": "ok", "write": "denied"}
+        if restart:
+            platform.process.stop()
+            platform.process = platform_factory(args=["--secure-agent-users"]).start()
+            platform.vctl("start", "iso")
+    platform.vctl("remove", "iso")
+    assert not env.exists() and AgentUsers(platform.home).owned() == []

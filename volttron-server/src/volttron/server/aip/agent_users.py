@@ -143,12 +143,13 @@ def secure_home(home: Path) -> None:
     """Apply the home's part of the layout: ``home`` and ``agents/`` 0711, the rest private.
 
     Every other entry of the home (``auth.json``, ``keystore``, ``keystores/``,
-    ``configuration_store/``, ...) loses its group and other permissions.
+    ``configuration_store/``, ...) loses its group and other permissions, but ``environments/``:
+    the agents' own environments, code their users run (:mod:`.isolation`).
     """
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(home, HOME_MODE)
     for entry in home.iterdir():
-        if entry.name == "agents" or entry.is_symlink():
+        if entry.name in ("agents", "environments") or entry.is_symlink():
             continue
         mode = stat.S_IMODE(entry.lstat().st_mode)
         if mode & 0o077:

@@ -182,6 +182,7 @@ class AgentEnvironments:
         if core and not direct and not _installed_version(self.path(name), PUBLISHED_MESSAGE_BUS):
             self._install_targets(name, wheel, [PUBLISHED_MESSAGE_BUS, f"volttron-core=={core}"], pre, None,
                                   constraints)
+        _readable_by_all(self.path(name))
 
     def _install_targets(
         self, name: str, wheel: Path, targets: list[str], pre: bool, reinstall: str | None, constraints: Path
@@ -246,7 +247,7 @@ class AgentEnvironments:
                 continue
             target = site / str(file)
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(dist.locate_file(file), target)
+            shutil.copyfile(str(dist.locate_file(file)), target)
         return True
 
     def _uv_index_arguments(self) -> list[str]:
@@ -276,6 +277,20 @@ class AgentEnvironments:
         if done.returncode != 0:
             tail = "\n".join(done.stdout.decode("utf-8", "replace").splitlines()[-15:])
             raise AgentInstallError(f"could not {step} the agent's environment:\n{tail}", step)
+
+
+def _readable_by_all(root: Path) -> None:
+    """Code, not secrets: readable (and where executable, runnable) by every user, writable by none
+    but the platform's, so that agents of secure mode run from it whatever the platform's umask."""
+    for folder, _dirs, files in os.walk(root):
+        for entry in [folder, *(os.path.join(folder, f) for f in files)]:
+            if os.path.islink(entry):
+                continue
+            mode = os.stat(entry).st_mode
+            extra = 0o044 | (0o011 if (mode & 0o100 or entry == folder) else 0)
+            if mode & extra != extra:
+                os.chmod(entry, (mode | extra) & ~0o022)
+    os.chmod(root.parent, (os.stat(root.parent).st_mode | 0o755) & ~0o022)
 
 
 def _installed_version(root: Path, distribution: str) -> str | None:
