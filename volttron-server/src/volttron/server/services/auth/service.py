@@ -63,7 +63,6 @@ import gevent
 from gevent.lock import Semaphore
 
 from volttron.client.known_identities import CONTROL_CONNECTION
-from volttron.client.runner import build_agent
 from volttron.client.vip.agent import RPC, Agent, VIPError
 from volttron.server.context import PlatformContext
 from volttron.server.identities import AUTH
@@ -78,6 +77,7 @@ from volttron.server.services.auth.access import (
 from volttron.server.services.auth.authfile import AuthDocument, AuthEntry, edit_auth_file
 from volttron.server.services.auth.pending import CredentialRecord, CredentialRequests, pending_path
 from volttron.server.services.auth.policy import AuthPolicy
+from volttron.server.services.base import InProcessService
 from volttron.server.services.pubsub.protected import (
     PROTECTED_TOPICS_FILE,
     ProtectedTopics,
@@ -509,55 +509,26 @@ class AuthAgent(Agent):
         return {**self.counts, "auth_reloads": self.policy.reloads}
 
 
-class AuthService:
+class AuthService(InProcessService):
     """Runs :class:`AuthAgent` in the platform process (a ``PlatformService``)."""
 
-    START_TIMEOUT = 10.0
-    STOP_TIMEOUT = 5.0
+    identity = AUTH
+    title = "the auth service"
+    error = AuthServiceError
 
     def __init__(self, context: PlatformContext, settings: AuthSettings | None = None,
                  agent_class: Callable[..., AuthAgent] = AuthAgent) -> None:
-        self.context = context
+        super().__init__(context)
         self.settings = settings or AuthSettings(auth_file=auth_file_path(context.home),
                                                  protected_file=context.home / PROTECTED_TOPICS_FILE,
                                                  auth_enabled=context.auth_enabled)
         self._agent_class = agent_class
-        self.agent: AuthAgent | None = None
 
     def start(self) -> None:
         """Connect to the router and wait for the welcome; :class:`AuthServiceError` if it fails."""
-        ctx = self.context
-        try:
-            self.agent = build_agent(
-                agent_class=self._agent_class,
-                settings=self.settings,
-                identity=AUTH,
-                address=ctx.router_address,
-                context=ctx.zmq_context,
-                volttron_home=str(ctx.home),
-                instance_name=ctx.instance_name,
-                message_bus="zmq",
-                enable_store=False,
-                enable_auth=False,  # it checks its callers itself, against the live auth.json
-                heartbeat_autostart=False,
-                timeout=self.START_TIMEOUT,
-            )
-        except VolttronError as exc:
-            raise AuthServiceError(f"the auth service could not connect: {exc}") from None
+        # it checks its callers itself, against the live auth.json
+        self.connect(self._agent_class, settings=self.settings, enable_auth=False)
         _log.debug("auth service started as %s", AUTH)
-
-    def stop(self) -> None:
-        """Disconnect from the router."""
-        agent, self.agent = self.agent, None
-        if agent is not None:
-            agent.core.stop(timeout=self.STOP_TIMEOUT)
-
-    def statistics(self) -> dict[str, int]:
-        """The agent's counts (empty before start)."""
-        return self.agent.statistics() if self.agent is not None else {}
-
-    def __repr__(self) -> str:
-        return f"AuthService({AUTH!r})"
 
 
 def auth_service(context: PlatformContext) -> AuthService:

@@ -14,22 +14,20 @@ file, and must not depend on the auth service being up to refuse an installed ag
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import gevent
 
 from volttron.client.known_identities import CONTROL
-from volttron.client.runner import build_agent
 from volttron.server.aip.installer import InstallerSettings
 from volttron.server.aip.platform_agents import AIPConfig, AIPPlatform
 from volttron.server.aip.supervisor import SupervisorPolicy
 from volttron.server.context import PlatformContext
-from volttron.server.services.auth.policy import AuthPolicy
+from volttron.server.services.base import InProcessService
 from volttron.server.services.control.agent import ControlAgent
 from volttron.server.services.control.transfer import TransferLimits
-from volttron.utils.home import auth_file_path
+from volttron.utils.errors import VolttronError
 
 _log = logging.getLogger(__name__)
 
@@ -50,14 +48,22 @@ class ControlSettings:
     autostart: bool = True
 
 
-class ControlService:
+class ControlServiceError(VolttronError):
+    """The control service cannot start."""
+
+
+class ControlService(InProcessService):
     """``platform.control``; see the module docstring."""
 
+    identity = CONTROL
+    title = "the control service"
+    error = ControlServiceError
+    STOP_TIMEOUT = 2.0
+
     def __init__(self, context: PlatformContext, settings: ControlSettings | None = None) -> None:
-        self.context = context
+        super().__init__(context)
         self.settings = settings or ControlSettings()
         self.aip: AIPPlatform | None = None
-        self.agent: ControlAgent | None = None
         self._autostart: gevent.Greenlet | None = None
 
     def start(self) -> None:
@@ -74,25 +80,22 @@ class ControlService:
                 installer=InstallerSettings(isolate_by_default=ctx.isolate_agents),
             )
         )
-        self.agent = build_agent(
-            address=ctx.router_address,
-            identity=CONTROL,
-            agent_class=ControlAgent,
+        source = self.capability_source() if ctx.auth_enabled else None
+        if ctx.auth_enabled and source is None:  # never serve without knowing who may do what
+            raise self.error("the control service cannot read the auth policy (auth.json)")
+        agent = self.connect(
+            ControlAgent,
             timeout=self.settings.connect_timeout,
-            context=ctx.zmq_context,
-            volttron_home=str(ctx.home),
             enable_channel=True,
-            enable_auth=ctx.auth_enabled,
             aip=self.aip,
             platform_serverkey=ctx.serverkey,
             request_stop=ctx.request_stop,
             transfer=self.settings.transfer,
             work_home=ctx.home,
         )
-        if ctx.auth_enabled:
-            source = _FileCapabilities(AuthPolicy(auth_file_path(ctx.home)))
-            self.agent.vip.rpc.set_capability_source(source)
-            self.agent.capabilities = source  # what a caller without the control capability sees
+        if source is not None:
+            agent.vip.rpc.set_capability_source(source)
+            agent.capabilities = source  # what a caller without the control capability sees
         if self.settings.autostart:
             self._autostart = gevent.spawn(self._start_enabled_agents)
 
@@ -111,23 +114,8 @@ class ControlService:
             left = self.aip.shutdown()
             if left:
                 _log.error("agents still running after the platform stop: %s", ", ".join(left))
-        if self.agent is not None:
-            self.agent.core.stop(timeout=2.0)
-            self.agent = None
+        super().stop()
 
     def statistics(self) -> dict[str, Any]:
         """Agent counts and process states, for diagnostics."""
         return self.aip.statistics() if self.aip is not None else {}
-
-    def __repr__(self) -> str:
-        return f"ControlService({CONTROL})"
-
-
-class _FileCapabilities:
-    """``user -> capabilities`` from the current ``auth.json`` (re-read when it changes)."""
-
-    def __init__(self, policy: AuthPolicy) -> None:
-        self.policy = policy
-
-    def __call__(self, user: str) -> Mapping[str, Any]:
-        return self.policy.capabilities().get(user, {})

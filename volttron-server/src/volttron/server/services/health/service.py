@@ -28,11 +28,11 @@ from typing import Any
 import gevent
 
 from volttron.client.known_identities import CONTROL_CONNECTION, LEGACY_ALIASES, PROCESS_IDENTITIES
-from volttron.client.runner import build_agent
 from volttron.client.vip.agent import RPC, Agent, PubSub, VIPError
 from volttron.client.vip.agent.subsystems.heartbeat import PERIOD_HEADER
 from volttron.server.context import PlatformContext
 from volttron.server.identities import PLATFORM_HEALTH
+from volttron.server.services.base import InProcessService
 from volttron.server.services.health.tracker import HealthTracker, StaleRule
 from volttron.utils.errors import VolttronError
 
@@ -98,51 +98,25 @@ class HealthAgent(Agent):
         return self.tracker.entry(identity)
 
 
-class HealthService:
+class HealthService(InProcessService):
     """Runs :class:`HealthAgent` in the platform process (a :class:`PlatformService`)."""
 
-    START_TIMEOUT = 10.0
-    STOP_TIMEOUT = 5.0
+    identity = PLATFORM_HEALTH
+    title = "the health service"
+    error = HealthServiceError
 
     def __init__(self, context: PlatformContext, rule: StaleRule | None = None) -> None:
-        self.context = context
+        super().__init__(context)
         self.tracker = HealthTracker(SERVICE_IDENTITIES, rule)
-        self.agent: HealthAgent | None = None
 
     def start(self) -> None:
         """Connect to the router and wait for the welcome; :class:`HealthServiceError` if it fails."""
-        ctx = self.context
-        try:
-            self.agent = build_agent(
-                agent_class=HealthAgent,
-                tracker=self.tracker,
-                identity=PLATFORM_HEALTH,
-                address=ctx.router_address,
-                context=ctx.zmq_context,
-                volttron_home=str(ctx.home),
-                instance_name=ctx.instance_name,
-                message_bus="zmq",
-                enable_store=False,
-                enable_auth=ctx.auth_enabled,
-                heartbeat_autostart=True,
-                timeout=self.START_TIMEOUT,
-            )
-        except VolttronError as exc:
-            raise HealthServiceError(f"the health service could not connect: {exc}") from None
+        self.connect(HealthAgent, tracker=self.tracker, heartbeat_autostart=True)
         _log.debug("health service started as %s", PLATFORM_HEALTH)
-
-    def stop(self) -> None:
-        """Disconnect from the router."""
-        agent, self.agent = self.agent, None
-        if agent is not None:
-            agent.core.stop(timeout=self.STOP_TIMEOUT)
 
     def statistics(self) -> dict[str, int]:
         """Counts of peers by state and heartbeats heard."""
         return self.tracker.statistics()
-
-    def __repr__(self) -> str:
-        return f"HealthService({PLATFORM_HEALTH!r})"
 
 
 def health_service(context: PlatformContext) -> HealthService:

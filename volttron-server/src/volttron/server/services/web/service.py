@@ -27,9 +27,9 @@ from gevent.pool import Pool
 from gevent.pywsgi import LoggingLogAdapter, WSGIHandler, WSGIServer
 
 from volttron.client.known_identities import PLATFORM_WEB
-from volttron.client.runner import build_agent
 from volttron.server.context import PlatformContext, ServiceFactory
 from volttron.server.services.auth.policy import AuthPolicy
+from volttron.server.services.base import InProcessService
 from volttron.server.services.web.app import WebApplication
 from volttron.server.services.web.certificates import ensure_web_certificate
 from volttron.server.services.web.discovery import discovery_document
@@ -45,7 +45,6 @@ from volttron.server.services.web.throttle import LoginThrottle
 from volttron.server.services.web.tokens import TokenIssuer, load_or_create_secret
 from volttron.server.services.web.users import WebUserStore
 from volttron.server.services.web.web_agent import VipCaller, WebAgent
-from volttron.utils.errors import VolttronError
 from volttron.utils.home import auth_file_path
 
 _log = logging.getLogger(__name__)
@@ -194,16 +193,17 @@ def make_ssl_context(cert: Any, key: Any) -> ssl.SSLContext:
     return context
 
 
-class WebService:
+class WebService(InProcessService):
     """The platform's web service; see the module docstring."""
 
-    AGENT_START_TIMEOUT = 10.0
+    identity = PLATFORM_WEB
+    title = "the web service"
+    error = WebError
     STOP_TIMEOUT = 3.0
 
     def __init__(self, context: PlatformContext, settings: WebSettings) -> None:
-        self.context = context
+        super().__init__(context)
         self.settings = settings
-        self.agent: WebAgent | None = None
         self.app: WebApplication | None = None
         self._server: _WebServer | None = None
 
@@ -220,19 +220,12 @@ class WebService:
         policy = AuthPolicy(auth_file_path(ctx.home)) if ctx.auth_enabled else None
         users = WebUserStore(ctx.home / WEB_USERS_FILE, policy)
         routes = RouteTable(ctx.home)
+        agent = self.connect(WebAgent, routes=routes, tokens=tokens, users=users, policy=policy,
+                             web_address=settings.address.url, platform_serverkey=ctx.serverkey)
         try:
-            self.agent = build_agent(
-                address=ctx.router_address, identity=PLATFORM_WEB, agent_class=WebAgent,
-                timeout=self.AGENT_START_TIMEOUT, context=ctx.zmq_context, enable_auth=ctx.auth_enabled,
-                volttron_home=str(ctx.home), instance_name=ctx.instance_name, routes=routes, tokens=tokens,
-                users=users, web_address=settings.address.url, platform_serverkey=ctx.serverkey,
-                policy=policy)
-        except VolttronError as exc:
-            raise WebError(f"the web service could not connect as {PLATFORM_WEB}: {exc}") from None
-        try:
-            self._serve(self.agent, users, tokens, routes, ssl_context)
+            self._serve(agent, users, tokens, routes, ssl_context)
         except BaseException:
-            self._stop_agent()
+            super().stop()
             raise
         if not ctx.auth_enabled:
             _log.warning("authentication is disabled: web users' capabilities are not checked")
@@ -285,12 +278,7 @@ class WebService:
         if self._server is not None:
             self._server.stop(timeout=self.STOP_TIMEOUT)
             self._server = None
-        self._stop_agent()
-
-    def _stop_agent(self) -> None:
-        if self.agent is not None:
-            self.agent.core.stop(timeout=self.STOP_TIMEOUT)
-            self.agent = None
+        super().stop()
 
     def statistics(self) -> dict[str, Any]:
         """Requests, logins, calls, routes and refused connections so far."""
