@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from volttron.client.testing.errors import PlatformError, PlatformUnavailable
+from volttron.client.testing.errors import PlatformUnavailable, VolttronPlatformError
 from volttron.client.testing.platform import VolttronPlatform, wait_until
 from volttron.client.vip.agent import RPC, Agent, Core, PubSub
 
@@ -110,5 +110,5 @@ def test_a_python_without_the_server_is_reported_not_run(tmp_path: Path) -> None
 
 
 def test_bad_bus_name_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(PlatformError, match="message_bus"):
+    with pytest.raises(VolttronPlatformError, match="message_bus"):
         VolttronPlatform(tmp_path, message_bus="mqtt")

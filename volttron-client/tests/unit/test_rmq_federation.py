@@ -189,12 +189,13 @@ def test_waiting_ends_when_every_link_runs() -> None:
     ("not_allowed", "the remote vhost does not exist"),
 ])
 def test_a_failed_link_is_reported_with_advice(problem: str, advice: str) -> None:
-    with pytest.raises(links.LinkError, match=f"link x failed: {problem}.*{advice}"):
+    with pytest.raises(links.BrokerLinkError, match=f"link x failed: {problem}.*{advice}"):
         links.wait_for_links(states({"x": ("error", problem)}), "v", ["x"], timeout=5, poll=0)
 
 
 def test_a_link_that_never_starts_times_out_naming_it() -> None:
-    with pytest.raises(links.LinkError, match=r"not running after 0.1 s: x \(starting\), y \(not started\)"):
+    expected = r"not running after 0.1 s: x \(starting\), y \(not started\)"
+    with pytest.raises(links.BrokerLinkError, match=expected):
         links.wait_for_links(states({"x": ("starting", "")}), "v", ["x", "y"], timeout=0.1, poll=0.01)
 
 
@@ -249,14 +250,16 @@ def test_federation_sets_the_upstream_and_the_policy_and_removing_the_last_upstr
     assert links.remove_links(admin, "b-vhost", "federation",  # type: ignore[arg-type]
                               "upstream-127.0.0.1-a-vhost") == ["upstream-127.0.0.1-a-vhost"]
     assert admin.policy == {} and admin.parameters("federation-upstream", "b-vhost") == {}
-    with pytest.raises(links.LinkError, match=r"no federation named 'gone' on vhost 'b-vhost' \(there: "):
+    expected = r"no federation named 'gone' on vhost 'b-vhost' \(there: "
+    with pytest.raises(links.BrokerLinkError, match=expected):
         links.remove_links(admin, "b-vhost", "federation", "gone")  # type: ignore[arg-type]
 
 
 def test_a_remote_vhost_missing_on_the_same_broker_is_refused_before_anything_is_set() -> None:
     admin = MemoryAdmin()
     upstreams = link_config.parse_federation({"localhost": upstream_entry(**{"virtual-host": "nosuch"})}, "B")
-    with pytest.raises(links.LinkError, match="remote vhost 'nosuch' does not exist on the broker at local"):
+    expected = "remote vhost 'nosuch' does not exist on the broker at local"
+    with pytest.raises(links.BrokerLinkError, match=expected):
         links.apply_federation(admin, LOCAL, upstreams)  # type: ignore[arg-type]
     assert admin.params == {} and admin.policy == {}
 
@@ -265,7 +268,7 @@ def test_a_failure_leaves_nothing_of_the_run_behind() -> None:
     admin = MemoryAdmin(refuse="rpc")
     entry = {"virtual-host": "a-vhost", "password": "p", "pubsub": {"p": ["t"]}, "rpc": {"A": [["x", "y"]]}}
     shovels = link_config.parse_shovels({"127.0.0.1": entry}, "B")
-    with pytest.raises(links.LinkError, match="enable rabbitmq_shovel.*the link was not kept"):
+    with pytest.raises(links.BrokerLinkError, match="enable rabbitmq_shovel.*the link was not kept"):
         links.apply_shovels(admin, LOCAL, shovels)  # type: ignore[arg-type]
     assert admin.parameters("shovel", "b-vhost") == {}
 
@@ -281,7 +284,7 @@ def test_a_plugin_that_cannot_be_enabled_says_what_to_run(tmp_path: Path) -> Non
     admin = MemoryAdmin(refuse="upstream")
     upstreams = link_config.parse_federation({"127.0.0.1": upstream_entry()}, "B")
     command = fake_command(tmp_path, 2, "Error: permission denied")
-    with pytest.raises(links.LinkError) as info:
+    with pytest.raises(links.BrokerLinkError) as info:
         links.apply_federation(admin, LOCAL, upstreams, plugins_command=command)  # type: ignore[arg-type]
     text = str(info.value)
     assert text.startswith("cannot enable rabbitmq_federation (Error: permission denied): run "
@@ -295,7 +298,7 @@ def test_plugins_are_enabled_on_this_host_only(tmp_path: Path) -> None:
         "enabled broker plugins rabbitmq_federation, rabbitmq_shovel")
     remote = BrokerSettings(host="broker.invalid")
     assert links.ensure_plugins(remote, links.PLUGINS, command) is None
-    with pytest.raises(links.LinkError, match="no-such-command not found"):
+    with pytest.raises(links.BrokerLinkError, match="no-such-command not found"):
         links.ensure_plugins(LOCAL, links.PLUGINS, "no-such-command")
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from volttron.client.commands.cli import EXIT_ERROR, EXIT_NOT_RUNNING, EXIT_USAGE, CommandError, run_cli
 from volttron.client.commands.install import looks_like_path, prepare_source, read_agent_config
-from volttron.client.commands.transfer import COMPLETE, TransferError, TransferTimeout, serve_install
+from volttron.client.commands.transfer import COMPLETE, UploadError, UploadTimeout, serve_install
 from volttron.client.commands.vctl import vctl
 from volttron.client.packaging import BuildError
 from volttron.client.vip.agent.errors import ResultTimeout
@@ -214,16 +214,16 @@ def test_progress_queued_before_the_answer_is_still_reported() -> None:
 def test_serve_install_gives_up_when_the_platform_is_silent(tmp_path: Path) -> None:
     result = FakeResult(finish_when_idle=False)
     started = time.monotonic()
-    with pytest.raises(TransferTimeout, match="sent nothing for 0.3 s"):
+    with pytest.raises(UploadTimeout, match="sent nothing for 0.3 s"):
         serve_install(ScriptedChannel([], result), result, None, idle_timeout=0.3)
     assert time.monotonic() - started < 5
 
 
 def test_serve_install_refuses_a_request_for_a_file_it_does_not_send() -> None:
     result = FakeResult()
-    with pytest.raises(TransferError, match="not being sent"):
+    with pytest.raises(UploadError, match="not being sent"):
         serve_install(ScriptedChannel([req("fetch", 10)], result), result, None, idle_timeout=5)
-    with pytest.raises(TransferError, match="unreadable"):
+    with pytest.raises(UploadError, match="unreadable"):
         serve_install(ScriptedChannel([b"\xff garbage"], result), result, None, idle_timeout=5)
 
 

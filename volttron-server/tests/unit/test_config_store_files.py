@@ -14,7 +14,7 @@ from volttron.server.services.config_store.configs import (
     InvalidConfigError,
     ReferenceCycleError,
 )
-from volttron.server.services.config_store.store import ConfigStore
+from volttron.server.services.config_store.store import AgentStores
 from volttron.utils.time import parse_timestamp_string
 
 
@@ -23,7 +23,7 @@ def on_disk(directory: Path, identity: str) -> dict:
 
 
 def test_a_store_writes_the_documented_format_with_private_permissions(tmp_path: Path) -> None:
-    store = ConfigStore(tmp_path / "configuration_store")
+    store = AgentStores(tmp_path / "configuration_store")
     assert store.load() == []
     store.store("listener", "Config", '{"a": 1} # note', "json")
     store.store("listener", "points.csv", "x,y\n1,2\n", "csv")
@@ -38,7 +38,7 @@ def test_a_store_writes_the_documented_format_with_private_permissions(tmp_path:
 
 
 def test_names_are_case_insensitive_and_keep_the_last_spelling(tmp_path: Path) -> None:
-    store = ConfigStore(tmp_path)
+    store = AgentStores(tmp_path)
     store.store("a", "Config", "one", "raw")
     store.store("a", "CONFIG", "two", "raw")
     assert store.names("a") == ["CONFIG"]
@@ -48,7 +48,7 @@ def test_names_are_case_insensitive_and_keep_the_last_spelling(tmp_path: Path) -
 
 
 def test_config_comes_first_in_snapshots_and_assembled_views(tmp_path: Path) -> None:
-    store = ConfigStore(tmp_path)
+    store = AgentStores(tmp_path)
     store.store("a", "points", "[1, 2]", "json")
     store.store("a", "config", '{"p": "config://POINTS"}', "json")
     assert list(store.snapshot("a")) == ["config", "points"]
@@ -57,7 +57,7 @@ def test_config_comes_first_in_snapshots_and_assembled_views(tmp_path: Path) -> 
 
 
 def test_bad_contents_and_cycles_store_nothing(tmp_path: Path) -> None:
-    store = ConfigStore(tmp_path)
+    store = AgentStores(tmp_path)
     store.store("a", "one", '{"next": "config://two"}', "json")
     with pytest.raises(InvalidConfigError, match="line 1, column 9"):
         store.store("a", "two", '{"x": 1,,}', "json")
@@ -71,7 +71,7 @@ def test_bad_contents_and_cycles_store_nothing(tmp_path: Path) -> None:
 
 
 def test_a_batch_is_all_or_nothing(tmp_path: Path) -> None:
-    store = ConfigStore(tmp_path)
+    store = AgentStores(tmp_path)
     store.store_many("a", [("config", '{"d": "config://dev"}', "json"), ("dev", "[1]", "json")])
     assert store.names("a") == ["config", "dev"]
     with pytest.raises(InvalidConfigError, match="'broken'"):
@@ -86,7 +86,7 @@ def test_a_batch_is_all_or_nothing(tmp_path: Path) -> None:
 
 
 def test_deleting_the_last_configuration_removes_the_file(tmp_path: Path) -> None:
-    store = ConfigStore(tmp_path)
+    store = AgentStores(tmp_path)
     store.store("a", "one", "1", "raw")
     store.store("a", "two", "2", "raw")
     store.delete("a", "ONE")
@@ -102,7 +102,7 @@ def test_deleting_the_last_configuration_removes_the_file(tmp_path: Path) -> Non
 
 
 def test_identities_must_be_usable_as_file_names(tmp_path: Path) -> None:
-    store = ConfigStore(tmp_path)
+    store = AgentStores(tmp_path)
     for bad in ("../etc", "a/b", "", "with space", None, ".", "..", ".x", "x" * 201):
         with pytest.raises(InvalidConfigError, match="cannot have a configuration store"):
             store.store(bad, "config", "x", "raw")
@@ -113,13 +113,13 @@ def test_a_store_file_of_a_dot_identity_is_reported_and_kept(tmp_path: Path) -> 
     """Written by an older version for '.x': loading says so instead of skipping it silently."""
     hidden = tmp_path / ".x.store"
     hidden.write_text('{"config": {"type": "raw", "modified": null, "data": "1"}}')
-    problems = ConfigStore(tmp_path).load()
+    problems = AgentStores(tmp_path).load()
     assert any(".x.store is not loaded" in p for p in problems), problems
     assert hidden.exists()
 
 
 def test_a_failed_write_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    store = ConfigStore(tmp_path)
+    store = AgentStores(tmp_path)
     store.store("a", "one", "1", "raw")
 
     def no_space(*args: object, **kwargs: object) -> None:
@@ -132,11 +132,11 @@ def test_a_failed_write_changes_nothing(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 def test_everything_is_read_back_after_a_restart(tmp_path: Path) -> None:
-    first = ConfigStore(tmp_path)
+    first = AgentStores(tmp_path)
     first.store("a", "Config", '{"p": "config://pts"}', "json")
     first.store("a", "pts", "n\n1\n", "csv")
     first.store("b.x-y_z", "raw", "text", "raw")
-    second = ConfigStore(tmp_path)
+    second = AgentStores(tmp_path)
     assert second.load() == []
     assert second.identities() == ["a", "b.x-y_z"]
     assert second.assembled("a") == {"Config": {"p": [{"n": "1"}]}, "pts": [{"n": "1"}]}
@@ -150,7 +150,7 @@ def test_a_corrupt_file_is_moved_aside_and_the_rest_load(tmp_path: Path) -> None
     (tmp_path / "list.store").write_text("[]")
     (tmp_path / ".bad.store.x1y2.tmp").write_text("half")
     (tmp_path / "notes.txt").write_text("not a store")
-    store = ConfigStore(tmp_path)
+    store = AgentStores(tmp_path)
     problems = store.load()
     assert len(problems) == 2
     assert any("bad.store is not valid JSON" in p and "kept as" in p for p in problems)
@@ -175,7 +175,7 @@ def test_unusable_entries_are_dropped_and_the_original_kept(tmp_path: Path) -> N
     }
     original = json.dumps(entries)
     (tmp_path / "a.store").write_text(original)
-    store = ConfigStore(tmp_path)
+    store = AgentStores(tmp_path)
     problems = store.load()
     assert len(problems) == 1
     for name in ("Config", "broken", "typed", "nodata", "loop", "scalar"):
@@ -194,7 +194,7 @@ def test_an_unreadable_file_is_never_overwritten(tmp_path: Path, monkeypatch: py
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr("volttron.server.services.config_store.agent_store.read_json_file", denied)
-    store = ConfigStore(tmp_path)
+    store = AgentStores(tmp_path)
     problems = store.load()
     assert "Permission denied" in problems[0] and "unavailable" in problems[0]
     with pytest.raises(ConfigStoreError, match="unavailable"):
@@ -219,7 +219,7 @@ def test_agent_store_records_round_trip(tmp_path: Path) -> None:
 def test_references_that_would_expand_exponentially_are_refused(tmp_path: Path) -> None:
     from volttron.server.services.config_store.configs import ReferenceExpansionError
 
-    store = ConfigStore(tmp_path)
+    store = AgentStores(tmp_path)
     store.store("a", "c12", '{"v": "' + "z" * 5000 + '"}', "json")
     for i in range(11, -1, -1):
         body = f'{{"a": "config://c{i + 1}", "b": "config://c{i + 1}"}}'

@@ -12,7 +12,7 @@ from gevent.event import AsyncResult, Event
 from volttron.client.testing.clock import ManualClock
 from volttron.client.vip.agent.errors import Unreachable
 from volttron.server.services.config_store.pusher import PushOutcome, UpdatePusher
-from volttron.server.services.config_store.store import ConfigStore
+from volttron.server.services.config_store.store import AgentStores
 from volttron.utils.jsonrpc import METHOD_NOT_FOUND, UNAUTHORIZED, MethodNotFound, Unauthorized
 
 
@@ -111,7 +111,7 @@ def test_a_full_queue_drops_the_oldest(agents: FakeAgents) -> None:
 def test_snapshots_are_made_when_sent(tmp_path: Path, agents: FakeAgents) -> None:
     agents.connected.add("a")
     gate = Event()
-    store = ConfigStore(tmp_path)
+    store = AgentStores(tmp_path)
     store.pusher = UpdatePusher(agents.call, agents.connected.__contains__, timeout=2)
     store.pusher.push_built("a", "hold", lambda: (gate.wait(5), ((), {}))[1])
     initial = store.send_initial("a")
@@ -126,7 +126,7 @@ def test_snapshots_are_made_when_sent(tmp_path: Path, agents: FakeAgents) -> Non
 
 def test_store_pushes_follow_writes(tmp_path: Path, agents: FakeAgents) -> None:
     agents.connected.add("a")
-    store = ConfigStore(tmp_path)
+    store = AgentStores(tmp_path)
     store.pusher = UpdatePusher(agents.call, agents.connected.__contains__, timeout=2)
     store.store("a", "Config", '{"d": "config://dev"}', "json").get(timeout=5)
     store.store("a", "config", '{"d": 2}', "json", trigger_callback=False).get(timeout=5)

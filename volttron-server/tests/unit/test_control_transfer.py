@@ -155,7 +155,7 @@ def test_names_with_paths_or_other_suffixes_are_refused(name) -> None:
 
 
 def test_sender_refuses_requests_it_does_not_know() -> None:
-    from volttron.client.commands.transfer import TransferError as SenderError
+    from volttron.client.commands.transfer import UploadError as SenderError
 
     sender = FileSender(io.BytesIO(b"abc"), 3)
     for request in (["delete"], ["fetch"], ["fetch", 0], ["fetch", "10"], []):

@@ -198,7 +198,7 @@ def _install_call(
 ) -> dict[str, Any]:
     """The ``install`` call, the upload and the progress stream; see :func:`install_agent`."""
     from volttron.client.commands.connection import translate_error
-    from volttron.client.commands.transfer import TransferError, TransferTimeout, serve_install
+    from volttron.client.commands.transfer import UploadError, UploadTimeout, serve_install
 
     agent = prepared.wheel.name if prepared.wheel is not None else prepared.package
     isolated: dict[str, Any] = {} if request.isolated is None else {"isolated": request.isolated}
@@ -227,9 +227,9 @@ def _install_call(
             progress=progress,
             sent=_sent_printer(say),
         )
-    except TransferTimeout as exc:
+    except UploadTimeout as exc:
         raise _outcome_unknown(connection, before, request, prepared, f"install: {exc}") from exc
-    except TransferError as exc:
+    except UploadError as exc:
         raise CommandError(f"install: {exc}", EXIT_ERROR) from exc
     try:
         return result.get(timeout=idle)

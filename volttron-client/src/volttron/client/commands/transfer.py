@@ -28,11 +28,11 @@ ProgressHandler = Callable[[str, str], None]
 """``progress(step, message)``."""
 
 
-class TransferError(VolttronError):
+class UploadError(VolttronError):
     """The platform asked for something unexpected, or went silent."""
 
 
-class TransferTimeout(TransferError):
+class UploadTimeout(UploadError):
     """The platform sent nothing (not even ``["alive"]``) for the idle timeout."""
 
 
@@ -53,7 +53,7 @@ class FileSender:
         if op == "checksum":
             return self._digest.digest()
         if op != "fetch" or len(request) < 2 or not isinstance(request[1], int) or request[1] < 1:
-            raise TransferError(f"unexpected request from the platform: {request!r}")
+            raise UploadError(f"unexpected request from the platform: {request!r}")
         chunk = self._held + self.stream.read(max(0, request[1] - len(self._held)))
         self._held = b""
         if not chunk:
@@ -86,7 +86,7 @@ def serve_install(
     """Serve ``channel`` until ``result`` (the install call's ``AsyncResult``) is ready.
 
     ``wheel`` is the file to send when the platform asks (None: only progress is expected);
-    ``sent(bytes_sent, total)`` reports the transfer. Raises :class:`TransferError` when the
+    ``sent(bytes_sent, total)`` reports the transfer. Raises :class:`UploadError` when the
     platform is silent for ``idle_timeout`` seconds or asks for something unexpected.
     """
     from volttron.client.vip.agent.errors import ResultTimeout
@@ -101,21 +101,21 @@ def serve_install(
                 frame = channel.recv(timeout=POLL_SECONDS)
             except ResultTimeout:
                 if time.monotonic() - last_heard > idle_timeout:
-                    raise TransferTimeout(f"the platform sent nothing for {idle_timeout:g} s") from None
+                    raise UploadTimeout(f"the platform sent nothing for {idle_timeout:g} s") from None
                 continue
             except ChannelClosed:
                 return  # the call's own answer (or its failure) tells the rest
             last_heard = time.monotonic()
             request = parse_request(frame)
             if request is None:
-                raise TransferError("the platform sent an unreadable request")
+                raise UploadError("the platform sent an unreadable request")
             if request[0] == "progress":
                 if progress is not None and len(request) >= 3:
                     progress(str(request[1]), str(request[2]))
             elif request[0] == "alive":
                 continue
             elif sender is None:
-                raise TransferError(f"the platform asked for a file that is not being sent: {request!r}")
+                raise UploadError(f"the platform asked for a file that is not being sent: {request!r}")
             else:
                 channel.send(sender.answer(request))
                 if sent is not None and request[0] == "fetch":

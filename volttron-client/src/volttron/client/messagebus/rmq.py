@@ -50,7 +50,7 @@ from volttron.client.messagebus.base import (
 from volttron.client.messagebus.rmq_amqp import (
     OPERATION_TIMEOUT,
     AmqpLink,
-    LinkError,
+    AmqpLinkError,
     Pending,
     error_message,
     frame_bytes,
@@ -177,7 +177,7 @@ class RmqConnection(AmqpLink, Connection):
     def _await_platform_queue(self, name: str) -> None:
         """Ask the platform's router to declare our queue ``name`` unless it exists; wait until it does.
 
-        The request goes again every second (the router may be starting); :class:`LinkError` after
+        The request goes again every second (the router may be starting); :class:`AmqpLinkError` after
         :data:`~.rmq_amqp.OPERATION_TIMEOUT` seconds (the link is tried again).
         """
         if self.queue_exists(name) is not None:
@@ -194,15 +194,15 @@ class RmqConnection(AmqpLink, Connection):
                     self._operations().basic_publish(EXCHANGE, peer_routing_key(self.instance, ROUTER),
                                                      queue_request_body([name]), properties)
                 except pika.exceptions.AMQPError as exc:
-                    raise LinkError(f"cannot ask the platform for queue {name}: {exc!r}") from exc
+                    raise AmqpLinkError(f"cannot ask the platform for queue {name}: {exc!r}") from exc
                 asked = now
             gevent.sleep(delay)
             delay = min(delay * 2, 0.25)
             if self.queue_exists(name) is not None:
                 return
             if time.monotonic() >= deadline:
-                raise LinkError(f"the platform did not declare queue {name} within {OPERATION_TIMEOUT:g} s "
-                                "(is it running, with this agent in its auth.json?)")
+                raise AmqpLinkError(f"the platform did not declare queue {name} within {OPERATION_TIMEOUT:g} "
+                                    "s (is it running, with this agent in its auth.json?)")
 
     def _forget_link_state(self) -> None:
         self._bound.clear()
@@ -292,7 +292,7 @@ class RmqConnection(AmqpLink, Connection):
         if change and self._ready.is_set():
             try:
                 self._apply(change)
-            except LinkError as exc:
+            except AmqpLinkError as exc:
                 if getattr(exc, "reply_code", None) == 403:
                     self._deliver(error_message(message.id, errno.EACCES, str(exc), "", "pubsub"))
                     return

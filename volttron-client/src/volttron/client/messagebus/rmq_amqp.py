@@ -68,15 +68,15 @@ _EVERY_CHANNEL = object()
 _TEXT = TEXT_ENCODING
 
 
-class LinkError(BusError):
+class AmqpLinkError(BusError):
     """The link to the broker failed or was lost (internal; it is retried)."""
 
 
-class LoginRefused(LinkError):
+class LoginRefused(AmqpLinkError):
     """The broker refused the login (credentials, or no access to the vhost)."""
 
 
-class QueueLocked(LinkError):
+class QueueLocked(AmqpLinkError):
     """Our queue is held by another connection: a peer with our identity is connected."""
 
 
@@ -166,7 +166,7 @@ class AmqpLink:
                 self._emit(BusEvent.HANDSHAKE_FAILED, str(exc))
                 # the platform may be making our user right now: keep trying often
                 delay = min(delay, LOGIN_RETRY_DELAY / 2)
-            except LinkError as exc:
+            except AmqpLinkError as exc:
                 self._stats["link_failures"] += 1
                 _log.debug("no link to %s: %s", self.settings.redacted(), exc)
                 self._emit(BusEvent.CONNECT_RETRIED, str(exc))
@@ -219,7 +219,7 @@ class AmqpLink:
         try:
             self._call("consume", channel, "basic_consume", queue=queue, on_message_callback=callback,
                        auto_ack=True, exclusive=True)
-        except LinkError as exc:
+        except AmqpLinkError as exc:
             if getattr(exc, "reply_code", None) in (403, 405):
                 locked = QueueLocked(f"queue {queue} is in use by another connection")
                 locked.reply_code = 405  # type: ignore[attr-defined]
@@ -236,7 +236,7 @@ class AmqpLink:
         try:
             parameters = connection_parameters(settings, self.queue_name)
         except VolttronError as exc:
-            raise LinkError(str(exc)) from exc
+            raise AmqpLinkError(str(exc)) from exc
         connection = GeventConnection(
             parameters,
             on_open_callback=result.set,
@@ -251,14 +251,14 @@ class AmqpLink:
                 connection.close()
             except pika.exceptions.AMQPError:
                 pass  # never opened
-            raise LinkError(f"no answer from {settings.redacted()}") from None
+            raise AmqpLinkError(f"no answer from {settings.redacted()}") from None
         opened.add_on_connection_blocked_callback(lambda *_: self._unblocked.clear())
         opened.add_on_connection_unblocked_callback(lambda *_: self._unblocked.set())
         return opened
 
     def _open_channel(self, on_close: Callable[[Any, Exception], None] | None = None) -> Any:
         if self._connection is None or not self._connection.is_open:
-            raise LinkError("not connected")
+            raise AmqpLinkError("not connected")
         result: AsyncResult[Any] = AsyncResult()
         self._waiters[result] = None
         try:
@@ -266,9 +266,9 @@ class AmqpLink:
             channel.add_on_close_callback(on_close or self._on_channel_closed)
             return result.get(timeout=OPERATION_TIMEOUT)
         except gevent.Timeout:
-            raise LinkError("the broker did not open a channel") from None
+            raise AmqpLinkError("the broker did not open a channel") from None
         except pika.exceptions.AMQPError as exc:
-            raise LinkError(f"cannot open a channel: {exc!r}") from exc
+            raise AmqpLinkError(f"cannot open a channel: {exc!r}") from exc
         finally:
             self._waiters.pop(result, None)
 
@@ -298,16 +298,16 @@ class AmqpLink:
             getattr(channel, method)(callback=result.set, **kwargs)
             return result.get(timeout=OPERATION_TIMEOUT)
         except gevent.Timeout:
-            raise LinkError(f"{what}: no answer from the broker") from None
+            raise AmqpLinkError(f"{what}: no answer from the broker") from None
         except (pika.exceptions.ChannelWrongStateError, pika.exceptions.ConnectionWrongStateError) as exc:
-            raise LinkError(f"{what}: {exc!r}") from exc
+            raise AmqpLinkError(f"{what}: {exc!r}") from exc
         finally:
             self._waiters.pop(result, None)
 
     def queue_consumed(self, name: str) -> bool:
         """Whether queue ``name`` exists and has a consumer (a passive declaration).
 
-        Raises :class:`LinkError` when the broker cannot be asked.
+        Raises :class:`AmqpLinkError` when the broker cannot be asked.
         """
         frame = self.queue_exists(name)
         return frame is not None and bool(frame.method.consumer_count)
@@ -315,19 +315,19 @@ class AmqpLink:
     def queue_exists(self, name: str) -> Any:
         """The broker's answer to a passive declaration of queue ``name`` (None: no such queue).
 
-        A passive declaration needs no permission. Raises :class:`LinkError` when the broker cannot
+        A passive declaration needs no permission. Raises :class:`AmqpLinkError` when the broker cannot
         be asked.
         """
         try:
             return self._call("check queue", self._operations(), "queue_declare", queue=name, passive=True)
-        except LinkError as exc:
+        except AmqpLinkError as exc:
             if getattr(exc, "reply_code", None) == 404:
                 return None
             raise
 
     def _on_connection_closed(self, _connection: Any, reason: Exception) -> None:
         _log.debug("connection to %s closed: %r", self.settings.redacted(), reason)
-        self._fail_waiters(LinkError(f"connection closed: {reason!r}"))
+        self._fail_waiters(AmqpLinkError(f"connection closed: {reason!r}"))
         self._lost.set()
 
     def _on_channel_closed(self, channel: Any, reason: Exception) -> None:
@@ -356,7 +356,7 @@ class AmqpLink:
     def _reopen_publishing(self, connection: Any) -> None:
         try:
             self._open_publishing()
-        except LinkError as exc:
+        except AmqpLinkError as exc:
             if self._connection is connection:
                 _log.debug("no new publishing channel: %s", exc)
                 self._lost.set()
@@ -379,7 +379,7 @@ class AmqpLink:
         self._ready.clear()
         self._forget_link_state()
         self._fail_unconfirmed()
-        self._fail_waiters(LinkError("the link dropped"))
+        self._fail_waiters(AmqpLinkError("the link dropped"))
         connection, self._connection, self._channel, self._ops_channel = self._connection, None, None, None
         self._publishing = None
         if connection is not None and not (connection.is_closed or connection.is_closing):
@@ -529,7 +529,7 @@ def refusal_message(pending: Pending, user: str | None) -> Message:
     return error_message(pending.msg_id, errno.EACCES, why, pending.peer, pending.subsystem)
 
 
-def _open_error(exc: BaseException, settings: Any) -> LinkError:
+def _open_error(exc: BaseException, settings: Any) -> AmqpLinkError:
     where = settings.redacted()
     if isinstance(exc, (pika.exceptions.ProbableAuthenticationError, pika.exceptions.AuthenticationError)):
         return LoginRefused(f"the broker at {where} refused the login of user {settings.username!r}")
@@ -537,13 +537,13 @@ def _open_error(exc: BaseException, settings: Any) -> LinkError:
         return LoginRefused(f"user {settings.username!r} may not use vhost {settings.vhost!r} at {where}")
     if isinstance(exc, pika.exceptions.ConnectionClosedByBroker) and exc.reply_code in (403, 530):
         return LoginRefused(f"the broker at {where} refused the connection: {exc.reply_text}")
-    return LinkError(f"cannot connect to {where}: {exc!r}")
+    return AmqpLinkError(f"cannot connect to {where}: {exc!r}")
 
 
-def _channel_error(reason: BaseException) -> LinkError:
+def _channel_error(reason: BaseException) -> AmqpLinkError:
     code = getattr(reason, "reply_code", None)
     text = getattr(reason, "reply_text", "") or repr(reason)
-    error = LinkError(f"channel closed ({code}): {text}")
+    error = AmqpLinkError(f"channel closed ({code}): {text}")
     error.reply_code = code  # type: ignore[attr-defined]
     return error
 

@@ -46,7 +46,7 @@ PLUGINS = ("rabbitmq_federation", "rabbitmq_shovel")
 LINK_TIMEOUT = 30.0
 
 
-class LinkError(VolttronError):
+class BrokerLinkError(VolttronError):
     """A federation or shovel cannot be set up, or its link did not start."""
 
 
@@ -57,7 +57,7 @@ def ensure_plugins(settings: BrokerSettings, plugins: Iterable[str] = PLUGINS,
     """Enable ``plugins`` on a broker on this host (idempotent; the broker stays up).
 
     Returns what was done, or None when it cannot be done from here (another host's broker: its
-    administrator enables plugins). Raises :class:`LinkError` saying what to run when enabling fails.
+    administrator enables plugins). Raises :class:`BrokerLinkError` saying what to run when enabling fails.
     """
     wanted = list(plugins)
     if not is_local_host(settings.host):
@@ -65,24 +65,24 @@ def ensure_plugins(settings: BrokerSettings, plugins: Iterable[str] = PLUGINS,
     executable = shutil.which(command)
     advice = f"run 'rabbitmq-plugins enable {' '.join(wanted)}' on the broker's host as root"
     if executable is None:
-        raise LinkError(f"{command} not found, cannot enable {', '.join(wanted)}: {advice}")
+        raise BrokerLinkError(f"{command} not found, cannot enable {', '.join(wanted)}: {advice}")
     try:
         done = subprocess.run([executable, "-q", "enable", *wanted], capture_output=True, text=True,
                               timeout=120, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise LinkError(f"cannot enable {', '.join(wanted)} ({exc}): {advice}") from None
+        raise BrokerLinkError(f"cannot enable {', '.join(wanted)} ({exc}): {advice}") from None
     if done.returncode != 0:
         text = " ".join(line.strip() for line in (done.stderr or done.stdout).splitlines() if line.strip())
-        raise LinkError(f"cannot enable {', '.join(wanted)} ({text[:200] or f'exit {done.returncode}'}): "
-                        f"{advice}")
+        why = text[:200] or f"exit {done.returncode}"
+        raise BrokerLinkError(f"cannot enable {', '.join(wanted)} ({why}): {advice}")
     return f"enabled broker plugins {', '.join(wanted)}"
 
 
-class StatusUnavailable(LinkError):
+class StatusUnavailable(BrokerLinkError):
     """The broker cannot tell the state of its links (a plugin's management part is missing)."""
 
 
-class PluginMissing(LinkError):
+class PluginMissing(BrokerLinkError):
     """The broker does not know the parameters of a plugin that is not enabled."""
 
 
@@ -117,7 +117,7 @@ def check_remote_vhost(admin: BrokerAdmin, local: BrokerSettings, remote: Remote
     same_broker = (is_local_host(remote.host) and is_local_host(local.host)
                    and remote.port in (local.port, AMQP_PORT if local.port == AMQPS_PORT else AMQPS_PORT))
     if same_broker and remote.vhost not in admin.vhosts():
-        raise LinkError(f"remote vhost {remote.vhost!r} does not exist on the broker at "
+        raise BrokerLinkError(f"remote vhost {remote.vhost!r} does not exist on the broker at "
                         f"{remote.host}:{remote.port} (run 'vcfg rabbitmq single' for that instance first)")
 
 
@@ -136,7 +136,7 @@ def apply_federation(admin: BrokerAdmin, local: BrokerSettings, upstreams: list[
     """Set the upstreams and the federation policy on the local vhost, then wait for the links.
 
     The federation plugin is enabled when the broker lacks it and is on this host
-    (:func:`ensure_plugins`); :class:`LinkError` says what failed (nothing of this run is kept).
+    (:func:`ensure_plugins`); :class:`BrokerLinkError` says what failed (nothing of this run is kept).
     """
     report = LinkReport()
     vhost = local.vhost
@@ -187,7 +187,7 @@ def _undo_on_failure(admin: BrokerAdmin, component: str, vhost: str, before: dic
     retrying forever otherwise); the failure's message says so."""
     try:
         yield
-    except LinkError as exc:
+    except BrokerLinkError as exc:
         for name in names:
             with contextlib.suppress(BrokerAdminError):
                 if name in before:
@@ -197,13 +197,13 @@ def _undo_on_failure(admin: BrokerAdmin, component: str, vhost: str, before: dic
         if component == FEDERATION_COMPONENT and not before:
             with contextlib.suppress(BrokerAdminError):
                 admin.clear_policy(vhost, FEDERATION_POLICY)
-        raise LinkError(f"{exc}; the link was not kept") from None
+        raise BrokerLinkError(f"{exc}; the link was not kept") from None
 
 
 def remove_links(admin: BrokerAdmin, vhost: str, kind: str, name: str) -> list[str]:
     """Remove federation upstream or shovel(s) ``name`` (exact, or every name starting ``name-``).
 
-    The federation policy goes with the last upstream. Returns the names removed; :class:`LinkError`
+    The federation policy goes with the last upstream. Returns the names removed; :class:`BrokerLinkError`
     when none matches.
     """
     component = FEDERATION_COMPONENT if kind == "federation" else SHOVEL_COMPONENT
@@ -211,7 +211,7 @@ def remove_links(admin: BrokerAdmin, vhost: str, kind: str, name: str) -> list[s
     names = [n for n in existing if n == name or n.startswith(f"{name}-")]
     if not names:
         have = ", ".join(sorted(existing)) or "none"
-        raise LinkError(f"no {kind} named {name!r} on vhost {vhost!r} (there: {have})")
+        raise BrokerLinkError(f"no {kind} named {name!r} on vhost {vhost!r} (there: {have})")
     for found in names:
         admin.clear_parameter(component, vhost, found)
     if kind == "federation" and not set(existing) - set(names):
@@ -315,25 +315,25 @@ def describe_error(value: Any) -> str:
 
 def wait_for_links(status: StatusReader, vhost: str, names: list[str], timeout: float,
                    poll: float = 0.25) -> None:
-    """Return once every link in ``names`` runs; :class:`LinkError` naming the first that fails."""
+    """Return once every link in ``names`` runs; :class:`BrokerLinkError` naming the first that fails."""
     deadline = time.monotonic() + timeout
     states: dict[str, tuple[str, str]] = {}
     while True:
         try:
             states = status(vhost)
         except BrokerAdminError as exc:
-            raise LinkError(f"cannot read the link status: {exc}") from None
+            raise BrokerLinkError(f"cannot read the link status: {exc}") from None
         for name in names:
             state, problem = states.get(name, ("", ""))
             if state in ("error", "terminated"):
-                raise LinkError(f"link {name} failed: {_advice(problem or state)}")
+                raise BrokerLinkError(f"link {name} failed: {_advice(problem or state)}")
         if all(states.get(name, ("",))[0] == "running" for name in names):
             return
         if time.monotonic() > deadline:
             waiting = [f"{n} ({states.get(n, ('not started',))[0] or 'not started'})" for n in names
                        if states.get(n, ("",))[0] != "running"]
-            raise LinkError(f"link(s) not running after {timeout:g} s: {', '.join(waiting)} (is the remote "
-                            "broker reachable, and do the remote vhost and user exist?)")
+            raise BrokerLinkError(f"link(s) not running after {timeout:g} s: {', '.join(waiting)} (is the "
+                                  "remote broker reachable, and do the remote vhost and user exist?)")
         time.sleep(poll)
 
 
@@ -346,5 +346,5 @@ def _advice(problem: str) -> str:
     return problem
 
 
-__all__ = ["LinkError", "LinkReport", "apply_federation", "apply_shovels", "ensure_plugins",
+__all__ = ["BrokerLinkError", "LinkReport", "apply_federation", "apply_shovels", "ensure_plugins",
            "grant_link_user", "link_user_permissions", "remove_links", "wait_for_links"]

@@ -26,9 +26,10 @@ _LAZY = {
     "Publication": "volttron.client.testing.controls",
     "RpcCall": "volttron.client.testing.controls",
     "RpcPeer": "volttron.client.testing.services",
-    "ConfigStoreService": "volttron.client.testing.services",
+    "MemoryConfigStore": "volttron.client.testing.services",
     "VolttronPlatform": "volttron.client.testing.platform",
-    "PlatformError": "volttron.client.testing.platform",
+    "VolttronPlatformError": "volttron.client.testing.errors",
+    "PlatformUnavailable": "volttron.client.testing.errors",
 }
 
 __all__ = sorted(_LAZY)

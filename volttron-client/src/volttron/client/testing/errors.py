@@ -5,9 +5,9 @@ from __future__ import annotations
 from volttron.utils.errors import VolttronError
 
 
-class PlatformError(VolttronError):
+class VolttronPlatformError(VolttronError):
     """The test platform failed to start, stop or do what was asked."""
 
 
-class PlatformUnavailable(PlatformError):
+class PlatformUnavailable(VolttronPlatformError):
     """A platform cannot run here (the reason says why); the fixtures skip the test."""

@@ -42,7 +42,7 @@ from volttron.client.known_identities import CONFIGURATION_STORE
 from volttron.client.testing.clock import ManualClock
 from volttron.client.testing.controls import PubSubControl, RpcControl
 from volttron.client.testing.memory_bus import MemoryConnection, MemoryRouter
-from volttron.client.testing.services import AuthService, ConfigStoreService
+from volttron.client.testing.services import MemoryAuthService, MemoryConfigStore
 from volttron.client.vip.agent.core import Core
 from volttron.client.vip.agent.errors import ResultTimeout
 from volttron.client.vip.agent.results import AsyncResult
@@ -100,10 +100,10 @@ class AgentHarness:
         self.router = MemoryRouter()
         """The in-memory router the agent is connected to (``router.log`` has every message)."""
         self.router.query_values["instance-name"] = agent_kwargs.get("instance_name", instance_name)
-        self.config_store = ConfigStoreService(self.router, config_store)
+        self.config_store = MemoryConfigStore(self.router, config_store)
         """``platform.config_store``: the test plays the operator with ``set``/``delete``."""
         self.config_store.waiter = self._wait_push
-        self.auth = AuthService(self.router, {CONFIGURATION_STORE: {SYNC_CAPABILITY: None}})
+        self.auth = MemoryAuthService(self.router, {CONFIGURATION_STORE: {SYNC_CAPABILITY: None}})
         """``platform.auth``: its ``table`` gives users their capabilities."""
         self.pubsub = PubSubControl(self)
         """Deliver publications to the agent and read what it published."""

@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from volttron.client.testing.errors import PlatformError, PlatformUnavailable
+from volttron.client.testing.errors import PlatformUnavailable, VolttronPlatformError
 from volttron.utils.config import strip_comments
 from volttron.utils.errors import VolttronError
 from volttron.utils.files import FileLock, atomic_write
@@ -70,7 +70,7 @@ def wait_until(condition: Callable[[], Any], timeout: float, what: str, interval
         if value:
             return value
         if time.monotonic() >= deadline:
-            raise PlatformError(f"timed out after {timeout:g} s waiting for {what}")
+            raise VolttronPlatformError(f"timed out after {timeout:g} s waiting for {what}")
         gevent.sleep(interval)
 
 
@@ -102,7 +102,7 @@ class VolttronPlatform:
         python: str | None = None,
     ) -> None:
         if message_bus not in ("zmq", "rmq"):
-            raise PlatformError(f"message_bus must be 'zmq' or 'rmq', not {message_bus!r}")
+            raise VolttronPlatformError(f"message_bus must be 'zmq' or 'rmq', not {message_bus!r}")
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         # The home holds the ipc socket, whose path must stay under 107 bytes: a short temporary
@@ -198,7 +198,7 @@ class VolttronPlatform:
     def start(self, timeout: float = START_TIMEOUT) -> VolttronPlatform:
         """Start ``volttron`` and wait until an agent is welcomed; PlatformUnavailable if it cannot run."""
         if self.process is not None and self.process.poll() is None:
-            raise PlatformError("the platform is already running")
+            raise VolttronPlatformError("the platform is already running")
         if not server_available(self.python):
             raise PlatformUnavailable(
                 f"volttron-server is not installed for {self.python}; integration tests need it "
@@ -220,7 +220,7 @@ class VolttronPlatform:
             )
         try:
             wait_until(self._ready, timeout, "the platform to start")
-        except PlatformError:
+        except VolttronPlatformError:
             self.stop()
             raise
         return self
@@ -232,7 +232,8 @@ class VolttronPlatform:
         process = self.process
         if process is None or process.poll() is not None:
             code = None if process is None else process.returncode
-            raise PlatformError(f"volttron exited with {code} during start-up:\n{self.log_text()[-4000:]}")
+            raise VolttronPlatformError(f"volttron exited with {code} during start-up:\n"
+                                        f"{self.log_text()[-4000:]}")
         try:
             if int(pid_file_path(self.home).read_text()) != process.pid:
                 return False
@@ -262,7 +263,7 @@ class VolttronPlatform:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(10)
-                raise PlatformError(
+                raise VolttronPlatformError(
                     f"volttron did not stop within {timeout:g} s:\n{self.log_text()[-4000:]}"
                 ) from None
         return process.returncode
@@ -355,13 +356,13 @@ class VolttronPlatform:
     def vctl(
         self, *args: str, timeout: float = 300.0, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
-        """Run ``vctl ARGS`` against this platform; PlatformError on a non-zero exit when ``check``."""
+        """Run ``vctl ARGS`` against this platform; :class:`VolttronPlatformError` on failure (``check``)."""
         argv = [self.python, "-c", "from volttron.client.commands.vctl import main; main()", *args]
         result = subprocess.run(
             argv, env=self.env, capture_output=True, text=True, timeout=timeout, cwd=self.root, check=False
         )
         if check and result.returncode != 0:
-            raise PlatformError(
+            raise VolttronPlatformError(
                 f"vctl {' '.join(args)} exited {result.returncode}:\n"
                 f"{result.stderr[-4000:]}{result.stdout[-2000:]}"
             )
@@ -381,6 +382,6 @@ def _clean_environment(environ: Mapping[str, str]) -> dict[str, str]:
 def _flock(path: Path, timeout: float = 30.0) -> Iterator[None]:
     lock = FileLock(path)
     if not lock.acquire(timeout):
-        raise PlatformError(f"{path} stayed locked for {timeout:g} s")
+        raise VolttronPlatformError(f"{path} stayed locked for {timeout:g} s")
     with lock:
         yield

@@ -33,7 +33,7 @@ class BrokerVirtualHost:
     @classmethod
     def create(cls, instance: str, home: Path) -> BrokerVirtualHost:
         """Make the vhost and the platform's broker configuration in ``home``."""
-        from volttron.client.testing.errors import PlatformError, PlatformUnavailable
+        from volttron.client.testing.errors import PlatformUnavailable, VolttronPlatformError
 
         vhost = f"{instance}-vhost"
         lease = contextlib.ExitStack()
@@ -46,7 +46,7 @@ class BrokerVirtualHost:
             broker.prepare_home(home)
         except BrokerAdminError as exc:
             lease.close()
-            raise PlatformError(f"cannot prepare RabbitMQ vhost {vhost!r}: {exc}") from exc
+            raise VolttronPlatformError(f"cannot prepare RabbitMQ vhost {vhost!r}: {exc}") from exc
         return cls(broker, lease)
 
     def delete(self) -> None:

@@ -2,11 +2,11 @@
 
 :class:`RpcPeer` is a JSON-RPC peer: it answers the requests routed to it from a table of methods
 (a value, a callable computing it, or an exception to raise remotely), and can call other peers
-itself; it answers pings. :class:`ConfigStoreService` is the platform's configuration store
+itself; it answers pings. :class:`MemoryConfigStore` is the platform's configuration store
 (``platform.config_store``) built on it: it answers an agent's ``get_configs``, ``set_config`` and
 ``delete_config`` (the 10.x API, see ``docs/developer-guide.md``) and pushes changes with
 ``config.update`` as the platform does, so the agent's real ``vip.config`` subsystem runs against
-it. :class:`AuthService` is ``platform.auth`` as far as an agent asks it: the capability table.
+it. :class:`MemoryAuthService` is ``platform.auth`` as far as an agent asks it: the capability table.
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ class RpcPeer:
             return json.dumps(error)
 
 
-class AuthService(RpcPeer):
+class MemoryAuthService(RpcPeer):
     """``platform.auth``: the capability table (``{user: {capability: params}}``) agents fetch."""
 
     def __init__(self, router: MemoryRouter, table: Mapping[str, Mapping[str, Any]] | None = None) -> None:
@@ -144,7 +144,7 @@ class AuthService(RpcPeer):
         return {}
 
 
-class ConfigStoreService(RpcPeer):
+class MemoryConfigStore(RpcPeer):
     """``platform.config_store`` for agents on a memory router; see the module docstring.
 
     The test plays the operator: :meth:`set`, :meth:`delete` and :meth:`delete_all` store and push

@@ -35,7 +35,7 @@ from gevent.queue import Full, Queue
 
 from volttron.client.messagebus.base import BusEvent, ConnectionParams, Message
 from volttron.client.messagebus.rmq import RmqConnection
-from volttron.client.messagebus.rmq_amqp import OPERATION_TIMEOUT, LinkError, QueueLocked
+from volttron.client.messagebus.rmq_amqp import OPERATION_TIMEOUT, AmqpLinkError, QueueLocked
 from volttron.client.messagebus.rmq_config import BrokerSettings
 from volttron.client.messagebus.rmq_permissions import QUEUE_REQUEST, agent_queue_arguments, requested_queues
 from volttron.client.messagebus.rmq_wire import (
@@ -183,7 +183,7 @@ class RouterLink(RmqConnection):
             name, vip = self._queue_requests.get()
             try:
                 self._declare_agent_queue(name, vip)
-            except LinkError as exc:
+            except AmqpLinkError as exc:
                 _log.warning("queue %s not declared for its agent: %s", name, exc)
             finally:
                 self._requested.discard(name)
@@ -203,7 +203,7 @@ class RouterLink(RmqConnection):
     def _on_declarer_closed(self, channel: Any, reason: Exception) -> None:
         if channel is self._declarer:
             self._declarer = None
-        self._fail_waiters(LinkError(f"declaring channel closed: {reason!r}"), channel)
+        self._fail_waiters(AmqpLinkError(f"declaring channel closed: {reason!r}"), channel)
 
     def close(self, linger: float = 1.0) -> None:
         super().close(linger)
@@ -211,7 +211,7 @@ class RouterLink(RmqConnection):
             self._declaring.kill(block=False)
 
     def _on_proxy_channel_closed(self, channel: Any, reason: Exception) -> None:
-        self._fail_waiters(LinkError(f"proxy channel closed: {reason!r}"), channel)
+        self._fail_waiters(AmqpLinkError(f"proxy channel closed: {reason!r}"), channel)
         for identity, held in list(self._proxy_channels.items()):
             if held is channel:
                 del self._proxy_channels[identity]
@@ -224,7 +224,7 @@ class RouterLink(RmqConnection):
         if self.linked:
             try:
                 self._proxy_queue(identity)
-            except LinkError as exc:
+            except AmqpLinkError as exc:
                 # taken by a RabbitMQ peer of that identity, or the link dropped (redone when back)
                 _log.warning("no RabbitMQ queue for ZeroMQ peer %r: %s", identity, exc)
 

@@ -47,7 +47,7 @@ from volttron.client.vip.agent import RPC, Agent
 from volttron.client.vip.agent.capabilities import CapabilitySource, check_capabilities
 from volttron.server.services.config_store.configs import InvalidConfigError, from_contents
 from volttron.server.services.config_store.pusher import UpdatePusher
-from volttron.server.services.config_store.store import ConfigStore
+from volttron.server.services.config_store.store import AgentStores
 from volttron.utils.jsonrpc import Unauthorized
 
 _log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ OWN_PUSH_WAIT = 5.0
 class ConfigStoreAgent(Agent):
     """The ``platform.config_store`` agent; see the module docstring."""
 
-    def __init__(self, store: ConfigStore, capabilities: CapabilitySource | None = None,
+    def __init__(self, store: AgentStores, capabilities: CapabilitySource | None = None,
                  push_timeout: float = 30.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.store = store

@@ -19,7 +19,7 @@ from volttron.server.identities import CONFIGURATION_STORE
 from volttron.server.services.base import InProcessService
 from volttron.server.services.config_store.agent import ConfigStoreAgent
 from volttron.server.services.config_store.configs import ConfigStoreError
-from volttron.server.services.config_store.store import ConfigStore
+from volttron.server.services.config_store.store import AgentStores
 from volttron.utils.home import config_store_dir
 
 _log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ class ConfigStoreService(InProcessService):
     def __init__(self, context: PlatformContext, push_timeout: float = 30.0) -> None:
         super().__init__(context)
         self.push_timeout = push_timeout
-        self.store = ConfigStore(config_store_dir(context.home), run_io=_in_thread)
+        self.store = AgentStores(config_store_dir(context.home), run_io=_in_thread)
         self.problems: list[str] = []
 
     def start(self) -> None:

@@ -1,6 +1,6 @@
 """Every agent's configurations, and telling agents when theirs change.
 
-:class:`ConfigStore` owns the ``configuration_store/`` folder: one :class:`AgentStore` per identity
+:class:`AgentStores` owns the ``configuration_store/`` folder: one :class:`AgentStore` per identity
 that has configurations. Each change is validated first (name, type, contents, reference cycles),
 written durably, applied in memory, and only then queued for the agent as a ``config.update`` push
 (:class:`~volttron.server.services.config_store.pusher.UpdatePusher`). Changes to one identity are
@@ -9,7 +9,7 @@ a thread (``run_io``) so that ``fsync`` does not stall the platform's event loop
 
 What agents receive are parsed values with ``config://`` references left in place: the agent's
 config subsystem resolves them when it delivers a configuration, and fires ``UPDATE`` for every
-configuration that refers to a changed one (docs/protocol.md §2.10). :meth:`ConfigStore.assembled` gives
+configuration that refers to a changed one (docs/protocol.md §2.10). :meth:`AgentStores.assembled` gives
 the resolved view for tools.
 """
 
@@ -60,7 +60,7 @@ def _direct(function: Callable[..., Any], *args: Any) -> Any:
     return function(*args)
 
 
-class ConfigStore:
+class AgentStores:
     """The configuration stores of all agents; see the module docstring."""
 
     def __init__(self, directory: Path, pusher: UpdatePusher | None = None, run_io: RunIO = _direct) -> None:

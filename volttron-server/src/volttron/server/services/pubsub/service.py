@@ -66,7 +66,7 @@ Forwarder = Callable[[bytes, bytes, str, bytes, bytes, str], int]
 """``(sender, msg_id, topic, topic_frame, delivery, bus) -> platforms it was sent to`` (§3.6)."""
 
 
-class BadRequest(ValueError):
+class BadPubSubRequest(ValueError):
     """A pub/sub request that cannot be served; the text goes back to the sender."""
 
 
@@ -74,9 +74,9 @@ def _json_object(frame: bytes, what: str) -> dict[str, Any]:
     try:
         value = json.loads(frame.decode(_TEXT))
     except (ValueError, RecursionError):
-        raise BadRequest(f"{what} is not JSON") from None
+        raise BadPubSubRequest(f"{what} is not JSON") from None
     if not isinstance(value, dict):
-        raise BadRequest(f"{what} must be a JSON object")
+        raise BadPubSubRequest(f"{what} must be a JSON object")
     return value
 
 
@@ -87,7 +87,7 @@ def _prefixes(value: Any, allow_none: bool = False) -> list[str] | None:
         return [value]
     if isinstance(value, list) and all(isinstance(p, str) for p in value):
         return value
-    raise BadRequest("prefix must be text or a list of text")
+    raise BadPubSubRequest("prefix must be text or a list of text")
 
 
 @overload
@@ -102,7 +102,7 @@ def _bus(value: Any, allow_none: bool = False) -> str | None:
     if value is None:
         return None if allow_none else ""
     if not isinstance(value, str):
-        raise BadRequest("bus must be text")
+        raise BadPubSubRequest("bus must be text")
     return value
 
 
@@ -189,14 +189,14 @@ class PubSubService:
         handler = self._ops.get(op)
         try:
             if handler is None:
-                raise BadRequest(f"unknown pubsub operation {op[:40].decode(_TEXT)!r}" if op
+                raise BadPubSubRequest(f"unknown pubsub operation {op[:40].decode(_TEXT)!r}" if op
                                  else "missing pubsub operation")
             handler(frames)
         except SubscriptionLimitError as exc:
             self._throttle.warning(f"sublimit:{frames[0]!r}", "refused subscriptions of %r: %s",
                                    frames[0], exc)
             self._router.send_error(frames[0], frames[4], EDQUOT, b"", b"pubsub", str(exc).encode(_TEXT))
-        except BadRequest as exc:
+        except BadPubSubRequest as exc:
             self._router.malformed += 1
             self._throttle.warning(f"pubsub:{frames[0]!r}", "bad pubsub request from %r: %s", frames[0], exc)
             self._router.send_error(frames[0], frames[4], EINVAL, b"", b"pubsub",
@@ -209,7 +209,7 @@ class PubSubService:
     @staticmethod
     def _arg(frames: Frames, index: int, what: str) -> bytes:
         if len(frames) <= index:
-            raise BadRequest(f"{what} is missing")
+            raise BadPubSubRequest(f"{what} is missing")
         return frames[index]
 
     # -- operations ----------------------------------------------------------------------------
@@ -318,7 +318,7 @@ class PubSubService:
             if spec is None:
                 continue
             if not isinstance(spec, dict):
-                raise BadRequest(f"{platform} must be a JSON object")
+                raise BadPubSubRequest(f"{platform} must be a JSON object")
             prefixes = _prefixes(spec.get("prefix"), allow_none=True)
             bus = _bus(spec.get("bus", ""), allow_none=True)
             self.index.unsubscribe(frames[0], prefixes, bus, platform)
@@ -330,7 +330,7 @@ class PubSubService:
         request = _json_object(self._arg(frames, 7, "list request"), "list request")
         prefix = request.get("prefix") or ""
         if not isinstance(prefix, str):
-            raise BadRequest("prefix must be text")
+            raise BadPubSubRequest("prefix must be text")
         platform = ALL_PLATFORMS if request.get("all_platforms") else INTERNAL
         rows = self.index.listing(frames[0], prefix, _bus(request.get("bus", ""), allow_none=True), platform,
                                   subscribed=bool(request.get("subscribed", True)),
@@ -343,11 +343,11 @@ class PubSubService:
         data = _json_object(self._arg(frames, 8, "subscriptions"), "subscriptions")
         items = data.get("subscriptions", data)
         if not isinstance(items, dict):
-            raise BadRequest("subscriptions must be a JSON object")
+            raise BadPubSubRequest("subscriptions must be a JSON object")
         wanted: dict[str, dict[str, list[str]]] = {}
         for platform, buses in items.items():
             if platform not in (INTERNAL, ALL_PLATFORMS) or not isinstance(buses, dict):
-                raise BadRequest("subscriptions must map 'internal'/'all' to {bus: [prefix, ...]}")
+                raise BadPubSubRequest("subscriptions must map 'internal'/'all' to {bus: [prefix, ...]}")
             wanted[platform] = {}
             for bus, prefixes in buses.items():
                 found = _prefixes(prefixes)
@@ -358,11 +358,11 @@ class PubSubService:
 
     def _auth_update(self, frames: Frames) -> None:
         if frames[0] != self._auth_identity:
-            raise BadRequest("auth_update is accepted from the auth service only")
+            raise BadPubSubRequest("auth_update is accepted from the auth service only")
         data = _json_object(self._arg(frames, 7, "capabilities"), "capabilities")
         table = data.get("capabilities")
         if not isinstance(table, dict) or not all(isinstance(v, (dict, list)) for v in table.values()):
-            raise BadRequest("capabilities must map user ids to capabilities")
+            raise BadPubSubRequest("capabilities must map user ids to capabilities")
         self._pushed_capabilities = {
             user: caps if isinstance(caps, dict) else dict.fromkeys(map(str, caps))
             for user, caps in table.items()
@@ -370,9 +370,9 @@ class PubSubService:
 
     def _protected_update(self, frames: Frames) -> None:
         if frames[0] != self._auth_identity:
-            raise BadRequest("protected_update is accepted from the auth service only")
+            raise BadPubSubRequest("protected_update is accepted from the auth service only")
         document = _json_object(self._arg(frames, 7, "protected topics"), "protected topics")
         try:
             self._protected.replace(document)
         except ValueError as exc:
-            raise BadRequest(str(exc)) from None
+            raise BadPubSubRequest(str(exc)) from None
