@@ -192,3 +192,14 @@ def test_isolated_agents_share_an_environment_that_goes_with_the_last_of_them(
     removed = platform.remove("clash.b")
     assert not env.exists() and any("removed the environment" in n for n in removed["notes"])
     assert pip_freeze() == freeze
+
+
+def test_an_environment_no_agent_uses_is_removed_at_start(platform: AIPPlatform, clash_wheel: Path,
+                                                           tmp_path: Path) -> None:
+    # a platform killed between making the environment and activating the agent leaves it behind
+    home = tmp_path / "home"
+    platform.install(str(clash_wheel), vip_identity="kept", isolated=True)
+    orphan = home / "environments" / "volttron-testagent-orphan"
+    (orphan / "bin").mkdir(parents=True)
+    AIPPlatform(AIPConfig(volttron_home=home, supervisor=POLICY))
+    assert not orphan.exists() and (home / "environments" / "volttron-testagent-clash").is_dir()

@@ -199,6 +199,15 @@ class AgentEnvironments:
         if reinstall:  # new code of an unchanged version replaces the old
             self._run([*argv, "--force-reinstall", "--no-deps", str(wheel)], "install")
 
+    def prune(self, used: set[str]) -> list[str]:
+        """Remove the environments no agent uses (left by an install the platform did not survive)."""
+        if not self.root.is_dir():
+            return []
+        gone = sorted(p.name for p in self.root.iterdir() if p.is_dir() and p.name not in used)
+        for name in gone:
+            self.remove(name)
+        return gone
+
     def remove(self, name: str) -> None:
         """Delete the environment ``name`` (nothing when it is not there)."""
         if name and "/" not in name and name not in (".", ".."):

@@ -22,6 +22,7 @@ from volttron.server.aip.auth_entries import AgentHooks, AuthFileHooks
 from volttron.server.aip.environment import PythonEnvironment
 from volttron.server.aip.errors import AIPError
 from volttron.server.aip.installer import AgentInstaller, InstallerSettings, ProgressCallback
+from volttron.server.aip.isolation import environment_of
 from volttron.server.aip.launcher import LaunchSettings, LaunchSpec, build_launch_spec
 from volttron.server.aip.supervisor import AgentState, AgentSupervisor, SpecFactory, SupervisorPolicy
 from volttron.utils.home import platform_keystore_path
@@ -81,6 +82,9 @@ class AIPPlatform:
             config.installer,
             users=self.users,
         )
+        used = {name for d in self.folder.directories() if (name := environment_of(d))}
+        for name in self.installer.environments.prune(used):
+            _log.warning("removed the environment %s, which no agent uses (an install was interrupted)", name)
 
     # ----- installing
 
@@ -228,7 +232,7 @@ class AIPPlatform:
         return directory.record().as_list_entry()
 
     def prioritize(self, ref: str, priority: str | int | None = DEFAULT_PRIORITY) -> dict[str, Any]:
-        """``prioritize_agent`` of the reference: a priority enables, None disables."""
+        """``prioritize_agent`` (docs/protocol.md §3.3): a priority enables, None disables."""
         return self.disable(ref) if priority is None else self.enable(ref, priority)
 
     # ----- describing
