@@ -57,7 +57,7 @@ CONFIG_KEYS = ("host", "virtual-host", "amqp-port", "amqp-port-ssl", "mgmt-port"
 
 @dataclass(frozen=True)
 class SingleSetup:
-    """What ``vcfg rabbitmq single`` sets up (defaults: the reference's)."""
+    """What ``vcfg rabbitmq single`` sets up (the published platform's defaults, docs/protocol.md §6.1)."""
 
     home: Path
     instance_name: str

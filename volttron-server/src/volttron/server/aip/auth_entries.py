@@ -3,7 +3,7 @@
 :class:`AgentHooks` is the pair of callbacks the facade calls: after an agent's directory and keys
 exist (but before the install is final, so a failure can take it back) and after an agent is
 removed. The auth service will provide its own; until then :class:`AuthFileHooks` edits
-``$VOLTTRON_HOME/auth.json`` directly, adding the allow entry the reference gives an installed agent
+``$VOLTTRON_HOME/auth.json`` directly, adding the allow entry the published platform gives an installed agent
 (§5.4 step 4, §8.4)::
 
     {"credentials": <publickey>, "user_id": <identity>, "identity": <identity>,

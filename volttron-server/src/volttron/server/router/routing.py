@@ -30,7 +30,7 @@ _log = logging.getLogger(__name__)
 VIP1 = b"VIP1"
 PROTOCOL_VERSION = b"1.0"
 
-# Linux errno values, as the reference fixes them on the wire (§1.5), whatever the host.
+# Linux errno values, as the wire fixes them (docs/protocol.md §1.5), whatever the host.
 EAGAIN = 11
 EMSGSIZE = 90
 EHOSTUNREACH = 113

@@ -1,4 +1,4 @@
-"""``platform.control``: the RPC face of agent installation and supervision (reference §3.3).
+"""``platform.control``: the RPC face of agent installation and supervision (docs/protocol.md §3.3).
 
 The methods and signatures of the modular platform (C10) are kept, so stock tools can drive us;
 every ``uuid`` argument also accepts an identity or a unique UUID prefix. Beyond them, vctl uses

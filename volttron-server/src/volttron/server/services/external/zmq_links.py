@@ -61,7 +61,7 @@ class ZmqPlatformLink:
                  settings: LinkSettings | None = None) -> None:
         self.remote = remote
         self.instance_name = remote.instance_name
-        # the reference's instance.<name>.<random number>, unguessable: no other key can take the
+        # the published platform's instance.<name>.<random number>, unguessable: no other key can take the
         # routing id our link reconnects with
         self.identity = f"instance.{remote.instance_name}.{secrets.randbelow(10**18)}".encode("ascii")
         self._own = own_instance.encode("iso-8859-1")

@@ -1,4 +1,4 @@
-"""The ``heartbeat`` subsystem (reference §2.8).
+"""The ``heartbeat`` subsystem (docs/protocol.md §2.8).
 
 Every ``period`` seconds the agent publishes on ``heartbeat/<identity>`` with header
 ``TimeStamp`` (and ``heartbeat_period``: the period in seconds, so that the health service need
