@@ -22,13 +22,13 @@ import sysconfig
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
-import gevent
 import psutil
 import pytest
 
+from volttron.client.testing.waiting import wait_until
 from volttron.server.aip.environment import PipOptions, PythonEnvironment
 from volttron.server.aip.errors import DependencyConflictError
 from volttron.server.aip.file_clash import InstalledFiles, find_clashes
@@ -45,13 +45,6 @@ AGENT_CODE = (
     "import time\n\n\ndef main():\n"
     "    for _ in range(600):  # at most 2 minutes\n        time.sleep(0.2)\n"
 )
-
-
-def wait_until(condition: Callable[[], object], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        gevent.sleep(0.05)
 
 
 def make_wheel(folder: Path, name: str, files: dict[str, str], requires: tuple[str, ...] = ()) -> Path:
@@ -182,7 +175,7 @@ def test_isolated_agents_share_an_environment_that_goes_with_the_last_of_them(
     wait_until(lambda: psutil.Process(pid).cmdline()[:1] == [str(env / "bin" / "python")])
     data = tmp_path / "home" / "agents" / "clash.a" / "data"
     (data / "keep.txt").write_text("kept")
-    again = platform.install(str(clash_wheel), vip_identity="clash.a", force=True, isolated=True)
+    again = platform.install(str(clash_wheel), vip_identity="clash.a", force=True)  # stays isolated
     assert again["reinstalled"] and again["environment"] == str(env)
     assert (data / "keep.txt").read_text() == "kept"
 
@@ -203,3 +196,16 @@ def test_an_environment_no_agent_uses_is_removed_at_start(platform: AIPPlatform,
     (orphan / "bin").mkdir(parents=True)
     AIPPlatform(AIPConfig(volttron_home=home, supervisor=POLICY))
     assert not orphan.exists() and (home / "environments" / "volttron-testagent-clash").is_dir()
+
+
+def test_a_reinstall_keeps_the_agents_own_environment_unless_told(
+    platform: AIPPlatform, tmp_path: Path
+) -> None:
+    plain = make_wheel(tmp_path / "wheels", "volttron-testagent-plain",
+                       {"vtestagent_plain/__init__.py": AGENT_CODE})
+    env = tmp_path / "home" / "environments" / "volttron-testagent-plain"
+    assert platform.install(str(plain), vip_identity="plain", isolated=True)["environment"] == str(env)
+    assert platform.install(str(plain), vip_identity="plain", force=True)["environment"] == str(env)
+    shared = platform.install(str(plain), vip_identity="plain", force=True, isolated=False)
+    assert shared["environment"] is None and not env.exists()
+    assert any("removed the environment" in n for n in shared["notes"])

@@ -309,7 +309,8 @@ class AgentInstaller:
                 notes.append(f"{info.name} is installed in development (editable) mode; its code is used")
                 steps.say(notes[-1])
             else:
-                isolate = wanted.isolated is True
+                # a reinstall keeps the agent's own environment unless told otherwise
+                isolate = wanted.isolated is True or (wanted.isolated is None and old_env is not None)
                 constraints = tmp / "constraints.txt"
                 if not isolate:
                     try:
