@@ -40,6 +40,7 @@ import pytest
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
+from volttron.client.testing.waiting import wait_until as wait_for
 from volttron.server.services.auth.authfile import AuthEntry, ensure_entries
 from volttron.utils.keys import KeyPair, generate_keypair, to_z85
 
@@ -52,18 +53,6 @@ def free_tcp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.02) -> Any:
-    """Poll ``condition`` until it returns a true value (returned) or fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:.1f} s waiting for {what}")
-        time.sleep(interval)
 
 
 # -- raw VIP clients ---------------------------------------------------------------------------------

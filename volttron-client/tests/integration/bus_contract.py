@@ -14,12 +14,12 @@ Nothing here knows which bus runs: the same assertions hold for ZeroMQ and Rabbi
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 import gevent
 import pytest
 
+from volttron.client.testing.waiting import wait_until as wait_for
 from volttron.client.vip.agent import RPC, Agent
 from volttron.client.vip.agent.errors import MethodNotFound, RemoteError, Unreachable
 
@@ -34,18 +34,6 @@ class Calculator(Agent):
     @RPC.export
     def fail(self, text: str) -> None:
         raise ValueError(text)
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    """``condition()`` once truthy; the test fails after ``timeout`` seconds (gevent-friendly)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        gevent.sleep(0.02)
 
 
 class BusContract:

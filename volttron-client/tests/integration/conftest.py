@@ -16,7 +16,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import pytest
 
 from volttron.client.runner import build_agent
+from volttron.client.testing.waiting import wait_until as poll
 from volttron.client.vip.agent import Agent
 from volttron.client.vip.agent.errors import ConnectError
 from volttron.utils.keys import KeyPair, generate_keypair
@@ -36,20 +36,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def poll(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    """Return ``condition()`` once truthy; fail after ``timeout`` seconds (gevent-friendly)."""
-    import gevent
-
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        gevent.sleep(interval)
 
 
 class Platform:

@@ -15,17 +15,8 @@ import gevent.event
 import pytest
 
 from volttron.client.testing.memory_bus import MemoryConnection, MemoryRouter
+from volttron.client.testing.waiting import wait_until
 from volttron.client.vip.agent import Agent
-
-
-def wait_until(condition: Callable[[], Any], timeout: float = 5.0, interval: float = 0.005) -> Any:
-    """Poll ``condition`` (yielding to other greenlets) until it is truthy; fail after ``timeout``."""
-    with gevent.Timeout(timeout, AssertionError(f"condition not met within {timeout} s: {condition}")):
-        while True:
-            value = condition()
-            if value:
-                return value
-            gevent.sleep(interval)
 
 
 @pytest.fixture(name="wait_until")

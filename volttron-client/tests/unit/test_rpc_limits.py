@@ -6,6 +6,7 @@ import gevent
 import pytest
 from gevent.event import Event
 
+from volttron.client.testing.waiting import wait_until
 from volttron.client.vip.agent import RPC, Agent
 from volttron.client.vip.agent.errors import Again
 from volttron.client.vip.agent.limits import RequestLimits, RequestScheduler
@@ -28,12 +29,6 @@ class Gated(Agent):
     @RPC.export
     def quick(self):
         return "quick"
-
-
-def wait_until(condition, timeout=5.0):
-    with gevent.Timeout(timeout, AssertionError("condition not reached")):
-        while not condition():
-            gevent.sleep(0.005)
 
 
 def test_a_burst_of_calls_is_queued_not_refused(start_agent):

@@ -30,6 +30,7 @@ from volttron.client.messagebus.base import (
     Message,
     connection_class,
 )
+from volttron.client.testing.waiting import wait_until as _wait
 
 BACKENDS = ["zmq", pytest.param("rmq", marks=pytest.mark.rabbitmq)]
 
@@ -103,13 +104,6 @@ def open_connection(bus):
     yield open_
     for conn in made:
         conn.close(linger=0)
-
-
-def _wait(condition, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        gevent.sleep(0.005)
 
 
 def test_connected_is_reported_and_messages_flow_between_peers(open_connection) -> None:

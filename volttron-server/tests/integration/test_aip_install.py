@@ -16,14 +16,13 @@ import shutil
 import stat
 import tempfile
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
-import gevent
 import pytest
 
 from volttron.client.packaging import build_wheel
+from volttron.client.testing.waiting import wait_until
 from volttron.server.aip.auth_entries import AuthFileHooks
 from volttron.server.aip.environment import PipOptions, PythonEnvironment
 from volttron.server.aip.errors import (
@@ -47,13 +46,6 @@ DEFAULT_ID = f"{BASIC}-0.1.0_1"
 POLICY = SupervisorPolicy(
     restart_limit=1, backoff_initial=0.05, backoff_max=0.1, sigint_grace=2.0, sigterm_grace=2.0
 )
-
-
-def wait_until(condition: Callable[[], object], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        gevent.sleep(0.02)
 
 
 def test_distributions(environment: PythonEnvironment) -> set[str]:

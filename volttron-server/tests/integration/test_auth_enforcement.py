@@ -14,14 +14,13 @@ not-yet-started platform process; the switches test builds it with a patched pla
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import gevent
 import pytest
 
 from volttron.client.runner import build_agent
+from volttron.client.testing.waiting import wait_until as eventually
 from volttron.client.vip.agent import RPC, Agent, ConnectError
 from volttron.utils.jsonrpc import Error
 from volttron.utils.keys import KeyPair, generate_keypair
@@ -48,22 +47,6 @@ class Guarded(Agent):
     @RPC.export
     def open_to_all(self) -> str:
         return "hello"
-
-
-def eventually(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll ``condition`` (gevent-friendly) until it returns a true value; AssertionError on timeout."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            value = condition()
-        except Exception as exc:  # noqa: BLE001 - the condition is retried until the deadline
-            last = exc
-        else:
-            if value:
-                return value
-        gevent.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what} (last: {last!r})")
 
 
 def assert_refused(result: Any, what: str) -> None:

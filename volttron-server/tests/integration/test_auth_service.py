@@ -7,14 +7,12 @@ Agents run in this process and connect over ipc with CURVE keys; vctl's identity
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from typing import Any
 
-import gevent
 import pytest
 
 from volttron.client.runner import build_agent
+from volttron.client.testing.waiting import wait_until as eventually
 from volttron.client.vip.agent import RPC, Agent, RemoteError
 from volttron.utils.jsonrpc import Error
 from volttron.utils.keys import KeyPair, generate_keypair
@@ -29,16 +27,6 @@ class Declaring(Agent):
     @RPC.allow("can_run")
     def run(self) -> str:
         return "ran"
-
-
-def eventually(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        gevent.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
 class Agents:

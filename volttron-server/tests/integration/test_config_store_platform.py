@@ -18,24 +18,13 @@ import gevent
 import pytest
 
 from volttron.client.runner import build_agent
+from volttron.client.testing.waiting import wait_until as poll
 from volttron.client.vip.agent import Agent, RemoteError, Unauthorized
 
 pytestmark = pytest.mark.integration
 
 STORE = "platform.config_store"
 ADMIN = {"edit_config_store": None}
-
-
-def poll(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    """``condition()`` once truthy, polled without blocking gevent; fails after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        gevent.sleep(0.02)
 
 
 class Recorder(Agent):

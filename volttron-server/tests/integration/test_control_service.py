@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ from volttron.client.commands.transfer import FileSender, parse_request, serve_i
 from volttron.client.known_identities import CONTROL
 from volttron.client.packaging import build_wheel
 from volttron.client.runner import build_agent
+from volttron.client.testing.waiting import wait_until
 from volttron.client.vip.agent import Agent, RemoteError, Unauthorized
 from volttron.server.services.control.agent import CONTROL_CAPABILITY
 
@@ -29,18 +29,6 @@ pytestmark = pytest.mark.integration
 
 LISTENER_DIR = Path(__file__).resolve().parents[3] / "volttron-listener-agent"
 CALL_TIMEOUT = 60.0
-
-
-def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll ``condition`` (cooperatively, so agents keep running) until true, or fail."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        gevent.sleep(0.05)
 
 
 def alive(pid: int) -> bool:

@@ -13,10 +13,10 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import gevent
 import pytest
 
 from volttron.client.runner import build_agent
+from volttron.client.testing.waiting import wait_until as poll
 from volttron.client.vip.agent import Agent
 from volttron.client.vip.agent.errors import Unreachable
 from volttron.server.platform_home import platform_keystore
@@ -25,17 +25,6 @@ from volttron.utils import jsonrpc
 from volttron.utils.keys import generate_keypair
 
 pytestmark = pytest.mark.integration
-
-
-def poll(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    """``condition()`` once truthy, polling every 50 ms (gevent-friendly); fails after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        gevent.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def discovery_entry(platform: Any, name: str) -> dict[str, str]:

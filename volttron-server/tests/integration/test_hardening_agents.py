@@ -22,13 +22,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import gevent
 import pytest
 
 from volttron.client.commands.transfer import serve_install
 from volttron.client.known_identities import CONTROL
 from volttron.client.packaging import build_wheel
 from volttron.client.runner import build_agent
+from volttron.client.testing.waiting import wait_until
 from volttron.client.vip.agent import Agent
 
 pytestmark = pytest.mark.integration
@@ -36,18 +36,6 @@ pytestmark = pytest.mark.integration
 LISTENER_DIR = Path(__file__).resolve().parents[3] / "volttron-listener-agent"
 CALL_TIMEOUT = 60.0
 LIMIT = 5  # SupervisorPolicy.restart_limit, the production default the platform runs with
-
-
-def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll ``condition`` (cooperatively, so agents keep running) until true, or fail."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        gevent.sleep(0.05)
 
 
 @pytest.fixture(scope="module")

@@ -31,6 +31,7 @@ import pytest
 
 from volttron.client.commands.auth import link_entry
 from volttron.client.runner import build_agent
+from volttron.client.testing.waiting import wait_until as poll
 from volttron.client.vip.agent import Agent, ConnectError
 from volttron.server.platform_home import platform_keystore
 from volttron.server.services.auth.authfile import AuthEntry, ensure_entries
@@ -42,17 +43,6 @@ NOT_ENFORCED = "NOT ENFORCED: "
 VCTL = Path(sys.executable).parent / "vctl"
 ADMIN_CAPABILITY = "allow_auth_modifications"  # what platform.control's admin methods require
 _numbers = itertools.count(1)
-
-
-def poll(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    """``condition()`` once truthy, polling every 50 ms (gevent-friendly); fails after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        gevent.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def request(ident: str, method: str, *params: Any) -> str:

@@ -30,17 +30,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import gevent
 import pytest
 
 from volttron.client.commands.transfer import serve_install
 from volttron.client.known_identities import CONTROL
 from volttron.client.packaging import build_wheel
 from volttron.client.runner import build_agent
+from volttron.client.testing.waiting import wait_until
 from volttron.client.vip.agent import Agent
 
 # one worker builds the two wheels once, and runs the tests one after another (they take turns anyway)
@@ -54,18 +54,6 @@ ORPHAN_BOUND = 10.0
 """Seconds within which every agent process must be gone after the platform dies."""
 VCTL = Path(sys.executable).parent / "vctl"
 LOCK_PATH = Path(tempfile.gettempdir()) / "volttron-hardening-processes.lock"
-
-
-def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll ``condition`` (cooperatively, so agents keep running) until true, or fail."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        gevent.sleep(0.05)
 
 
 def alive(pid: int) -> bool:

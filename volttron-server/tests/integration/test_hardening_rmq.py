@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import gevent
 import pytest
 
 from volttron.client.messagebus.rmq_credentials import derive_password
@@ -27,6 +26,7 @@ from volttron.client.messagebus.rmq_permissions import QUEUE_REQUEST, agent_queu
 from volttron.client.messagebus.rmq_testing import BrokerInstance, broker_instance
 from volttron.client.messagebus.rmq_wire import EXCHANGE, ROUTER, peer_routing_key, publish_routing_key
 from volttron.client.runner import build_agent
+from volttron.client.testing.waiting import wait_until as eventually
 from volttron.client.vip.agent import RPC, Agent
 from volttron.server.platform_home import platform_keystore
 from volttron.server.router.rmq.users import BrokerUsers
@@ -37,18 +37,6 @@ NOT_ENFORCED = "NOT ENFORCED: "
 CALL_TIMEOUT = 10.0
 SECURE = {"write-protect": [{"topic": "devices/secure", "capabilities": ["can_publish_secure"]}]}
 LINK_PASSWORD = "link-secret"
-
-
-def eventually(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll ``condition`` (gevent-friendly) until truthy; AssertionError after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        gevent.sleep(0.05)
 
 
 def briefly(condition: Callable[[], Any], timeout: float) -> bool:

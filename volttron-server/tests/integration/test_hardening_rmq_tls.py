@@ -5,27 +5,14 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import gevent
 import pytest
 
+from volttron.client.testing.waiting import wait_until as eventually
+
 pytestmark = [pytest.mark.integration, pytest.mark.rabbitmq]
-
-
-def eventually(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll ``condition`` (gevent-friendly) until truthy; AssertionError after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        gevent.sleep(0.05)
 
 
 def test_tls_is_the_default_of_vcfg_rabbitmq_single(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ import gevent
 import pytest
 
 from volttron.client.runner import build_agent
+from volttron.client.testing.waiting import wait_until as poll
 from volttron.client.vip.agent import Agent
 
 pytestmark = pytest.mark.integration
@@ -26,18 +27,6 @@ pytestmark = pytest.mark.integration
 STORE = "platform.config_store"
 ADMIN = {"edit_config_store": None}
 WRITERS = 4
-
-
-def poll(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    """``condition()`` once truthy, polled without blocking gevent; fails after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        gevent.sleep(0.002)
 
 
 @pytest.fixture

@@ -7,32 +7,19 @@ every wait polls with a deadline and ``gevent.sleep`` so the agents keep running
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import gevent
 import pytest
 
 from volttron.client.runner import build_agent
+from volttron.client.testing.waiting import wait_until as poll
 from volttron.client.vip.agent import Agent, RemoteError
 
 pytestmark = pytest.mark.integration
 
 HEALTH = "platform.health"
 PERIOD = 0.2
-
-
-def poll(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    """``condition()`` once truthy, polling every 50 ms (gevent-friendly); fails after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        gevent.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.fixture

@@ -12,24 +12,17 @@ volttron-client in its environment. docs/compatibility.md quotes these commands.
 from __future__ import annotations
 
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import psutil
 import pytest
 
+from volttron.client.testing.waiting import wait_until
+
 pytestmark = pytest.mark.integration
 
 LISTENER_DIR = Path(__file__).resolve().parents[3] / "volttron-listener-agent"
 PUBLISHED = "volttron-listener==2.0.0rc3"
-
-
-def wait_until(condition: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout:g} s"
-        time.sleep(0.2)
 
 
 def pip_freeze(python: str) -> str:

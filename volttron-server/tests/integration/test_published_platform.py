@@ -26,7 +26,6 @@ import stat
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from typing import Any
 import pytest
 
 from volttron.client.runner import build_agent
+from volttron.client.testing.waiting import wait_until
 from volttron.utils.jsonrpc import Error
 from volttron.utils.keys import KeyPair, generate_keypair
 
@@ -60,17 +60,6 @@ def _client_tests() -> Any:
         sys.modules[name] = module
         spec.loader.exec_module(module)
     return sys.modules[name]
-
-
-def wait_until(condition: Any, timeout: float, what: str) -> Any:
-    """Poll ``condition`` until it returns a true value; AssertionError after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout:g} s waiting for {what}"
-        time.sleep(0.1)
 
 
 def _blocking_folders(paths: list[Path]) -> list[Path]:

@@ -8,29 +8,17 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 
-import gevent
 import pytest
 
 from volttron.client.messagebus.rmq_admin import port_open
 from volttron.client.messagebus.rmq_testing import broker_instance
 from volttron.client.runner import build_agent
+from volttron.client.testing.waiting import wait_until as wait
 from volttron.client.vip.agent import Agent
 from volttron.client.vip.agent.errors import VIPError
 
 pytestmark = [pytest.mark.integration, pytest.mark.rabbitmq, pytest.mark.slow]
-
-
-def wait(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        gevent.sleep(0.1)
 
 
 def ctl(*args: str) -> None:

@@ -22,6 +22,7 @@ import pytest
 
 from volttron.client.messagebus.rmq_testing import BrokerInstance, broker_instance
 from volttron.client.runner import build_agent
+from volttron.client.testing.waiting import wait_until as poll
 from volttron.client.vip.agent import RPC, Agent
 from volttron.client.vip.agent.errors import Unreachable
 from volttron.utils import jsonrpc
@@ -29,17 +30,6 @@ from volttron.utils import jsonrpc
 pytestmark = [pytest.mark.integration, pytest.mark.rabbitmq]
 
 PASSWORD = "link-secret"
-
-
-def poll(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    """``condition()`` once truthy, polling every 50 ms (gevent-friendly); fails after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        gevent.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def vcfg(home: Path, *args: str) -> subprocess.CompletedProcess[str]:

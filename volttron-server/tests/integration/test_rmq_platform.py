@@ -14,13 +14,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
-import gevent
 import pytest
 
 from volttron.client.messagebus.rmq_testing import broker_instance
 from volttron.client.runner import build_agent
+from volttron.client.testing.waiting import wait_until as wait
 from volttron.client.vip.agent import RPC, Agent
 from volttron.client.vip.agent.errors import Unreachable
 
@@ -38,17 +37,6 @@ def rmq_platform(broker, platform_factory):  # the platform stops before its vho
     platform = platform_factory(args=["--message-bus", "rmq"])
     broker.prepare_home(platform.home)
     return platform.start(timeout=45)
-
-
-def wait(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        gevent.sleep(0.05)
 
 
 def provisioned(platform, broker, identity: str) -> bool:

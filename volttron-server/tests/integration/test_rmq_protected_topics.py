@@ -23,6 +23,7 @@ from volttron.client.messagebus.rmq_credentials import derive_password
 from volttron.client.messagebus.rmq_testing import BrokerInstance, broker_instance
 from volttron.client.messagebus.rmq_wire import EXCHANGE, publish_routing_key
 from volttron.client.runner import build_agent
+from volttron.client.testing.waiting import wait_until as eventually
 from volttron.client.vip.agent import Agent
 from volttron.client.vip.agent.errors import VIPError
 from volttron.server.platform_home import platform_keystore
@@ -84,18 +85,6 @@ def start_platform(broker: BrokerInstance, platform_factory: Any, launcher: Any 
 @pytest.fixture
 def rmq_platform(broker: BrokerInstance, platform_factory: Any) -> Any:  # stops before its vhost goes
     return start_platform(broker, platform_factory)
-
-
-def eventually(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll ``condition`` until it returns a true value; AssertionError after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        gevent.sleep(0.1)
 
 
 def publishes_everything(granted: Any) -> bool:

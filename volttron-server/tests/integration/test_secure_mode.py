@@ -28,8 +28,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,7 @@ import pytest
 
 from volttron.client.packaging import build_wheel
 from volttron.client.testing.plugin import root_required, skip_or_fail
+from volttron.client.testing.waiting import wait_until
 from volttron.server.aip.agent_users import AgentUsers, SecureModeError, check_requirements
 
 pytestmark = [
@@ -137,16 +137,6 @@ class SecurePlatform:
     def install(self, wheel: Path, identity: str) -> dict[str, Any]:
         self.vctl("install", str(wheel), "--vip-identity", identity, "--start")
         return wait_for_running(self, identity)
-
-
-def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout:g} s waiting for {what}"
-        time.sleep(0.1)
 
 
 def wait_for_running(platform: SecurePlatform, identity: str) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import json
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ import gevent
 import pytest
 
 from volttron.client.runner import build_agent
+from volttron.client.testing.waiting import wait_until as poll
 from volttron.client.vip.agent import RPC, Agent, RemoteError
 from volttron.server.services.web.users import add_web_user
 
@@ -115,16 +116,6 @@ class WebTestAgent(Agent):
 def tamper(token: str) -> str:
     """``token`` with one character of its signature changed."""
     return token[:-5] + ("B" if token[-5] == "A" else "A") + token[-4:]
-
-
-def poll(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        gevent.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.fixture

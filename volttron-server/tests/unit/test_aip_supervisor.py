@@ -10,12 +10,11 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-import gevent
 import pytest
 
+from volttron.client.testing.waiting import wait_until
 from volttron.server.aip.errors import AgentProcessError, AIPError
 from volttron.server.aip.launcher import LaunchSpec
 from volttron.server.aip.supervisor import AgentState, AgentSupervisor, SupervisorPolicy
@@ -31,13 +30,6 @@ FAST = SupervisorPolicy(
     sigterm_grace=1.0,
     sigkill_grace=5.0,
 )
-
-
-def wait_until(condition: Callable[[], object], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        gevent.sleep(0.02)
 
 
 def alive(pid: int) -> bool:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import gevent
 import pytest
 import zmq.green as zmq
 
+from volttron.client.testing.waiting import wait_until as poll
 from volttron.server.services.external.discovery import RemotePlatform
 from volttron.server.services.external.service import LinkDown
 from volttron.server.services.external.zmq_links import LinkSettings, ZmqPlatformLink
@@ -18,16 +17,6 @@ from volttron.utils.keys import generate_keypair, to_z85
 
 SERVER = generate_keypair()
 OURS = generate_keypair()
-
-
-def poll(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        gevent.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 class Remote:

@@ -11,12 +11,12 @@ empty lists while healthy and "node down" while a flag file exists, and logs eac
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import gevent
 
 from volttron.client.messagebus.rmq_admin import CtlAdmin
+from volttron.client.testing.waiting import wait_until as wait_for
 from volttron.server.router.rmq.users import BrokerUsers
 from volttron.server.services.auth.authfile import AuthEntry, ensure_entries
 from volttron.utils.keys import generate_keypair
@@ -36,13 +36,6 @@ def syncs(log: Path) -> int:
     """Syncs attempted so far: each lists the users once."""
     return sum(1 for line in log.read_text().splitlines() if line.split()[1:2] == ["list_users"]) \
         if log.exists() else 0
-
-
-def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out after {timeout:g} s waiting for {what}"
-        gevent.sleep(0.05)
 
 
 def test_a_failing_broker_is_retried_with_growing_pauses_and_a_change_at_once(tmp_path: Path) -> None:

@@ -30,6 +30,8 @@ _LAZY = {
     "VolttronPlatform": "volttron.client.testing.platform",
     "VolttronPlatformError": "volttron.client.testing.errors",
     "PlatformUnavailable": "volttron.client.testing.errors",
+    "wait_until": "volttron.client.testing.waiting",
+    "WaitTimeout": "volttron.client.testing.waiting",
 }
 
 __all__ = sorted(_LAZY)

@@ -33,13 +33,13 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from volttron.client.testing.errors import PlatformUnavailable, VolttronPlatformError
+from volttron.client.testing.waiting import wait_until
 from volttron.utils.config import strip_comments
 from volttron.utils.errors import VolttronError
 from volttron.utils.files import FileLock, atomic_write
@@ -58,20 +58,6 @@ def free_tcp_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def wait_until(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    """Poll ``condition`` (gevent-friendly) until it returns a true value, or raise after ``timeout``."""
-    import gevent
-
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise VolttronPlatformError(f"timed out after {timeout:g} s waiting for {what}")
-        gevent.sleep(interval)
 
 
 def server_available(python: str | None = None) -> bool:
@@ -219,7 +205,7 @@ class VolttronPlatform:
                 cwd=self.root,
             )
         try:
-            wait_until(self._ready, timeout, "the platform to start")
+            wait_until(self._ready, timeout, "the platform to start", interval=0.05)
         except VolttronPlatformError:
             self.stop()
             raise
