@@ -20,14 +20,16 @@ A :class:`RouterLink` is a :class:`~volttron.client.messagebus.rmq.RmqConnection
   those the broker could not route, ours or another instance's, as ``"external_undeliverable"``.
 
 Everything it receives is queued as a :class:`Delivery` for the router's greenlet
-(:mod:`~volttron.server.router.rmq.router`), never handled in the hub.
+(:mod:`~volttron.server.router.rmq.router`), never handled in the hub. The queue is the one the
+client's link reads :class:`~volttron.client.messagebus.base.Message` objects from: that link
+queues a Message only as the reply or error a publish asked for, which the router's never do.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import gevent
 from gevent.event import AsyncResult
@@ -102,6 +104,11 @@ class RouterLink(RmqConnection):
 
     def _is_router(self) -> bool:
         return True
+
+    def _deliver(self, message: Message | Delivery) -> None:
+        """Hand a :class:`Delivery` (or a Message of the client's link, see the module docstring) to
+        :meth:`next_delivery`."""
+        self._incoming.put(message)
 
     @property
     def undeliverable_queue(self) -> str:
@@ -237,7 +244,7 @@ class RouterLink(RmqConnection):
         if channel is not None and channel.is_open and self.linked:
             # its consumer goes, and with it the auto-delete queue; wait, so that a peer coming back
             # with this identity can consume the queue again
-            closed = AsyncResult()
+            closed: AsyncResult[None] = AsyncResult()
             channel.add_on_close_callback(lambda *_: closed.set(None))
             channel.close()
             closed.wait(OPERATION_TIMEOUT)
@@ -307,15 +314,22 @@ class RouterLink(RmqConnection):
         elif not self.topic_matches_key(topic, method.routing_key):
             self._drop("a publication whose topic header is not its routing key", properties)
             return  # the broker judged the key, not the header: a protected topic could hide in it
-        bus = headers.get("bus") if isinstance(headers.get("bus"), str) else ""
+        bus = headers.get("bus")
+        if not isinstance(bus, str):
+            bus = ""
         msg_id = _b(properties.message_id or "")
         frames = [_b(origin.peer), _b(origin.user), msg_id, _b(topic), body, _b(bus)]
         self._deliver(Delivery("publication", frames))
 
-    def next_delivery(self, timeout: float | None = None) -> Delivery | None:
-        """The next :class:`Delivery` (None after ``timeout``); :class:`~.base.BusClosed` once closed."""
-        item = self.recv(timeout)
-        return item  # type: ignore[return-value]
+    def next_delivery(self, timeout: float | None = None) -> Delivery | Message | None:
+        """The next :class:`Delivery` (None after ``timeout``); :class:`~.base.BusClosed` once closed.
+
+        A Message would be a reply or error the client's link queued for a publish that asked for one
+        (see the module docstring): the reader skips it.
+        """
+        # recv() is declared for the client's link, whose queue holds Messages; ours also holds what
+        # _deliver above queued
+        return cast("Delivery | Message | None", self.recv(timeout))
 
     # -- sending --------------------------------------------------------------------------------
     def forward(self, frames: list[bytes]) -> None:

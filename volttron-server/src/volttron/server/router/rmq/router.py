@@ -29,7 +29,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import gevent
 import gevent.event
@@ -178,7 +178,7 @@ class RabbitRouter:
             self.rmq_peers.discard(sender)
             # A new ZeroMQ peer's first message may ask for an answer from a RabbitMQ peer: its
             # queue must exist before that answer comes, so wait (briefly) for it.
-            done = gevent.event.AsyncResult()
+            done: gevent.event.AsyncResult[None] = gevent.event.AsyncResult()
             self._proxy_changes.put((sender, done))
             done.wait(self.PROXY_TIMEOUT)
         self.router.route(frames)
@@ -277,7 +277,9 @@ class RabbitRouter:
                      bus: bytes) -> None:
         if self._pubsub is None:
             return
-        subscribers = self._pubsub.index.match(topic.decode(TEXT_ENCODING), bus.decode(TEXT_ENCODING))
+        # the pub/sub service subscribes peers by their identity frame; its index takes any hashable peer
+        subscribers = cast("set[bytes]", self._pubsub.index.match(topic.decode(TEXT_ENCODING),
+                                                                  bus.decode(TEXT_ENCODING)))
         if not subscribers:
             return
         delivery = with_sender(body, sender.decode(TEXT_ENCODING))

@@ -182,14 +182,17 @@ class BrokerUsers:
         existing = gevent.spawn(self.admin.users)
         permissions = gevent.spawn(self.admin.permissions, self.vhost)
         topic_permissions = gevent.spawn(self.admin.topic_permissions, self.vhost)
-        gevent.joinall([existing, permissions, topic_permissions], raise_error=True)
-        current = _Current(existing.value, permissions.value, topic_permissions.value)
-        changes = [gevent.spawn(self._put, user, password, topics[user], current, known)
-                   for user, password in sorted(wanted.items())]
+        fetches: list[gevent.Greenlet[..., Any]] = [existing, permissions, topic_permissions]
+        gevent.joinall(fetches, raise_error=True)
+        # all three finished without an exception (joinall raised it): get() returns at once
+        current = _Current(existing.get(), permissions.get(), topic_permissions.get())
+        changes: list[gevent.Greenlet[..., bool]] = [
+            gevent.spawn(self._put, user, password, topics[user], current, known)
+            for user, password in sorted(wanted.items())]
         prefix = f"{self.instance}."
-        changes += [gevent.spawn(self._delete, user, known) for user, tags in sorted(existing.value.items())
+        changes += [gevent.spawn(self._delete, user, known) for user, tags in sorted(current.users.items())
                     if user.startswith(prefix) and AGENT_TAG in tags and user not in wanted]
-        changes += [gevent.spawn(self._put_link_user, user, current) for user, tags in existing.value.items()
+        changes += [gevent.spawn(self._put_link_user, user, current) for user, tags in current.users.items()
                     if LINK_TAG in tags and user in current.permissions]
         gevent.joinall(changes)
         failed = [g.exception for g in changes if g.exception is not None]
@@ -223,7 +226,8 @@ class BrokerUsers:
             known[user] = digest
             changed = True
         # each request may take a second or more (rabbitmqctl): the independent ones run side by side
-        steps = [gevent.spawn(self.admin.set_user_limits, user, AGENT_LIMITS)] if remade else []
+        steps: list[gevent.Greenlet[..., None]] = (
+            [gevent.spawn(self.admin.set_user_limits, user, AGENT_LIMITS)] if remade else [])
         if topics_stale:
             steps.append(gevent.spawn(self._put_topic_permissions, user, topics, not created))
         gevent.joinall(steps, raise_error=True)

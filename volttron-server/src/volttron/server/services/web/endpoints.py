@@ -69,7 +69,8 @@ def parse_headers(value: Any) -> list[tuple[str, str]]:
         return []
     if not isinstance(items, (list, tuple, type({}.items()))):
         raise InvalidAgentAnswer("headers must be a list of [name, value] pairs")
-    headers = []
+    headers: list[tuple[str, str]] = []
+    item: Any
     for item in items:
         if not isinstance(item, (list, tuple)) or len(item) != 2:
             raise InvalidAgentAnswer(f"bad header {item!r}")

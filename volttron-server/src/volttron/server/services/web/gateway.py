@@ -213,8 +213,8 @@ class JsonRpcGateway:
         assert isinstance(exc, jsonrpc.Error)
         if isinstance(exc, jsonrpc.RemoteError):
             # the exception's type and text, never its traceback
-            info = {"exc_type": exc.exc_type, "exc_args": exc.exc_args}
-            return _error(500, ident, exc.code, exc.message, exc.detail, **{"exception.py": info})
+            info: dict[str, Any] = {"exception.py": {"exc_type": exc.exc_type, "exc_args": exc.exc_args}}
+            return _error(500, ident, exc.code, exc.message, exc.detail, **info)
         status = _STATUS_BY_CODE.get(exc.code, 500)
         data = dict(exc.data) if isinstance(exc.data, Mapping) else {}
         data.pop("exception.py", None)

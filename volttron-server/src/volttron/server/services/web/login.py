@@ -31,6 +31,12 @@ _log = logging.getLogger(__name__)
 PasswordCheck = Callable[[str, str], bool]
 
 
+def _first(form: dict[str, list[str]], name: str) -> str | None:
+    """The first value of field ``name`` of a parsed form, None if it has none."""
+    values = form.get(name)
+    return values[0] if values else None
+
+
 class LoginEndpoint:
     """Answers ``/authenticate``.
 
@@ -55,8 +61,7 @@ class LoginEndpoint:
             username, password = data.get("username"), data.get("password")
         else:
             form = parse_qs(request.text(), keep_blank_values=True, max_num_fields=10)
-            username = (form.get("username") or [None])[0]
-            password = (form.get("password") or [None])[0]
+            username, password = _first(form, "username"), _first(form, "password")
         if not isinstance(username, str) or not isinstance(password, str) or not username or not password:
             raise BadRequest("username and password are required")
         return username, password

@@ -17,9 +17,9 @@ from __future__ import annotations
 import logging
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import gevent
 from gevent import ssl as gevent_ssl
@@ -64,6 +64,7 @@ class _HeaderDeadlineHandler(WSGIHandler):
     the body are bounded by the idle timeout and the body limit.
     """
 
+    server: _WebServer
     _deadline: gevent.Timeout | None = None
 
     def read_requestline(self) -> str:
@@ -93,7 +94,8 @@ class _HeaderDeadlineHandler(WSGIHandler):
         if isinstance(ex, OSError):  # the deadline (or the client) ended the headers: no traceback
             _log.debug("web client %s: %s", self.client_address, ex)
             return ("408", _TOO_SLOW)
-        return super()._handle_client_error(ex)
+        # gevent's hook (its handle_one_request and handle call it) is missing from its type stubs
+        return cast(Any, super())._handle_client_error(ex)
 
 
 class _WebServer(WSGIServer):
@@ -105,6 +107,9 @@ class _WebServer(WSGIServer):
     """
 
     handler_class = _HeaderDeadlineHandler
+    wrap_socket: Callable[..., Any]
+    """Set by gevent's ``__init__`` when serving TLS: the ``ssl_context``'s method or
+    :func:`gevent.ssl.wrap_socket` (an attribute of the instance, which the stubs declare as a method)."""
 
     def __init__(self, *args: Any, socket_timeout: float, header_timeout: float, max_per_address: int,
                  **kwargs: Any) -> None:
@@ -155,9 +160,11 @@ class _WebServer(WSGIServer):
             if not admitted:
                 return None
             client_socket.settimeout(self.socket_timeout)
+            ssl_args = self.ssl_args
+            assert ssl_args is not None  # gevent calls this method only for a server that has them
             try:
                 with gevent.Timeout(self.header_timeout, TimeoutError("TLS handshake took too long")):
-                    ssl_socket = self.wrap_socket(client_socket, **self.ssl_args)
+                    ssl_socket = self.wrap_socket(client_socket, **ssl_args)
             except (ssl.SSLError, OSError) as exc:  # a client that fails or stalls the handshake
                 _log.debug("TLS connection from %s closed: %s", address, exc)
                 client_socket.close()

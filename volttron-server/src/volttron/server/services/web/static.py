@@ -123,7 +123,8 @@ def serve_file(root: Path, url_path: str, method: str, environ: dict[str, Any] |
     response.content_length = size
     response.last_modified = os.fstat(handle.fileno()).st_mtime  # type: ignore[assignment]
     try:
-        return response.make_conditional(environ, accept_ranges=True, complete_length=size)
+        response.make_conditional(environ, accept_ranges=True, complete_length=size)  # changes and returns it
+        return response
     except RequestedRangeNotSatisfiable:
         response.close()
         return error_response(416, "the range is not in the file", [("Content-Range", f"bytes */{size}")])

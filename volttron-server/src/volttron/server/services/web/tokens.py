@@ -25,7 +25,7 @@ import time
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import jwt
 
@@ -45,7 +45,7 @@ warnings.filterwarnings("ignore", category=jwt.warnings.InsecureKeyLengthWarning
 _MISSING = {"sub": "token names no user", "exp": "token expired", "iss": "token issued by another platform"}
 
 
-def _number(value: Any) -> bool:
+def _number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
