@@ -108,7 +108,7 @@ def test_stale_pid_file_is_replaced(platform_factory) -> None:
 
 @pytest.mark.parametrize("args,code,text", [
     (["--message-bus", "rmq"], 1, "RabbitMQ message bus is not set up"),
-    (["--no-such-option"], 2, "unrecognized arguments"),
+    (["--no-such-option"], 2, "No such option '--no-such-option'"),
     (["--vip-address", "localhost:22916"], 2, "not a tcp:// or ipc:// address"),
 ])
 def test_start_up_errors_are_one_line(platform_factory, args, code, text) -> None:

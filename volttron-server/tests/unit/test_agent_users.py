@@ -32,7 +32,7 @@ from volttron.server.aip.agent_users import (
 from volttron.server.aip.errors import AgentInstallError, AIPError
 from volttron.server.aip.launcher import LaunchSettings, build_launch_spec
 from volttron.server.aip.platform_agents import AIPConfig, AIPPlatform
-from volttron.server.options import OptionsError, build_parser, merge_options
+from volttron.server.options import OptionsError, parse_options
 
 as_root = pytest.mark.requires_root(reason="creates system users")
 LISTENER = "volttron-listener-agent"  # installed in development mode: the AIP installs it without pip
@@ -67,15 +67,17 @@ def users(tmp_path: Path) -> Iterator[AgentUsers]:
 # ---------------------------------------------------------------------------- options and checks
 
 
-def test_the_option_and_the_config_key() -> None:
-    parse = build_parser().parse_args
-    home = Path("/tmp/h")
-    assert merge_options(parse(["--secure-agent-users"]), {}, home).secure_agent_users is True
-    assert merge_options(parse([]), {"secure-agent-users": "True"}, home).secure_agent_users is True
-    plain = merge_options(parse([]), {}, home)
+def test_the_option_and_the_config_key(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    home.mkdir()
+    env = {"VOLTTRON_HOME": str(home)}
+    assert parse_options(["--secure-agent-users"], env=env).secure_agent_users is True
+    plain = parse_options([], env=env)
     assert plain.secure_agent_users is False and not plain.notes
+    (home / "config").write_text("[volttron]\nsecure-agent-users = True\n")
+    assert parse_options([], env=env).secure_agent_users is True
     with pytest.raises(OptionsError, match="zmq message bus only"):
-        merge_options(parse(["--secure-agent-users", "--message-bus", "rmq"]), {}, home)
+        parse_options(["--secure-agent-users", "--message-bus", "rmq"], env=env)
 
 
 def test_not_root_is_refused_in_one_line() -> None:

@@ -1,4 +1,4 @@
-"""Options of the volttron command merged with $VOLTTRON_HOME/config (reference §5.2, §5.3)."""
+"""Options of the volttron command merged with $VOLTTRON_HOME/config (docs/protocol.md §5.2, §5.3)."""
 
 from __future__ import annotations
 
@@ -100,13 +100,14 @@ def test_rmq_is_parsed_here_and_refused_by_the_platform(home: Path) -> None:
 
 
 @pytest.mark.parametrize("argv,config,match", [
-    (["--message-bus", "kafka"], None, "invalid choice"),
+    (["--message-bus", "kafka"], None, "message-bus must be one of zmq, rmq"),
     (["--vip-address", "127.0.0.1:22916"], None, "not a tcp:// or ipc://"),
     (["--vip-address", "tcp://127.0.0.1"], None, "host and a port"),
     (["--vip-local-address", "tcp://127.0.0.1:5"], None, "not an ipc://"),
     (["--instance-name", "has space"], None, "instance-name"),
     (["--agent-monitor-frequency", "0"], None, "at least 1"),
-    (["--bogus"], None, "unrecognized arguments"),
+    (["--bogus"], None, "No such option '--bogus'"),
+    (["--max-message-size", "big"], None, "max-message-size must be a whole number"),
     ([], "[volttron]\nmessage-bus = amqp\n", "message-bus"),
     ([], "[volttron]\nallow-auth = maybe\n", "true or false"),
     ([], "[volttron]\nagent-monitor-frequency = soon\n", "whole number"),
@@ -116,3 +117,20 @@ def test_bad_values_are_one_clear_error(home: Path, argv, config, match) -> None
     with pytest.raises(OptionsError, match=match) as info:
         parse(home, *argv, config=config)
     assert "\n" not in str(info.value).strip()
+
+
+def test_help_and_version_end_the_command_with_zero(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from volttron.server.main import main
+
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--vip-address" in out and "[volttron]" in out
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("volttron ")
+
+
+def test_file_values_are_defaults_the_command_line_overrides_flag_by_flag(home: Path) -> None:
+    config = "[volttron]\nsecure-agent-users = yes\nmsgdebug = on\nverbose = 2\nmax-message-size = 2048\n"
+    options = parse(home, "--max-message-size", "4096", config=config)
+    assert options.secure_agent_users and options.msgdebug and options.verbose == 2
+    assert options.max_message_size == 4096

@@ -16,7 +16,7 @@ import gevent
 
 from volttron.server.aip.agent_users import SecureModeError, check_requirements
 from volttron.server.context import ServiceFactory
-from volttron.server.options import OptionsError, PlatformOptions, parse_options
+from volttron.server.options import Handled, OptionsError, PlatformOptions, parse_options
 from volttron.server.platform import Platform
 from volttron.utils.errors import VolttronError
 from volttron.utils.logging import level_for_verbosity, setup_logging
@@ -78,6 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
         options = parse_options(argv)
+    except Handled as done:  # --help, --version
+        return done.exit_code
     except OptionsError as exc:
         return _fail(str(exc), exc.exit_code)
     if options.secure_agent_users:

@@ -1,7 +1,8 @@
 """Options of the ``volttron`` command, merged with ``$VOLTTRON_HOME/config`` (docs/protocol.md §5.2, §5.3).
 
-The INI file's ``[volttron]`` section uses the long option names (``vip-address``,
-``instance-name``, ``message-bus``, ...); a value given on the command line wins over the file.
+The command line is a click command whose defaults (click's ``default_map``) are the INI file's
+``[volttron]`` section, keyed by the long option names (``vip-address``, ``instance-name``,
+``message-bus``, ...), so a value given on the command line wins over the file.
 ``vip-address`` in the file may list several addresses, separated by spaces, commas or new lines.
 The original's ``allow-auth = False`` and the 2.x ``auth-enabled = false`` are read as
 ``--auth-disabled``.
@@ -9,14 +10,16 @@ The original's ``allow-auth = False`` and the 2.x ``auth-enabled = false`` are r
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import socket
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
+
+import click
 
 from volttron.server import __version__
 from volttron.utils.config import load_platform_config
@@ -96,68 +99,129 @@ class PlatformOptions:
     """Things worth a warning found while reading the configuration (logged once logging is set up)."""
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise OptionsError(message)
+def _option(*decls: str, **attrs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    attrs.setdefault("default", None)
+    return click.option(*decls, **attrs)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``volttron`` argument parser. Every default is None so the config file can fill gaps."""
-    parser = _Parser(
-        prog="volttron",
-        description="Run a VOLTTRON platform in $VOLTTRON_HOME (default ~/.volttron).",
+def _load_config(ctx: click.Context, param: click.Parameter, value: str | None) -> Path:
+    """``--config`` (eager): read the file and make its ``[volttron]`` section the defaults."""
+    home: Path = ctx.obj["home"]
+    path = Path(value).expanduser() if value else config_file_path(home)
+    if value and not path.is_file():
+        raise OptionsError(f"configuration file {path} not found")
+    try:
+        config = {k.lower(): v for k, v in load_platform_config(path).items()}
+    except ConfigError as exc:
+        raise ConfigFileError(" ".join(str(exc).split())) from None
+    ctx.meta["volttron.config"] = config
+    ctx.default_map = _default_map(ctx.command, config)
+    return path
+
+
+def _default_map(command: click.Command, config: Mapping[str, str]) -> dict[str, Any]:
+    """The config file's values as click defaults: the command line wins over them, as click does."""
+    defaults: dict[str, Any] = {}
+    for param in command.params:
+        key = (param.name or "").replace("_", "-")
+        if key not in config or key in _NOT_IN_FILE:
+            continue
+        value = config[key]
+        if key == "vip-address":
+            defaults["vip_address"] = tuple(a for a in re.split(r"[\s,]+", value) if a)
+        elif isinstance(param, click.Option) and param.is_flag:
+            defaults[param.name or key] = parse_bool(value, key)
+        elif key in ("verbose", "quiet"):
+            defaults[param.name or key] = _parse_int(value, key, 0)
+        else:
+            defaults[param.name or key] = value
+    auth_disabled: bool | None = None
+    for key, inverted in (("auth-disabled", True), ("allow-auth", False), ("auth-enabled", False)):
+        if key in config:
+            said = parse_bool(config[key], key)
+            auth_disabled = said if inverted else not said
+            break
+    if auth_disabled is not None:
+        defaults["auth_disabled"] = auth_disabled
+    return defaults
+
+
+_NOT_IN_FILE = frozenset({"config", "auth-disabled"})
+"""Options the file does not set by their own name (``auth-disabled`` has three spellings there)."""
+
+
+def volttron_command() -> click.Command:
+    """The ``volttron`` command line (click); the config file's values are its defaults."""
+
+    @click.command(
+        "volttron",
+        help="Run a VOLTTRON platform in $VOLTTRON_HOME (default ~/.volttron).",
         epilog="Options can also be set in $VOLTTRON_HOME/config, section [volttron], with the long "
                "option names as keys (e.g. vip-address = tcp://127.0.0.1:22916); the command line wins.",
+        context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     )
-    add = parser.add_argument
-    add("-c", "--config", metavar="FILE", help="platform configuration file (default $VOLTTRON_HOME/config)")
-    add("-l", "--log", metavar="FILE", help="log to FILE ('-' for stdout; default stderr)")
-    add("-v", "--verbose", action="count", help="more logging (-vv for debug)")
-    add("-q", "--quiet", action="count", help="less logging")
-    add("--vip-address", metavar="ZMQADDR", action="append",
-        help="also listen on this address, e.g. tcp://127.0.0.1:22916 (repeatable)")
-    add("--vip-local-address", metavar="ZMQADDR",
-        help="local address for agents on this host (default ipc://@$VOLTTRON_HOME/run/vip.socket)")
-    add("--instance-name", metavar="NAME", help="name of this platform (default: config, else the host name)")
-    add("--message-bus", choices=MESSAGE_BUSES,
-        help="message bus: zmq (the default) or rmq (RabbitMQ, set up with 'vcfg rabbitmq single')")
-    add("--auth-disabled", action="store_const", const=True,
-        help="no CURVE encryption or authentication: only for trusted networks")
-    add("--bind-web-address", metavar="URL",
-        help="start the web service at http(s)://host:port (e.g. https://127.0.0.1:8443)")
-    add("--web-ssl-cert", metavar="FILE",
-        help="the web service's certificate (PEM; default: one issued by the platform's CA)")
-    add("--web-ssl-key", metavar="FILE", help="the private key of --web-ssl-cert (PEM)")
-    add("--web-secret-key", metavar="TEXT",
-        help="secret that signs web bearer tokens (default: generated in $VOLTTRON_HOME/web-secret-key; "
-             "prefer the config file, a command line is visible to other users)")
-    add("--volttron-central-address", metavar="URL", help=argparse.SUPPRESS)
-    add("--volttron-central-serverkey", metavar="KEY", help=argparse.SUPPRESS)
-    add("--agent-monitor-frequency", metavar="SECONDS", type=int, help="agent monitor period (default 600)")
-    add("--max-message-size", metavar="BYTES", type=int,
-        help="largest frame a peer may send; larger ones disconnect it (default 64 MiB)")
-    add("--max-subscriptions-per-peer", metavar="COUNT", type=int,
-        help=f"pub/sub prefixes one peer may hold (default {DEFAULT_MAX_SUBSCRIPTIONS_PER_PEER})")
-    add("--max-queued-bytes-per-peer", metavar="BYTES", type=int,
-        help="bytes the router holds for a peer that does not read; past it messages to that peer are "
-             "dropped (default 128 MiB)")
-    add("--max-queued-bytes", metavar="BYTES", type=int,
-        help="bytes the router holds for all peers that do not read (default 1 GiB)")
-    add("--peer-overflow-timeout", metavar="SECONDS", type=int,
-        help=f"disconnect a peer over its queue bound this long (default {DEFAULT_PEER_OVERFLOW_TIMEOUT})")
-    add("--identity-claim-timeout", metavar="SECONDS", type=int,
-        help="close a connection that sends nothing this long after connecting "
-             f"(default {DEFAULT_IDENTITY_CLAIM_TIMEOUT})")
-    add("--secure-agent-users", action="store_const", const=True,
-        help="run each agent as its own system user that may write only to its data folder "
-             "(needs root; see docs/secure-mode.md)")
-    add("--isolate-agents", action="store_const", const=True,
-        help="install every agent into a virtual environment of its own under VOLTTRON_HOME unless "
-             "vctl install --shared (see docs/compatibility.md)")
-    add("--msgdebug", action="store_const", const=True, help="log every routed message at DEBUG")
-    add("--debug", action="store_const", const=True, help="show tracebacks on errors")
-    add("--version", action="version", version=f"%(prog)s {__version__}")
-    return parser
+    @click.option("-c", "--config", metavar="FILE", is_eager=True, expose_value=True, callback=_load_config,
+                  help="platform configuration file (default $VOLTTRON_HOME/config)")
+    @_option("-l", "--log", metavar="FILE", help="log to FILE ('-' for stdout; default stderr)")
+    @click.option("-v", "--verbose", count=True, help="more logging (-vv for debug)")
+    @click.option("-q", "--quiet", count=True, help="less logging")
+    @_option("--vip-address", metavar="ZMQADDR", multiple=True, default=(),
+             help="also listen on this address, e.g. tcp://127.0.0.1:22916 (repeatable)")
+    @_option("--vip-local-address", metavar="ZMQADDR",
+             help="local address for agents on this host (default ipc://@$VOLTTRON_HOME/run/vip.socket)")
+    @_option("--instance-name", metavar="NAME",
+             help="name of this platform (default: config, else the host name)")
+    @_option("--message-bus", metavar="zmq|rmq",
+             help="message bus: zmq (the default) or rmq (RabbitMQ, set up with 'vcfg rabbitmq single')")
+    @click.option("--auth-disabled", is_flag=True, default=False,
+                  help="no CURVE encryption or authentication: only for trusted networks")
+    @_option("--bind-web-address", metavar="URL",
+             help="start the web service at http(s)://host:port (e.g. https://127.0.0.1:8443)")
+    @_option("--web-ssl-cert", metavar="FILE",
+             help="the web service's certificate (PEM; default: one issued by the platform's CA)")
+    @_option("--web-ssl-key", metavar="FILE", help="the private key of --web-ssl-cert (PEM)")
+    @_option("--web-secret-key", metavar="TEXT",
+             help="secret that signs web bearer tokens (default: generated in $VOLTTRON_HOME/web-secret-key; "
+                  "prefer the config file, a command line is visible to other users)")
+    @_option("--volttron-central-address", metavar="URL", hidden=True)
+    @_option("--volttron-central-serverkey", metavar="KEY", hidden=True)
+    @_option("--agent-monitor-frequency", metavar="SECONDS", help="agent monitor period (default 600)")
+    @_option("--max-message-size", metavar="BYTES",
+             help="largest frame a peer may send; larger ones disconnect it (default 64 MiB)")
+    @_option("--max-subscriptions-per-peer", metavar="COUNT",
+             help=f"pub/sub prefixes one peer may hold (default {DEFAULT_MAX_SUBSCRIPTIONS_PER_PEER})")
+    @_option("--max-queued-bytes-per-peer", metavar="BYTES",
+             help="bytes the router holds for a peer that does not read; past it messages to that peer are "
+                  "dropped (default 128 MiB)")
+    @_option("--max-queued-bytes", metavar="BYTES",
+             help="bytes the router holds for all peers that do not read (default 1 GiB)")
+    @_option("--peer-overflow-timeout", metavar="SECONDS",
+             help="disconnect a peer over its queue bound this long "
+                  f"(default {DEFAULT_PEER_OVERFLOW_TIMEOUT})")
+    @_option("--identity-claim-timeout", metavar="SECONDS",
+             help="close a connection that sends nothing this long after connecting "
+                  f"(default {DEFAULT_IDENTITY_CLAIM_TIMEOUT})")
+    @click.option("--secure-agent-users", is_flag=True, default=False,
+                  help="run each agent as its own system user that may write only to its data folder "
+                       "(needs root; see docs/secure-mode.md)")
+    @click.option("--isolate-agents", is_flag=True, default=False,
+                  help="install every agent into a virtual environment of its own under VOLTTRON_HOME unless "
+                       "vctl install --shared (see docs/compatibility.md)")
+    @click.option("--msgdebug", is_flag=True, default=False, help="log every routed message at DEBUG")
+    @click.option("--debug", is_flag=True, default=False, help="show tracebacks on errors")
+    @click.version_option(__version__, prog_name="volttron", message="%(prog)s %(version)s")
+    def command(**params: Any) -> dict[str, Any]:
+        return params
+
+    return command
+
+
+class Handled(Exception):
+    """``--help`` or ``--version`` was answered; the command ends with :attr:`exit_code`."""
+
+    def __init__(self, exit_code: int) -> None:
+        super().__init__(exit_code)
+        self.exit_code = exit_code
 
 
 def parse_bool(value: str, key: str) -> bool:
@@ -201,55 +265,46 @@ def check_web_address(address: str, key: str = "bind-web-address") -> str:
 
 
 def parse_options(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> PlatformOptions:
-    """Parse the command line, read the config file, merge them (command line wins)."""
+    """Parse the command line over the config file's values (command line wins) and check them.
+
+    :class:`OptionsError` (one line) for a bad value; :class:`Handled` after ``--help``/``--version``.
+    """
     env = os.environ if env is None else env
-    args = build_parser().parse_args(argv)
     home = get_home(env)
-    config_path = Path(args.config).expanduser() if args.config else config_file_path(home)
-    if args.config and not config_path.is_file():
-        raise OptionsError(f"configuration file {config_path} not found")
+    args = list(sys.argv[1:] if argv is None else argv)
+    command = volttron_command()
     try:
-        config = {k.lower(): v for k, v in load_platform_config(config_path).items()}
-    except ConfigError as exc:
-        raise ConfigFileError(" ".join(str(exc).split())) from None
-    return merge_options(args, config, home, config_path)
+        with command.make_context("volttron", args, obj={"home": home}) as ctx:
+            params = dict(ctx.params)
+            config = ctx.meta.get("volttron.config", {})
+    except click.exceptions.Exit as exc:
+        raise Handled(exc.exit_code) from None
+    except click.ClickException as exc:
+        raise OptionsError(" ".join(exc.format_message().split())) from None
+    config_path = params.pop("config")
+    return merge_options(params, config, home, config_path)
 
 
-def merge_options(args: argparse.Namespace, config: Mapping[str, str], home: Path,
+def merge_options(params: Mapping[str, Any], config: Mapping[str, str], home: Path,
                   config_path: Path | None = None) -> PlatformOptions:
-    """Combine parsed arguments with the ``[volttron]`` section (a dict of text values)."""
+    """Check the parsed values (``params``, the config file's already under the command line's)."""
     notes: list[str] = []
     where = str(config_path) if config_path else "config"
 
     def pick(name: str) -> Any:
-        given = getattr(args, name.replace("-", "_"))
-        return given if given is not None else config.get(name)
+        return params.get(name.replace("-", "_"))
 
-    known = {a.dest.replace("_", "-") for a in build_parser()._actions}
-    known |= {"allow-auth", "auth-enabled", "log", "verbose", "quiet"}
+    known = {name.replace("_", "-") for name in params} | {"allow-auth", "auth-enabled", "config"}
     for key in config:
         if key not in known and key not in _FOREIGN_KEYS:
             notes.append(f"{where}: ignoring unknown key {key!r}")
 
-    if args.vip_address is not None:
-        raw_addresses = list(args.vip_address)
-    else:
-        raw_addresses = [a for a in re.split(r"[\s,]+", config.get("vip-address", "")) if a]
-    addresses = tuple(dict.fromkeys(check_address(a, "vip-address") for a in raw_addresses))
+    addresses = tuple(dict.fromkeys(check_address(a, "vip-address") for a in params.get("vip_address") or ()))
     local = pick("vip-local-address") or local_vip_address(home)
     if not local.startswith("ipc://"):
         raise OptionsError(f"vip-local-address: {local!r} is not an ipc:// address")
 
-    auth_enabled = True
-    if args.auth_disabled:
-        auth_enabled = False
-    else:
-        for key, inverted in (("auth-disabled", True), ("allow-auth", False), ("auth-enabled", False)):
-            if key in config:
-                value = parse_bool(config[key], key)
-                auth_enabled = not value if inverted else value
-                break
-
+    auth_enabled = not params.get("auth_disabled")
     message_bus = (pick("message-bus") or "zmq").strip().lower()
     if message_bus not in MESSAGE_BUSES:
         raise OptionsError(f"message-bus must be one of {', '.join(MESSAGE_BUSES)}, not {message_bus!r}")
@@ -259,19 +314,15 @@ def merge_options(args: argparse.Namespace, config: Mapping[str, str], home: Pat
         raise OptionsError(f"instance-name {instance_name!r} may hold only letters, digits, '_', '.' and '-'")
 
     def flag(name: str) -> bool:
-        given = getattr(args, name)
-        if given is not None:
-            return bool(given)
-        key = name.replace("_", "-")
-        return parse_bool(config[key], key) if key in config else False
+        return bool(params.get(name))
 
     secure_agent_users = flag("secure_agent_users")
     if secure_agent_users and message_bus != "zmq":
         raise OptionsError("secure-agent-users works with the zmq message bus only: RabbitMQ agents read "
                            "broker settings and certificates from VOLTTRON_HOME, which secure mode keeps "
                            "from them")
-    verbose = args.verbose if args.verbose is not None else _parse_int(config.get("verbose", 0), "verbose", 0)
-    quiet = args.quiet if args.quiet is not None else _parse_int(config.get("quiet", 0), "quiet", 0)
+    verbose = int(params.get("verbose") or 0)
+    quiet = int(params.get("quiet") or 0)
     frequency = pick("agent-monitor-frequency")
     if frequency is None:
         frequency = DEFAULT_AGENT_MONITOR_FREQUENCY
