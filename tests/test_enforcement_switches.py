@@ -50,7 +50,6 @@ A control run through the same launcher with nothing switched off must pass.
 from __future__ import annotations
 
 import importlib.util
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +57,8 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+
+from volttron.client.testing.modules import load_beside
 
 pytestmark = pytest.mark.integration
 
@@ -225,12 +226,7 @@ SWITCHES = {
 
 
 def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None, path
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_beside(path, path.stem, name)
 
 
 @pytest.fixture(scope="module")

@@ -8,26 +8,17 @@ platform makes the users from ``auth.json``.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
 from volttron.client.messagebus.rmq_testing import broker_instance
+from volttron.client.testing.modules import load_beside
 
 pytestmark = [pytest.mark.integration, pytest.mark.rabbitmq]
 
 
 def load(name: str):
-    """A helper module of this folder (test modules are imported by path: --import-mode=importlib)."""
-    key = f"volttron_client_tests_{name}"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, Path(__file__).with_name(f"{name}.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[key] = module
-        spec.loader.exec_module(module)
-    return sys.modules[key]
+    """A helper module of this folder, imported once by path."""
+    return load_beside(__file__, name, f"volttron_client_tests_{name}")
 
 
 harness = load("rmq_harness")

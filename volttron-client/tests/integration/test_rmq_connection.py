@@ -6,10 +6,7 @@ which other tests running at the same time never notice.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import time
-from pathlib import Path
 
 import gevent
 import gevent.event
@@ -18,6 +15,7 @@ import pytest
 from volttron.client.messagebus.base import BusEvent, BusTimeout, ConnectionParams, Message, connection_class
 from volttron.client.messagebus.rmq_testing import broker_instance
 from volttron.client.runner import build_agent
+from volttron.client.testing.modules import load_beside
 from volttron.client.vip.agent import Agent
 from volttron.client.vip.agent.errors import Again, ConnectError, VIPError
 from volttron.utils.config import load_config
@@ -26,14 +24,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.rabbitmq]
 
 
 def load(name: str):
-    """A helper module of this folder (test modules are imported by path: --import-mode=importlib)."""
-    key = f"volttron_client_tests_{name}"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, Path(__file__).with_name(f"{name}.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[key] = module
-        spec.loader.exec_module(module)
-    return sys.modules[key]
+    """A helper module of this folder, imported once by path."""
+    return load_beside(__file__, name, f"volttron_client_tests_{name}")
 
 
 harness = load("rmq_harness")

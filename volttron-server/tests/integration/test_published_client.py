@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
@@ -31,6 +30,7 @@ from typing import Any
 
 import pytest
 
+from volttron.client.testing.modules import load_beside
 from volttron.client.vip.agent import RPC, Agent
 from volttron.server.aip.published_contract import agent_credentials, ensure_platform_credentials
 from volttron.utils.jsonrpc import Error
@@ -46,15 +46,7 @@ ARRIVAL_TIMEOUT = 60.0
 
 
 def _enforcement_tests() -> Any:
-    name = "auth_enforcement_for_published_client"
-    if name not in sys.modules:
-        path = Path(__file__).with_name("test_auth_enforcement.py")
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return load_beside(__file__, "test_auth_enforcement", "auth_enforcement_for_published_client")
 
 
 _tests = _enforcement_tests()

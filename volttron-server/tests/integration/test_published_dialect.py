@@ -12,25 +12,16 @@ agent is ``test_published_client.py``.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
+
+from volttron.client.testing.modules import load_beside
 
 
 def _enforcement_tests() -> object:
     """The enforcement tests' module (its platform, fixture and refusal checks), loaded by path."""
-    name = "auth_enforcement_for_published_dialect"
-    if name not in sys.modules:
-        path = Path(__file__).with_name("test_auth_enforcement.py")
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return load_beside(__file__, "test_auth_enforcement", "auth_enforcement_for_published_dialect")
 
 
 _tests = _enforcement_tests()

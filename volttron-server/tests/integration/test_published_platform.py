@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import importlib.util
 import json
 import os
 import secrets
@@ -33,6 +32,7 @@ from typing import Any
 import pytest
 
 from volttron.client.runner import build_agent
+from volttron.client.testing.modules import load_beside
 from volttron.client.testing.waiting import wait_until
 from volttron.utils.jsonrpc import Error
 from volttron.utils.keys import KeyPair, generate_keypair
@@ -51,15 +51,7 @@ PYPROJECT = '[tool.poetry]\nname = "published-platform-under-test"\nversion = "0
 
 
 def _client_tests() -> Any:
-    name = "published_client_for_published_platform"
-    if name not in sys.modules:
-        path = Path(__file__).with_name("test_published_client.py")
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return load_beside(__file__, "test_published_client", "published_client_for_published_platform")
 
 
 def _blocking_folders(paths: list[Path]) -> list[Path]:
