@@ -72,3 +72,20 @@ def test_two_new_wheels_writing_one_file_clash_with_each_other(tmp_path: Path) -
     second = wheel(tmp_path / "b", "second", {"shared/x.py": ""})
     clashes = find_clashes([first, second], environment(tmp_path, {}))
     assert [(c.new_owner, c.old_owner) for c in clashes] == [("second", "first")]
+
+
+def test_an_init_in_a_shared_namespace_package_clashes(tmp_path: Path) -> None:
+    # volttron/ is a namespace package: a volttron/__init__.py would hide volttron.client
+    checkout = tmp_path / "checkout" / "src"
+    (checkout / "volttron" / "client").mkdir(parents=True)
+    installed = environment(tmp_path, {"site/volttron/extra/x.py": "volttron-extra"},
+                            {str(checkout): "volttron-client"})
+    (tmp_path / "site" / "volttron" / "extra").mkdir(parents=True)
+    clashes = find_clashes([wheel(tmp_path / "w", "hider", {"volttron/__init__.py": ""})], installed)
+    assert [c.old_owner for c in clashes] == ["volttron-extra (namespace package volttron)"]
+    checkout_only = environment(tmp_path / "other", {}, {str(checkout): "volttron-client"})
+    clashes = find_clashes([wheel(tmp_path / "w2", "hider", {"volttron/__init__.py": ""})], checkout_only)
+    assert [c.old_owner for c in clashes] == [
+        "volttron-client (namespace package volttron, development install)"]
+    own = environment(tmp_path, {"site/volttron/extra/x.py": "volttron-extra"})
+    assert find_clashes([wheel(tmp_path / "w3", "volttron-extra", {"volttron/__init__.py": ""})], own) == []

@@ -9,7 +9,9 @@ scripts) and looked up in the environment (issue 12 item 4):
 * files listed in the ``RECORD`` of every installed distribution (``importlib.metadata``), and
 * for a distribution installed in development (editable) mode through a ``.pth`` file, the files
   under the folder that file puts on ``sys.path``: a wheel writing ``volttron/client/__init__.py``
-  into site-packages would shadow the checkout's ``volttron/client`` without overwriting it.
+  into site-packages would shadow the checkout's ``volttron/client`` without overwriting it;
+* an ``__init__.py`` in a namespace package that others share (``volttron/__init__.py``) would make
+  it a regular package and hide their parts of it.
 
 The lookup runs in the environment's own interpreter, so it is right for any target environment.
 """
@@ -152,6 +154,7 @@ def find_clashes(wheels: Iterable[Path], installed: InstalledFiles) -> list[Clas
     wheels) owns. A wheel of an installed distribution's own name replaces that one: no clash."""
     planned: dict[str, str] = {}
     clashes: list[Clash] = []
+    folders = _owned_folders(installed)
     for wheel in wheels:
         name, files = wheel_files(wheel)
         mine = normalize_name(name)
@@ -163,10 +166,38 @@ def find_clashes(wheels: Iterable[Path], installed: InstalledFiles) -> list[Clas
             owner = installed.owners.get(target) or planned.get(target)
             if owner is None and scheme in ("purelib", "platlib") and ".dist-info/" not in relative:
                 owner = _editable_owner(relative, installed.roots)
-            if owner is not None and normalize_name(owner) != mine:
+                if owner is None and relative.endswith("/__init__.py"):
+                    owner = _namespace_owner(os.path.dirname(target), relative[: -len("/__init__.py")],
+                                             folders, installed.roots)
+            if owner is not None and normalize_name(owner.split(" (", 1)[0]) != mine:
                 clashes.append(Clash(target, name, owner))
             planned.setdefault(target, name)
     return clashes
+
+
+def _owned_folders(installed: InstalledFiles) -> dict[str, str]:
+    """Every folder that holds an installed file -> the first distribution seen owning one in it."""
+    folders: dict[str, str] = {}
+    for path, owner in installed.owners.items():
+        folder = os.path.dirname(path)
+        while folder not in folders and len(folder) > 1:
+            folders[folder] = owner
+            folder = os.path.dirname(folder)
+    return folders
+
+
+def _namespace_owner(
+    folder: str, relative: str, folders: Mapping[str, str], roots: Mapping[str, str]
+) -> str | None:
+    """Who shares the namespace package ``relative`` that an ``__init__.py`` would make a regular one."""
+    if folder in folders and not os.path.exists(os.path.join(folder, "__init__.py")):
+        return f"{folders[folder]} (namespace package {relative.replace('/', '.')})"
+    for root, owner in roots.items():
+        if os.path.isdir(os.path.join(root, relative)) and not os.path.exists(
+            os.path.join(root, relative, "__init__.py")
+        ):
+            return f"{owner} (namespace package {relative.replace('/', '.')}, development install)"
+    return None
 
 
 def _editable_owner(relative: str, roots: Mapping[str, str]) -> str | None:
