@@ -55,3 +55,36 @@ def test_an_unknown_parameter_component_is_a_clear_error_not_broker_down(broker)
     assert type(raised.value) is BrokerAdminError
     broker.admin.clear_parameter("no-such-component", broker.vhost, "x")  # absent: nothing to do
     assert broker.admin.parameters("no-such-component", broker.vhost) == {}
+
+
+def test_a_platform_administers_its_broker_over_the_management_api_when_it_answers(tmp_path) -> None:
+    """What the platform does at start (its login from the home ``vcfg rabbitmq single`` made): the API
+    when it answers, so its agents' users cost no rabbitmqctl VM; else rabbitmqctl on this host."""
+    import dataclasses
+
+    from volttron.client.messagebus.rmq_admin import broker_admin
+    from volttron.client.messagebus.rmq_config import admin_settings, load_rabbitmq_config
+
+    with broker_instance("pick") as instance:
+        if not isinstance(instance.admin, HttpAdmin):
+            pytest.skip("the management plugin does not answer on 127.0.0.1:15672")
+        home = tmp_path / "home"
+        instance.prepare_home(home)
+        settings = admin_settings(load_rabbitmq_config(home), home, instance.instance)
+        admin = broker_admin(settings, settings.username, settings.password)
+        assert isinstance(admin, HttpAdmin)
+        user = f"{instance.instance}.picked"
+        admin.put_user(user, "pw", ["volttron-agent"])  # as the platform's own (administrator) login
+        assert user in instance.ctl.users()
+        admin.delete_user(user)
+        assert user not in instance.ctl.users()
+        closed = dataclasses.replace(settings, mgmt_port=_closed_port())
+        assert isinstance(broker_admin(closed, settings.username, settings.password), CtlAdmin)
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
