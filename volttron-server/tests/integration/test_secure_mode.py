@@ -23,6 +23,7 @@ import fcntl
 import json
 import os
 import pwd
+import shutil
 import stat
 import subprocess
 import sys
@@ -68,6 +69,21 @@ for name, op, path in json.loads(sys.argv[1]):
         results[name] = type(exc).__name__
 print(json.dumps(results))
 """
+
+
+@pytest.fixture
+def tmp_path() -> Iterator[Path]:
+    """A folder of the test outside pytest's own temporary tree (this module's ``tmp_path``).
+
+    Agent users must pass through every folder above a platform's home. Any pytest session that
+    starts meanwhile (a nested one, as the generated agent's tests are run) makes
+    ``/tmp/pytest-of-<user>`` 0700 again, locking them out in the middle of a test.
+    """
+    path = Path(tempfile.mkdtemp(prefix="vt-secure-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @contextlib.contextmanager
