@@ -27,6 +27,7 @@ import sys
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from volttron.client.packaging import normalize_name, select_agent_entry_point
 from volttron.server.aip.agent_dir import AgentDirectory
@@ -92,16 +93,21 @@ def environment_entry_point(root: Path, distribution: str) -> tuple[str, str, st
 
     wanted = normalize_name(distribution)
     for dist in importlib.metadata.distributions(path=[str(_site_packages(root))]):
-        if normalize_name(dist.metadata["Name"] or "") != wanted:
-            continue
-        groups: dict[str, dict[str, str]] = {}
-        for entry in dist.entry_points:
-            groups.setdefault(entry.group, {}).setdefault(entry.name, entry.value)
-        found = select_agent_entry_point(groups, distribution)
-        if found is None:
-            raise AgentProcessError(f"{distribution} declares no agent entry point (e.g. a console script)")
-        return found
+        if normalize_name(dist.metadata["Name"] or "") == wanted:
+            return agent_launcher(dist, distribution)
     raise AgentProcessError(f"the agent's code ({distribution}) is not installed in {root}; reinstall it")
+
+
+def agent_launcher(dist: Any, distribution: str) -> tuple[str, str, str]:
+    """``(group, name, "module:function")`` of the launcher among ``dist``'s entry points (an
+    ``importlib.metadata.Distribution``); :class:`AgentProcessError` when it declares none."""
+    groups: dict[str, dict[str, str]] = {}
+    for entry in dist.entry_points:
+        groups.setdefault(entry.group, {}).setdefault(entry.name, entry.value)
+    found = select_agent_entry_point(groups, distribution)
+    if found is None:
+        raise AgentProcessError(f"{distribution} declares no agent entry point (e.g. a console script)")
+    return found
 
 
 def wheel_requirements(wheel: Path) -> list[str]:

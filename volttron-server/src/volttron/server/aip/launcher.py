@@ -22,10 +22,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from volttron.client.packaging import select_agent_entry_point
 from volttron.server.aip.agent_dir import AgentDirectory
 from volttron.server.aip.errors import AgentProcessError
-from volttron.server.aip.isolation import ENVIRONMENTS_DIR, environment_entry_point, environment_of
+from volttron.server.aip.isolation import (
+    ENVIRONMENTS_DIR,
+    agent_launcher,
+    environment_entry_point,
+    environment_of,
+)
 from volttron.server.aip.leftovers import MARK_VARIABLE
 from volttron.server.aip.published_contract import agent_credentials, ensure_platform_credentials
 
@@ -89,13 +93,7 @@ def find_entry_point(distribution: str) -> tuple[str, str, str]:
         raise AgentProcessError(
             f"the agent's code ({distribution}) is not installed in the platform's environment; reinstall it"
         ) from None
-    groups: dict[str, dict[str, str]] = {}
-    for entry in dist.entry_points:
-        groups.setdefault(entry.group, {}).setdefault(entry.name, entry.value)
-    found = select_agent_entry_point(groups, distribution)
-    if found is None:
-        raise AgentProcessError(f"{distribution} declares no agent entry point (e.g. a console script)")
-    return found
+    return agent_launcher(dist, distribution)
 
 
 def launcher_code(value: str) -> str:
