@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from volttron.client.runner import build_agent
-from volttron.client.testing.waiting import wait_until as eventually
+from volttron.client.testing.waiting import wait_until
 from volttron.client.vip.agent import RPC, Agent, ConnectError
 from volttron.utils.jsonrpc import Error
 from volttron.utils.keys import KeyPair, generate_keypair
@@ -47,6 +47,11 @@ class Guarded(Agent):
     @RPC.export
     def open_to_all(self) -> str:
         return "hello"
+
+
+def eventually(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    """:func:`wait_until`, the condition retried when it raises (a call refused while a change travels)."""
+    return wait_until(condition, timeout, what, interval=0.1, retry=(Exception,))
 
 
 def assert_refused(result: Any, what: str) -> None:

@@ -22,7 +22,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ import gevent
 import pytest
 
 from volttron.client.runner import build_agent
-from volttron.client.testing.waiting import wait_until as poll
+from volttron.client.testing.waiting import wait_until
 from volttron.client.vip.agent import Agent
 from volttron.server.services.web.users import add_web_user
 from volttron.utils.jsonrpc import Error
@@ -79,6 +79,11 @@ def http_request(port: int, method: str, path: str, body: Any = None, *, source:
         body = json.dumps(body).encode()
         headers.setdefault("Content-Type", "application/json")
     return gevent.get_hub().threadpool.apply(_http, (port, method, path, body, headers, source, timeout))
+
+
+def poll(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    """:func:`wait_until`, the condition retried when it raises (a server that is not up yet)."""
+    return wait_until(condition, timeout, what, interval=0.05, retry=(Exception,))
 
 
 def register_path(agent: Agent, pattern: str, root: Path | str) -> str | None:

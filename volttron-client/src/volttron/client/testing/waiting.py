@@ -24,15 +24,24 @@ class WaitTimeout(VolttronPlatformError, AssertionError):
 
 
 def wait_until(condition: Callable[[], T], timeout: float = 10.0, what: str = "the condition",
-               interval: float = 0.02) -> T:
-    """``condition()`` once it is true; :class:`WaitTimeout` after ``timeout`` seconds."""
+               interval: float = 0.02, retry: tuple[type[BaseException], ...] = ()) -> T:
+    """``condition()`` once it is true; :class:`WaitTimeout` after ``timeout`` seconds.
+
+    An exception of a type in ``retry`` counts as "not yet" (the last one is named on timeout);
+    any other goes to the caller at once.
+    """
     deadline = time.monotonic() + timeout
+    last: BaseException | None = None
     while True:
-        value = condition()
+        try:
+            value = condition()
+        except retry as exc:
+            last, value = exc, None
         if value:
             return value
         if time.monotonic() >= deadline:
-            raise WaitTimeout(f"timed out after {timeout:g} s waiting for {what}")
+            said = f" (last: {last!r})" if last is not None else ""
+            raise WaitTimeout(f"timed out after {timeout:g} s waiting for {what}{said}")
         gevent = sys.modules.get("gevent")
         if gevent is not None:
             gevent.sleep(interval)
