@@ -23,11 +23,11 @@ Everything here uses blocking pyzmq (no gevent), so tests need no monkey-patchin
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -40,19 +40,13 @@ import pytest
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
+from volttron.client.testing.platform import VolttronPlatform
 from volttron.client.testing.waiting import wait_until as wait_for
 from volttron.server.services.auth.authfile import AuthEntry, ensure_entries
 from volttron.utils.keys import KeyPair, generate_keypair, to_z85
 
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 15.0
-
-
-def free_tcp_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # -- raw VIP clients ---------------------------------------------------------------------------------
@@ -187,25 +181,30 @@ class VipClient:
 
 # -- platform processes ------------------------------------------------------------------------------
 
-class PlatformProcess:
-    """A ``volttron`` subprocess in its own ``VOLTTRON_HOME``; see the module docstring."""
+class PlatformProcess(VolttronPlatform):
+    """The testing kit's :class:`VolttronPlatform` with what the server's tests need on top.
+
+    ``root/<name>`` is the home (several platforms may share ``root``), the process can be launched
+    without waiting (tests of failing start-ups), readiness is a bare CURVE handshake (no VIP
+    message, so no peer is added), raw VIP clients come from :meth:`client`, and :meth:`stop` checks
+    the PID file is gone. Agents, ``vctl`` and ``authorize`` are the kit's.
+    """
 
     def __init__(self, root: Path, args: Sequence[str] = (), *, env: dict[str, str] | None = None,
                  tcp: bool = True, name: str = "home") -> None:
-        self.root = root
-        self.home = root / name
-        self.port = free_tcp_port() if tcp else None
-        self.vip_address = f"tcp://127.0.0.1:{self.port}" if tcp else None
-        self.local_address = f"ipc://@{self.home}/run/vip.socket"
+        super().__init__(root, auth="--auth-disabled" not in args, extra_args=args, home=root / name,
+                         env={"HOME": str(root), **(env or {})})
+        self.port = self.port if tcp else None  # type: ignore[assignment]
+        self.vip_address = self.tcp_address if tcp else None
         self.log_path = root / f"{name}.log"
         self.stderr_path = root / f"{name}.stderr"
-        self.args = list(args)
-        self.env = {**os.environ, "VOLTTRON_HOME": str(self.home), "HOME": str(root), **(env or {})}
-        self.env.pop("VOLTTRON_VIP_ADDR", None)
-        self.process: subprocess.Popen[bytes] | None = None
+        self.args = self.extra_args
         self.clients: list[VipClient] = []
         self.expect_clean_exit = True
         """Teardown fails the test unless the exit code is 0; tests of failing start-ups clear it."""
+
+    def _stderr_path(self) -> Path:
+        return self.stderr_path
 
     # files
     @property
@@ -219,7 +218,7 @@ class PlatformProcess:
         return self.home / "auth.json"
 
     @property
-    def serverkey(self) -> str:
+    def serverkey(self) -> str:  # type: ignore[override]  # the key store's, with authentication off too
         """The platform's public key, from its key store."""
         return json.loads((self.home / "keystore").read_text())["public"]
 
@@ -228,11 +227,6 @@ class PlatformProcess:
         """The platform's own key pair (what in-process services would use)."""
         data = json.loads((self.home / "keystore").read_text())
         return KeyPair(public=data["public"], secret=data["secret"])
-
-    def log_text(self) -> str:
-        """The platform log so far (``-l`` file) plus anything it wrote to stderr."""
-        parts = [p.read_text(errors="replace") for p in (self.log_path, self.stderr_path) if p.exists()]
-        return "\n".join(parts)
 
     def add_allow_entry(self, identity: str, keys: KeyPair | None = None,
                         capabilities: dict[str, Any] | list[str] | None = None) -> KeyPair:
@@ -334,6 +328,10 @@ class PlatformProcess:
         for client in self.clients:
             client.close()
         self.clients.clear()
+        for agent in reversed(self._agents):  # the kit's in-process agents (build_agent, start_agent)
+            with contextlib.suppress(Exception):
+                agent.core.stop(timeout=5)
+        self._agents.clear()
         if self.process is None:
             return 0
         if self.process.poll() is None:

@@ -10,10 +10,8 @@ process used to drive and watch the others over RPC.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -23,128 +21,42 @@ from typing import Any
 import pytest
 
 from volttron.client.runner import build_agent
+from volttron.client.testing.platform import VolttronPlatform
 from volttron.client.testing.waiting import wait_until as poll
 from volttron.client.vip.agent import Agent
 from volttron.client.vip.agent.errors import ConnectError
-from volttron.utils.keys import KeyPair, generate_keypair
+from volttron.utils.keys import generate_keypair
 
 AGENT_SCRIPT = Path(__file__).parent / "agents" / "pair_agent.py"
 START_TIMEOUT = 30.0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+class Platform(VolttronPlatform):
+    """The testing kit's platform, with agent processes and observers for these tests.
 
-
-class Platform:
-    """One platform home; the process can be started, stopped and started again."""
+    A restart keeps the observers (they reconnect, which some tests are about); :meth:`close` ends
+    them, the agent processes and the platform.
+    """
 
     def __init__(self, root: Path) -> None:
-        self.root = root
-        self.home = root / "home"
-        self.home.mkdir(mode=0o700)
-        self.port = free_port()
-        self.tcp_address = f"tcp://127.0.0.1:{self.port}"
-        self.ipc_address = f"ipc://@{self.home}/run/vip.socket"
-        self.keys: dict[str, KeyPair] = {}
-        self.process: subprocess.Popen[bytes] | None = None
+        home = root / "home"
+        home.mkdir(mode=0o700)
+        super().__init__(root, home=home, env={"HOME": str(root)})
+        self.ipc_address = self.local_address
         self.agents: list[subprocess.Popen[bytes]] = []
         self.observers: list[Agent] = []
-        self.starts = 0
 
-    @property
-    def serverkey(self) -> str:
-        return json.loads((self.home / "keystore").read_text())["public"]
-
-    def authorize(self, identity: str) -> KeyPair:
-        """Keys for ``identity`` and an allow entry in ``auth.json``."""
-        if identity not in self.keys:
-            self.keys[identity] = generate_keypair()
-            path = self.home / "auth.json"
-            doc = (
-                json.loads(path.read_text())
-                if path.exists()
-                else {"allow": [], "deny": [], "groups": {}, "roles": {}, "version": {"major": 1, "minor": 4}}
-            )
-            doc["allow"].append(
-                {
-                    "domain": None,
-                    "address": None,
-                    "mechanism": "CURVE",
-                    "credentials": self.keys[identity].public,
-                    "groups": [],
-                    "roles": [],
-                    "capabilities": {},
-                    "rpc_method_authorizations": {},
-                    "comments": "client integration test",
-                    "user_id": identity,
-                    "identity": identity,
-                    "enabled": True,
-                }
-            )
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(doc, indent=2))
-            tmp.chmod(0o600)
-            tmp.rename(path)
-        return self.keys[identity]
-
-    def start(self) -> Platform:
-        self.starts += 1
-        log = self.root / f"platform-{self.starts}.log"
-        env = {**os.environ, "VOLTTRON_HOME": str(self.home), "HOME": str(self.root)}
-        env.pop("VOLTTRON_VIP_ADDR", None)
-        with open(self.root / f"platform-{self.starts}.stderr", "wb") as err:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "volttron.server",
-                    "-v",
-                    "-l",
-                    str(log),
-                    "--vip-address",
-                    self.tcp_address,
-                ],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-                cwd=self.root,
-            )
-        poll(lambda: self._started(), START_TIMEOUT, "the platform to start")
-        return self
-
-    def _started(self) -> bool:
-        if self.process is None or self.process.poll() is not None:
-            raise AssertionError(f"volttron exited during start-up:\n{self.log_text()}")
-        try:
-            return int((self.home / "VOLTTRON_PID").read_text()) == self.process.pid and self._welcomes()
-        except (FileNotFoundError, ValueError):
-            return False
-
-    def _welcomes(self) -> bool:
-        try:
-            probe = self.observer("test.readiness", timeout=2)
-        except Exception:
-            return False
-        probe.core.stop(timeout=5)
-        self.observers.remove(probe)
-        return True
-
-    def stop(self) -> int | None:
+    def stop(self, timeout: float = 20.0) -> int | None:
+        """Stop the platform process only (observers stay, to reconnect after a restart)."""
         if self.process is None or self.process.poll() is not None:
             return None if self.process is None else self.process.returncode
         self.process.send_signal(signal.SIGTERM)
         try:
-            return self.process.wait(20)
+            return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(5)
             raise AssertionError(f"volttron did not stop:\n{self.log_text()}") from None
-
-    def log_text(self) -> str:
-        return "\n".join(p.read_text(errors="replace") for p in sorted(self.root.glob("platform-*")))
 
     def address(self, transport: str) -> str:
         return self.tcp_address if transport == "tcp" else self.ipc_address

@@ -16,6 +16,7 @@ from volttron.client.messagebus.base import BusEvent, BusTimeout, ConnectionPara
 from volttron.client.messagebus.rmq_testing import broker_instance
 from volttron.client.runner import build_agent
 from volttron.client.testing.modules import load_beside
+from volttron.client.testing.waiting import wait_until
 from volttron.client.vip.agent import Agent
 from volttron.client.vip.agent.errors import Again, ConnectError, VIPError
 from volttron.utils.config import load_config
@@ -29,7 +30,7 @@ def load(name: str):
 
 
 harness = load("rmq_harness")
-poll = harness.poll
+poll = wait_until
 
 
 @pytest.fixture

@@ -86,17 +86,21 @@ class VolttronPlatform:
         extra_args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
         python: str | None = None,
+        home: str | os.PathLike[str] | None = None,
     ) -> None:
         if message_bus not in ("zmq", "rmq"):
             raise VolttronPlatformError(f"message_bus must be 'zmq' or 'rmq', not {message_bus!r}")
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        # The home holds the ipc socket, whose path must stay under 107 bytes: a short temporary
-        # folder, linked from the root for whoever looks at a failed test's files.
-        self.home = Path(tempfile.mkdtemp(prefix="vhome-"))
-        self.home.chmod(0o700)
-        with contextlib.suppress(OSError):
-            (self.root / "volttron_home").symlink_to(self.home, target_is_directory=True)
+        if home is not None:  # the caller's: its ipc socket path must stay under 107 bytes
+            self.home = Path(home)
+        else:
+            # The home holds the ipc socket, whose path must stay under 107 bytes: a short temporary
+            # folder, linked from the root for whoever looks at a failed test's files.
+            self.home = Path(tempfile.mkdtemp(prefix="vhome-"))
+            self.home.chmod(0o700)
+            with contextlib.suppress(OSError):
+                (self.root / "volttron_home").symlink_to(self.home, target_is_directory=True)
         self.message_bus = message_bus
         self.auth = auth
         self.instance_name = instance_name or f"test-{uuid.uuid4().hex[:10]}"
