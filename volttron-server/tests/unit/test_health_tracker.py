@@ -234,3 +234,21 @@ def test_an_unusable_declared_period_is_ignored(tracker: HealthTracker, clock: C
     beat(tracker, clock, "a", 2.0, 3)
     tracker.heartbeat("a", "GOOD", declared_period=declared)
     assert tracker.entry("a")["heartbeat_period"] == pytest.approx(2.0)
+
+
+def test_the_health_service_judges_staleness_on_its_clock(tmp_path) -> None:
+    """The service's tracker and its agent follow one injected clock (a test advances it by hand)."""
+    from volttron.client.testing.clock import ManualClock
+    from volttron.server.context import PlatformContext
+    from volttron.server.services.health.service import HealthService
+
+    manual = ManualClock()
+    context = PlatformContext(home=tmp_path, instance_name="t", router_address="inproc://none",
+                              zmq_context=None, serverkey=None, local_address="ipc://@none", addresses=(),
+                              auth_enabled=False, message_bus="zmq", request_stop=lambda: None)
+    tracker = HealthService(context, clock=manual).tracker
+    tracker.peer_connected("beat")
+    tracker.heartbeat("beat", "GOOD", declared_period=5)
+    assert tracker.entry("beat")["state"] == "connected"
+    manual.advance(60)
+    assert tracker.entry("beat")["state"] == "stale"

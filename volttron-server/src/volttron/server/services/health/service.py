@@ -23,18 +23,21 @@ stamps), not to the identity in the topic, so no agent can report health for ano
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 from typing import Any
 
 import gevent
 
 from volttron.client.known_identities import CONTROL_CONNECTION, LEGACY_ALIASES, PROCESS_IDENTITIES
 from volttron.client.vip.agent import RPC, Agent, PubSub, VIPError
+from volttron.client.vip.agent.clock import SYSTEM_CLOCK, Clock
 from volttron.client.vip.agent.subsystems.heartbeat import PERIOD_HEADER
 from volttron.server.context import PlatformContext
 from volttron.server.identities import PLATFORM_HEALTH
 from volttron.server.services.base import InProcessService
 from volttron.server.services.health.tracker import HealthTracker, StaleRule
 from volttron.utils.errors import VolttronError
+from volttron.utils.time import format_timestamp
 
 _log = logging.getLogger(__name__)
 
@@ -105,13 +108,18 @@ class HealthService(InProcessService):
     title = "the health service"
     error = HealthServiceError
 
-    def __init__(self, context: PlatformContext, rule: StaleRule | None = None) -> None:
+    def __init__(self, context: PlatformContext, rule: StaleRule | None = None,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         super().__init__(context)
-        self.tracker = HealthTracker(SERVICE_IDENTITIES, rule)
+        self.clock = clock
+        """The one clock of the service: its agent's timers and the tracker's staleness follow it."""
+        self.tracker = HealthTracker(SERVICE_IDENTITIES, rule, monotonic=clock.monotonic,
+                                     timestamp=lambda: format_timestamp(
+                                         datetime.fromtimestamp(clock.time(), timezone.utc)))
 
     def start(self) -> None:
         """Connect to the router and wait for the welcome; :class:`HealthServiceError` if it fails."""
-        self.connect(HealthAgent, tracker=self.tracker, heartbeat_autostart=True)
+        self.connect(HealthAgent, tracker=self.tracker, heartbeat_autostart=True, clock=self.clock)
         _log.debug("health service started as %s", PLATFORM_HEALTH)
 
     def statistics(self) -> dict[str, int]:
