@@ -295,8 +295,8 @@ def self_flood(platform: Any, report: Callable[[str, Any], None], seconds: float
     report("witness_worst_ping_s", round(watch.worst, 3))
     # The bound held for it is 16 MiB (32 while it is seen reading); what else shows is most likely
     # read-ahead: libzmq takes a sender's messages off the socket before the router's loop reads them,
-    # bounded in messages (RCVHWM), not bytes: +11 to +27 MB on a quiet host, +126 MB once in a full parallel CI run. The
-    # attack without the bounds grew the router by 1,372 MB, far past this line.
+    # bounded in messages (RCVHWM), not bytes: +11 to +27 MB on a quiet host, +126 MB once in a full
+    # parallel CI run. The attack without the bounds grew the router by 1,372 MB, far past this line.
     assert (peak - before) <= 256 * MB, f"the router grew by {(peak - before) / MB:.0f} MB for one flooder"
     assert disconnected_after is not None, "a peer that kept overflowing was never disconnected"
     assert dropped, "dropped messages were not logged"
