@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from volttron.client.packaging import BuildError, build_wheel, inspect_wheel, plan_build
+from volttron.client.testing.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -130,10 +131,7 @@ def test_build_timeout_kills_the_build(tmp_path: Path) -> None:
     assert time.monotonic() - started < 60
     if pid_file.exists():  # the build reached setup.py before the deadline: it must be gone now
         pid = int(pid_file.read_text())
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.05)
-        assert not _alive(pid)
+        wait_until(lambda: not _alive(pid), 10, f"the build process {pid} to be gone")
 
 
 def _alive(pid: int) -> bool:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import sys
+import venv
 from pathlib import Path
 from typing import Any
 
@@ -94,13 +93,12 @@ def test_unknown_identity_is_refused(volttron_platform_factory) -> None:
 
 
 def test_a_python_without_the_server_is_reported_not_run(tmp_path: Path) -> None:
-    bare = shutil.which("python3", path="/usr/bin:/bin")
-    if bare is None or Path(bare).resolve() == Path(sys.executable).resolve():
-        pytest.skip("no interpreter without volttron-server to try")
+    # an interpreter without volttron-server: a fresh venv of this Python, without pip or packages
+    venv.EnvBuilder(with_pip=False).create(tmp_path / "bare")
+    bare = str(tmp_path / "bare" / "bin" / "python")
     probe = subprocess.run([bare, "-c", "import volttron.server"], capture_output=True, check=False)
-    if probe.returncode == 0:
-        pytest.skip(f"{bare} has volttron-server")
-    platform = VolttronPlatform(tmp_path, python=bare)
+    assert probe.returncode != 0, "a fresh venv should not see volttron-server"
+    platform = VolttronPlatform(tmp_path / "root", python=bare)
     try:
         with pytest.raises(PlatformUnavailable, match="volttron-server is not installed"):
             platform.start()

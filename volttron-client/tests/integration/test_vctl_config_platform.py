@@ -12,14 +12,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import gevent
 import pytest
 
 from volttron.client.runner import build_agent
+from volttron.client.testing.waiting import wait_until
 from volttron.client.vip.agent import Agent, Unauthorized
 
 pytestmark = pytest.mark.integration
@@ -58,13 +57,12 @@ def vctl(platform: Any, *args: str, stdin: str | None = None, **env: str) -> sub
     if stdin is not None:
         process.stdin.write(stdin)
     process.stdin.close()
-    # wait cooperatively so in-process agents keep answering meanwhile
-    deadline = time.monotonic() + 60
-    while process.poll() is None:
-        if time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError(f"vctl {args} did not finish within 60 s")
-        gevent.sleep(0.02)
+    # wait cooperatively (gevent is loaded) so in-process agents keep answering meanwhile
+    try:
+        wait_until(lambda: process.poll() is not None, 60, f"vctl {args} to finish")
+    except AssertionError:
+        process.kill()
+        raise
     out, err = process.stdout.read(), process.stderr.read()
     process.stdout.close()
     process.stderr.close()

@@ -28,6 +28,7 @@ class Calculator(Agent):
         super().__init__(**kwargs)
         self.notes = []
         self.gate = gevent.event.Event()
+        self.slow_started = gevent.event.Event()
         self.callers = []
 
     @RPC.export
@@ -71,6 +72,7 @@ class Calculator(Agent):
 
     @RPC.export
     def slow(self, seconds):
+        self.slow_started.set()
         gevent.sleep(seconds)
         return "slow"
 
@@ -246,7 +248,7 @@ def test_malformed_request_frames_get_parse_and_request_errors(pair, router, wai
 def test_pending_calls_fail_when_the_peer_leaves(pair, router) -> None:
     calc, client = pair
     pending = client.vip.rpc.call("calc", "slow", 5)
-    gevent.sleep(0.05)
+    assert calc.slow_started.wait(5), "the call never reached calc"
     calc.core.stop(timeout=5)
     with pytest.raises(Unreachable, match="left the platform"):
         pending.get(timeout=2)

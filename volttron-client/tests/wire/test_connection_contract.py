@@ -149,8 +149,7 @@ def test_close_is_idempotent_and_wakes_a_reader(open_connection) -> None:
 
 def test_disconnect_and_reconnect_are_reported(open_connection, bus) -> None:
     cls, harness = bus
-    if not cls.reports_disconnects:
-        pytest.skip(f"{cls.name} does not report disconnects")
+    assert cls.reports_disconnects, f"{cls.name} must report disconnects (the core reconnects on them)"
     conn, events = open_connection("survivor")
     _wait(lambda: BusEvent.CONNECTED in events)
     harness.restart()
