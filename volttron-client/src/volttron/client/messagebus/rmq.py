@@ -83,6 +83,7 @@ from volttron.client.messagebus.rmq_wire import (
 )
 from volttron.utils.errors import VolttronError
 from volttron.utils.frames import TEXT_ENCODING
+from volttron.utils.throttle import LogThrottle
 
 _TEXT = TEXT_ENCODING
 _CLOSED = object()
@@ -100,6 +101,7 @@ class RmqConnection(AmqpLink, Connection):
     def __init__(self, params: ConnectionParams) -> None:
         Connection.__init__(self, params)
         AmqpLink.__init__(self)
+        self._drop_log = LogThrottle(_log)
         self._opened = False
         self._reconnect_interval = params.reconnect_interval
         self._trusted: frozenset[str] = frozenset()
@@ -396,8 +398,10 @@ class RmqConnection(AmqpLink, Connection):
                 and (where == self.instance or "." not in where))
 
     def _drop(self, what: str, properties: Any) -> None:
+        # what others send decides how often this runs: one line per kind and sender per interval
         self._stats["dropped"] += 1
-        _log.warning("dropped %s (app_id %r, user_id %r)", what, properties.app_id, properties.user_id)
+        self._drop_log.warning(f"{what}:{properties.user_id}", "dropped %s (app_id %r, user_id %r)", what,
+                               properties.app_id, properties.user_id)
 
     def recv(self, timeout: float | None = None) -> Message | None:
         if not self._opened:

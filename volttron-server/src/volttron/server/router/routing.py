@@ -21,9 +21,9 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from volttron.server.identities import QUIT_ALLOWED
-from volttron.server.router.throttle import LogThrottle
 from volttron.utils.errors import VolttronError
 from volttron.utils.frames import encode_frame
+from volttron.utils.throttle import LogThrottle
 
 _log = logging.getLogger(__name__)
 

@@ -57,10 +57,10 @@ from zmq.utils.monitor import parse_monitor_message
 from volttron.server.router.connections import ConnectionTracker, send_queue, shut_down
 from volttron.server.router.queue_budget import Drain, QueueBudget
 from volttron.server.router.routing import Frames, MessageTooLarge, PeerBusy, PeerUnreachable
-from volttron.server.router.throttle import LogThrottle
 from volttron.utils.errors import VolttronError
 from volttron.utils.frames import VIP_SIGNATURE
 from volttron.utils.keys import to_z85
+from volttron.utils.throttle import LogThrottle
 
 _log = logging.getLogger(__name__)
 

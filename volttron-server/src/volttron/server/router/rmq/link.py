@@ -179,7 +179,8 @@ class RouterLink(RmqConnection):
             try:
                 self._queue_requests.put_nowait((name, vip))
             except Full:
-                _log.warning("too many queue requests waiting: %s dropped (its agent asks again)", name)
+                self._drop_log.warning("queue-requests-full", "too many queue requests waiting: %s dropped "
+                                       "(its agent asks again)", name)
                 continue
             self._requested.add(name)
         if self._declaring is None or self._declaring.dead:

@@ -19,12 +19,12 @@ import gevent
 import zmq
 import zmq.green
 
-from volttron.server.router.throttle import LogThrottle
 from volttron.server.router.zmq_router import RouterError
 from volttron.server.services.auth.pending import CredentialRequests, Refusal, now_text, pending_path
 from volttron.server.services.auth.policy import AuthPolicy
 from volttron.server.services.auth.zap import ZapRequest, decide, parse_request, reply_frames
 from volttron.utils.errors import FrameError, VolttronError
+from volttron.utils.throttle import LogThrottle
 
 _log = logging.getLogger(__name__)
 

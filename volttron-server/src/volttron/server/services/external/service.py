@@ -40,12 +40,12 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol, cast
 
 from volttron.server.router.routing import EHOSTUNREACH, VIP1, Frames, PeerBusy, PeerUnreachable, VipRouter
-from volttron.server.router.throttle import LogThrottle
 from volttron.server.services.pubsub.index import ALL_PLATFORMS, INTERNAL, PubSubIndex
 from volttron.server.services.pubsub.service import PubSubService
 from volttron.utils.errors import VolttronError
 from volttron.utils.identities import remote_principal
 from volttron.utils.jsonrpc import UNAVAILABLE_AGENT, json_error
+from volttron.utils.throttle import LogThrottle
 
 _log = logging.getLogger(__name__)
 

@@ -27,11 +27,11 @@ import zmq.green
 from zmq.utils.monitor import parse_monitor_message
 
 from volttron.server.router.routing import VIP1, Frames, VipRouter
-from volttron.server.router.throttle import LogThrottle
 from volttron.server.services.external.discovery import RemotePlatform, load_discovery
 from volttron.server.services.external.service import ExternalRouting, LinkDown
 from volttron.server.services.pubsub.service import PubSubService
 from volttron.utils.keys import to_z85
+from volttron.utils.throttle import LogThrottle
 
 _log = logging.getLogger(__name__)
 

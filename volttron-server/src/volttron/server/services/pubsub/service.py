@@ -41,7 +41,6 @@ import gevent
 
 from volttron.server.identities import AUTH
 from volttron.server.router.routing import VIP1, Frames, PeerBusy, PeerUnreachable, VipRouter
-from volttron.server.router.throttle import LogThrottle
 from volttron.server.services.pubsub.index import (
     ALL_PLATFORMS,
     DEFAULT_MAX_PER_PEER,
@@ -51,6 +50,7 @@ from volttron.server.services.pubsub.index import (
     SubscriptionLimitError,
 )
 from volttron.server.services.pubsub.protected import ProtectedTopics, is_allowed
+from volttron.utils.throttle import LogThrottle
 
 _log = logging.getLogger(__name__)
 
