@@ -15,13 +15,11 @@ a live change) and a push from an agent the platform does not authorize is refus
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import secrets
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 import tempfile
@@ -42,8 +40,6 @@ pytestmark = [
     pytest.mark.requires_root(reason="the published platform runs as a user the test creates"),
 ]
 
-LOCK_PATH = Path(tempfile.gettempdir()) / "volttron-secure-mode-tests.lock"
-"""Shared with the secure-mode tests: both open folders to other users for a while."""
 START_TIMEOUT = 60.0
 WAIT = 60.0
 PYPROJECT = '[tool.poetry]\nname = "published-platform-under-test"\nversion = "0.1.0"\ndescription = ""\n' \
@@ -54,30 +50,8 @@ def _client_tests() -> Any:
     return load_beside(__file__, "test_published_client", "published_client_for_published_platform")
 
 
-def _blocking_folders(paths: list[Path]) -> list[Path]:
-    found: dict[Path, None] = {}
-    for path in paths:
-        for candidate in (Path(os.path.abspath(path)), Path(os.path.realpath(path))):
-            for parent in reversed(candidate.parents):
-                if not os.stat(parent).st_mode & stat.S_IXOTH:
-                    found.setdefault(parent)
-    return list(found)
-
-
-@contextlib.contextmanager
-def reachable(paths: list[Path]) -> Iterator[None]:
-    """The folders on the way to ``paths`` passable by other users for a while (one test at a time)."""
-    with open(LOCK_PATH, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)  # bounded by pytest's timeout
-        folders = _blocking_folders(paths)
-        modes = {folder: stat.S_IMODE(os.stat(folder).st_mode) for folder in folders}
-        try:
-            for folder, mode in modes.items():
-                os.chmod(folder, mode | stat.S_IXOTH)
-            yield
-        finally:
-            for folder, mode in modes.items():
-                os.chmod(folder, mode)
+reachable = load_beside(__file__, "test_secure_mode", "secure_mode_for_published_platform").reachable_paths
+"""The folders on the way to some paths passable by other users for a while (test_secure_mode.py's)."""
 
 
 class PublishedPlatform:

@@ -105,23 +105,32 @@ def _blocking_folders(paths: list[Path]) -> list[Path]:
     return list(found)
 
 
-@pytest.fixture
-def reachable(tmp_path: Path) -> Iterator[None]:
-    """The platform's Python and ``tmp_path`` reachable by other users for this test (see above)."""
+@contextlib.contextmanager
+def reachable_paths(paths: list[Path]) -> Iterator[None]:
+    """The folders on the way to ``paths`` passable by other users (``o+x``, never read) for a while,
+    one test at a time across workers; their modes are put back after. Also used by
+    test_published_platform.py, whose platform runs as a user of its own."""
     with _one_at_a_time():
-        folders = _blocking_folders([Path(sys.executable), Path(sys.base_prefix), tmp_path / "home"])
+        folders = _blocking_folders(paths)
         modes = {folder: stat.S_IMODE(os.stat(folder).st_mode) for folder in folders}
         try:
             for folder, mode in modes.items():
                 os.chmod(folder, mode | stat.S_IXOTH)
-            try:
-                check_requirements(tmp_path / "home")
-            except SecureModeError as exc:
-                skip_or_fail(f"secure mode cannot work on this machine: {exc}", root_required())
             yield
         finally:
             for folder, mode in modes.items():
                 os.chmod(folder, mode)
+
+
+@pytest.fixture
+def reachable(tmp_path: Path) -> Iterator[None]:
+    """The platform's Python and ``tmp_path`` reachable by other users for this test (see above)."""
+    with reachable_paths([Path(sys.executable), Path(sys.base_prefix), tmp_path / "home"]):
+        try:
+            check_requirements(tmp_path / "home")
+        except SecureModeError as exc:
+            skip_or_fail(f"secure mode cannot work on this machine: {exc}", root_required())
+        yield
 
 
 @pytest.fixture(scope="session")
