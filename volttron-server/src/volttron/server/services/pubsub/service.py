@@ -135,6 +135,7 @@ class PubSubService:
         }
         self._forwarders: list[Forwarder] = []
         self._subscription_listeners: list[Callable[[], None]] = []
+        self._change_listeners: list[Callable[[], None]] = []
         self.published = 0
         self.delivered = 0
         self.dropped: Counter[bytes] = Counter()
@@ -156,8 +157,17 @@ class PubSubService:
         """Call ``listener()`` after a change that may have touched the ``all`` (every platform) bucket."""
         self._subscription_listeners.append(listener)
 
-    def _all_bucket_changed(self) -> None:
-        for listener in self._subscription_listeners:
+    def add_change_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` after any change of the subscriptions (either bucket, any bus or peer).
+
+        It is called in the middle of serving a request: it should only note that something changed.
+        """
+        self._change_listeners.append(listener)
+
+    def _subscriptions_changed(self, all_bucket: bool = True) -> None:
+        for listener in self._change_listeners:
+            listener()
+        for listener in self._subscription_listeners if all_bucket else ():
             listener()
 
     def peer_dropped(self, identity: bytes) -> None:
@@ -167,7 +177,7 @@ class PubSubService:
         if len(keys) <= DROP_SLICE:
             self.index.remove_detached(identity, keys)
             if keys:
-                self._all_bucket_changed()
+                self._subscriptions_changed()
         else:
             gevent.spawn(self._remove_slices, identity, keys)
 
@@ -175,7 +185,7 @@ class PubSubService:
         for start in range(0, len(keys), DROP_SLICE):
             self.index.remove_detached(identity, keys[start:start + DROP_SLICE])
             gevent.sleep(0)
-        self._all_bucket_changed()
+        self._subscriptions_changed()
 
     def statistics(self) -> dict[str, Any]:
         """Counts for status output, with the dropped deliveries per slow subscriber."""
@@ -306,8 +316,7 @@ class PubSubService:
         platform = ALL_PLATFORMS if request.get("all_platforms") else INTERNAL
         self.index.subscribe(frames[0], prefixes, bus, platform)
         self._respond(frames, b"request_response", b"true")
-        if platform == ALL_PLATFORMS:
-            self._all_bucket_changed()
+        self._subscriptions_changed(platform == ALL_PLATFORMS)
 
     def _unsubscribe(self, frames: Frames) -> None:
         request = _json_object(self._arg(frames, 7, "unsubscription"), "unsubscription")
@@ -323,8 +332,7 @@ class PubSubService:
             bus = _bus(spec.get("bus", ""), allow_none=True)
             self.index.unsubscribe(frames[0], prefixes, bus, platform)
         self._respond(frames, b"request_response", b"true")
-        if ALL_PLATFORMS in request:
-            self._all_bucket_changed()
+        self._subscriptions_changed(ALL_PLATFORMS in request)
 
     def _list(self, frames: Frames) -> None:
         request = _json_object(self._arg(frames, 7, "list request"), "list request")
@@ -354,7 +362,7 @@ class PubSubService:
                 assert found is not None
                 wanted[platform][bus] = found
         self.index.replace(frames[0], wanted)
-        self._all_bucket_changed()
+        self._subscriptions_changed()
 
     def _auth_update(self, frames: Frames) -> None:
         if frames[0] != self._auth_identity:
