@@ -149,7 +149,7 @@ class CooperativeSocket:
                 frame = _recv(sock, _NOBLOCK, False)
                 parts.append(frame.bytes)
             if self._write_waiters:
-                self._writable.set()
+                self._update()  # the call may have taken the edge a waiting writer needs
             return parts
 
     def send_multipart(self, frames: list[bytes], timeout: float | None = None) -> bool:
@@ -169,7 +169,9 @@ class CooperativeSocket:
             if last:
                 _send(sock, frames[last], _NOBLOCK)
             if self._read_waiters:
-                self._readable.set()
+                # The send may have taken the edge that says a message waits: look, rather than
+                # wake the reader for nothing (a wasted switch and a failed read per message sent).
+                self._update()
             return True
 
     def close(self, linger_ms: int = 0) -> None:

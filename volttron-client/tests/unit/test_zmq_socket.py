@@ -1,0 +1,76 @@
+"""The ZeroMQ back-end's cooperative socket: waits in the gevent hub, wakes only when there is work."""
+
+from __future__ import annotations
+
+import gevent
+import pytest
+import zmq
+
+from volttron.client.messagebus import zmq as backend
+from volttron.client.messagebus.zmq import CooperativeSocket
+
+
+@pytest.fixture
+def pair():
+    context = zmq.Context()
+    router = context.socket(zmq.ROUTER)
+    router.bind("inproc://cooperative")
+    dealer = context.socket(zmq.DEALER)
+    dealer.setsockopt(zmq.IDENTITY, b"agent")
+    dealer.connect("inproc://cooperative")
+    sock = CooperativeSocket(dealer)
+    try:
+        yield router, sock
+    finally:
+        sock.close()
+        router.close(0)
+        context.term()
+
+
+def test_sending_does_not_wake_a_waiting_reader_for_nothing(pair, monkeypatch) -> None:
+    """A send may take the edge of ZMQ_FD that a reader waits for, so the socket must look after
+    each send. It used to wake the reader every time instead: one switch and one failed read per
+    message sent, which cost every RPC round trip and every publish that time twice over."""
+    router, sock = pair
+    failed_reads = [0]
+    real_recv = backend._recv
+
+    def counting_recv(socket, flags, copy):
+        try:
+            return real_recv(socket, flags, copy)
+        except zmq.Again:
+            failed_reads[0] += 1
+            raise
+
+    monkeypatch.setattr(backend, "_recv", counting_recv)
+    received: list[list[bytes]] = []
+    reader = gevent.spawn(lambda: received.append(sock.recv_multipart(timeout=10)))
+    gevent.sleep(0)  # the reader waits now
+    waited = failed_reads[0]
+    for i in range(200):
+        assert sock.send_multipart([b"", str(i).encode()], timeout=1)
+        gevent.sleep(0)  # give a woken reader its turn
+    assert failed_reads[0] - waited <= 2, f"{failed_reads[0] - waited} reads for nothing in 200 sends"
+    assert not received
+    for _ in range(200):  # the router got them all
+        assert router.recv_multipart()[0] == b"agent"
+    router.send_multipart([b"agent", b"answer"])
+    reader.join(5)
+    assert received == [[b"answer"]]
+
+
+def test_a_message_that_arrives_during_a_send_still_wakes_the_reader(pair) -> None:
+    """The other half of the edge-trigger rule: the look after a send must not miss a message."""
+    router, sock = pair
+    assert sock.send_multipart([b"", b"hello"], timeout=1)
+    assert router.recv_multipart() == [b"agent", b"", b"hello"]
+    received: list[list[bytes]] = []
+    reader = gevent.spawn(lambda: received.append(sock.recv_multipart(timeout=10)))
+    gevent.sleep(0)
+    for i in range(50):
+        router.send_multipart([b"agent", str(i).encode()])  # arrives while we send
+        assert sock.send_multipart([b"", b"x"], timeout=1)
+    reader.join(5)
+    assert received == [[b"0"]]
+    for i in range(1, 50):
+        assert sock.recv_multipart(timeout=5) == [str(i).encode()]
