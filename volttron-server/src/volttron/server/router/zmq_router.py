@@ -78,6 +78,7 @@ _EAGAIN = int(zmq.EAGAIN)
 _EACCES = errno.EACCES
 # The compiled send, without the Python wrapper of zmq.Socket.send (keyword handling, enum flags).
 _send_frame = zmq.backend.Socket.send
+_get = zmq.backend.Socket.get
 _STALL_GRACE = 1.0
 """Seconds a peer's kernel send queue may stay unchanged before the router calls the peer stuck."""
 _MONITORED = (zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
@@ -460,8 +461,11 @@ class ZmqRouterSocket:
         self._connections.seen(sender, fd)
 
     def _drain_monitor(self) -> None:
-        assert self._monitor is not None
-        recv_multipart = self._monitor.recv_multipart
+        monitor = self._monitor
+        assert monitor is not None
+        if not cast(int, _get(monitor, _EVENTS)) & _POLLIN:
+            return  # the usual case, without the cost of a failed read (an exception)
+        recv_multipart = monitor.recv_multipart
         while True:
             try:
                 event = parse_monitor_message(recv_multipart(_NOBLOCK))

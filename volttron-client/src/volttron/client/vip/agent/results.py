@@ -8,7 +8,8 @@ carrying that id resolves it. The dictionary holds results weakly: a caller that
 
 from __future__ import annotations
 
-import secrets
+import base64
+import os
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,29 @@ if TYPE_CHECKING:
     _GeventAsyncResult = gevent.event.AsyncResult[Any]
 else:  # not subscriptable at run time
     _GeventAsyncResult = gevent.event.AsyncResult
+
+
+_ID_BYTES = 12
+"""96 random bits per message id; 12 bytes are exactly 16 base64 characters."""
+_ID_BATCH = 256
+_spare_idents: list[str] = []
+
+
+def _new_ident() -> str:
+    """A fresh message id: ``r`` and 96 random bits, URL-safe base64.
+
+    The kernel is asked for the bits of 256 ids at a time (one ``getrandom`` call, one base64 pass):
+    one call per id cost a publish more than its JSON did. A forked child discards what its parent
+    had left, so no two processes ever hand out the same ids.
+    """
+    if not _spare_idents:
+        text = base64.urlsafe_b64encode(os.urandom(_ID_BYTES * _ID_BATCH)).decode("ascii")
+        step = _ID_BYTES * 4 // 3
+        _spare_idents.extend("r" + text[i:i + step] for i in range(0, len(text), step))
+    return _spare_idents.pop()
+
+
+os.register_at_fork(after_in_child=_spare_idents.clear)
 
 
 class AsyncResult(_GeventAsyncResult):
@@ -68,7 +92,7 @@ class ResultsDictionary:
         letter keeps the id from parsing as JSON, so a router that re-types numeric frames
         (docs/protocol.md §1.9) leaves it alone.
         """
-        result = AsyncResult(f"r{secrets.token_urlsafe(12)}", peer, description, platform)
+        result = AsyncResult(_new_ident(), peer, description, platform)
         self._results[result.ident] = result
         return result
 

@@ -59,6 +59,7 @@ EDQUOT = 122
 DROP_SLICE = 500
 """Subscriptions removed between two yields when a peer is dropped."""
 PROTECTED_TOPIC_ERROR = b"-32001"
+_SENDER_CACHE_LIMIT = 4096
 _TEXT = "iso-8859-1"
 
 CapabilityTable = Mapping[str, Mapping[str, Any]]
@@ -134,6 +135,7 @@ class PubSubService:
             b"protected_update": self._protected_update,
         }
         self._forwarders: list[Forwarder] = []
+        self._sender_json: dict[bytes, bytes] = {}  # a publisher's identity as a JSON string
         self._subscription_listeners: list[Callable[[], None]] = []
         self._change_listeners: list[Callable[[], None]] = []
         self.published = 0
@@ -281,10 +283,13 @@ class PubSubService:
                 continue
             self.delivered += 1
 
-    @staticmethod
-    def _delivery(sender: bytes, payload: bytes, body: dict[str, Any]) -> bytes:
+    def _delivery(self, sender: bytes, payload: bytes, body: dict[str, Any]) -> bytes:
         """The publisher's JSON with ``"sender"`` first, keeping the rest of its bytes as they were."""
-        sender_json = json.dumps(sender.decode(_TEXT)).encode("ascii")
+        sender_json = self._sender_json.get(sender)
+        if sender_json is None:
+            if len(self._sender_json) >= _SENDER_CACHE_LIMIT:
+                self._sender_json.clear()
+            sender_json = self._sender_json[sender] = json.dumps(sender.decode(_TEXT)).encode("ascii")
         stripped = payload.lstrip()
         if body and "sender" not in body and stripped[:1] == b"{":
             return b'{"sender": ' + sender_json + b", " + stripped[1:].lstrip()

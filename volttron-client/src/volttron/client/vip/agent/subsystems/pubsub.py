@@ -47,6 +47,9 @@ _log = logging.getLogger(__name__)
 SUBSCRIPTIONS = "pubsub.subscriptions"
 PLATFORMS = ("internal", "all")
 COMPATIBILITY_HEADERS = (("min_compatible_version", "3.0"), ("max_compatible_version", ""))
+_PLAIN_PUBLISH_HEAD = json.dumps({"bus": "", "headers": dict(COMPATIBILITY_HEADERS), "message": None}
+                                 ).encode("ascii")[:-len(b"null}")]
+"""A publish body without headers on the default bus, up to its message."""
 _CACHE_LIMIT = 4096
 _RESYNC_INTERVAL = 5.0
 
@@ -222,11 +225,13 @@ class PubSub(RequestingSubsystem):
         The compatibility headers ``min_compatible_version``/``max_compatible_version`` are added.
         Nothing waits for the router's acknowledgement unless the caller calls ``get()``.
         """
-        headers = dict(headers) if headers else {}
-        for key, value in COMPATIBILITY_HEADERS:
-            headers[key] = value
         try:
-            body = json.dumps({"bus": bus, "headers": headers, "message": message}).encode("ascii")
+            if headers or bus:
+                headers = dict(headers) if headers else {}
+                headers.update(COMPATIBILITY_HEADERS)
+                body = json.dumps({"bus": bus, "headers": headers, "message": message}).encode("ascii")
+            else:  # the common case: the same bytes, without encoding the constant part each time
+                body = b"".join((_PLAIN_PUBLISH_HEAD, json.dumps(message).encode("ascii"), b"}"))
         except (TypeError, ValueError) as exc:
             from volttron.utils.errors import FrameError
 
@@ -351,6 +356,8 @@ def _dumpb(obj: Any) -> bytes:
 
 
 def _decode_count(frame: bytes) -> Any:
+    if frame.isdigit() and len(frame) < 10:
+        return int(frame)  # what every router sends today: ASCII digits
     value = decode_frame(frame)
     if isinstance(value, str) and len(frame) == 4:
         return struct.unpack("<I", frame)[0]  # the 9.x router packs counts (docs/protocol.md §1.3)
