@@ -13,8 +13,10 @@ A :class:`RouterLink` is a :class:`~volttron.client.messagebus.rmq.RmqConnection
 * holds a queue ``<instance>.<identity>`` for each peer connected over ZeroMQ (the in-process
   services, vctl, ZeroMQ agents), so RabbitMQ peers reach them by the same routing keys (the
   original's ZeroMQ proxy router);
-* consumes ``<instance>.router.pubsub``, bound to ``__pubsub__.<instance>.#``, to hand broker
-  publishes to pub/sub subscribers connected over ZeroMQ;
+* consumes ``<instance>.router.pubsub`` to hand broker publishes to pub/sub subscribers connected
+  over ZeroMQ, bound only to the keys :meth:`RouterLink.set_pubsub_bindings` was last given (what
+  those subscribers asked for, :mod:`~volttron.server.router.rmq.pubsub_bindings`; none while nobody
+  on ZeroMQ subscribes), and bound to them again on every new link before it is reported up;
 * publishes ``external_rpc`` messages for agents of other instances (:meth:`RouterLink.publish_external`,
   routing key ``<other instance>.<identity>``: a federation or shovel carries them), and reports
   those the broker could not route, ours or another instance's, as ``"external_undeliverable"``.
@@ -33,6 +35,7 @@ from typing import Any, cast
 
 import gevent
 from gevent.event import AsyncResult
+from gevent.lock import BoundedSemaphore
 from gevent.queue import Full, Queue
 
 from volttron.client.messagebus.base import BusEvent, ConnectionParams, Message
@@ -97,6 +100,10 @@ class RouterLink(RmqConnection):
         self._requested: set[str] = set()
         self._declarer: Any = None
         self._declaring: gevent.Greenlet | None = None
+        self._pubsub_wanted: frozenset[str] = frozenset()
+        self._pubsub_bound: set[str] = set()
+        self._binding = BoundedSemaphore()
+        """One binder of the pub/sub queue at a time: the link's set-up or :meth:`set_pubsub_bindings`."""
         self._stats["agent_queues_declared"] = 0
 
     MAX_QUEUE_REQUESTS = 1000
@@ -128,13 +135,17 @@ class RouterLink(RmqConnection):
         self._call("declare exchange", ops, "exchange_declare", exchange=EXCHANGE, exchange_type="topic",
                    durable=True, arguments={"alternate-exchange": ALTERNATE_EXCHANGE})
         self._queue(self.undeliverable_queue, ALTERNATE_EXCHANGE, "", self._on_undeliverable)
-        self._queue(self.pubsub_queue, EXCHANGE, f"{PUBSUB_KEY}.{self.instance}.#", self._on_publication_copy)
+        self._queue(self.pubsub_queue, EXCHANGE, None, self._on_publication_copy)
         self._proxy_channels.clear()
         for identity in sorted(self.proxied):
             try:
                 self._proxy_queue(identity)
             except QueueLocked as exc:
                 _log.warning("no RabbitMQ queue for ZeroMQ peer %r: %s", identity, exc)
+        # last: from here to reporting the link up nothing yields, so no newer set of keys is missed
+        with self._binding:  # a new queue: none of the previous link's bindings are there
+            self._pubsub_bound.clear()
+            self._bind_pubsub()
 
     NAME_IN_USE = "another platform named"
 
@@ -142,11 +153,12 @@ class RouterLink(RmqConnection):
         self._emit(BusEvent.CONNECT_RETRIED, f"{self.NAME_IN_USE} {self.instance!r} already routes on "
                                              f"vhost {self.settings.vhost!r}")
 
-    def _queue(self, name: str, exchange: str, key: str, callback: Any) -> None:
+    def _queue(self, name: str, exchange: str, key: str | None, callback: Any) -> None:
         self._call("declare queue", self._operations(), "queue_declare", queue=name, exclusive=True,
                    auto_delete=True, durable=False)
-        self._call("bind queue", self._operations(), "queue_bind", queue=name, exchange=exchange,
-                   routing_key=key)
+        if key is not None:
+            self._call("bind queue", self._operations(), "queue_bind", queue=name, exchange=exchange,
+                       routing_key=key)
         self._call("consume", self._channel, "basic_consume", queue=name, on_message_callback=callback,
                    auto_ack=True)
 
@@ -164,6 +176,34 @@ class RouterLink(RmqConnection):
     def _forget_link_state(self) -> None:
         super()._forget_link_state()
         self._declarer = None
+
+    # -- the pub/sub queue's bindings -----------------------------------------------------------
+    @property
+    def pubsub_bound(self) -> frozenset[str]:
+        """The keys ``<instance>.router.pubsub`` is bound to on the current link."""
+        return frozenset(self._pubsub_bound) if self.linked else frozenset()
+
+    def set_pubsub_bindings(self, keys: frozenset[str]) -> None:
+        """Bind ``<instance>.router.pubsub`` to exactly ``keys``: now if linked, else at the next link.
+
+        New bindings are made before old ones go, so a publish both sets match is never missed.
+        Waits for the broker (one round trip per binding made or removed); raises
+        :class:`~.base.BusError` when the link drops meanwhile (the next link binds ``keys``).
+        """
+        with self._binding:
+            self._pubsub_wanted = keys
+            if self.linked:
+                self._bind_pubsub()
+
+    def _bind_pubsub(self) -> None:
+        for key in sorted(self._pubsub_wanted - self._pubsub_bound):
+            self._call("bind pub/sub queue", self._operations(), "queue_bind", queue=self.pubsub_queue,
+                       exchange=EXCHANGE, routing_key=key)
+            self._pubsub_bound.add(key)
+        for key in sorted(self._pubsub_bound - self._pubsub_wanted):
+            self._call("unbind pub/sub queue", self._operations(), "queue_unbind", queue=self.pubsub_queue,
+                       exchange=EXCHANGE, routing_key=key)
+            self._pubsub_bound.discard(key)
 
     # -- agents' queues -------------------------------------------------------------------------
     def _queue_request(self, properties: Any, body: bytes) -> None:

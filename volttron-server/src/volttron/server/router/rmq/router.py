@@ -14,7 +14,10 @@ both transports, so there is one peer list with one add/drop broadcast.
   recipient comes back through the ``undeliverable`` exchange, and the router then drops that
   peer and sends the sender EHOSTUNREACH, as on ZeroMQ.
 * Pub/sub: publishes over ZeroMQ are served by the platform's pub/sub service and copied to the
-  broker for RabbitMQ subscribers; broker publishes are handed to the ZeroMQ subscribers.
+  broker for RabbitMQ subscribers; broker publishes are handed to the ZeroMQ subscribers. The
+  router's pub/sub queue is bound only to what those ZeroMQ subscribers asked for (a
+  :class:`~.pubsub_bindings.PubSubBinder` follows the pub/sub service's subscriptions), so
+  publishes no ZeroMQ peer wants never reach the platform process.
 * ``external_rpc`` to another instance goes through the broker (an :class:`~volttron.server.
   services.external.service.ExternalRouting` with this router as its broker route): federation
   or shovels between the brokers carry it (``vcfg rabbitmq federation`` / ``shovel``).
@@ -27,7 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -45,6 +48,7 @@ from volttron.client.messagebus.rmq_config import (
 )
 from volttron.client.messagebus.rmq_wire import fq_identity, with_sender
 from volttron.server.router.rmq.link import Delivery, RouterLink
+from volttron.server.router.rmq.pubsub_bindings import PubSubBinder
 from volttron.server.router.rmq.users import BrokerUsers
 from volttron.server.router.routing import (
     EHOSTUNREACH,
@@ -55,6 +59,7 @@ from volttron.server.router.routing import (
     VipRouter,
 )
 from volttron.server.services.external.service import ExternalRouting, LinkDown
+from volttron.server.services.pubsub.index import PLATFORMS
 from volttron.server.services.pubsub.service import PubSubService
 from volttron.utils.errors import ConfigError, VolttronError
 from volttron.utils.frames import TEXT_ENCODING
@@ -93,6 +98,8 @@ class RabbitRouter:
         """Keeps agents' broker users in step with ``auth.json`` (set by :func:`start_rabbit_router`)."""
         self.external: ExternalRouting | None = None
         """``external_rpc`` to other instances through the broker (set by :func:`start_rabbit_router`)."""
+        self.bindings: PubSubBinder | None = None
+        """Binds the pub/sub queue to the ZeroMQ subscribers' prefixes (made by :meth:`start`)."""
 
     # -- life cycle -----------------------------------------------------------------------------
     def start(self, timeout: float) -> None:
@@ -110,7 +117,11 @@ class RabbitRouter:
         self.router.add_drop_listener(self._peer_dropped)
         self.router.register_subsystem(b"peerlist", self._peerlist)
         if self._pubsub is not None:
-            self.router.register_subsystem(b"pubsub", self._pubsub_request)
+            self.bindings = PubSubBinder(self.link.instance, self.link, self._subscribed_prefixes,
+                                         self._pubsub_request)
+            self._pubsub.add_change_listener(self.bindings.changed)
+            self.router.register_subsystem(b"pubsub", self.bindings.request)
+            self.bindings.start()
         self._greenlets = [gevent.spawn(self._run), gevent.spawn(self._sweep),
                            gevent.spawn(self._apply_proxy_changes)]
 
@@ -118,6 +129,8 @@ class RabbitRouter:
         """Stop routing and leave the broker."""
         if self.users is not None:
             self.users.stop()
+        if self.bindings is not None:
+            self.bindings.stop()
         for greenlet in self._greenlets:
             greenlet.kill(block=False)
         self.link.close(linger=0.5)
@@ -134,12 +147,15 @@ class RabbitRouter:
             _log.warning("lost the RabbitMQ broker at %s; reconnecting", detail)
         elif event is BusEvent.CONNECTED:
             _log.info("routing over RabbitMQ at %s as %s", detail, self.link.queue_name)
+            if self.bindings is not None:
+                self.bindings.changed()  # the new link is bound already; a pass checks nothing changed since
 
     def statistics(self) -> dict[str, Any]:
         """Counts for status output."""
         return {"zmq_peers": len(self.zmq_peers), "rmq_peers": len(self.rmq_peers),
                 "copied_publishes": self.copied_publishes, "delivered_publishes": self.delivered_publishes,
                 "unroutable": self.unroutable, "link": self.link.statistics(),
+                "pubsub_bindings": self.bindings.statistics() if self.bindings is not None else None,
                 "users": self.users.statistics() if self.users is not None else None}
 
     # -- sending --------------------------------------------------------------------------------
@@ -185,6 +201,8 @@ class RabbitRouter:
 
     def _peer_dropped(self, identity: bytes) -> None:
         self.rmq_peers.discard(identity)
+        if self.bindings is not None:
+            self.bindings.forget(identity)
         if identity in self.zmq_peers:
             self.zmq_peers.discard(identity)
             self._proxy_changes.put((identity, None))
@@ -220,7 +238,16 @@ class RabbitRouter:
         else:
             self.router.reply([*head, b"error", b"missing operation" if op is None else b"unknown operation"])
 
+    def _subscribed_prefixes(self) -> Iterator[str]:
+        """Every prefix subscribed through the pub/sub service (either bucket, any bus)."""
+        assert self._pubsub is not None
+        index = self._pubsub.index
+        for platform in PLATFORMS:
+            for _bus, prefix, _member in index.listing(None, "", None, platform, subscribed=False):
+                yield prefix
+
     def _pubsub_request(self, frames: Frames) -> None:
+        """Serve a ``pubsub`` request, and copy an accepted publish to the broker."""
         pubsub = self._pubsub
         assert pubsub is not None
         before = pubsub.published

@@ -2,8 +2,10 @@
 
 An agent inside the platform process, connected to ``inproc://vip``. It learns every peer from the
 router (the peer list at each welcome, then the peerlist ``add``/``drop`` notices) and subscribes to
-the ``heartbeat`` prefix, where every agent publishes ``heartbeat/<identity>`` with its health status
-(docs/protocol.md §2.8). The table and the rules (stale after missed heartbeats, disconnected peers) are in
+the ``heartbeat/`` prefix, where every agent publishes ``heartbeat/<identity>`` with its health status
+(docs/protocol.md §2.8). (Not ``heartbeat``: a prefix ending mid-word binds the RabbitMQ router's pub/sub
+queue to every publish, see :mod:`volttron.server.router.rmq.pubsub_bindings`.)
+The table and the rules (stale after missed heartbeats, disconnected peers) are in
 :mod:`~volttron.server.services.health.tracker`.
 
 RPC methods::
@@ -41,7 +43,7 @@ from volttron.utils.time import format_timestamp
 
 _log = logging.getLogger(__name__)
 
-HEARTBEAT_PREFIX = "heartbeat"
+HEARTBEAT_PREFIX = "heartbeat/"
 EXCLUDED = (CONTROL_CONNECTION,)
 """Identities left out of :meth:`HealthAgent.get_platform_health` (vctl's short-lived connection)."""
 SERVICE_IDENTITIES = PROCESS_IDENTITIES | frozenset(LEGACY_ALIASES)
