@@ -118,9 +118,12 @@ class CooperativeSocket:
 
     def _wait(self, event: Event, reading: bool, timeout: float | None) -> bool:
         event.clear()
-        self._update()
-        if event.is_set():
-            return True
+        if not reading or self._write_waiters:
+            self._update()
+            if event.is_set():
+                return True
+        # else: the read that failed just before took every pending signal and found no message, so
+        # ZMQ_FD signals the next one; looking again (ZMQ_EVENTS: two system calls) would tell nothing.
         if reading:
             self._read_waiters += 1
         else:

@@ -183,6 +183,8 @@ class ZmqRouterSocket:
         self._last_outq: dict[bytes, tuple[int, float]] = {}  # peer -> (kernel send queue, since when)
         self._sweeper: gevent.Greenlet | None = None
         self._sweep_due = False
+        self._monitor_signalled = True  # read the monitor once at the start
+        self._sent_since_read = True
         self._throttle = LogThrottle(_log)
 
     # -- set-up --------------------------------------------------------------------------------
@@ -255,6 +257,12 @@ class ZmqRouterSocket:
             if exc.errno == _EAGAIN:
                 raise PeerBusy(frames[0]) from None
             raise RouterError(f"send to {frames[0]!r} failed: {exc}") from None
+        finally:
+            # The send may have taken the ZMQ_FD signal of a message that arrived meanwhile.
+            if self._waiter is None:
+                self._sent_since_read = True  # the loop looks before it waits (_wait)
+            elif cast(int, _get(sock, _EVENTS)) & _POLLIN:
+                get_hub().loop.run_callback(self._wake)  # another greenlet sent while the loop waits
 
     def _drained(self, peer: bytes) -> Drain:
         fd = self._connections.fd_of.get(peer)
@@ -350,13 +358,17 @@ class ZmqRouterSocket:
                 plain_route(frames)
 
         loop = get_hub().loop
-        for sock in (self._socket, self._monitor):
+        for sock, callback in ((self._socket, self._wake), (self._monitor, self._monitor_woke)):
             watcher = loop.io(cast(int, sock.getsockopt(zmq.FD)), 1)  # an int option
-            watcher.start(self._wake)
+            watcher.start(callback)
             self._watchers.append(watcher)
         self._greenlet = gevent.spawn(self._run, route)
         self._sweeper = gevent.spawn(self._sweep)
         return self._greenlet
+
+    def _monitor_woke(self) -> None:
+        self._monitor_signalled = True
+        self._wake()
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -365,11 +377,17 @@ class ZmqRouterSocket:
             waiter.switch(None)
 
     def _wait(self) -> None:
-        # ZMQ_FD only signals changes: wait only when libzmq reports nothing pending on either socket.
-        assert self._socket is not None and self._monitor is not None
-        if (cast(int, self._socket.getsockopt(_EVENTS)) & _POLLIN
-                or cast(int, self._monitor.getsockopt(_EVENTS)) & _POLLIN):
+        # ZMQ_FD only signals changes, and any call on the socket may take the signal. The read that
+        # failed just before has taken every pending one and found nothing, so ZMQ_FD will signal the
+        # next message, unless a send since then took that signal: only then look (ZMQ_EVENTS costs
+        # two system calls, a failed read as much). The monitor's signals set a flag (_monitor_woke).
+        assert self._socket is not None
+        if self._monitor_signalled:
             return
+        if self._sent_since_read:
+            self._sent_since_read = False
+            if cast(int, _get(self._socket, _EVENTS)) & _POLLIN:
+                return
         waiter = self._waiter = Waiter()
         try:
             waiter.get()
@@ -388,6 +406,7 @@ class ZmqRouterSocket:
                 try:
                     first = recv(_NOBLOCK, copy=False)
                 except zmq.Again:
+                    self._sent_since_read = False  # the failed read took every pending signal
                     break
                 handled += 1
                 sender = first.bytes
@@ -410,7 +429,9 @@ class ZmqRouterSocket:
                 except Exception:  # a bug in one handler must not take the platform down
                     _log.exception("error routing a message from %r", sender)
             self.received += handled
-            self._drain_monitor()
+            if self._monitor_signalled:
+                self._monitor_signalled = False
+                self._drain_monitor()
             if handled < batch:
                 # nothing left to read: every message a closed connection sent has been routed
                 self._apply_disconnects()
