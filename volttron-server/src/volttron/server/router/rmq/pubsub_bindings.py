@@ -20,14 +20,19 @@ platform process (no binding at all while no ZeroMQ peer subscribes):
   another one (``devices.campus.#`` under ``devices.#``) is left out. A binding key holds at most
   255 bytes; a longer prefix binds fewer words.
 * **Bound:** past :data:`MAX_BINDINGS` distinct keys the queue is bound to ``__pubsub__.<instance>.#``
-  alone (every publish of this instance reaches the router, as before this module existed), and a
+  alone (every publish of this instance reaches the router, whose pub/sub index filters them), and a
   warning is logged the first time.
+* A publish that no queue at all is bound for still reaches the router, through the ``undeliverable``
+  exchange (fanout: it cannot tell topics apart), and is dropped there at once; only a publish some
+  RabbitMQ agent subscribed to passes the platform by.
 
 :class:`PubSubBinder` applies the bindings in a greenlet of its own, so broker round trips never
 hold up routing. A ``subscribe`` or ``synchronize`` from a ZeroMQ peer that needs a binding the queue
-does not have yet is held until the binding is made (at most :attr:`PubSubBinder.HOLD_TIMEOUT`
-seconds), so a publish made once the subscription is confirmed reaches the subscriber, as on
-ZeroMQ; the peer's later pub/sub requests wait behind it, in order. After the router's link comes
+does not have yet is held until the binding is made, or the attempt fails (a broker operation gives
+up after ``OPERATION_TIMEOUT``), so a publish made once the subscription is confirmed reaches the
+subscriber, as on ZeroMQ; the peer's later pub/sub requests wait behind it, in order. Nothing is
+held while the link is down (its next set-up makes the bindings), nor past
+:attr:`PubSubBinder.HOLD_TIMEOUT` seconds once a pass is over. After the router's link comes
 back, :class:`~.link.RouterLink` binds the new queue to the same keys before it reports the link up.
 """
 
@@ -144,7 +149,7 @@ class PubSubBinder:
     """
 
     HOLD_TIMEOUT = 5.0
-    """Longest a request waits for its bindings (the link may be down: they are made when it is back)."""
+    """Longest a request waits for its bindings between passes (a pass itself may take longer)."""
     MAX_HELD = 1000
     """Requests of one peer held in order behind a subscription; past it they are served at once."""
 
@@ -221,7 +226,11 @@ class PubSubBinder:
         while True:
             self._changed.wait(self.HOLD_TIMEOUT if self._held else None)
             self._changed.clear()
-            self._pass()
+            try:
+                self._pass()
+            except Exception:  # the binder must outlive any surprise, or held requests would wait forever
+                _log.exception("a pass over the pub/sub bindings failed")
+                self._release(failed=True)
 
     def _pass(self) -> None:
         held_prefixes = [p for queue in self._held.values() for _, frames in queue
