@@ -231,6 +231,7 @@ class PubSubBinder:
             except Exception:  # the binder must outlive any surprise, or held requests would wait forever
                 _log.exception("a pass over the pub/sub bindings failed")
                 self._release(failed=True)
+            gevent.sleep(0)  # a pass that made no broker call did not yield: let routing go on first
 
     def _pass(self) -> None:
         held_prefixes = [p for queue in self._held.values() for _, frames in queue
