@@ -434,9 +434,12 @@ def raw_column(settings: Settings, curve: bool) -> report.SuiteResult:
                                     for _ in range(settings.repeat)])
     result.vip_shaped = median_run([raw.throughput(settings.messages, settings.timeout, keys, vip_shaped=True)
                                     for _ in range(settings.repeat)])
+    result.vip_acknowledged = median_run([raw.throughput(settings.messages, settings.timeout, keys,
+                                                         acknowledged=True) for _ in range(settings.repeat)])
     result.rpc = raw.rpc_round_trip(settings.samples, settings.timeout, keys)
     progress(f"{label}: (a) {result.throughput.rate:,.0f} msg/s, with 8 frames {result.vip_shaped.rate:,.0f} "
-             f"msg/s; (d) p50 {result.rpc.p50_ms:.3f} ms")
+             f"msg/s, acknowledged {result.vip_acknowledged.rate:,.0f} msg/s; "
+             f"(d) p50 {result.rpc.p50_ms:.3f} ms")
     result.notes.append(report.cpu_note(label, "(a)", result.throughput))
     return result
 

@@ -32,7 +32,13 @@ class Curve:
         return cls(*zmq.curve_keypair(), *zmq.curve_keypair())
 
 
-def forwarder(address: str, ready: mp.Event, stop: mp.Event, curve: Curve | None = None) -> None:
+def forwarder(address: str, ready: mp.Event, stop: mp.Event, curve: Curve | None = None,
+              acknowledge: bool = False) -> None:
+    """Forward ``[sender, recipient, *rest]`` as ``[recipient, sender, *rest]``.
+
+    With ``acknowledge`` a VIP-shaped message (8 frames and more) is also answered as the platform
+    answers a publish: ``[sender, "", VIP1, sender, msg_id, "pubsub", "request_response", "1"]``.
+    """
     ctx = zmq.Context()
     router = ctx.socket(zmq.ROUTER)
     router.setsockopt(zmq.ROUTER_MANDATORY, 1)
@@ -54,6 +60,9 @@ def forwarder(address: str, ready: mp.Event, stop: mp.Event, curve: Curve | None
                 break
             try:
                 router.send_multipart([recipient, sender, *rest])
+                if acknowledge and len(rest) >= 6:
+                    router.send_multipart([sender, b"", b"VIP1", sender, rest[2], b"pubsub",
+                                           b"request_response", b"1"])
             except zmq.ZMQError:
                 pass
     router.close(0)
@@ -110,15 +119,19 @@ VIP_SHAPE = [b"VIP1", b"", b"1700000000.1", b"pubsub", b"publish", b"devices/x"]
 
 
 def throughput(messages: int, timeout_s: float, curve: Curve | None = None,
-               vip_shaped: bool = False) -> Throughput:
+               vip_shaped: bool = False, acknowledged: bool = False) -> Throughput:
     """One publisher to one receiver in another process through the forwarder.
 
     Messages are ``[recipient, topic, payload]``, or with ``vip_shaped`` as many frames as a VIP
-    publish (8 with the recipient), to show what the frame count alone costs.
+    publish (8 with the recipient), to show what the frame count alone costs. ``acknowledged``
+    (VIP-shaped too) adds what the protocol adds to every publish: the forwarder answers each with a
+    VIP acknowledgement (7 frames) and the publisher reads them, so this is the floor a Python router
+    of this protocol can reach.
     """
+    vip_shaped = vip_shaped or acknowledged
     address = f"ipc://@volttron-bench-raw-tp-{os.getpid()}"
     ready, stop, sink_ready = mp.Event(), mp.Event(), mp.Event()
-    fwd = mp.Process(target=forwarder, args=(address, ready, stop, curve), daemon=True)
+    fwd = mp.Process(target=forwarder, args=(address, ready, stop, curve, acknowledged), daemon=True)
     fwd.start()
     ready.wait(10)
     result: mp.Queue = mp.Queue()
@@ -133,8 +146,15 @@ def throughput(messages: int, timeout_s: float, curve: Curve | None = None,
     fwd_before, pub_before = cpu_by_thread(fwd.pid), cpu_by_thread()
     start = time.perf_counter()
     frames = [b"sink", *VIP_SHAPE, payload] if vip_shaped else [b"sink", b"devices/x", payload]
-    for _ in range(messages):
+    acks = 0
+    for i in range(messages):
         pub.send_multipart(frames)
+        if acknowledged and not i % 64:
+            acks += _read_acks(pub, 0)
+    if acknowledged:
+        deadline = time.monotonic() + timeout_s
+        while acks < messages and time.monotonic() < deadline:
+            acks += _read_acks(pub, 200)
     received, first, last, sink_cpu = result.get(timeout=timeout_s + 10)
     end = last or time.perf_counter()
     per = 1e6 / messages
@@ -149,7 +169,17 @@ def throughput(messages: int, timeout_s: float, curve: Curve | None = None,
     fwd.join(5)
     pub.close(0)
     ctx.term()
-    return Throughput(sent=messages, received=received, seconds=end - start, cpu_us=cpu)
+    return Throughput(sent=messages, received=received, seconds=end - start, cpu_us=cpu,
+                      unacknowledged=messages - acks if acknowledged else 0)
+
+
+def _read_acks(sock: zmq.Socket, timeout_ms: int) -> int:
+    """Read the acknowledgements waiting (after up to ``timeout_ms`` for the first); how many."""
+    count = 0
+    while sock.poll(timeout_ms if not count else 0):
+        sock.recv_multipart()
+        count += 1
+    return count
 
 
 def rpc_round_trip(calls: int, timeout_s: float, curve: Curve | None = None) -> LatencyStats:

@@ -32,6 +32,8 @@ class SuiteResult:
     throughput: Throughput | None = None
     vip_shaped: Throughput | None = None
     """Raw clients only: (a) with messages shaped as VIP's (as many frames; on AMQP its properties)."""
+    vip_acknowledged: Throughput | None = None
+    """Raw forwarder only: (a) VIP-shaped, each acknowledged as the platform acknowledges a publish."""
     fanout: Throughput | None = None
     fanout_subscribers: int = 0
     latency: LatencyStats | None = None
@@ -56,6 +58,7 @@ class SuiteResult:
                                            "per_second": s.per_second}
 
         return {"throughput": tp(self.throughput), "vip_shaped": tp(self.vip_shaped),
+                "vip_acknowledged": tp(self.vip_acknowledged),
                 "fanout": tp(self.fanout),
                 "fanout_subscribers": self.fanout_subscribers, "latency": lat(self.latency),
                 "rpc": lat(self.rpc), "rss_idle": self.rss_idle,
@@ -127,6 +130,11 @@ def rows(curve: SuiteResult, noauth: SuiteResult | None, raw: SuiteResult, raw_c
     out.append(Row("(a) the same, raw with VIP-sized messages (8 frames)", "-", "-", _rate(raw.vip_shaped),
                    _rate(shaped), "-" if share_shaped is None else f"{share_shaped:.0%} of raw CURVE",
                    "(diagnostic)", "-"))
+    acked = rc.vip_acknowledged
+    share_acked = tp.rate / acked.rate if tp and acked and acked.rate else None
+    out.append(Row("(a) the same, raw with VIP's frames and a VIP acknowledgement per message",
+                   "-", "-", _rate(raw.vip_acknowledged), _rate(acked),
+                   "-" if share_acked is None else f"{share_acked:.0%} of raw CURVE", "(diagnostic)", "-"))
     fan = curve.fanout
     out.append(Row(f"(b) fan-out 1 -> {curve.fanout_subscribers} (deliveries)", _rate(fan), _rate(na.fanout),
                    "-", "-", "-", "0 lost", _verdict(None if fan is None else fan.lost == 0)))
