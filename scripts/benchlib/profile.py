@@ -47,7 +47,7 @@ AREAS = {
     "client: delivery to callbacks": ("pubsub.py:_deliver",),
     "client: RPC call": ("rpc.py:call",),
     "client: RPC serving": ("rpc.py:_serve", "rpc.py:_handle"),
-    "gevent hub and switches": ("hub.py:run", "greenlet.py:run", "hub.py:switch"),
+    "gevent switches": ("hub.py:switch", "greenlet.py:run"),
 }
 """Named areas: ``file:function`` frames whose inclusive samples are reported."""
 
@@ -85,7 +85,22 @@ class Profile:
         return counts
 
     def inclusive(self, names: tuple[str, ...]) -> int:
-        return sum(n for stack, n in self.stacks.items() if any(f in names for f in stack))
+        """Samples with any of ``names`` (``file:function``, the class left out) on the stack."""
+        return sum(n for stack, n in self.stacks.items() if any(_named(f, names) for f in stack))
+
+    @property
+    def idle(self) -> int:
+        """Samples in the gevent hub's own loop: waiting in epoll, mostly (libev is C below it)."""
+        return self.self_counts().get(HUB_LOOP, 0)
+
+
+HUB_LOOP = "hub.py:Hub.run"
+
+
+def _named(frame: str, names: tuple[str, ...]) -> bool:
+    file, _, function = frame.partition(":")
+    short = f"{file}:{function.rpartition('.')[2]}"
+    return short in names or frame in names
 
 
 def _frame(text: str) -> str:
@@ -174,7 +189,9 @@ def report(profiles: list[Profile], per: int, unit: str, rate: int, top: int) ->
             print(f"\n{profile.name}: no samples")
             continue
         us = 1e6 / rate / per
-        print(f"\n{profile.name}: {total} samples = {total * us:.1f} us of Python per {unit}")
+        busy = total - profile.idle
+        print(f"\n{profile.name}: {total} samples; {busy} outside the hub's loop = {busy * us:.1f} us per "
+              f"{unit} ({HUB_LOOP}, mostly waiting, is listed but not counted there)")
         print(f"  {'self':>6} {'us':>6}  function")
         for name, n in profile.self_counts().most_common(top):
             print(f"  {100 * n / total:5.1f}% {n * us:6.2f}  {name}")
