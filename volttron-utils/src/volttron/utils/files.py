@@ -19,7 +19,6 @@ import fcntl
 import json
 import os
 import re
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,6 +43,8 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str, mode: int = 0o
     target = Path(path)
     directory = target.parent
     payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    import tempfile  # with shutil, bz2 and lzma ~0.7 MB: a RabbitMQ agent reads its config, never writes
+
     # mkstemp creates the file 0600 and with O_EXCL: nobody else can open it before fchmod.
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
     try:

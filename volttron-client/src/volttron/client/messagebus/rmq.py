@@ -23,7 +23,8 @@ id, so the pending result fails with :class:`~volttron.client.vip.agent.errors.A
 waiting for a reply that cannot come. While the link is down :meth:`RmqConnection.send` waits for
 it, up to its timeout.
 
-``pika`` is imported only by the ``rmq_*`` modules; its exceptions become :class:`~.base.BusError`.
+``pika`` is imported only by the ``rmq_*`` modules, through :mod:`~.rmq_pika` (without the adapters an
+agent does not use); its exceptions become :class:`~.base.BusError`.
 """
 
 from __future__ import annotations
@@ -35,8 +36,6 @@ import time
 from typing import Any
 
 import gevent
-import pika
-import pika.exceptions
 from gevent.queue import Empty
 
 from volttron.client.messagebus.base import (
@@ -58,6 +57,8 @@ from volttron.client.messagebus.rmq_amqp import (
 from volttron.client.messagebus.rmq_ioloop import hub_io_services
 from volttron.client.messagebus.rmq_login import resolve_login
 from volttron.client.messagebus.rmq_permissions import QUEUE_REQUEST, agent_queue_names, queue_request_body
+from volttron.client.messagebus.rmq_pika import BasicProperties
+from volttron.client.messagebus.rmq_pika import exceptions as pika_errors
 from volttron.client.messagebus.rmq_subscriptions import (
     BindingChange,
     SubscriptionRequestError,
@@ -190,12 +191,12 @@ class RmqConnection(AmqpLink, Connection):
         while True:
             now = time.monotonic()
             if now - asked >= 1.0:
-                properties = pika.BasicProperties(app_id=self.queue_name, user_id=self.settings.username,
-                                                  type=QUEUE_REQUEST, content_type=CONTENT_TYPE)
+                properties = BasicProperties(app_id=self.queue_name, user_id=self.settings.username,
+                                             type=QUEUE_REQUEST, content_type=CONTENT_TYPE)
                 try:
                     self._operations().basic_publish(EXCHANGE, peer_routing_key(self.instance, ROUTER),
                                                      queue_request_body([name]), properties)
-                except pika.exceptions.AMQPError as exc:
+                except pika_errors.AMQPError as exc:
                     raise AmqpLinkError(f"cannot ask the platform for queue {name}: {exc!r}") from exc
                 asked = now
             gevent.sleep(delay)
@@ -239,7 +240,7 @@ class RmqConnection(AmqpLink, Connection):
 
     def _properties(self, message: Message, key: str, headers: dict[str, Any] | None = None) -> Any:
         user = message.user or self.params.identity
-        return pika.BasicProperties(
+        return BasicProperties(
             app_id=self.queue_name,
             user_id=self.settings.username,
             headers={**message_headers(key, user), **(headers or {})},
@@ -433,7 +434,7 @@ class RmqConnection(AmqpLink, Connection):
             try:
                 connection.close()
                 self._lost.wait(min(max(linger, 0.1), 2.0))
-            except pika.exceptions.AMQPError:
+            except pika_errors.AMQPError:
                 pass  # already closing
         if self._link is not None and self._link is not gevent.getcurrent():
             self._link.kill(block=False)

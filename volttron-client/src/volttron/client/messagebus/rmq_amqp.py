@@ -36,15 +36,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import gevent
-import pika
-import pika.exceptions
 from gevent.event import AsyncResult, Event
 from gevent.queue import Queue
-from pika.adapters.gevent_connection import GeventConnection
-from pika.spec import Basic
 
 from volttron.client.messagebus.base import BusClosed, BusError, BusEvent, BusTimeout, EventCallback, Message
 from volttron.client.messagebus.rmq_config import BrokerSettings
+from volttron.client.messagebus.rmq_pika import Basic, ConnectionParameters, GeventConnection
+from volttron.client.messagebus.rmq_pika import exceptions as pika_errors
 from volttron.client.messagebus.rmq_wire import EXCHANGE, PUBSUB_TYPE, topic_from_routing_key
 from volttron.utils.errors import VolttronError
 from volttron.utils.frames import TEXT_ENCODING
@@ -249,7 +247,7 @@ class AmqpLink:
         except gevent.Timeout:
             try:
                 connection.close()
-            except pika.exceptions.AMQPError:
+            except pika_errors.AMQPError:
                 pass  # never opened
             raise AmqpLinkError(f"no answer from {settings.redacted()}") from None
         opened.add_on_connection_blocked_callback(lambda *_: self._unblocked.clear())
@@ -267,7 +265,7 @@ class AmqpLink:
             return result.get(timeout=OPERATION_TIMEOUT)
         except gevent.Timeout:
             raise AmqpLinkError("the broker did not open a channel") from None
-        except pika.exceptions.AMQPError as exc:
+        except pika_errors.AMQPError as exc:
             raise AmqpLinkError(f"cannot open a channel: {exc!r}") from exc
         finally:
             self._waiters.pop(result, None)
@@ -299,7 +297,7 @@ class AmqpLink:
             return result.get(timeout=OPERATION_TIMEOUT)
         except gevent.Timeout:
             raise AmqpLinkError(f"{what}: no answer from the broker") from None
-        except (pika.exceptions.ChannelWrongStateError, pika.exceptions.ConnectionWrongStateError) as exc:
+        except (pika_errors.ChannelWrongStateError, pika_errors.ConnectionWrongStateError) as exc:
             raise AmqpLinkError(f"{what}: {exc!r}") from exc
         finally:
             self._waiters.pop(result, None)
@@ -385,7 +383,7 @@ class AmqpLink:
         if connection is not None and not (connection.is_closed or connection.is_closing):
             try:
                 connection.close()
-            except pika.exceptions.AMQPError:
+            except pika_errors.AMQPError:
                 pass  # already closing
         if announced and not self._closed:
             _log.warning("lost the link to %s as %s; reconnecting", self.settings.redacted(), self.queue_name)
@@ -425,10 +423,10 @@ class AmqpLink:
                 continue
             try:
                 channel.basic_publish(EXCHANGE, routing_key, body, properties)
-            except (pika.exceptions.ChannelWrongStateError, pika.exceptions.ConnectionWrongStateError,
-                    pika.exceptions.StreamLostError):
+            except (pika_errors.ChannelWrongStateError, pika_errors.ConnectionWrongStateError,
+                    pika_errors.StreamLostError):
                 continue  # the link went down meanwhile: wait for the next one
-            except pika.exceptions.AMQPError as exc:
+            except pika_errors.AMQPError as exc:
                 raise BusError(f"publish to {routing_key!r} failed: {exc!r}") from exc
             self._next_tag += 1
             if pending is not None:
@@ -489,11 +487,11 @@ class AmqpLink:
         self._deliver(error_message(pending.msg_id, errno.EAGAIN, why, pending.peer, pending.subsystem))
 
 
-def connection_parameters(settings: Any, connection_name: str) -> pika.ConnectionParameters:
+def connection_parameters(settings: Any, connection_name: str) -> ConnectionParameters:
     """pika's parameters for ``settings`` (TLS and EXTERNAL authentication when configured)."""
     from volttron.client.messagebus.rmq_login import pika_credentials, ssl_options
 
-    return pika.ConnectionParameters(
+    return ConnectionParameters(
         host=settings.host,
         port=settings.port,
         virtual_host=settings.vhost,
@@ -531,11 +529,11 @@ def refusal_message(pending: Pending, user: str | None) -> Message:
 
 def _open_error(exc: BaseException, settings: Any) -> AmqpLinkError:
     where = settings.redacted()
-    if isinstance(exc, (pika.exceptions.ProbableAuthenticationError, pika.exceptions.AuthenticationError)):
+    if isinstance(exc, (pika_errors.ProbableAuthenticationError, pika_errors.AuthenticationError)):
         return LoginRefused(f"the broker at {where} refused the login of user {settings.username!r}")
-    if isinstance(exc, pika.exceptions.ProbableAccessDeniedError):
+    if isinstance(exc, pika_errors.ProbableAccessDeniedError):
         return LoginRefused(f"user {settings.username!r} may not use vhost {settings.vhost!r} at {where}")
-    if isinstance(exc, pika.exceptions.ConnectionClosedByBroker) and exc.reply_code in (403, 530):
+    if isinstance(exc, pika_errors.ConnectionClosedByBroker) and exc.reply_code in (403, 530):
         return LoginRefused(f"the broker at {where} refused the connection: {exc.reply_text}")
     return AmqpLinkError(f"cannot connect to {where}: {exc!r}")
 

@@ -10,6 +10,7 @@ long broker outage would leak two descriptors per attempt. This loop needs no pi
 
 from __future__ import annotations
 
+import _socket  # socket.getaddrinfo may be gevent's (monkey-patched), which makes its resolver
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -17,8 +18,12 @@ from typing import Any
 import gevent
 import gevent.socket
 from gevent.hub import Waiter
-from pika.adapters.utils.nbio_interface import AbstractIOReference
-from pika.adapters.utils.selector_ioloop_adapter import AbstractSelectorIOLoop, SelectorIOServicesAdapter
+
+from volttron.client.messagebus.rmq_pika import (
+    AbstractIOReference,
+    AbstractSelectorIOLoop,
+    SelectorIOServicesAdapter,
+)
 
 
 class HubIOLoop(AbstractSelectorIOLoop):
@@ -89,15 +94,18 @@ class HubIOLoop(AbstractSelectorIOLoop):
 
 
 class _Resolution(AbstractIOReference):
-    """A host name being resolved in a greenlet (cancellable)."""
+    """A host name being resolved (cancellable until its answer is handed over)."""
 
-    def __init__(self, greenlet: gevent.Greenlet) -> None:
-        self._greenlet = greenlet
+    def __init__(self) -> None:
+        self.greenlet: gevent.Greenlet | None = None
+        self.done = False
 
     def cancel(self) -> bool:
-        if self._greenlet.dead:
+        if self.done:
             return False
-        self._greenlet.kill(block=False)
+        self.done = True
+        if self.greenlet is not None:
+            self.greenlet.kill(block=False)
         return True
 
 
@@ -105,21 +113,44 @@ class HubIOServices(SelectorIOServicesAdapter):
     """pika's I/O services on a :class:`HubIOLoop`, resolving host names with gevent.
 
     pika's own resolver starts a thread and waits for it to start, which a monkey-patched process
-    cannot do inside a loop callback.
+    cannot do inside a loop callback. An IP address needs no resolver: it is converted at once
+    (gevent's resolver, made on first use, costs the process a thread pool and about 1 MB).
     """
 
     def getaddrinfo(self, host: str, port: int, on_done: Callable[..., None], family: int = 0,
                     socktype: int = 0, proto: int = 0, flags: int = 0) -> AbstractIOReference:
+        resolution = _Resolution()
+
+        def answer(result: Any) -> None:
+            if not resolution.done:
+                resolution.done = True
+                on_done(result)
+
         def resolve() -> None:
             try:
                 result: Any = gevent.socket.getaddrinfo(host, port, family, socktype, proto, flags)
             except OSError as exc:
                 result = exc
-            loop.add_callback(lambda: on_done(result))  # pika expects its loop's context
+            loop.add_callback(lambda: answer(result))  # pika expects its loop's context
 
         loop = self._loop
+        numeric = _numeric_address(host, port, family, socktype, proto, flags)
+        if numeric is not None:
+            loop.add_callback(lambda: answer(numeric))  # never during the call (pika's contract)
+        else:
+            resolution.greenlet = gevent.spawn(resolve)
+        return resolution
 
-        return _Resolution(gevent.spawn(resolve))
+
+def _numeric_address(host: str, port: int, family: int, socktype: int, proto: int,
+                     flags: int) -> list[Any] | None:
+    """``getaddrinfo`` of an IP address (no lookup, so it cannot block), or None for a host name."""
+    try:
+        # bytes: a text host goes through the idna codec (stringprep, unicodedata), needless here
+        return _socket.getaddrinfo(host.encode("ascii"), port, family, socktype, proto,
+                                   flags | _socket.AI_NUMERICHOST)
+    except (OSError, UnicodeError):
+        return None
 
 
 def hub_io_services() -> tuple[HubIOServices, HubIOLoop]:

@@ -12,9 +12,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import pika
-from pika.credentials import ExternalCredentials, PlainCredentials
-
 from volttron.client.messagebus.base import ConnectionParams
 from volttron.client.messagebus.rmq_config import (
     BrokerSettings,
@@ -26,7 +23,7 @@ from volttron.client.messagebus.rmq_config import (
     settings_from_config,
     trusted_cas_path,
 )
-from volttron.client.messagebus.rmq_credentials import derive_password
+from volttron.client.messagebus.rmq_credentials import derive_password, x25519
 from volttron.client.messagebus.rmq_wire import fq_identity
 from volttron.utils.errors import ConfigError, VolttronError
 from volttron.utils.home import get_home, local_vip_address
@@ -63,7 +60,8 @@ def resolve_login(params: ConnectionParams) -> BrokerSettings:
     secret, serverkey = _curve_keys(params, home)
     if secret and serverkey:
         try:
-            return settings.with_login(user, derive_password(secret, serverkey, user))
+            # pure Python: cryptography would cost the agent process ~7 MB for this one computation
+            return settings.with_login(user, derive_password(secret, serverkey, user, x25519))
         except VolttronError as exc:
             raise ConfigError(f"cannot derive the broker password of {user}: {exc}") from exc
     raise ConfigError(
@@ -99,15 +97,19 @@ def _curve_keys(params: ConnectionParams, home: Path) -> tuple[str | None, str |
 
 def pika_credentials(settings: BrokerSettings) -> Any:
     """EXTERNAL (the client certificate) or PLAIN credentials."""
+    from volttron.client.messagebus.rmq_pika import ExternalCredentials, PlainCredentials
+
     if settings.external:
         return ExternalCredentials()
     return PlainCredentials(settings.username or "", settings.password or "", erase_on_connect=False)
 
 
-def ssl_options(settings: BrokerSettings) -> pika.SSLOptions | None:
-    """TLS options (CA bundle, client certificate, server name), or None without TLS."""
+def ssl_options(settings: BrokerSettings) -> Any:
+    """pika's TLS options (CA bundle, client certificate, server name), or None without TLS."""
     if not settings.ssl:
         return None
+    from volttron.client.messagebus.rmq_pika import SSLOptions
+
     try:
         context = ssl.create_default_context(cafile=settings.cafile)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -115,4 +117,4 @@ def ssl_options(settings: BrokerSettings) -> pika.SSLOptions | None:
             context.load_cert_chain(settings.certfile, settings.keyfile)
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(f"cannot load the TLS files for {settings.redacted()}: {exc}") from exc
-    return pika.SSLOptions(context, server_hostname=settings.server_hostname or settings.host)
+    return SSLOptions(context, server_hostname=settings.server_hostname or settings.host)
