@@ -86,6 +86,33 @@ def test_messages_flow_peer_to_peer_and_publishes_are_answered_once_confirmed(co
     assert alice.statistics()["confirmed"] >= 1
 
 
+def test_a_burst_goes_out_in_order_through_the_coalescing_transport(connect) -> None:
+    alice, alice_events = connect("alice")
+    bob, bob_events = connect("bob")
+    poll(lambda: BusEvent.CONNECTED in alice_events and BusEvent.CONNECTED in bob_events, 10, "both links")
+    assert type(alice._connection._transport).__name__ == "_CoalescingTransport"
+    bob.send(Message("", "pubsub", [b"subscribe", b'{"prefix": "burst", "bus": "b"}'], "s-1"), timeout=5)
+    recv_until(bob, lambda m: m.id == "s-1")
+    count = 3000
+    for i in range(count):  # without yielding: thousands of frames buffered at once
+        if i % 2:
+            alice.send(Message("bob", "RPC", [str(i).encode()], f"m-{i}"), timeout=5)
+        else:
+            body = b'{"bus": "b", "headers": {}, "message": %d}' % i
+            alice.send(Message("", "pubsub", [b"publish", b"burst/%d" % i, body], f"m-{i}"), timeout=5)
+    got = [recv_until(bob, lambda m: m.id.startswith("m-")) for _ in range(count)]
+    # each queue in order (bob's own queue and his pub/sub queue are consumed apart)
+    assert [m.id for m in got if m.subsystem == "RPC"] == [f"m-{i}" for i in range(1, count, 2)]
+    assert [m.id for m in got if m.subsystem == "pubsub"] == [f"m-{i}" for i in range(0, count, 2)]
+    assert Message("alice", "RPC", [b"1"], "m-1", "alice") in got
+    first = next(m for m in got if m.id == "m-0")
+    assert first.user == "alice" and first.args[:2] == [b"publish", b"burst/0"]
+    assert b'"sender": "alice"' in first.args[2]
+    answers = [recv_until(alice, lambda m: m.id.startswith("m-")) for _ in range(count // 2)]
+    assert {m.args[0] for m in answers} == {b"request_response"}
+    assert alice.statistics()["confirmed"] >= count
+
+
 def test_a_bad_request_fails_the_pending_result(connect) -> None:
     conn, events = connect("asker")
     poll(lambda: BusEvent.CONNECTED in events, 10, "the link")

@@ -17,6 +17,10 @@ Pub/sub requests addressed to the router are served here, with the broker doing 
 (:mod:`~volttron.client.messagebus.rmq_subscriptions`), a publish goes straight to the exchange and
 is answered (``request_response``) when the broker confirms it.
 
+The AMQP properties of what we send are encoded by :mod:`~.rmq_properties`, with what is constant
+per connection encoded once, and pika's transport sends its buffered frames in few system calls
+(:func:`~.rmq_ioloop.coalesce_writes`): the bytes on the wire are those pika would send.
+
 Nothing is reported sent and then lost: a message with a message id that the broker refuses, or
 that was not confirmed when the link dropped, comes back to the sender as an EAGAIN error for that
 id, so the pending result fails with :class:`~volttron.client.vip.agent.errors.Again` instead of
@@ -32,6 +36,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import re
 import time
 from typing import Any
 
@@ -59,6 +64,7 @@ from volttron.client.messagebus.rmq_login import resolve_login
 from volttron.client.messagebus.rmq_permissions import QUEUE_REQUEST, agent_queue_names, queue_request_body
 from volttron.client.messagebus.rmq_pika import BasicProperties
 from volttron.client.messagebus.rmq_pika import exceptions as pika_errors
+from volttron.client.messagebus.rmq_properties import EncodedProperties, PropertiesEncoder
 from volttron.client.messagebus.rmq_subscriptions import (
     BindingChange,
     SubscriptionRequestError,
@@ -67,6 +73,7 @@ from volttron.client.messagebus.rmq_subscriptions import (
 from volttron.client.messagebus.rmq_wire import (
     CONTENT_TYPE,
     EXCHANGE,
+    LINK_HEADERS,
     PUBSUB_KEY,
     PUBSUB_TYPE,
     ROUTER,
@@ -88,6 +95,10 @@ from volttron.utils.throttle import LogThrottle
 
 _TEXT = TEXT_ENCODING
 _CLOSED = object()
+_PLAIN_BUS = re.compile(rb'\{"bus": "([^"\\]*)", ')
+"""The start of a publish body as the pub/sub subsystem writes it (``json.dumps``), naming its bus."""
+_ORIGINS_KEPT = 1024
+"""Senders whose origin is remembered (all are forgotten when there are more)."""
 
 _log = logging.getLogger(__name__)
 
@@ -106,10 +117,12 @@ class RmqConnection(AmqpLink, Connection):
         self._opened = False
         self._reconnect_interval = params.reconnect_interval
         self._trusted: frozenset[str] = frozenset()
+        self._origins: dict[tuple[Any, Any], Any] = {}
         self._subscriptions: SubscriptionTable | None = None
         self._bound: set[str] = set()
         self._pubsub_queue = ""
         self._pubsub_declared = False
+        self._encoder: PropertiesEncoder | None = None
 
     # ------------------------------------------------------------------ set-up
 
@@ -141,6 +154,7 @@ class RmqConnection(AmqpLink, Connection):
         # the one pub/sub queue the platform declares for the peer's user (consumed by this link only)
         self._pubsub_queue = agent_queue_names(self.queue_name)[1]
         self._trusted = frozenset({admin_user(instance), self.settings.username or ""} - {""})
+        self._encoder = PropertiesEncoder(self.queue_name, self.settings.username, CONTENT_TYPE)
         self._subscriptions = SubscriptionTable(instance)
         self._on_event = on_event
         self._opened = True
@@ -238,16 +252,17 @@ class RmqConnection(AmqpLink, Connection):
         except (TypeError, AttributeError) as exc:
             raise BusError(f"message arguments are bytes or text, not {exc}") from exc
 
-    def _properties(self, message: Message, key: str, headers: dict[str, Any] | None = None) -> Any:
+    def _properties(self, message: Message, key: str,
+                    headers: dict[str, Any] | None = None) -> EncodedProperties:
         user = message.user or self.params.identity
-        return BasicProperties(
-            app_id=self.queue_name,
-            user_id=self.settings.username,
-            headers={**message_headers(key, user), **(headers or {})},
-            message_id=message.id or None,
-            type=message.subsystem,
-            content_type=CONTENT_TYPE,
-        )
+        table = message_headers(key, user)
+        if headers:
+            table.update(headers)
+        assert self._encoder is not None  # made by open(), before anything can be sent
+        try:
+            return self._encoder.encode(table.items(), message.id or None, message.subsystem)
+        except ValueError as exc:  # a message id or subsystem name longer than AMQP allows
+            raise BusError(f"cannot send the {message.subsystem!r} message: {exc}") from exc
 
     # ------------------------------------------------------------------ pub/sub through the broker
 
@@ -274,10 +289,15 @@ class RmqConnection(AmqpLink, Connection):
             raise SubscriptionRequestError("publish needs a topic and a message")
         topic = bytes(args[1]).decode(_TEXT)
         body = bytes(args[2])
-        request = _json_object(args, 2)
-        bus = request.get("bus") or ""
-        if not isinstance(bus, str):
-            raise SubscriptionRequestError("bus must be text")
+        plain = _PLAIN_BUS.match(body)
+        if plain is not None:
+            # our own pub/sub subsystem's body (json.dumps): the bus without parsing the rest, which
+            # the subscribers parse (and drop if it is not JSON)
+            bus = plain.group(1).decode(_TEXT)
+        else:
+            bus = _json_object(args, 2).get("bus") or ""
+            if not isinstance(bus, str):
+                raise SubscriptionRequestError("bus must be text")
         key = publish_routing_key(self.instance, topic)
         properties = self._properties(message, key, {"topic": topic, "bus": bus})
         pending = Pending(message.id, "", "pubsub", [b"request_response", b"1"]) if message.id else None
@@ -337,8 +357,19 @@ class RmqConnection(AmqpLink, Connection):
 
     def origin(self, properties: Any) -> Any:
         """Who sent a delivery (:func:`~.rmq_wire.message_origin`), or None when nobody vouches for it."""
-        return message_origin(self.instance, properties.app_id, properties.user_id, properties.headers,
-                              self._trusted)
+        app_id, user_id, headers = properties.app_id, properties.user_id, properties.headers
+        if user_id in self._trusted or (headers and any(key in headers for key in LINK_HEADERS)):
+            return message_origin(self.instance, app_id, user_id, headers, self._trusted)
+        # otherwise the answer depends on app_id and user_id only: the same for every message of a peer
+        try:
+            return self._origins[app_id, user_id]
+        except KeyError:
+            pass
+        found = message_origin(self.instance, app_id, user_id, headers, self._trusted)
+        if len(self._origins) >= _ORIGINS_KEPT:
+            self._origins.clear()
+        self._origins[app_id, user_id] = found
+        return found
 
     def _on_vip_message(self, _channel: Any, _method: Any, properties: Any, body: bytes) -> None:
         message = self.decode_message(properties, body)

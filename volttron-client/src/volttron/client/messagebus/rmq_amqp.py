@@ -41,6 +41,7 @@ from gevent.queue import Queue
 
 from volttron.client.messagebus.base import BusClosed, BusError, BusEvent, BusTimeout, EventCallback, Message
 from volttron.client.messagebus.rmq_config import BrokerSettings
+from volttron.client.messagebus.rmq_ioloop import coalesce_writes
 from volttron.client.messagebus.rmq_pika import Basic, ConnectionParameters, GeventConnection
 from volttron.client.messagebus.rmq_pika import exceptions as pika_errors
 from volttron.client.messagebus.rmq_wire import EXCHANGE, PUBSUB_TYPE, topic_from_routing_key
@@ -250,6 +251,7 @@ class AmqpLink:
             except pika_errors.AMQPError:
                 pass  # never opened
             raise AmqpLinkError(f"no answer from {settings.redacted()}") from None
+        coalesce_writes(opened)
         opened.add_on_connection_blocked_callback(lambda *_: self._unblocked.clear())
         opened.add_on_connection_unblocked_callback(lambda *_: self._unblocked.set())
         return opened
@@ -400,26 +402,16 @@ class AmqpLink:
     def publish(self, routing_key: str, body: bytes, properties: Any, pending: Pending | None,
                 timeout: float | None) -> None:
         """Publish to the ``volttron`` exchange once the link is up, tracking the broker's confirmation."""
-        if len(routing_key.encode("utf-8")) > 255:
+        if len(routing_key) > 63 and len(routing_key.encode("utf-8")) > 255:  # <= 4 bytes a character
             raise BusError(f"routing key {routing_key[:40]!r}... is longer than 255 bytes")
-        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        deadline = None
         while True:
-            if self._closed:
-                raise BusClosed("the connection is closed")
-            for event, why in ((self._ready, "no link to the broker"),
-                               (self._unblocked, "the broker blocks publishing"),
-                               (self._window, "too many publishes await confirmation")):
-                left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                if not event.is_set() and not event.wait(left):
-                    raise BusTimeout(f"could not send to {routing_key!r} within {timeout} s: {why}")
-            if self._closed:
-                raise BusClosed("the connection is closed")
             channel = self._publishing
-            if channel is None or not channel.is_open:  # being opened (again)
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise BusTimeout(f"could not send to {routing_key!r} within {timeout} s: no publishing "
-                                     "channel")
-                gevent.sleep(0.01)
+            if not (self._ready.is_set() and self._unblocked.is_set() and self._window.is_set()
+                    and channel is not None and channel.is_open and not self._closed):
+                if deadline is None:
+                    deadline = float("inf") if timeout is None else time.monotonic() + max(0.0, timeout)
+                self._wait_to_publish(routing_key, timeout, deadline)
                 continue
             try:
                 channel.basic_publish(EXCHANGE, routing_key, body, properties)
@@ -437,6 +429,25 @@ class AmqpLink:
                 self._window.clear()
             self._stats["sent"] += 1
             return
+
+    def _wait_to_publish(self, routing_key: str, timeout: float | None, deadline: float) -> None:
+        """Wait (until ``deadline``) for what a publish needs: a link, no block, room, a channel."""
+        for event, why in ((self._ready, "no link to the broker"),
+                           (self._unblocked, "the broker blocks publishing"),
+                           (self._window, "too many publishes await confirmation")):
+            if self._closed:
+                raise BusClosed("the connection is closed")
+            left = None if deadline == float("inf") else max(0.0, deadline - time.monotonic())
+            if not event.is_set() and not event.wait(left):
+                raise BusTimeout(f"could not send to {routing_key!r} within {timeout} s: {why}")
+        if self._closed:
+            raise BusClosed("the connection is closed")
+        channel = self._publishing
+        if channel is None or not channel.is_open:  # being opened (again)
+            if time.monotonic() >= deadline:
+                raise BusTimeout(f"could not send to {routing_key!r} within {timeout} s: no publishing "
+                                 "channel")
+            gevent.sleep(0.01)
 
     def _on_confirm(self, frame: Any) -> None:
         method = frame.method

@@ -147,6 +147,7 @@ load()
 # the names come after load() has made the hollow packages
 from pika import exceptions  # noqa: E402
 from pika.adapters.gevent_connection import GeventConnection  # noqa: E402
+from pika.adapters.utils import io_services_utils  # noqa: E402
 from pika.adapters.utils.nbio_interface import AbstractIOReference  # noqa: E402
 from pika.adapters.utils.selector_ioloop_adapter import (  # noqa: E402
     AbstractSelectorIOLoop,
@@ -168,5 +169,6 @@ __all__ = [
     "SSLOptions",
     "SelectorIOServicesAdapter",
     "exceptions",
+    "io_services_utils",
     "load",
 ]

@@ -39,6 +39,7 @@ Nothing here imports pika: these are plain functions of text and bytes.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -209,8 +210,7 @@ def with_sender(body: bytes, sender: str) -> bytes:
     stripped = body.strip()
     if b'"sender"' not in stripped and stripped.startswith(b"{"):
         rest = stripped[1:].lstrip()
-        head = b'{"sender": ' + json.dumps(sender).encode("ascii")
-        return head + (b"}" if rest == b"}" else b", " + rest)
+        return _sender_head(sender) + (b"}" if rest == b"}" else b", " + rest)
     try:
         value = json.loads(body.decode("utf-8"))
     except ValueError:
@@ -219,3 +219,9 @@ def with_sender(body: bytes, sender: str) -> bytes:
         return body
     value["sender"] = sender
     return json.dumps(value).encode("ascii")
+
+
+@functools.lru_cache(maxsize=256)
+def _sender_head(sender: str) -> bytes:
+    """``{"sender": <sender>`` (a subscriber hears from few senders, each many times)."""
+    return b'{"sender": ' + json.dumps(sender).encode("ascii")

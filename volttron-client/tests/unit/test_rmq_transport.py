@@ -1,0 +1,95 @@
+"""pika's buffered frames go out in few ``send`` calls, as the same bytes in the same order."""
+
+from __future__ import annotations
+
+import socket
+from types import SimpleNamespace
+
+import pytest
+
+from volttron.client.messagebus import rmq_ioloop
+from volttron.client.messagebus.rmq_pika import io_services_utils
+
+
+class _Nbio:
+    """What pika's transport asks of its I/O services here: watchers it never gets called back by."""
+
+    def __init__(self) -> None:
+        self.writer = False
+
+    def set_reader(self, fd, callback) -> None:
+        pass
+
+    def set_writer(self, fd, callback) -> None:
+        self.writer = True
+
+    def remove_writer(self, fd) -> bool:
+        self.writer = False
+        return True
+
+
+@pytest.fixture
+def pair():
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    yield ours, theirs
+    ours.close()
+    theirs.close()
+
+
+def _transport(sock: socket.socket) -> tuple:
+    nbio = _Nbio()
+    transport = io_services_utils._AsyncPlaintextTransport(sock, SimpleNamespace(), nbio)
+    assert rmq_ioloop.coalesce_writes(SimpleNamespace(_transport=transport))
+    return transport, nbio
+
+
+def _receive(sock: socket.socket, size: int) -> bytes:
+    got = bytearray()
+    while len(got) < size:
+        chunk = sock.recv(size - len(got))
+        assert chunk, "the other end closed"
+        got += chunk
+    return bytes(got)
+
+
+def test_thousands_of_frames_go_out_in_one_send(pair, monkeypatch) -> None:
+    ours, theirs = pair
+    transport, nbio = _transport(ours)
+    sends = []
+    real = io_services_utils._AsyncTransportBase._sigint_safe_send
+    monkeypatch.setattr(rmq_ioloop._CoalescingTransport, "_sigint_safe_send",
+                        staticmethod(lambda sock, data: sends.append(len(data)) or real(sock, data)))
+    frames = [f"frame {i};".encode() for i in range(3000)]
+    for frame in frames:
+        transport.write(frame)
+    assert nbio.writer
+    transport._on_socket_writable()
+    assert len(sends) == 1 and not nbio.writer
+    assert transport.get_write_buffer_size() == 0
+    assert _receive(theirs, sum(map(len, frames))) == b"".join(frames)
+
+
+def test_what_the_socket_cannot_take_yet_stays_in_order(pair) -> None:
+    ours, theirs = pair
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    transport, nbio = _transport(ours)
+    frames = [bytes([i % 251]) * 1000 for i in range(2000)]  # 2 MB: more than the socket buffers hold
+    for frame in frames:
+        transport.write(frame)
+    expected = b"".join(frames)
+    received = bytearray()
+    rounds = 0
+    while nbio.writer and rounds < 10_000:
+        rounds += 1
+        transport._on_socket_writable()  # sends what fits, keeps the rest (EAGAIN is not an error)
+        received += theirs.recv(1 << 20)
+    assert rounds > 1, "the socket took it all at once: nothing was left to keep"
+    received += _receive(theirs, len(expected) - len(received))
+    assert bytes(received) == expected
+    assert transport.get_write_buffer_size() == 0
+
+
+def test_tls_and_unknown_transports_are_left_alone() -> None:
+    assert not rmq_ioloop.coalesce_writes(SimpleNamespace(_transport=object()))
+    assert not rmq_ioloop.coalesce_writes(SimpleNamespace())
