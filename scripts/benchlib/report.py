@@ -143,16 +143,20 @@ def rows(curve: SuiteResult, noauth: SuiteResult | None, raw: SuiteResult, raw_c
                    "p50 < 0.5 ms", _verdict(None if lat is None else lat.p50_ms < 0.5), PUBLISHED["latency"]))
     rpc, raw_rpc = curve.rpc, raw.rpc
     times = rpc.p50_ms / raw_rpc.p50_ms if rpc and raw_rpc and raw_rpc.p50_ms else None
+    times99 = rpc.p99_ms / raw_rpc.p99_ms if rpc and raw_rpc and raw_rpc.p99_ms else None
     out.append(Row("(d) RPC round trip p50 / p99", _lat(rpc), _lat(na.rpc), _lat(raw_rpc), _lat(rc.rpc),
-                   "-" if times is None else f"{times:.1f}x raw p50", "p50 < 0.5 ms",
-                   _verdict(None if rpc is None else rpc.p50_ms < 0.5), PUBLISHED["rpc"]))
+                   "-" if times is None or times99 is None else f"{times:.1f}x / {times99:.1f}x raw",
+                   "p50 < 0.5 ms and <= 1.5x raw, p99 <= 3x raw",
+                   _verdict(None if rpc is None or times is None or times99 is None
+                            else rpc.p50_ms < 0.5 and times <= 1.5 and times99 <= 3), PUBLISHED["rpc"]))
     calls = "-" if rpc is None else f"{rpc.per_second:,.0f} calls/s"
+    calls_share = rpc.per_second / raw_rpc.per_second if rpc and raw_rpc and raw_rpc.per_second else None
     out.append(Row("(d) RPC calls/s, sequential", calls,
                    "-" if na.rpc is None else f"{na.rpc.per_second:,.0f} calls/s",
                    "-" if raw_rpc is None else f"{raw_rpc.per_second:,.0f} calls/s",
                    "-" if rc.rpc is None else f"{rc.rpc.per_second:,.0f} calls/s",
-                   "-" if not (rpc and raw_rpc) else f"{rpc.per_second / raw_rpc.per_second:.0%} of raw",
-                   "-", "-"))
+                   "-" if calls_share is None else f"{calls_share:.0%} of raw",
+                   ">= 65% of raw", _verdict(None if calls_share is None else calls_share >= 0.65)))
     out.append(Row("(e) server RSS, idle", _mb(curve.rss_idle), _mb(na.rss_idle), "-", "-", "-", "-", "-"))
     for count in connections:
         rss = curve.rss_connected.get(count)
@@ -201,9 +205,12 @@ class RmqRow:
     raw: str
     ratio: str
     zmq: str
+    target: str = "-"
+    verdict: str = "-"
 
 
-RMQ_HEADER = ("Measure", "Platform, RabbitMQ", "Raw pika", "RabbitMQ vs raw pika", "Platform, ZeroMQ CURVE")
+RMQ_HEADER = ("Measure", "Platform, RabbitMQ", "Raw pika", "RabbitMQ vs raw pika", "Target", "Result",
+              "Platform, ZeroMQ CURVE")
 
 
 def _share(value: float | None, base: float | None) -> str:
@@ -224,26 +231,34 @@ def rmq_rows(platform: SuiteResult, raw: SuiteResult, zmq: SuiteResult | None, m
     def calls(s: LatencyStats | None) -> str:
         return "-" if s is None else f"{s.per_second:,.0f} calls/s"
 
+    share = tp.rate / raw_tp.rate if tp and raw_tp and raw_tp.rate else None
+    times = rpc.p50_ms / raw_rpc.p50_ms if rpc and raw_rpc and raw_rpc.p50_ms else None
+    rss = platform.agent_rss
     return [
         RmqRow(f"(a) pub/sub throughput, 1 -> 1, {messages:,} msgs", _rate(tp), _rate(raw_tp),
-               _share(tp.rate if tp else None, raw_tp.rate if raw_tp else None), _rate(zmq.throughput)),
+               _share(tp.rate if tp else None, raw_tp.rate if raw_tp else None), _rate(zmq.throughput),
+               ">= 60% of raw, 0 lost",
+               _verdict(None if share is None or tp is None else share >= 0.6 and tp.lost_in_runs == 0)),
         RmqRow("(a) the same, raw pika with VIP's message properties", "-", _rate(raw.vip_shaped),
                "-" if not (tp and raw.vip_shaped and raw.vip_shaped.rate)
                else f"{tp.rate / raw.vip_shaped.rate:.0%} of raw with properties", "-"),
         RmqRow("(c) one-way pub/sub latency p50 / p99", _lat(lat), _lat(raw_lat),
                _times(lat.p50_ms if lat else None, raw_lat.p50_ms if raw_lat else None), _lat(zmq.latency)),
         RmqRow("(d) RPC round trip p50 / p99", _lat(rpc), _lat(raw_rpc),
-               _times(rpc.p50_ms if rpc else None, raw_rpc.p50_ms if raw_rpc else None), _lat(zmq.rpc)),
+               _times(rpc.p50_ms if rpc else None, raw_rpc.p50_ms if raw_rpc else None), _lat(zmq.rpc),
+               "p50 <= 1.5x raw", _verdict(None if times is None else times <= 1.5)),
         RmqRow("(d) RPC calls/s, sequential", calls(rpc), calls(raw_rpc),
                _share(rpc.per_second if rpc else None, raw_rpc.per_second if raw_rpc else None),
                calls(zmq.rpc)),
-        RmqRow("(e) one agent process RSS (vip_main)", _mb(platform.agent_rss), "-", "-", _mb(zmq.agent_rss)),
+        RmqRow("(e) one agent process RSS (vip_main)", _mb(rss), "-", "-", _mb(zmq.agent_rss),
+               "<= 35 MB", _verdict(None if rss is None else rss <= 35 * MB)),
     ]
 
 
 def render_rmq(table: list[RmqRow]) -> str:
     """The RabbitMQ table in Markdown."""
-    return _markdown(RMQ_HEADER, [(r.measure, r.platform, r.raw, r.ratio, r.zmq) for r in table])
+    return _markdown(RMQ_HEADER, [(r.measure, r.platform, r.raw, r.ratio, r.target, r.verdict, r.zmq)
+                                  for r in table])
 
 
 def tables_text(tables: list[tuple[str, str]]) -> str:
