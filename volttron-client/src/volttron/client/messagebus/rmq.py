@@ -358,7 +358,7 @@ class RmqConnection(AmqpLink, Connection):
     def origin(self, properties: Any) -> Any:
         """Who sent a delivery (:func:`~.rmq_wire.message_origin`), or None when nobody vouches for it."""
         app_id, user_id, headers = properties.app_id, properties.user_id, properties.headers
-        if user_id in self._trusted or (headers and any(key in headers for key in LINK_HEADERS)):
+        if user_id in self._trusted or (headers and not headers.keys().isdisjoint(LINK_HEADERS)):
             return message_origin(self.instance, app_id, user_id, headers, self._trusted)
         # otherwise the answer depends on app_id and user_id only: the same for every message of a peer
         try:

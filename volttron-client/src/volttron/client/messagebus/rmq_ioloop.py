@@ -11,6 +11,7 @@ long broker outage would leak two descriptors per attempt. This loop needs no pi
 from __future__ import annotations
 
 import _socket  # socket.getaddrinfo may be gevent's (monkey-patched), which makes its resolver
+import itertools
 import logging
 import threading
 from collections.abc import Callable
@@ -28,8 +29,8 @@ from volttron.client.messagebus.rmq_pika import (
 )
 
 _log = logging.getLogger(__name__)
-SEND_SIZE = 256 * 1024
-"""Most bytes a coalescing transport hands to one ``send``."""
+GATHER_BUFFERS = 512
+"""Most buffers one ``sendmsg`` takes (Linux allows 1,024)."""
 
 
 class HubIOLoop(AbstractSelectorIOLoop):
@@ -163,41 +164,43 @@ _PlainTransport: Any = getattr(io_services_utils, "_AsyncPlaintextTransport", No
 
 
 class _CoalescingTransport(_PlainTransport or object):  # type: ignore[misc]
-    """pika's plain TCP transport, sending what is buffered in as few ``send`` calls as it can."""
+    """pika's plain TCP transport, sending what is buffered in as few system calls as it can."""
 
     def _produce(self) -> None:
         # pika buffers each frame apart and sends them one ``send`` each: three per publish (method,
-        # header, body), thousands when a publisher published while the socket was busy. Joining
-        # them sends the same bytes in the same order with far fewer system calls.
+        # header, body), thousands when a publisher published while the socket was busy. One
+        # ``sendmsg`` takes many buffers (the kernel gathers them, nothing is copied here): the
+        # same bytes in the same order, with far fewer system calls.
         buffers = self._tx_buffers
+        sock = self._sock
         while buffers:
-            if len(buffers) > 1 and len(buffers[0]) < SEND_SIZE:
-                joined, size = [], 0
-                while buffers and size < SEND_SIZE:
-                    chunk = buffers.popleft()
-                    joined.append(chunk)
-                    size += len(chunk)
-                buffers.appendleft(b"".join(joined))
-            sent = self._sigint_safe_send(self._sock, buffers[0])
-            chunk = buffers.popleft()
-            if sent < len(chunk):
-                buffers.appendleft(chunk[sent:])
+            if len(buffers) == 1:
+                sent = sock.send(buffers[0])
+            else:
+                sent = sock.sendmsg(list(itertools.islice(buffers, GATHER_BUFFERS)))
             self._tx_buffered_byte_count -= sent
+            while sent:
+                first = buffers[0]
+                if sent < len(first):
+                    buffers[0] = first[sent:]
+                    break
+                buffers.popleft()
+                sent -= len(first)
 
 
 def coalesce_writes(connection: Any) -> bool:
     """Make an open pika connection on plain TCP send its buffered frames in as few calls as it can.
 
-    The stream of bytes is the same; only the number of ``send`` system calls changes. This reaches
+    The stream of bytes is the same; only the number of system calls changes. This reaches
     into pika's transport (``connection._transport`` and its buffer), so it is done only when they
     are what pika 1.x has; True if done. TLS connections keep pika's own transport.
     """
-    transport = getattr(connection, "_transport", None)
+    transport: Any = getattr(connection, "_transport", None)
     if _PlainTransport is None or type(transport) is not _PlainTransport:
         _log.debug("pika's writes are not coalesced (transport %r)", type(transport).__name__)
         return False
     if not all(hasattr(transport, name) for name in ("_tx_buffers", "_tx_buffered_byte_count", "_sock",
-                                                      "_sigint_safe_send", "_produce")):
+                                                      "_produce")) or not hasattr(transport._sock, "sendmsg"):
         _log.debug("pika's writes are not coalesced: its transport has changed")
         return False
     transport.__class__ = _CoalescingTransport

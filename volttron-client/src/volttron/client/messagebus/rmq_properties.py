@@ -72,24 +72,28 @@ class PropertiesEncoder:
                type_: str) -> EncodedProperties:
         """The properties with the ``headers`` table (text values, in this order), ``message_id``
         (omitted when None) and ``type``."""
-        table = b"".join(self._entry(key, value) for key, value in headers)
+        names = self._keys
+        table: list[bytes] = []
+        for key, value in headers:
+            name = names.get(key) or self._name(key)
+            data = value.encode("utf-8")
+            table += (name, len(data).to_bytes(4, "big"), data)
+        encoded = b"".join(table)
         typed = self._types.get(type_)
         if typed is None:
             typed = self._types[type_] = short_string(type_)
-        parts = [self._head[message_id is not None], len(table).to_bytes(4, "big"), table]
-        if message_id is not None:
-            parts.append(short_string(message_id))
-        parts += (typed, self._tail)
-        return EncodedProperties(b"".join(parts))
+        if message_id is None:
+            return EncodedProperties(b"".join((self._head[False], len(encoded).to_bytes(4, "big"), encoded,
+                                               typed, self._tail)))
+        return EncodedProperties(b"".join((self._head[True], len(encoded).to_bytes(4, "big"), encoded,
+                                           short_string(message_id), typed, self._tail)))
 
-    def _entry(self, key: str, value: str) -> bytes:
-        name = self._keys.get(key)
-        if name is None:
-            name = short_string(key)
-            if len(self._keys) < 64:  # the few names VIP uses; anything else is encoded each time
-                self._keys[key] = name
-        data = value.encode("utf-8")
-        return b"".join((name, b"S", len(data).to_bytes(4, "big"), data))
+    def _name(self, key: str) -> bytes:
+        """A table entry's name and the type of its value (a long string), as encoded."""
+        name = short_string(key) + b"S"
+        if len(self._keys) < 64:  # the few names VIP uses; anything else is encoded each time
+            self._keys[key] = name
+        return name
 
 
 def short_string(text: str) -> bytes:
