@@ -1,14 +1,17 @@
-"""pika's buffered frames go out in few ``send`` calls, as the same bytes in the same order."""
+"""pika's I/O on the gevent hub: buffered frames go out in few system calls, as the same bytes in the
+same order; readiness watchers are started and stopped, not made again."""
 
 from __future__ import annotations
 
 import socket
 from types import SimpleNamespace
 
+import gevent
 import pytest
 
 from volttron.client.messagebus import rmq_ioloop
 from volttron.client.messagebus.rmq_pika import io_services_utils
+from volttron.client.testing.waiting import wait_until
 
 
 class _Nbio:
@@ -112,3 +115,30 @@ def test_what_the_socket_cannot_take_yet_stays_in_order(pair) -> None:
 def test_tls_and_unknown_transports_are_left_alone() -> None:
     assert not rmq_ioloop.coalesce_writes(SimpleNamespace(_transport=object()))
     assert not rmq_ioloop.coalesce_writes(SimpleNamespace())
+
+
+def test_the_hub_loop_says_which_event_it_saw_and_keeps_its_watchers(pair) -> None:
+    ours, theirs = pair
+    loop = rmq_ioloop.HubIOLoop()
+    seen: list[int] = []
+    loop.add_handler(ours.fileno(), lambda fd, events: seen.append(events), loop.READ)
+    try:
+        gevent.sleep(0.01)
+        assert seen == []  # nothing to read, and writing is not watched
+        loop.update_handler(ours.fileno(), loop.READ | loop.WRITE)
+        wait_until(lambda: loop.WRITE in seen, 5, "writable")
+        assert set(seen) == {loop.WRITE}
+        watchers = loop._watchers[ours.fileno()]
+        loop.update_handler(ours.fileno(), loop.READ)
+        seen.clear()
+        theirs.send(b"x")
+        wait_until(lambda: seen, 5, "readable")
+        assert set(seen) == {loop.READ} and loop._watchers[ours.fileno()] is watchers
+        ours.recv(1)
+        loop.remove_handler(ours.fileno())
+        seen.clear()
+        theirs.send(b"y")
+        gevent.sleep(0.01)
+        assert seen == [] and not loop._watchers
+    finally:
+        loop.close()

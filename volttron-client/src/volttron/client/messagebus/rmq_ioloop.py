@@ -43,14 +43,15 @@ class HubIOLoop(AbstractSelectorIOLoop):
     def __init__(self) -> None:
         self._hub = gevent.get_hub()
         self._thread = threading.get_ident()
-        self._watchers: dict[int, Any] = {}
+        self._watchers: dict[int, tuple[Callable[[int, int], None], Any, Any]] = {}
+        """Per descriptor, its handler, a watcher for reading and one for writing (each running while
+        wanted)."""
         self._waiter: Waiter[Any] = Waiter()
 
     def close(self) -> None:
         """Stop watching every descriptor (the hub itself is not ours to destroy)."""
-        for watcher in self._watchers.values():
-            watcher.close()
-        self._watchers.clear()
+        for fd in list(self._watchers):
+            self.remove_handler(fd)
 
     def start(self) -> None:
         """Block the calling greenlet until :meth:`stop` (pika's blocking helpers only)."""
@@ -79,24 +80,34 @@ class HubIOLoop(AbstractSelectorIOLoop):
         timeout_handle.close()
 
     def add_handler(self, fd: int, handler: Callable[[int, int], None], events: int) -> None:
-        """Call ``handler(fd, events)`` when ``fd`` is ready for ``events``."""
-        watcher = self._hub.loop.io(fd, events)
-        self._watchers[fd] = watcher
-        watcher.start(handler, fd, events)
+        """Call ``handler(fd, READ)`` when ``fd`` is readable, ``handler(fd, WRITE)`` when writable,
+        as ``events`` asks."""
+        self.remove_handler(fd)
+        loop = self._hub.loop
+        self._watchers[fd] = (handler, loop.io(fd, self.READ), loop.io(fd, self.WRITE))
+        self.update_handler(fd, events)
 
     def update_handler(self, fd: int, events: int) -> None:
-        """Watch ``fd`` for other ``events`` with the same handler."""
-        watcher = self._watchers.pop(fd, None)
-        if watcher is None:
+        """Watch ``fd`` for other ``events`` with the same handler.
+
+        pika turns writing on and off around every burst of frames it sends: the watchers stay,
+        only started or stopped (each says which event it saw, so a writable socket is not also
+        read, nor a readable one written).
+        """
+        watchers = self._watchers.get(fd)
+        if watchers is None:
             return  # closed meanwhile (the connection object was closed while pika tore it down)
-        handler = watcher.callback
-        watcher.close()
-        self.add_handler(fd, handler, events)
+        handler, reader, writer = watchers
+        for watcher, event in ((reader, self.READ), (writer, self.WRITE)):
+            if events & event:
+                if not watcher.active:
+                    watcher.start(handler, fd, event)
+            elif watcher.active:
+                watcher.stop()
 
     def remove_handler(self, fd: int) -> None:
         """Stop watching ``fd``."""
-        watcher = self._watchers.pop(fd, None)
-        if watcher is not None:
+        for watcher in self._watchers.pop(fd, ())[1:]:
             watcher.close()
 
 
