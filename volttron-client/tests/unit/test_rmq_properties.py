@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from volttron.client.messagebus.rmq_pika import BasicProperties
-from volttron.client.messagebus.rmq_properties import BASIC_CLASS, EncodedProperties, PropertiesEncoder
+from volttron.client.messagebus.rmq_properties import (
+    BASIC_CLASS,
+    TABLES_KEPT,
+    EncodedProperties,
+    PropertiesEncoder,
+)
 from volttron.client.messagebus.rmq_wire import message_headers
 
 VIP = {**message_headers("inst.bob", "alice")}
@@ -63,3 +68,12 @@ def test_a_text_longer_than_amqp_allows_is_refused(field) -> None:
             headers = [(long, "v")] if field == "header name" else []
             PropertiesEncoder("a", "b", "c").encode(headers, long if field == "message_id" else "m",
                                                     long if field == "type" else "t")
+
+
+def test_remembered_tables_are_bounded_and_right() -> None:
+    encoder = PropertiesEncoder("inst.alice", "inst.alice", "application/json")
+    for i in range(TABLES_KEPT * 2 + 3):
+        headers = {**PUBLISH, "topic": f"devices/{i}"}
+        ours = b"".join(encoder.encode(headers.items(), str(i), "pubsub").encode())
+        assert ours == _pika("inst.alice", "inst.alice", "application/json", headers, str(i), "pubsub")
+        assert len(encoder._tables) <= TABLES_KEPT
