@@ -103,8 +103,14 @@ class CooperativeSocket:
         self._writable = Event()
         self._read_waiters = 0
         self._write_waiters = 0
-        self._watcher = gevent.get_hub().loop.io(int(sock.getsockopt(zmq.FD)), 1)
+        self._loop = gevent.get_hub().loop
+        self._look_pending = False
+        self._watcher = self._loop.io(int(sock.getsockopt(zmq.FD)), 1)
         self._watcher.start(self._update)
+
+    def _look(self) -> None:
+        self._look_pending = False
+        self._update()
 
     def _update(self) -> None:
         try:
@@ -171,10 +177,12 @@ class CooperativeSocket:
                 _send(sock, frames[i], _SNDMORE_NOBLOCK)
             if last:
                 _send(sock, frames[last], _NOBLOCK)
-            if self._read_waiters:
-                # The send may have taken the edge that says a message waits: look, rather than
-                # wake the reader for nothing (a wasted switch and a failed read per message sent).
-                self._update()
+            if self._read_waiters and not self._look_pending:
+                # The send may have taken the edge that says a message waits: look before the hub
+                # sleeps, once for a whole burst of sends (ZMQ_EVENTS costs two system calls and runs
+                # libzmq's pending commands), rather than wake the reader for nothing each time.
+                self._look_pending = True
+                self._loop.run_callback(self._look)
             return True
 
     def close(self, linger_ms: int = 0) -> None:
