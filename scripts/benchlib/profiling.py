@@ -26,11 +26,12 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import main as bench
-import rmq_broker
-import vip_workers
-from platform_process import BenchPlatform
+if TYPE_CHECKING:
+    from platform_process import BenchPlatform
+# The benchmark's modules (main, vip_workers, ...) are imported where a run needs them: reading
+# and printing profiles needs none of them.
 
 AREAS = {
     "router: receive loop": ("zmq_router.py:_run",),
@@ -131,6 +132,8 @@ def _stop(spies: list[subprocess.Popen[bytes]]) -> None:
 def profile_pubsub(platform: BenchPlatform, messages: int, work: Path, args: argparse.Namespace
                    ) -> tuple[list[Profile], float]:
     """(a) under py-spy; returns the profiles and the message rate reached."""
+    import main as bench
+    import vip_workers
     go, published = bench.FORK.Event(), bench.FORK.Event()
     with bench.Workers(args.timeout) as workers:
         workers.start(vip_workers.subscriber, bench.peer(platform, "bench.sub.0"), messages, published,
@@ -157,6 +160,8 @@ def profile_pubsub(platform: BenchPlatform, messages: int, work: Path, args: arg
 def profile_rpc(platform: BenchPlatform, samples: int, work: Path, args: argparse.Namespace
                 ) -> tuple[list[Profile], float]:
     """(c)+(d) under py-spy (the driver does both); returns the profiles and the RPC p50 in ms."""
+    import main as bench
+    import vip_workers
     go, stop = bench.FORK.Event(), bench.FORK.Event()
     with bench.Workers(args.timeout) as workers:
         workers.start(vip_workers.responder, bench.peer(platform, vip_workers.ECHO_IDENTITY), stop,
@@ -217,6 +222,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.py_spy or not os.access(args.py_spy, os.X_OK):
         print("profile: py-spy not found: pip install py-spy, or pass --py-spy PATH", file=sys.stderr)
         return 1
+    import main as bench
+    import rmq_broker
+    from platform_process import BenchPlatform
+
     with tempfile.TemporaryDirectory(prefix="volttron-profile-") as tmp, contextlib.ExitStack() as stack:
         work = Path(tmp)
         instance = None
