@@ -317,8 +317,11 @@ ZMQ_READING = """\
   the subscriber (the router drops a delivery to a subscriber whose queue is full, high-water mark
   6,000, rather than block). "acks dropped": publish acknowledgements the router dropped because the
   publisher's own queue was full; `get()` on those results would time out.
-- The raw forwarder's messages have 3 frames; a VIP publish has 8. The diagnostic row runs the raw
-  forwarder with 8-frame messages, to tell what the frame count costs from what the platform adds.
+- The raw forwarder's messages have 3 frames; a VIP publish has 8. The first diagnostic row runs
+  the raw forwarder with 8-frame messages, to tell what the frame count costs from what the platform
+  adds. The second also answers every message with a 7-frame VIP acknowledgement, which the
+  publisher reads, as the protocol asks of every publish: the least a Python router of this
+  protocol does per message.
 - (b) one publisher, every message delivered to each subscriber process; the rate counts deliveries.
 - (c) one message at a time: the subscriber notes when its callback ran; p50/p99 of that minus the
   publish time (one monotonic clock for all processes on the host).
