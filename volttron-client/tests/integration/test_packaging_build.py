@@ -122,7 +122,9 @@ def test_failing_build_reports_its_last_lines(tmp_path: Path) -> None:
 
 def test_build_timeout_kills_the_build(tmp_path: Path) -> None:
     pid_file = tmp_path / "build.pid"
-    hang = f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(120)\n"
+    # a build that never finishes by itself (it waits on an event nobody sets)
+    hang = (f"import os, threading\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+            "threading.Event().wait(120)\n")
     source = write(tmp_path / "hang", {"setup.py": hang})
     plan_build(source)  # a valid source
     started = time.monotonic()

@@ -13,8 +13,6 @@ import subprocess
 import sys
 import textwrap
 
-import gevent
-
 from volttron.client.messagebus.rmq_ioloop import hub_io_services
 from volttron.client.testing.waiting import wait_until
 from volttron.utils.keys import generate_keypair
@@ -45,6 +43,7 @@ def test_an_rmq_connection_loads_neither_asyncio_nor_other_adapters_nor_cryptogr
     loaded = _run("""
         import json, sys
         import gevent
+        import gevent.event
         from volttron.client.messagebus.base import ConnectionParams
         from volttron.client.messagebus.rmq import RmqConnection
         from volttron.client.messagebus.rmq_amqp import connection_parameters
@@ -58,11 +57,10 @@ def test_an_rmq_connection_loads_neither_asyncio_nor_other_adapters_nor_cryptogr
         parameters = connection_parameters(settings, "inst.alice")
         services, loop = hub_io_services()
         answers = []
-        services.getaddrinfo(settings.host, settings.port, answers.append)
-        for _ in range(100):
-            if answers:
-                break
-            gevent.sleep(0.01)
+        answered = gevent.event.Event()
+        services.getaddrinfo(settings.host, settings.port,
+                             lambda found: (answers.append(found), answered.set()))
+        answered.wait(5)
         assert answers and not isinstance(answers[0], Exception), answers
         print(json.dumps(sorted(sys.modules)))
     """, agent.public, agent.secret, platform.public)
@@ -141,7 +139,10 @@ def test_an_ip_address_is_answered_in_the_loop_and_a_host_name_through_gevent() 
         services.getaddrinfo("localhost", 5672, answers.append, socktype=socket.SOCK_STREAM)
         wait_until(lambda: len(answers) == 2, 10, "the host name's answer")
         assert not isinstance(answers[1], Exception), answers[1]
-        gevent.sleep(0.05)  # time for the cancelled answer to have come, had it not been cancelled
+        # answers of IP addresses come from the loop in order: once a later one is here, the
+        # cancelled one would have come before it
+        services.getaddrinfo("127.0.0.1", 5672, answers.append)
+        wait_until(lambda: len(answers) == 3, 5, "an answer asked for after the cancelled one")
         assert cancelled == []
     finally:
         loop.close()

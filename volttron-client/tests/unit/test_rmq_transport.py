@@ -6,7 +6,6 @@ from __future__ import annotations
 import socket
 from types import SimpleNamespace
 
-import gevent
 import pytest
 
 from volttron.client.messagebus import rmq_ioloop
@@ -121,9 +120,20 @@ def test_the_hub_loop_says_which_event_it_saw_and_keeps_its_watchers(pair) -> No
     ours, theirs = pair
     loop = rmq_ioloop.HubIOLoop()
     seen: list[int] = []
+    marker_ours, marker_theirs = socket.socketpair()
+    marks: list[int] = []
+
+    def after_a_poll() -> None:
+        """The loop polled every watched descriptor once (a marker socket became readable and was seen)."""
+        marks.clear()
+        marker_theirs.send(b"m")
+        wait_until(lambda: marks, 5, "the marker")
+        marker_ours.recv(16)
+
+    loop.add_handler(marker_ours.fileno(), lambda fd, events: marks.append(events), loop.READ)
     loop.add_handler(ours.fileno(), lambda fd, events: seen.append(events), loop.READ)
     try:
-        gevent.sleep(0.01)
+        after_a_poll()
         assert seen == []  # nothing to read, and writing is not watched
         loop.update_handler(ours.fileno(), loop.READ | loop.WRITE)
         wait_until(lambda: loop.WRITE in seen, 5, "writable")
@@ -138,7 +148,9 @@ def test_the_hub_loop_says_which_event_it_saw_and_keeps_its_watchers(pair) -> No
         loop.remove_handler(ours.fileno())
         seen.clear()
         theirs.send(b"y")
-        gevent.sleep(0.01)
-        assert seen == [] and not loop._watchers
+        after_a_poll()
+        assert seen == [] and list(loop._watchers) == [marker_ours.fileno()]
     finally:
         loop.close()
+        marker_ours.close()
+        marker_theirs.close()

@@ -28,7 +28,8 @@ RPC_RATE = 50.0
 
 def test_soak_publishes_and_rpc_without_errors_or_memory_growth(request, slow_enabled, report) -> None:
     if not slow_enabled:
-        pytest.skip("soak: run with -m slow or VOLTTRON_TEST_SLOW=1 (VOLTTRON_SOAK_SECONDS sets the length)")
+        pytest.skip(reason="soak: run with -m slow or VOLTTRON_TEST_SLOW=1 "
+                           "(VOLTTRON_SOAK_SECONDS sets the length)")
     duration = float(os.environ.get("VOLTTRON_SOAK_SECONDS", "600"))
     warmup = max(10.0, duration / 5)
     platform = request.getfixturevalue("running_platform")  # started only when the soak runs

@@ -124,5 +124,5 @@ def test_kill_9_during_config_writes_loses_no_acknowledged_write_long(slow_enabl
                                                                       report) -> None:
     """20 rounds x 200 writes."""
     if not slow_enabled:
-        pytest.skip("long variant: run with -m slow or VOLTTRON_TEST_SLOW=1")
+        pytest.skip(reason="long variant: run with -m slow or VOLTTRON_TEST_SLOW=1")
     crash_rounds(platform_factory, agents, report, rounds=20, writes=200)

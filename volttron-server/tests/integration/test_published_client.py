@@ -64,7 +64,7 @@ def cache_root() -> Path:
 def _unavailable(reason: str) -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"published client unavailable in CI: {reason}")
-    pytest.skip(f"published client unavailable: {reason}")
+    pytest.skip(reason=f"published client unavailable: {reason}")
 
 
 def published_python() -> Path:

@@ -135,8 +135,7 @@ def reachable(tmp_path: Path) -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def listener_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not LISTENER_DIR.is_dir():
-        pytest.skip("the listener agent's source is not beside the server")
+    assert LISTENER_DIR.is_dir(), f"the listener agent's source is not beside the server ({LISTENER_DIR})"
     return build_wheel(LISTENER_DIR, tmp_path_factory.mktemp("listener-wheel"), timeout=300)
 
 
