@@ -196,3 +196,22 @@ def test_while_the_link_is_down_nothing_waits(binder) -> None:
     request = frames(b"z", b"subscribe", b'{"prefix": "d/"}')
     b.request(request)
     assert subs.served == [request]
+
+
+def test_a_peer_flooding_requests_behind_a_held_one_holds_at_most_the_bound(binder) -> None:
+    """An agent that sends thousands of requests while its subscription waits for a binding gets no
+    more than MAX_HELD of them queued in the router; the rest are served at once."""
+    link, subs = FakeLink(), Subscriptions()
+    b = binder(link, subs)
+    wait_until(lambda: b.passes == 1, 5, "the first pass")
+    link.release.clear()
+    first = frames(b"z", b"subscribe", b'{"prefix": "devices/cam"}')
+    b.request(first)
+    flood = [frames(b"z", b"publish", b"t", str(n).encode()) for n in range(b.MAX_HELD + 500)]
+    for request in flood:
+        b.request(request)
+    assert len(subs.served) == 501  # past the bound: served, not held
+    assert b.statistics()["holding"] == b.MAX_HELD
+    link.release.set()
+    wait_until(lambda: len(subs.served) == len(flood) + 1, 5, "the held requests")
+    assert b.statistics()["holding"] == 0
