@@ -41,6 +41,8 @@ from gevent.queue import Queue
 
 from volttron.client.messagebus.base import BusClosed, BusError, BusEvent, BusTimeout, EventCallback, Message
 from volttron.client.messagebus.rmq_config import BrokerSettings
+from volttron.client.messagebus.rmq_frames import PublishFrames, publish_frames, read_frames_here
+from volttron.client.messagebus.rmq_frames import publish as publish_message
 from volttron.client.messagebus.rmq_ioloop import coalesce_writes
 from volttron.client.messagebus.rmq_pika import Basic, ConnectionParameters, GeventConnection
 from volttron.client.messagebus.rmq_pika import exceptions as pika_errors
@@ -109,6 +111,8 @@ class AmqpLink:
         self._channel: Any = None
         self._ops_channel: Any = None
         self._publishing: Any = None
+        self._frames: tuple[Any, PublishFrames | None] = (None, None)
+        """The publishing channel and the frames of its publishes (:mod:`~.rmq_frames`)."""
         self._unconfirmed: dict[int, Pending | None] = {}
         self._next_tag = 0
         self._waiters: dict[AsyncResult, Any] = {}
@@ -252,6 +256,7 @@ class AmqpLink:
                 pass  # never opened
             raise AmqpLinkError(f"no answer from {settings.redacted()}") from None
         coalesce_writes(opened)
+        read_frames_here(opened)
         opened.add_on_connection_blocked_callback(lambda *_: self._unblocked.clear())
         opened.add_on_connection_unblocked_callback(lambda *_: self._unblocked.set())
         return opened
@@ -277,6 +282,7 @@ class AmqpLink:
         channel = self._open_channel(self._on_publishing_closed)
         self._call("confirm delivery", channel, "confirm_delivery", ack_nack_callback=self._on_confirm)
         self._next_tag = 0
+        self._frames = (channel, publish_frames(channel))
         self._publishing = channel
 
     def _operations(self) -> Any:
@@ -413,8 +419,10 @@ class AmqpLink:
                     deadline = float("inf") if timeout is None else time.monotonic() + max(0.0, timeout)
                 self._wait_to_publish(routing_key, timeout, deadline)
                 continue
+            channel_frames, frames = self._frames
             try:
-                channel.basic_publish(EXCHANGE, routing_key, body, properties)
+                publish_message(frames if channel_frames is channel else None, channel, EXCHANGE, routing_key,
+                                body, properties)
             except (pika_errors.ChannelWrongStateError, pika_errors.ConnectionWrongStateError,
                     pika_errors.StreamLostError):
                 continue  # the link went down meanwhile: wait for the next one

@@ -145,7 +145,9 @@ def load() -> bool:
 load()
 
 # the names come after load() has made the hollow packages
+from pika import data as pika_data  # noqa: E402
 from pika import exceptions  # noqa: E402
+from pika import frame as frame_module  # noqa: E402
 from pika.adapters.gevent_connection import GeventConnection  # noqa: E402
 from pika.adapters.utils import io_services_utils  # noqa: E402
 from pika.adapters.utils.nbio_interface import AbstractIOReference  # noqa: E402
@@ -169,6 +171,8 @@ __all__ = [
     "SSLOptions",
     "SelectorIOServicesAdapter",
     "exceptions",
+    "frame_module",
     "io_services_utils",
     "load",
+    "pika_data",
 ]
