@@ -77,3 +77,15 @@ def test_remembered_tables_are_bounded_and_right() -> None:
         ours = b"".join(encoder.encode(headers.items(), str(i), "pubsub").encode())
         assert ours == _pika("inst.alice", "inst.alice", "application/json", headers, str(i), "pubsub")
         assert len(encoder._tables) <= TABLES_KEPT
+
+
+@pytest.mark.parametrize("headers", [VIP, PUBLISH, {}])
+@pytest.mark.parametrize("message_id", ["1f0e-22", None])
+def test_a_table_encoded_apart_gives_the_same_properties(headers, message_id) -> None:
+    encoder = PropertiesEncoder("inst.alice", "inst.alice", "application/json")
+    table = encoder.headers_table(headers.items())
+    assert table == encoder.headers_table(list(headers.items()))
+    ours = encoder.encode_with_table(table, message_id, "pubsub")
+    assert ours.encoded == encoder.encode(headers.items(), message_id, "pubsub").encoded
+    pikas = _pika("inst.alice", "inst.alice", "application/json", headers, message_id, "pubsub")
+    assert ours.encoded == pikas

@@ -64,7 +64,7 @@ from volttron.client.messagebus.rmq_login import resolve_login
 from volttron.client.messagebus.rmq_permissions import QUEUE_REQUEST, agent_queue_names, queue_request_body
 from volttron.client.messagebus.rmq_pika import BasicProperties
 from volttron.client.messagebus.rmq_pika import exceptions as pika_errors
-from volttron.client.messagebus.rmq_properties import EncodedProperties, PropertiesEncoder
+from volttron.client.messagebus.rmq_properties import TABLES_KEPT, EncodedProperties, PropertiesEncoder
 from volttron.client.messagebus.rmq_subscriptions import (
     BindingChange,
     SubscriptionRequestError,
@@ -98,7 +98,8 @@ _CLOSED = object()
 _PLAIN_BUS = re.compile(rb'\{"bus": "([^"\\]*)", ')
 """The start of a publish body as the pub/sub subsystem writes it (``json.dumps``), naming its bus."""
 _ORIGINS_KEPT = 1024
-"""Senders whose origin is remembered (all are forgotten when there are more)."""
+"""Senders whose origin is remembered, and topics whose routing key is (all are forgotten when there are
+more)."""
 
 _log = logging.getLogger(__name__)
 
@@ -123,6 +124,9 @@ class RmqConnection(AmqpLink, Connection):
         self._pubsub_queue = ""
         self._pubsub_declared = False
         self._encoder: PropertiesEncoder | None = None
+        self._tables: dict[tuple[str, str, str | None, str], bytes] = {}
+        self._publish_keys: dict[str, str] = {}
+        self._topic_keys: dict[tuple[str, str], bool] = {}
 
     # ------------------------------------------------------------------ set-up
 
@@ -252,15 +256,26 @@ class RmqConnection(AmqpLink, Connection):
         except (TypeError, AttributeError) as exc:
             raise BusError(f"message arguments are bytes or text, not {exc}") from exc
 
-    def _properties(self, message: Message, key: str,
-                    headers: dict[str, Any] | None = None) -> EncodedProperties:
+    def _properties(self, message: Message, key: str, topic: str | None = None,
+                    bus: str = "") -> EncodedProperties:
+        """The AMQP properties of ``message`` to routing key ``key`` (a publish on ``topic``: with the
+        topic and bus headers)."""
         user = message.user or self.params.identity
-        table = message_headers(key, user)
-        if headers:
-            table.update(headers)
-        assert self._encoder is not None  # made by open(), before anything can be sent
+        encoder = self._encoder
+        assert encoder is not None  # made by open(), before anything can be sent
+        # a peer sends to few recipients, on few topics: the encoded table is remembered per kind
+        kind = (key, user, topic, bus)
+        table = self._tables.get(kind)
+        if table is None:
+            headers = message_headers(key, user)
+            if topic is not None:
+                headers.update(topic=topic, bus=bus)
+            table = encoder.headers_table(headers.items())
+            if len(self._tables) >= TABLES_KEPT:
+                self._tables.clear()
+            self._tables[kind] = table
         try:
-            return self._encoder.encode(table.items(), message.id or None, message.subsystem)
+            return encoder.encode_with_table(table, message.id or None, message.subsystem)
         except ValueError as exc:  # a message id or subsystem name longer than AMQP allows
             raise BusError(f"cannot send the {message.subsystem!r} message: {exc}") from exc
 
@@ -298,8 +313,12 @@ class RmqConnection(AmqpLink, Connection):
             bus = _json_object(args, 2).get("bus") or ""
             if not isinstance(bus, str):
                 raise SubscriptionRequestError("bus must be text")
-        key = publish_routing_key(self.instance, topic)
-        properties = self._properties(message, key, {"topic": topic, "bus": bus})
+        key = self._publish_keys.get(topic)
+        if key is None:
+            if len(self._publish_keys) >= _ORIGINS_KEPT:
+                self._publish_keys.clear()
+            key = self._publish_keys[topic] = publish_routing_key(self.instance, topic)
+        properties = self._properties(message, key, topic, bus)
         pending = Pending(message.id, "", "pubsub", [b"request_response", b"1"]) if message.id else None
         self.publish(key, body, properties, pending, timeout)
 
@@ -424,10 +443,17 @@ class RmqConnection(AmqpLink, Connection):
         The broker's topic permissions judge the key, so a topic header naming another topic could
         pass a publish off as one on a protected topic.
         """
+        known = self._topic_keys.get((topic, routing_key))
+        if known is not None:
+            return known
         head, tail = f"{PUBSUB_KEY}.", f".{topic_words(topic)}.#"
         where = routing_key[len(head):len(routing_key) - len(tail)]
-        return (routing_key.startswith(head) and routing_key.endswith(tail) and bool(where)
-                and (where == self.instance or "." not in where))
+        matches = (routing_key.startswith(head) and routing_key.endswith(tail) and bool(where)
+                   and (where == self.instance or "." not in where))
+        if len(self._topic_keys) >= _ORIGINS_KEPT:
+            self._topic_keys.clear()
+        self._topic_keys[topic, routing_key] = matches  # a subscriber hears few topics, each many times
+        return matches
 
     def _drop(self, what: str, properties: Any) -> None:
         # what others send decides how often this runs: one line per kind and sender per interval

@@ -90,7 +90,7 @@ class PublishFrames:
         body_max = self.body_max
         if size <= body_max:
             return b"".join((method, header, properties, _END, _FRAME.pack(3, channel, size), body, _END)), 3
-        pieces = [method, header, properties, _END]
+        pieces: list[bytes | memoryview] = [method, header, properties, _END]
         view = memoryview(body)
         for start in range(0, size, body_max):
             chunk = view[start:start + body_max]

@@ -81,6 +81,16 @@ class PropertiesEncoder:
         table = self._tables.get(entries)
         if table is None:
             table = self._table(entries)
+        return self.encode_with_table(table, message_id, type_)
+
+    def headers_table(self, headers: Iterable[tuple[str, str]]) -> bytes:
+        """The encoded ``headers`` table (text values, in this order), for :meth:`encode_with_table`."""
+        entries = tuple(headers)
+        return self._tables.get(entries) or self._table(entries)
+
+    def encode_with_table(self, table: bytes, message_id: str | None, type_: str) -> EncodedProperties:
+        """The properties with a ``headers`` table :meth:`headers_table` encoded, ``message_id`` (omitted
+        when None) and ``type``."""
         typed = self._types.get(type_)
         if typed is None:
             typed = self._types[type_] = short_string(type_)
