@@ -334,3 +334,22 @@ def test_a_connection_it_does_not_know_keeps_pikas_reader() -> None:
     reader = FrameReader(_Connection())
     reader.data_available(b"")
     assert (reader.fast, reader.slow) == (0, 0)
+
+
+def test_a_delivery_someone_awaits_through_pikas_callbacks_goes_to_pika() -> None:
+    outcomes = []
+    for fast in (False, True):
+        connection = _Connection()
+        calls = connection.calls
+        connection.callbacks.add(1, spec.Basic.Deliver, lambda value, calls=calls: calls.append(
+            ("awaited", value.method.delivery_tag)), one_shot=True)
+        reader = read_frames_here(connection) if fast else None
+        try:
+            connection._on_data_available(STREAMS["vip"])
+        except AttributeError as exc:  # pika's assembler, given a header without its method frame
+            outcomes.append((str(exc), connection.calls))
+        else:
+            outcomes.append((None, connection.state()))
+        if reader is not None:
+            assert reader.slow >= 2 and ("awaited", 7) in connection.calls
+    assert outcomes[0] == outcomes[1]

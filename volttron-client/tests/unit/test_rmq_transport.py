@@ -111,6 +111,37 @@ def test_what_the_socket_cannot_take_yet_stays_in_order(pair) -> None:
     assert transport.get_write_buffer_size() == 0
 
 
+def test_a_greenlet_that_keeps_writing_sends_without_waiting_for_the_hub(pair) -> None:
+    ours, theirs = pair
+    transport, nbio = _transport(ours)
+    transport._sock = counting = _CountingSocket(ours)
+    frame = b"f" * 1000
+    writes = rmq_ioloop.WRITE_THROUGH // len(frame) + 1
+    for _ in range(writes):
+        transport.write(frame)
+    assert counting.calls == 1 and transport.get_write_buffer_size() == 0 and not nbio.writer
+    assert _receive(theirs, writes * len(frame)) == frame * writes
+
+
+def test_a_full_socket_is_tried_once_per_write_through_bytes(pair) -> None:
+    ours, theirs = pair
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    transport, nbio = _transport(ours)
+    transport._sock = counting = _CountingSocket(ours)
+    frames = [bytes([i % 251]) * 1000 for i in range(1000)]  # 1 MB, nobody reading
+    for frame in frames:
+        transport.write(frame)
+    assert 1 <= counting.calls <= len(frames) * 1000 // rmq_ioloop.WRITE_THROUGH + 1
+    assert nbio.writer and transport.get_write_buffer_size() > 0
+    received = bytearray()
+    while nbio.writer:
+        transport._on_socket_writable()
+        received += theirs.recv(1 << 20)
+    expected = b"".join(frames)
+    received += _receive(theirs, len(expected) - len(received))
+    assert bytes(received) == expected
+
+
 def test_tls_and_unknown_transports_are_left_alone() -> None:
     assert not rmq_ioloop.coalesce_writes(SimpleNamespace(_transport=object()))
     assert not rmq_ioloop.coalesce_writes(SimpleNamespace())

@@ -18,7 +18,9 @@ Pub/sub requests addressed to the router are served here, with the broker doing 
 is answered (``request_response``) when the broker confirms it.
 
 The AMQP properties of what we send are encoded by :mod:`~.rmq_properties`, with what is constant
-per connection encoded once, and pika's transport sends its buffered frames in few system calls
+per connection encoded once; a publish's frames are made, and a delivery's frames read, by
+:mod:`~.rmq_frames` (pika's own decoder and dispatch for anything else); pika's transport sends its
+buffered frames in few system calls, and at once when a greenlet keeps publishing
 (:func:`~.rmq_ioloop.coalesce_writes`): the bytes on the wire are those pika would send.
 
 Nothing is reported sent and then lost: a message with a message id that the broker refuses, or
