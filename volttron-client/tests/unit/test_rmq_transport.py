@@ -142,6 +142,18 @@ def test_a_full_socket_is_tried_once_per_write_through_bytes(pair) -> None:
     assert bytes(received) == expected
 
 
+def test_reads_take_what_the_broker_sent_in_large_pieces(pair) -> None:
+    ours, theirs = pair
+    transport, _nbio = _transport(ours)
+    pieces: list[bytes] = []
+    transport._protocol = SimpleNamespace(data_received=pieces.append)
+    sent = bytes(range(256)) * 256  # 64 KB
+    theirs.sendall(sent)
+    wait_until(lambda: ours.recv(1, socket.MSG_PEEK) == b"\x00")
+    transport._on_socket_readable()  # reads until the socket would block
+    assert b"".join(pieces) == sent[:sum(map(len, pieces))] and max(map(len, pieces)) > 4096
+
+
 def test_tls_and_unknown_transports_are_left_alone() -> None:
     assert not rmq_ioloop.coalesce_writes(SimpleNamespace(_transport=object()))
     assert not rmq_ioloop.coalesce_writes(SimpleNamespace())

@@ -31,6 +31,8 @@ from volttron.client.messagebus.rmq_pika import (
 _log = logging.getLogger(__name__)
 GATHER_BUFFERS = 512
 """Most buffers one ``sendmsg`` takes (Linux allows 1,024)."""
+RECEIVE_BYTES = 64 * 1024
+"""Most bytes one read from the broker takes."""
 WRITE_THROUGH = 64 * 1024
 """Bytes buffered by a greenlet that keeps sending, after which they are sent at once (see
 :class:`_CoalescingTransport`)."""
@@ -186,9 +188,13 @@ class _CoalescingTransport(_PlainTransport or object):  # type: ignore[misc]
     are buffered, what the socket takes is sent at once, through pika's own writer (which leaves the
     rest for later, and fails the connection as pika does on an error): the broker works while the
     greenlet goes on. The same bytes in the same order.
+
+    It reads up to :data:`RECEIVE_BYTES` a call instead of pika's 4 KB (ten small deliveries): fewer
+    system calls, and fewer pieces for the frame reader to join.
     """
 
     _flush_at = WRITE_THROUGH
+    _MAX_RECV_BYTES = RECEIVE_BYTES
 
     def write(self, data: bytes) -> None:
         super().write(data)
