@@ -379,3 +379,62 @@ def test_other_platforms_calls_come_only_from_the_router_or_a_broker_link(pair, 
     answers = [json.loads(m.args[1]) for m in router.messages("external_rpc", "calc")]
     assert [(a["to_platform"], a["to_peer"], json.loads(a["args"][0])["result"]) for a in answers] == [
         ("far", "caller", 5), ("far", "caller", 5)], "the forged call was answered"
+
+
+def test_an_answer_leaves_before_the_agent_reads_again(start_agent, memory, monkeypatch, wait_until):
+    """The receive loop used to try the next read before the request it had just started could run:
+    on an idle agent that read fails and waits, and all of it sat between every request and its
+    answer. Now the answer goes out first, and the caller's next request (woken by its result)
+    goes out before the caller's loop reads again."""
+    events: list[tuple[str, str]] = []
+    real_recv, real_send = memory.MemoryConnection.recv, memory.MemoryConnection.send
+
+    def recv(self, timeout=None):
+        events.append((self.identity, "read"))
+        return real_recv(self, timeout)
+
+    def send(self, message, timeout=None):
+        if message.subsystem == "RPC":
+            events.append((self.identity, "send"))
+        return real_send(self, message, timeout)
+
+    monkeypatch.setattr(memory.MemoryConnection, "recv", recv)
+    monkeypatch.setattr(memory.MemoryConnection, "send", send)
+    start_agent("calc", Calculator)
+    client = start_agent("client")
+    answers: list[int] = []
+
+    def two_calls():
+        answers.append(client.vip.rpc.call("calc", "add", 1, 2).get(timeout=5))
+        answers.append(client.vip.rpc.call("calc", "add", 3, 4).get(timeout=5))
+
+    def waiting(identity):
+        mine = [what for who, what in events if who == identity]
+        return mine and mine[-1] == "read"
+
+    wait_until(lambda: waiting("calc") and waiting("client"), timeout=5)  # both loops wait
+    events.clear()
+    gevent.spawn(two_calls).join(10)
+    assert answers == [3, 7]
+    wait_until(lambda: sum(1 for who, what in events if who == "calc" and what == "read") >= 2, timeout=5)
+    def from_first_send(identity):  # a loop may have read something else (a peer list) first
+        mine = [what for who, what in events if who == identity]
+        return mine[mine.index("send"):]
+
+    assert from_first_send("calc")[:4] == ["send", "read", "send", "read"], events
+    # the first call; its answer wakes the second call, which is sent before the loop reads again
+    assert from_first_send("client")[:3] == ["send", "send", "read"], events
+
+
+def test_requests_are_served_by_reused_greenlets_and_still_concurrently(start_agent):
+    calc = start_agent("calc", Calculator)
+    client = start_agent("client")
+    workers = calc.vip.rpc._workers
+    for i in range(50):
+        assert client.vip.rpc.call("calc", "add", i, 1).get(timeout=5) == i + 1
+    assert workers.spawned == 1, f"{workers.spawned} greenlets for 50 sequential requests"
+    held = client.vip.rpc.call("calc", "wait_for_gate")
+    assert client.vip.rpc.call("calc", "add", 2, 2).get(timeout=5) == 4  # served beside the held one
+    assert workers.spawned == 2
+    calc.gate.set()
+    assert held.get(timeout=5) == "released"

@@ -8,6 +8,7 @@ import zmq
 
 from volttron.client.messagebus import zmq as backend
 from volttron.client.messagebus.zmq import CooperativeSocket
+from volttron.client.testing.waiting import wait_until
 
 
 @pytest.fixture
@@ -74,3 +75,60 @@ def test_a_message_that_arrives_during_a_send_still_wakes_the_reader(pair) -> No
     assert received == [[b"0"]]
     for i in range(1, 50):
         assert sock.recv_multipart(timeout=5) == [str(i).encode()]
+
+
+def test_a_waiting_reader_is_woken_without_asking_zmq_events(pair, monkeypatch) -> None:
+    """When ZMQ_FD fires and only a reader waits, the hub switches to it and its read runs libzmq's
+    pending commands; asking ZMQ_EVENTS first (two system calls, and a pass through the hub's
+    callbacks) used to come before every message an idle agent received."""
+    router, sock = pair
+    looks = [0]
+    real_get = backend._get
+
+    def counting_get(socket, option):
+        if option == zmq.EVENTS:
+            looks[0] += 1
+        return real_get(socket, option)
+
+    monkeypatch.setattr(backend, "_get", counting_get)
+    received: list[list[bytes]] = []
+
+    def read(count: int) -> None:
+        for _ in range(count):
+            received.append(sock.recv_multipart(timeout=10))
+
+    reader = gevent.spawn(read, 20)
+    for i in range(20):
+        gevent.sleep(0)  # the reader waits again
+        router.send_multipart([b"agent", str(i).encode()])
+        wait_until(lambda i=i: len(received) > i, timeout=5)
+    reader.join(5)
+    assert received == [[str(i).encode()] for i in range(20)]
+    assert looks[0] <= 2, f"ZMQ_EVENTS asked {looks[0]} times for 20 messages"
+
+
+def test_a_read_that_times_out_leaves_no_waiter_behind(pair) -> None:
+    router, sock = pair
+    for _ in range(3):
+        assert sock.recv_multipart(timeout=0.01) is None
+    assert sock._readers == []
+    router.send_multipart([b"agent", b"late"])
+    assert sock.recv_multipart(timeout=5) == [b"late"]
+
+
+def test_closing_wakes_a_waiting_reader(pair) -> None:
+    _router, sock = pair
+    outcome: list[str] = []
+
+    def read() -> None:
+        try:
+            sock.recv_multipart(timeout=30)
+            outcome.append("returned")
+        except zmq.ZMQError:
+            outcome.append("closed")
+
+    reader = gevent.spawn(read)
+    gevent.sleep(0)
+    sock.close()
+    reader.join(5)
+    assert outcome == ["closed"]

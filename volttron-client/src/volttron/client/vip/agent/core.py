@@ -154,6 +154,7 @@ class Core(AgentTasks):
         self._failure: BaseException | None = None
         self._router_identity: str | None = None
         self._hub: Any = None
+        self._yield_requested = False
 
     # ------------------------------------------------------------------ properties
 
@@ -442,6 +443,19 @@ class Core(AgentTasks):
                 handler(message)
             except Exception:
                 _log.exception("handling a %r message from %r failed", message.subsystem, message.peer)
+            if self._yield_requested:
+                self._yield_requested = False
+                gevent.sleep(0)
+
+    def let_woken_run(self) -> None:
+        """From a handler in the receive loop: let the greenlets it woke run before the next read.
+
+        The RPC subsystem asks for this after starting a request or settling a result, so that the
+        answer (or the caller's next request) leaves before the loop reads again: reading first
+        costs a failed read and a wait on the critical path of every round trip. Other messages
+        (pub/sub deliveries) keep being read in a batch.
+        """
+        self._yield_requested = True
 
     def _unknown_subsystem(self, message: Message) -> None:
         _log.debug("no handler for subsystem %r from %r", message.subsystem, message.peer)

@@ -52,6 +52,7 @@ from volttron.client.vip.agent.introspection import describe_method
 from volttron.client.vip.agent.limits import RequestLimits, RequestScheduler
 from volttron.client.vip.agent.results import AsyncResult, ResultsDictionary
 from volttron.client.vip.agent.subsystems.base import SubsystemBase
+from volttron.client.vip.agent.workers import Workers
 from volttron.utils import jsonrpc
 from volttron.utils.errors import FrameError
 from volttron.utils.identities import remote_principal
@@ -127,7 +128,8 @@ class RPC(SubsystemBase):
         self._results = ResultsDictionary()
         self._batches: weakref.WeakValueDictionary[str, BatchResults] = weakref.WeakValueDictionary()
         self._capabilities: CapabilitySource | None = None
-        self._scheduler = RequestScheduler(core.spawn)
+        self._workers = Workers(core.spawn)
+        self._scheduler = RequestScheduler(self._workers.submit)
         self._busy_logged_at = float("-inf")
         core.register("RPC", self._handle, self._handle_error)
         core.register("external_rpc", self._handle_external, self._handle_error)
@@ -299,6 +301,8 @@ class RPC(SubsystemBase):
             size = sum(len(frame) for frame in message.args)
             if not self._scheduler.submit(message.peer, lambda: self._serve(message, units), size):
                 self._refuse_busy(message, units)
+            else:
+                self.core.let_woken_run()
 
     def _refuse_busy(self, message: Message, units: list[Any]) -> None:
         """Answer requests over the caller's bound with EAGAIN at once (notifications are dropped)."""
@@ -347,6 +351,7 @@ class RPC(SubsystemBase):
             result.set_exception(error)
         else:
             result.set(answer.get("result"))
+        self.core.let_woken_run()
 
     def _serve(self, message: Message, units: list[Any]) -> None:
         frames = self._answers(message, units)
