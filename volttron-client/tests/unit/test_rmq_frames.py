@@ -7,6 +7,8 @@ broker sends, fed the same bytes in chunks of every size that matters.
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from pika import channel as pika_channel
 from pika import connection as pika_connection
@@ -353,3 +355,26 @@ def test_a_delivery_someone_awaits_through_pikas_callbacks_goes_to_pika() -> Non
         if reader is not None:
             assert reader.slow >= 2 and ("awaited", 7) in connection.calls
     assert outcomes[0] == outcomes[1]
+
+
+def _outcome(connection, stream: bytes, chunk: int) -> tuple:
+    """What was delivered, and how the stream ended: pika's error (the link is dropped), or the bytes
+    accounted for (read or kept for later: a delivery is waited for whole where pika reads its first
+    frames already)."""
+    try:
+        _feed(connection, stream, chunk, connection._on_data_available)
+    except Exception as exc:  # pika's error for what a hostile broker sent: the link is dropped
+        return type(exc), connection.calls
+    return None, connection.calls, connection.bytes_received + len(connection._frame_buffer)
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_corrupted_streams_end_as_they_end_in_pika(seed: int) -> None:
+    rng = random.Random(seed)
+    stream = bytearray(STREAMS["mixed"] + STREAMS["publication"] + STREAMS["unusual properties"])
+    for _ in range(rng.randint(1, 4)):
+        stream[rng.randrange(len(stream))] = rng.randrange(256)
+    chunk = rng.choice([7, 100, 4096, 1 << 20])
+    theirs, ours = _Connection(), _Connection()
+    read_frames_here(ours)
+    assert _outcome(ours, bytes(stream), chunk) == _outcome(theirs, bytes(stream), chunk)

@@ -262,8 +262,8 @@ class FrameReader:
             if at + 7 > end:
                 return 0 if body_size < WAIT_LIMIT else -1
             kind, number, fragment_size = _FRAME.unpack_from(buffer, at)
-            if kind != 3 or number != channel_number:
-                return -1
+            if kind != 3 or number != channel_number or fragment_size > body_size - seen:
+                return -1  # not the body frame expected, or longer than the body: pika's error
             after = at + fragment_size + 8
             if after > end:
                 return 0 if body_size < WAIT_LIMIT else -1
@@ -312,7 +312,7 @@ class FrameReader:
         """The content header's properties in ``buffer[at:end]``; pika decodes a shape this does not."""
         try:
             return self._decode_properties(buffer, at, end)
-        except (_Unusual, IndexError, struct.error, UnicodeDecodeError):
+        except Exception:  # noqa: BLE001 - whatever the shape, pika's decoder has the last word
             properties = BasicProperties()
             properties.decode(buffer[at:end])
             return properties
@@ -323,7 +323,9 @@ class FrameReader:
         if plan is None:
             if flags & 1:
                 raise _Unusual("a second flag word")
-            plan = self._plans[flags] = tuple((name, kind) for bit, name, kind in _PROPERTIES if flags & bit)
+            plan = tuple((name, kind) for bit, name, kind in _PROPERTIES if flags & bit)
+            if len(self._plans) < 64:  # the few shapes peers send; anything else is planned each time
+                self._plans[flags] = plan
         at += 2
         properties = DeliveredProperties()
         properties.__dict__ = values = _NO_PROPERTIES.copy()  # all fourteen, as pika's (for == and repr)
@@ -357,7 +359,10 @@ class FrameReader:
         if table is None:
             table = self._decode_table(encoded)
             if table is None:
-                return pika_data.decode_table(encoded, 0)[0]
+                decoded, used = pika_data.decode_table(encoded, 0)
+                if used != len(encoded):  # an entry overruns the table: pika's decoder reads on from there
+                    raise _Unusual("the table's entries overrun it")
+                return decoded
             if len(self._tables) >= TABLES_KEPT:
                 self._tables.clear()
             self._tables[encoded] = table
