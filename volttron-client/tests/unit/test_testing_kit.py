@@ -182,6 +182,14 @@ def test_rpc_invoke_as_a_peer(agent_harness) -> None:
     assert harness.rpc.invoke("agent.version") == "0.1"
 
 
+def test_a_served_request_leaves_nothing_to_wait_for(agent_harness) -> None:
+    """Requests run in greenlets that wait for the next one once done: such a waiting greenlet is
+    not agent code still running."""
+    harness = agent_harness(Thermostat).start()
+    assert harness.rpc.invoke("set_setpoint", 21.0) == "ok"
+    harness.wait_spawned(timeout=1)
+
+
 def test_rpc_invoke_checks_capabilities(agent_harness) -> None:
     harness = agent_harness(Thermostat).start()
     with pytest.raises(Unauthorized):

@@ -20,6 +20,7 @@ from gevent.pool import Group
 from volttron.client.vip.agent.clock import SYSTEM_CLOCK, Clock
 from volttron.client.vip.agent.decorators import annotate, dualmethod
 from volttron.client.vip.agent.scheduler import PeriodicCall, ScheduledEvent
+from volttron.client.vip.agent.workers import Workers
 
 _log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class AgentTasks:
     def _init_tasks(self, clock: Clock | None = None) -> None:
         self.clock = clock or SYSTEM_CLOCK
         self._group = Group()
+        self._workers = Workers(self._group)
         self._timed: list[ScheduledEvent | PeriodicCall] = []
 
     @classmethod
@@ -127,6 +129,14 @@ class AgentTasks:
         """Run ``func`` in a new greenlet owned by the agent (killed when the agent finishes)."""
         return self._group.spawn(func, *args, **kwargs)
 
+    def run_job(self, job: Callable[[], None]) -> None:
+        """Run ``job()`` in a greenlet owned by the agent, reusing one that finished an earlier job.
+
+        For short, frequent work such as serving a request (see
+        :mod:`~volttron.client.vip.agent.workers`); an exception ``job`` raises is logged.
+        """
+        self._workers.submit(job)
+
     def spawn_later(
         self, seconds: float, func: Callable[..., Any], *args: Any, **kwargs: Any
     ) -> gevent.Greenlet[..., Any]:
@@ -165,6 +175,7 @@ class AgentTasks:
             timed.cancel()
 
     def _kill_greenlets(self) -> None:
+        self._workers.stop()
         current = gevent.getcurrent()
         for greenlet in list(self._group):
             if greenlet is not current:

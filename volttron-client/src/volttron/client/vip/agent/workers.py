@@ -5,19 +5,24 @@ call, on a timer) holds up nobody else. Spawning a greenlet per request costs ab
 greenlet, the group's link, the start and the clean-up callbacks), on the critical path of every
 RPC round trip; handing a job to a greenlet that finished its last one and waits costs about
 1.5 µs. :class:`Workers` keeps up to ``idle`` finished greenlets waiting and spawns a new one
-only when none waits, so requests still run concurrently, each in a greenlet of its own while it
-runs. A reused greenlet keeps its greenlet-local values (``gevent.local``) from earlier jobs;
-the RPC subsystem sets the one it offers (``rpc.context``) for every request.
+only when none waits, so jobs still run concurrently, each in a greenlet of its own while it runs.
+
+A worker belongs to the agent's group while it runs a job (it is listed, waited for and killed as
+any greenlet the agent spawned) and leaves it while it waits for the next, so an idle worker is
+not mistaken for agent code still running; :meth:`Workers.stop` ends the idle ones. A reused
+greenlet keeps its greenlet-local values (``gevent.local``) from earlier jobs; the RPC subsystem
+sets the one it offers (``rpc.context``) for every request.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import gevent
 from gevent.hub import Waiter
+from gevent.pool import Group
 
 _log = logging.getLogger(__name__)
 
@@ -25,31 +30,39 @@ Job = Callable[[], None]
 
 
 class Workers:
-    """Run jobs in greenlets made by ``spawn(fn, job)``, reusing up to ``idle`` finished ones."""
+    """Run jobs in greenlets of ``group``, reusing up to ``idle`` finished ones."""
 
-    def __init__(self, spawn: Callable[..., Any], idle: int = 8) -> None:
-        self._spawn = spawn
+    def __init__(self, group: Group, idle: int = 8) -> None:
+        self._group = group
         self._max_idle = idle
-        self._idle: list[Waiter[Any]] = []
+        self._idle: list[tuple[gevent.Greenlet[..., Any], Waiter[Any]]] = []
         self.spawned = 0
         """Greenlets started so far (for tests and statistics)."""
 
     def submit(self, job: Job) -> None:
         """Start ``job`` in a waiting greenlet (at the hub's next turn) or in a new one."""
         if self._idle:
-            waiter = self._idle.pop()
+            greenlet, waiter = self._idle.pop()
+            self._group.add(greenlet)
             gevent.get_hub().loop.run_callback(waiter.switch, job)
         else:
             self.spawned += 1
-            self._spawn(self._work, job)
+            self._group.spawn(self._work, job)
 
     def idle(self) -> int:
         """Greenlets waiting for a job."""
         return len(self._idle)
 
-    def _work(self, job: Job | None) -> None:
+    def stop(self) -> None:
+        """End the greenlets waiting for a job (those running one belong to the group)."""
+        idle, self._idle = self._idle, []
+        for greenlet, _waiter in idle:
+            greenlet.kill(block=False)
+
+    def _work(self, job: Job) -> None:
         hub = gevent.get_hub()
-        while job is not None:
+        current = cast("gevent.Greenlet[..., Any]", gevent.getcurrent())  # _work runs in a Greenlet
+        while True:
             try:
                 job()
             except Exception:
@@ -57,9 +70,11 @@ class Workers:
             if len(self._idle) >= self._max_idle:
                 return
             waiter: Waiter[Any] = Waiter(hub)
-            self._idle.append(waiter)
+            entry = (current, waiter)
+            self._idle.append(entry)
+            self._group.discard(current)
             try:
                 job = waiter.get()
             finally:
-                if waiter in self._idle:  # killed while waiting (the agent stops)
-                    self._idle.remove(waiter)
+                if entry in self._idle:  # killed while waiting
+                    self._idle.remove(entry)

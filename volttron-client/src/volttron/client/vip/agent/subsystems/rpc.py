@@ -52,7 +52,6 @@ from volttron.client.vip.agent.introspection import describe_method
 from volttron.client.vip.agent.limits import RequestLimits, RequestScheduler
 from volttron.client.vip.agent.results import AsyncResult, ResultsDictionary
 from volttron.client.vip.agent.subsystems.base import SubsystemBase
-from volttron.client.vip.agent.workers import Workers
 from volttron.utils import jsonrpc
 from volttron.utils.errors import FrameError
 from volttron.utils.identities import remote_principal
@@ -128,8 +127,7 @@ class RPC(SubsystemBase):
         self._results = ResultsDictionary()
         self._batches: weakref.WeakValueDictionary[str, BatchResults] = weakref.WeakValueDictionary()
         self._capabilities: CapabilitySource | None = None
-        self._workers = Workers(core.spawn)
-        self._scheduler = RequestScheduler(self._workers.submit)
+        self._scheduler = RequestScheduler(core.run_job)
         self._busy_logged_at = float("-inf")
         core.register("RPC", self._handle, self._handle_error)
         core.register("external_rpc", self._handle_external, self._handle_error)
