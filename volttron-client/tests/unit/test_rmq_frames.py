@@ -378,3 +378,21 @@ def test_corrupted_streams_end_as_they_end_in_pika(seed: int) -> None:
     theirs, ours = _Connection(), _Connection()
     read_frames_here(ours)
     assert _outcome(ours, bytes(stream), chunk) == _outcome(theirs, bytes(stream), chunk)
+
+
+def test_a_peer_sending_large_distinct_header_tables_cannot_make_the_reader_hoard_them() -> None:
+    """Decoded tables are remembered by their bytes, 256 at most; a peer that sends a new 16 KB table
+    with every message would make that 256 x 16 KB of bytes and as much again decoded, per
+    connection. Only small tables (VIP's are about 200 bytes) are remembered."""
+    connection = _Connection()
+    reader = read_frames_here(connection)
+    assert reader is not None
+    stream = b"".join(_delivery(1, _vip(headers={"user": "alice", "pad": f"{n:05d}" + "x" * 16_000}), b"p",
+                                delivery_tag=n) for n in range(300))
+    _feed(connection, stream, 1 << 20, connection._on_data_available)
+    assert len(connection.calls) == 300 and reader.fast == 300
+    assert connection.calls[-1][3]["headers"]["pad"].startswith("00299")
+    kept = sum(len(encoded) for encoded in reader._tables)
+    assert kept <= 256 * 1024, f"{kept:,} bytes of tables remembered"
+    connection._on_data_available(STREAMS["vip"])  # small tables are still remembered
+    assert any(len(encoded) < 1024 for encoded in reader._tables)

@@ -49,6 +49,9 @@ METHODS_KEPT = 1024
 """Publish method frames remembered per channel (all are forgotten when there are more)."""
 TABLES_KEPT = 256
 """Decoded headers tables remembered per connection (all are forgotten when there are more)."""
+TABLE_BYTES_KEPT = 1024
+"""The largest encoded headers table remembered (VIP's are about 200 bytes; what peers send decides
+the rest, so larger ones are decoded each time rather than held)."""
 WAIT_LIMIT = 256 * 1024
 """A delivery's body up to this size is waited for whole; a larger one goes to pika frame by frame."""
 _DELIVER_NAME = Basic.Deliver.NAME
@@ -354,7 +357,8 @@ class FrameReader:
 
     def _table(self, encoded: bytes) -> dict[Any, Any]:
         """A headers table (with its size) as pika decodes it; a copy of the one remembered when all its
-        values are long strings (others are decoded by pika each time)."""
+        values are long strings and it is small (others are decoded each time, by pika if not all
+        long strings)."""
         table = self._tables.get(encoded)
         if table is None:
             table = self._decode_table(encoded)
@@ -363,6 +367,8 @@ class FrameReader:
                 if used != len(encoded):  # an entry overruns the table: pika's decoder reads on from there
                     raise _Unusual("the table's entries overrun it")
                 return decoded
+            if len(encoded) > TABLE_BYTES_KEPT:
+                return table
             if len(self._tables) >= TABLES_KEPT:
                 self._tables.clear()
             self._tables[encoded] = table
