@@ -81,12 +81,15 @@ class PropertiesEncoder:
         table = self._tables.get(entries)
         if table is None:
             table = self._table(entries)
+            if len(self._tables) >= TABLES_KEPT:
+                self._tables.clear()
+            self._tables[entries] = table
         return self.encode_with_table(table, message_id, type_)
 
     def headers_table(self, headers: Iterable[tuple[str, str]]) -> bytes:
-        """The encoded ``headers`` table (text values, in this order), for :meth:`encode_with_table`."""
-        entries = tuple(headers)
-        return self._tables.get(entries) or self._table(entries)
+        """The encoded ``headers`` table (text values, in this order), for :meth:`encode_with_table`;
+        not remembered here (the caller keeps the tables it reuses, under a cheaper key)."""
+        return self._table(headers)
 
     def encode_with_table(self, table: bytes, message_id: str | None, type_: str) -> EncodedProperties:
         """The properties with a ``headers`` table :meth:`headers_table` encoded, ``message_id`` (omitted
@@ -99,8 +102,8 @@ class PropertiesEncoder:
         return EncodedProperties(b"".join((self._head[True], table, short_string(message_id), typed,
                                            self._tail)))
 
-    def _table(self, entries: tuple[tuple[str, str], ...]) -> bytes:
-        """The headers table with its size; remembered (a peer sends to few recipients, on few topics)."""
+    def _table(self, entries: Iterable[tuple[str, str]]) -> bytes:
+        """The headers table with its size."""
         names = self._keys
         pieces: list[bytes] = []
         for key, value in entries:
@@ -108,11 +111,7 @@ class PropertiesEncoder:
             data = value.encode("utf-8")
             pieces += (name, len(data).to_bytes(4, "big"), data)
         encoded = b"".join(pieces)
-        table = len(encoded).to_bytes(4, "big") + encoded
-        if len(self._tables) >= TABLES_KEPT:
-            self._tables.clear()
-        self._tables[entries] = table
-        return table
+        return len(encoded).to_bytes(4, "big") + encoded
 
     def _name(self, key: str) -> bytes:
         """A table entry's name and the type of its value (a long string), as encoded."""

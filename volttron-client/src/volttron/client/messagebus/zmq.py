@@ -126,11 +126,16 @@ class CooperativeSocket:
         self._look_pending = False
         self._update()
 
-    def _update(self) -> None:
+    def _events(self) -> int:
+        """ZMQ_EVENTS (runs libzmq's pending commands); both directions once the socket is closed, so
+        whoever waits tries again and its call reports the closing."""
         try:
-            events = cast(int, _get(self.sock, _EVENTS))  # zmq.EVENTS is an int option
+            return cast(int, _get(self.sock, _EVENTS))  # zmq.EVENTS is an int option
         except zmq.ZMQError:
-            events = _POLLIN | _POLLOUT  # closed: wake everyone, their next call reports it
+            return _POLLIN | _POLLOUT
+
+    def _update(self) -> None:
+        events = self._events()
         if events & _POLLIN and self._readers:
             self._wake_readers()
         if events & _POLLOUT:
@@ -147,13 +152,8 @@ class CooperativeSocket:
 
     def _wait_readable(self, timeout: float | None) -> bool:
         """Wait after a failed read until ZMQ_FD fires (True) or ``timeout`` passes (False)."""
-        if self._write_waiters:
-            # a waiting writer's look may have taken the signal of a message that came meanwhile
-            try:
-                if cast(int, _get(self.sock, _EVENTS)) & _POLLIN:
-                    return True
-            except zmq.ZMQError:
-                return True  # closed: the next read reports it
+        if self._write_waiters and self._events() & _POLLIN:
+            return True  # a waiting writer's look may have taken the signal of a message that came meanwhile
         # else: the read that failed just before took every pending signal and found no message, so
         # ZMQ_FD signals the next one; looking again (ZMQ_EVENTS: two system calls) would tell nothing.
         waiter: Waiter[Any] = Waiter(self._hub)
