@@ -31,7 +31,7 @@ def clean_checkout() -> Iterator[None]:
     documents' own file names anywhere at the top.
     """
     if not (ROOT / ".git").exists():
-        pytest.skip("needs a git checkout")
+        pytest.skip(reason="needs a git checkout")
     before = checkout_status()
     litter_before = {name for name in LITTER if (ROOT / name).exists()}
     yield

@@ -130,7 +130,7 @@ def start_index(folder: Path) -> tuple[str, subprocess.Popen]:
     """A pypiserver on 127.0.0.1 serving (and accepting uploads into) ``folder``, without passwords."""
     server = BIN / "pypi-server"
     if not server.exists():
-        pytest.skip("pypiserver is not installed (scripts/requirements-dev.txt)")
+        pytest.skip(reason="pypiserver is not installed (scripts/requirements-dev.txt)")
     packages = folder / "packages"
     packages.mkdir(parents=True)
     port = free_port()

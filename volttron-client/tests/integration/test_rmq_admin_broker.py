@@ -22,7 +22,7 @@ def broker(request):
         elif not isinstance(instance.admin, HttpAdmin):
             url = management_url()
             if url is None:
-                pytest.skip("the management plugin does not answer on 127.0.0.1:15672")
+                pytest.skip(reason="the management plugin does not answer on 127.0.0.1:15672")
             instance.admin = HttpAdmin(url, *MGMT_LOGIN)
         instance.admin.add_vhost(instance.vhost)
         yield instance
@@ -67,7 +67,7 @@ def test_a_platform_administers_its_broker_over_the_management_api_when_it_answe
 
     with broker_instance("pick") as instance:
         if not isinstance(instance.admin, HttpAdmin):
-            pytest.skip("the management plugin does not answer on 127.0.0.1:15672")
+            pytest.skip(reason="the management plugin does not answer on 127.0.0.1:15672")
         home = tmp_path / "home"
         instance.prepare_home(home)
         settings = admin_settings(load_rabbitmq_config(home), home, instance.instance)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import queue
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -22,6 +21,7 @@ import gevent.event
 import pytest
 import zmq
 
+from volttron.client.testing.waiting import WaitTimeout, wait_until
 from volttron.client.vip.agent import Agent
 from volttron.utils.keys import KeyPair, generate_keypair, to_z85
 
@@ -110,16 +110,20 @@ class RawRouter:
 
     def expect(self, predicate: Callable[[Frames], bool], timeout: float = 5.0) -> Frames:
         """The next received message matching ``predicate`` (earlier non-matching ones are skipped)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                frames = self.received.get_nowait()
-            except queue.Empty:
-                gevent.sleep(0.002)
-                continue
-            if predicate(frames):
-                return frames
-        raise AssertionError(f"no matching message within {timeout} s; history: {self.history[-5:]}")
+        def matching() -> Frames | None:
+            while True:
+                try:
+                    frames = self.received.get_nowait()
+                except queue.Empty:
+                    return None
+                if predicate(frames):
+                    return frames
+
+        try:
+            return wait_until(matching, timeout, "a matching message", interval=0.002)
+        except WaitTimeout:
+            history = self.history[-5:]
+            raise AssertionError(f"no matching message within {timeout} s; history: {history}") from None
 
     def close(self) -> None:
         self._stop.set()

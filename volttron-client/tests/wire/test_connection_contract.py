@@ -137,7 +137,7 @@ def test_send_without_a_router_times_out(open_connection, bus) -> None:
 def test_close_is_idempotent_and_wakes_a_reader(open_connection) -> None:
     conn, _ = open_connection("closer")
     reader = gevent.spawn(conn.recv)
-    gevent.sleep(0.02)
+    gevent.sleep(0)  # one turn: the reader is waiting in recv
     conn.close()
     conn.close()
     with pytest.raises(BusClosed):

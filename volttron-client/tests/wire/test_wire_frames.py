@@ -12,6 +12,7 @@ import time
 import gevent
 import pytest
 
+from volttron.client.testing.waiting import wait_until
 from volttron.client.vip.agent import RPC, Agent, PubSub
 from volttron.client.vip.agent.errors import ConnectError, UnknownSubsystem, Unreachable
 
@@ -110,9 +111,7 @@ def test_publish_and_delivery(raw_router, run_agent) -> None:
     assert result.get(timeout=5) == 1
     delivery = b'{"sender": "alice", "bus": "", "headers": ' + COMPAT + b', "message": 42}'
     router.send([b"bob", b"", b"VIP1", b"alice", b"m-9", b"pubsub", b"publish", b"devices/x", delivery])
-    deadline = time.monotonic() + 5
-    while not bob.got and time.monotonic() < deadline:
-        gevent.sleep(0.005)
+    wait_until(lambda: bob.got, timeout=5, what="bob's delivery")
     assert bob.got == [("pubsub", "alice", "", "devices/x", json.loads(COMPAT), 42)]
 
 
@@ -282,9 +281,7 @@ def test_rpc_call_never_blocks_the_caller_while_the_platform_is_away(raw_router,
     alice = run_agent(make("alice", router, reconnect_interval=50))
     port = router.port
     router.close()
-    deadline = time.monotonic() + 5
-    while alice.core.connected and time.monotonic() < deadline:
-        gevent.sleep(0.01)
+    wait_until(lambda: not alice.core.connected, timeout=5, what="alice to see the platform gone")
     started = time.monotonic()
     result = alice.vip.rpc.call("bob", "add", 1, 2)
     assert time.monotonic() - started < 0.1  # call() itself returned at once

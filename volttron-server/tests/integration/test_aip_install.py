@@ -358,7 +358,7 @@ def test_an_editable_distribution_is_used_as_is_and_never_uninstalled(
 ) -> None:
     listener = environment.snapshot().installed.get("volttron-listener-agent")
     if listener is None or not listener.editable:
-        pytest.skip("volttron-listener-agent is not installed in editable mode here")
+        pytest.skip(reason="volttron-listener-agent is not installed in editable mode here")
     freeze_before = _platform_freeze(environment)
     result = platform.install("volttron-listener-agent", vip_identity="listen.dev")
     assert result["changes"] == [] and result["version"] == listener.version

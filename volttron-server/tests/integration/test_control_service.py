@@ -45,7 +45,7 @@ def alive(pid: int) -> bool:
 @pytest.fixture(scope="session")
 def listener_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not LISTENER_DIR.is_dir():
-        pytest.skip("the listener agent's source is not beside the server")
+        pytest.skip(reason="the listener agent's source is not beside the server")
     return build_wheel(LISTENER_DIR, tmp_path_factory.mktemp("listener-wheel"), timeout=300)
 
 

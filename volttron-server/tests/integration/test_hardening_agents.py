@@ -41,7 +41,7 @@ LIMIT = 5  # SupervisorPolicy.restart_limit, the production default the platform
 @pytest.fixture(scope="module")
 def listener_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not LISTENER_DIR.is_dir():
-        pytest.skip("the listener agent's source is not beside the server")
+        pytest.skip(reason="the listener agent's source is not beside the server")
     return build_wheel(LISTENER_DIR, tmp_path_factory.mktemp("listener-wheel"), timeout=300)
 
 
@@ -162,5 +162,5 @@ def test_kill_9_of_an_agent_restarts_it_then_a_crash_loop_ends_failed_long(slow_
                                                                            listener_wheel, report) -> None:
     """20 kills (a stop/start after every 5), then the crash loop ending FAILED."""
     if not slow_enabled:
-        pytest.skip("long variant: run with -m slow or VOLTTRON_TEST_SLOW=1")
+        pytest.skip(reason="long variant: run with -m slow or VOLTTRON_TEST_SLOW=1")
     crash_battery(platform, agents, listener_wheel, report, kills=20)

@@ -85,7 +85,7 @@ def test_unknown_curve_keys_are_refused_and_cost_nothing(running_platform, repor
 def test_unknown_curve_keys_are_refused_and_cost_nothing_long(slow_enabled, running_platform, report) -> None:
     """The same with 1,000 keys."""
     if not slow_enabled:
-        pytest.skip("long variant: run with -m slow or VOLTTRON_TEST_SLOW=1")
+        pytest.skip(reason="long variant: run with -m slow or VOLTTRON_TEST_SLOW=1")
     unknown_keys(running_platform, report, 1000)
 
 
@@ -144,5 +144,5 @@ def test_a_subscriber_that_reads_nothing_costs_bounded_memory_long(slow_enabled,
                                                                    report) -> None:
     """The same with 50,000 publishes."""
     if not slow_enabled:
-        pytest.skip("long variant: run with -m slow or VOLTTRON_TEST_SLOW=1")
+        pytest.skip(reason="long variant: run with -m slow or VOLTTRON_TEST_SLOW=1")
     slow_subscriber(running_platform, report, 50_000)

@@ -100,7 +100,7 @@ def watchdogs_of(home: Path) -> list[int]:
 @pytest.fixture(scope="module")
 def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     if not LISTENER_DIR.is_dir():
-        pytest.skip("the listener agent's source is not beside the server")
+        pytest.skip(reason="the listener agent's source is not beside the server")
     out = tmp_path_factory.mktemp("process-wheels")
     return {"listener": build_wheel(LISTENER_DIR, out, timeout=300),
             "spawner": build_wheel(SPAWNER_DIR, out, timeout=300)}

@@ -53,7 +53,7 @@ def test_the_tls_default_of_vcfg_runs_a_platform_over_tls(platform_factory: Any,
     try:
         broker_user = pwd.getpwnam("rabbitmq")
     except KeyError:
-        pytest.skip("no rabbitmq user to run a broker node as")
+        pytest.skip(reason="no rabbitmq user to run a broker node as")
     instance = f"hardtls-{os.urandom(4).hex()}"
     node = f"{instance}@localhost"
     amqps, plain, dist = free_port(), free_port(), free_port()

@@ -162,7 +162,7 @@ def test_rpc_flood_to_a_service_is_bounded_and_others_are_served_long(slow_enabl
                                                                       report) -> None:
     """The same with 300,000 calls."""
     if not slow_enabled:
-        pytest.skip("long variant: run with -m slow or VOLTTRON_TEST_SLOW=1")
+        pytest.skip(reason="long variant: run with -m slow or VOLTTRON_TEST_SLOW=1")
     rpc_flood(running_platform, report, 300_000)
 
 
