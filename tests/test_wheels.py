@@ -102,7 +102,8 @@ def test_build_script_fails_loudly(tmp_path: Path) -> None:
 def test_wheel_owns_one_subpackage_and_no_namespace_init(dist: Path, name: str) -> None:
     owned, _ = PACKAGES[name]
     with zipfile.ZipFile(_wheel(dist, name)) as zf:
-        files = [n for n in zf.namelist() if ".dist-info/" not in n]
+        # files only: auditwheel repair (volttron-client) writes folder entries too ("volttron/")
+        files = [n for n in zf.namelist() if ".dist-info/" not in n and not n.endswith("/")]
     assert files, f"{name} wheel holds no code"
     directly_under_volttron = [f for f in files if f.startswith("volttron/") and f.count("/") == 1]
     assert not directly_under_volttron, f"volttron is a PEP 420 namespace: {directly_under_volttron}"
@@ -140,6 +141,26 @@ def test_wheel_metadata(dist: Path, name: str) -> None:
         assert Version(f"0.{neighbour_version.minor + 1}.0") not in spec, f"{spec} has no upper bound"
     else:
         assert Version(f"{neighbour_version.major + 1}.0.0") not in spec, f"{spec} has no upper bound"
+
+
+def test_client_wheel_holds_the_compiled_module(dist: Path) -> None:
+    # volttron-client's optional C extension, built against the limited API of 3.10: one abi3 wheel for
+    # every CPython >= 3.10, tagged manylinux by auditwheel (PyPI refuses linux_*); its source in the sdist
+    wheel = _wheel(dist, "volttron-client")
+    python_tag, abi_tag, platform_tag = wheel.name.removesuffix(".whl").split("-")[-3:]
+    assert (python_tag, abi_tag) == ("cp310", "abi3"), wheel.name
+    if sys.platform.startswith("linux"):
+        assert platform_tag.startswith("manylinux_"), f"{wheel.name}: no manylinux tag (auditwheel)"
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+        wheel_info = zf.read(next(n for n in names if n.endswith(".dist-info/WHEEL"))).decode()
+    compiled = [n for n in names if n.startswith("volttron/client/messagebus/_zmqframes.")
+                and n.endswith((".abi3.so", ".pyd"))]
+    assert compiled, f"{wheel.name} holds no compiled volttron.client.messagebus._zmqframes"
+    assert "Root-Is-Purelib: false" in wheel_info
+    [sdist] = dist.glob("volttron_client-*.tar.gz")
+    with tarfile.open(sdist) as tf:
+        assert any(m.endswith("src/volttron/client/messagebus/_zmqframes.c") for m in tf.getnames())
 
 
 @pytest.fixture(scope="module")
@@ -180,6 +201,14 @@ def test_packages_import_from_the_venv(venv: tuple[Path, dict, dict[str, str]]) 
     result = _run([folder / "bin" / "python", "-c", code], timeout=120, cwd=folder.parent, env=env)
     for path in json.loads(result.stdout):
         assert Path(path).is_relative_to(folder), f"imported {path} from outside the fresh venv"
+
+
+@pytest.mark.timeout(1200)
+def test_compiled_module_imports_from_the_venv(venv: tuple[Path, dict, dict[str, str]]) -> None:
+    folder, _, env = venv
+    code = "import volttron.client.messagebus._zmqframes as m; print(m.__file__); m.bind\n"
+    path = _run([folder / "bin" / "python", "-c", code], timeout=120, cwd=folder.parent, env=env).stdout
+    assert Path(path.strip()).is_relative_to(folder), f"imported {path} from outside the fresh venv"
 
 
 @pytest.mark.timeout(1200)
