@@ -54,6 +54,8 @@ import zmq.green
 from gevent.hub import Waiter, get_hub
 from zmq.utils.monitor import parse_monitor_message
 
+from volttron.client.messagebus.zmq_frames import recv_routed
+from volttron.client.messagebus.zmq_frames import send as send_message
 from volttron.server.router.connections import ConnectionTracker, send_queue, shut_down
 from volttron.server.router.queue_budget import Drain, QueueBudget
 from volttron.server.router.routing import Frames, MessageTooLarge, PeerBusy, PeerUnreachable
@@ -69,15 +71,11 @@ MAX_SOCKETS = 30690
 
 # Plain ints: pyzmq's constants are enums, and enum arithmetic costs more than a frame send.
 _NOBLOCK = int(zmq.NOBLOCK)
-_SNDMORE = int(zmq.SNDMORE)
-_SRCFD = int(zmq.SRCFD)
 _POLLIN = int(zmq.POLLIN)
 _EVENTS = int(zmq.EVENTS)
 _EHOSTUNREACH = int(zmq.EHOSTUNREACH)
 _EAGAIN = int(zmq.EAGAIN)
 _EACCES = errno.EACCES
-# The compiled send, without the Python wrapper of zmq.Socket.send (keyword handling, enum flags).
-_send_frame = zmq.backend.Socket.send
 _get = zmq.backend.Socket.get
 _STALL_GRACE = 1.0
 """Seconds a peer's kernel send queue may stay unchanged before the router calls the peer stuck."""
@@ -247,9 +245,8 @@ class ZmqRouterSocket:
             self._overflowing(peer)
             raise PeerBusy(peer)
         try:
-            for frame in frames[:-1]:
-                _send_frame(sock, frame, _SNDMORE)
-            _send_frame(sock, frames[-1], 0)
+            if not send_message(sock, frames):
+                raise zmq.Again(_EAGAIN)  # the first frame: the peer's queue is full
         except zmq.ZMQError as exc:
             self._budget.refund(peer, size)
             if exc.errno == _EHOSTUNREACH:
@@ -397,31 +394,20 @@ class ZmqRouterSocket:
     def _run(self, route: Callable[[Frames], None]) -> None:
         assert self._socket is not None
         sock = self._socket
-        recv = sock.recv
         fd_of = self._connections.fd_of
         batch = self.settings.batch
         while True:
             handled = 0
             while handled < batch:
-                try:
-                    first = recv(_NOBLOCK, copy=False)
-                except zmq.Again:
+                received = recv_routed(sock, fd_of)
+                if received is None:
                     self._sent_since_read = False  # the failed read took every pending signal
                     break
                 handled += 1
-                sender = first.bytes
-                frames = [sender]
-                # each frame says whether another follows: cheaper than getsockopt(RCVMORE) per frame
-                frame = first
-                while frame.more:
-                    frame = recv(_NOBLOCK, copy=False)
-                    frames.append(frame.bytes)
-                try:
-                    fd = first.get(_SRCFD)
-                except zmq.ZMQError:
-                    fd = -1  # inproc: no connection to watch
+                frames, fd, user_id = received
+                sender = frames[0]
                 if fd_of.get(sender) != fd:
-                    if fd >= 0 and not self._claim_allowed(first, frames, fd):
+                    if fd >= 0 and not self._claim_allowed(user_id or "", frames, fd):
                         continue
                     self._connection_seen(sender, fd)
                 try:
@@ -442,7 +428,7 @@ class ZmqRouterSocket:
                 gevent.sleep(0)
 
     # -- identity claims -----------------------------------------------------------------------
-    def _claim_allowed(self, first: zmq.Frame, frames: Frames, fd: int) -> bool:
+    def _claim_allowed(self, user_id: str, frames: Frames, fd: int) -> bool:
         """May the key behind this new connection speak as the identity it declared?
 
         Checked once per connection (the first message over it), so the hot path never pays for it.
@@ -453,10 +439,6 @@ class ZmqRouterSocket:
         if check is None:
             return True
         identity = frames[0].decode("iso-8859-1")
-        try:
-            user_id = cast(str, first.get("User-Id"))  # a text property
-        except zmq.ZMQError:
-            user_id = ""
         if check(user_id, identity):
             self._users[frames[0]] = user_id
             return True
