@@ -35,7 +35,7 @@ import zmq
 try:
     from zmq.backend import Socket as _BackendSocket
 except ImportError:  # pragma: no cover - every supported pyzmq has it
-    _BackendSocket = zmq.Socket
+    _BackendSocket = zmq.Socket  # type: ignore[misc,assignment]
 
 _log = logging.getLogger(__name__)
 
@@ -115,13 +115,13 @@ def _recv_routed_python(sock: Any, known: Mapping[bytes, int]) -> Routed | None:
         frame = _recv_frame(sock, _NOBLOCK, False)
         frames.append(frame.bytes)
     try:
-        fd = first.get(_SRCFD)
+        fd = int(first.get(_SRCFD))
     except zmq.ZMQError:
         fd = -1  # inproc: no connection
-    user = None
+    user: str | None = None
     if known.get(frames[0]) != fd:  # the property lookup costs an exception when absent: only if needed
         try:
-            user = first.get("User-Id")
+            user = str(first.get("User-Id"))
         except zmq.ZMQError:
             user = None
     return frames, fd, user
