@@ -45,7 +45,7 @@ for d in m.distributions():
     for f in d.files or ():
         p = os.path.realpath(str(d.locate_file(f)))
         owners.setdefault(p, name)
-        if str(f).endswith(".pth") and "__editable__" not in str(f):
+        if str(f).endswith(".pth"):  # setuptools names its own __editable__.<dist>.pth
             try:
                 with open(p, encoding="utf-8") as handle:
                     lines = [x.strip() for x in handle if x.strip()]
