@@ -155,20 +155,29 @@ static PyObject *read_rest(msg_t *msg, void *sock) {
     }
 }
 
+/* Receive the first frame of the next message on the socket whose handle is `arg` into msg.
+ * 1: received (the caller reads the rest); 0: *answer is the call's answer: None when no message
+ * waits, the errno of a failure, or NULL with a Python exception. */
+static int first_frame(PyObject *arg, void **sock, msg_t *msg, PyObject **answer) {
+    *answer = NULL;
+    if (handle_of(arg, sock) < 0) return 0;
+    z_msg_init(msg);
+    int rc = recv_one(msg, *sock);
+    if (rc == 0) return 1;
+    z_msg_close(msg);
+    if (rc == EAGAIN) *answer = Py_NewRef(Py_None);
+    else if (rc > 0) *answer = PyLong_FromLong(rc);
+    return 0;
+}
+
 /* recv(handle) -> list[bytes] | None | int: the next whole message, None when none waits, or the
  * errno of a failure. */
 static PyObject *zf_recv(PyObject *self, PyObject *arg) {
     (void)self;
     void *sock;
-    if (handle_of(arg, &sock) < 0) return NULL;
     msg_t msg;
-    z_msg_init(&msg);
-    int rc = recv_one(&msg, sock);
-    if (rc != 0) {
-        z_msg_close(&msg);
-        if (rc == EAGAIN) Py_RETURN_NONE;
-        return rc > 0 ? PyLong_FromLong(rc) : NULL;
-    }
+    PyObject *answer;
+    if (!first_frame(arg, &sock, &msg, &answer)) return answer;
     return read_rest(&msg, sock);
 }
 
@@ -178,15 +187,9 @@ static PyObject *zf_recv(PyObject *self, PyObject *arg) {
 static PyObject *zf_recv_routed(PyObject *self, PyObject *arg) {
     (void)self;
     void *sock;
-    if (handle_of(arg, &sock) < 0) return NULL;
     msg_t msg;
-    z_msg_init(&msg);
-    int rc = recv_one(&msg, sock);
-    if (rc != 0) {
-        z_msg_close(&msg);
-        if (rc == EAGAIN) Py_RETURN_NONE;
-        return rc > 0 ? PyLong_FromLong(rc) : NULL;
-    }
+    PyObject *answer;
+    if (!first_frame(arg, &sock, &msg, &answer)) return answer;
     int fd = z_msg_get(&msg, PROPERTY_SRCFD);
     if (fd < 0) fd = -1;
     PyObject *user;
