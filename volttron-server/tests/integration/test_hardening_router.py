@@ -13,6 +13,7 @@ docs/reliability.md lists them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -24,6 +25,8 @@ from typing import Any
 import psutil
 import pytest
 import zmq
+
+from volttron.client.testing.waiting import WaitTimeout, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -108,9 +111,9 @@ def subscription_flood(platform: Any, report: Callable[[str, Any], None], wanted
                            timeout=60)
         drop_notice = time.monotonic() - closed
         goal = len(watch.times) + 20
-        deadline = time.monotonic() + 10
-        while len(watch.times) < goal and time.monotonic() < deadline and watch._thread.is_alive():
-            time.sleep(0.01)
+        with contextlib.suppress(WaitTimeout):  # 20 more pings after the drop, or what came in 10 s
+            wait_until(lambda: len(watch.times) >= goal or not watch._thread.is_alive(), timeout=10,
+                       what="20 more pings", interval=0.01)
     assert platform.running()
     report("prefixes_asked", wanted)
     report("prefixes_accepted", accepted)
@@ -148,16 +151,16 @@ def wait_disconnected(client: Any, timeout: float) -> float | None:
 def welcome_within(client: Any, timeout: float) -> float | None:
     """Say hello (again each second, as a client does on every reconnect) until welcomed; seconds or None."""
     started = time.monotonic()
-    deadline = started + timeout
-    while time.monotonic() < deadline:
-        try:
-            reply = client.request("", "hello", "hello", timeout=1)
-        except AssertionError:
-            continue
-        if reply.args[:1] == [b"welcome"]:
-            return time.monotonic() - started
-        time.sleep(0.2)  # refused: the connection is being closed; the next attempt is a new one
-    return None
+
+    def welcomed() -> bool:
+        # refused (or no answer within a second): the connection is being closed; the next is a new one
+        return client.request("", "hello", "hello", timeout=1).args[:1] == [b"welcome"]
+
+    try:
+        wait_until(welcomed, timeout=timeout, what="a welcome", interval=0.2, retry=(AssertionError,))
+    except WaitTimeout:
+        return None
+    return time.monotonic() - started
 
 
 def squat_and_take_back(platform: Any, report: Callable[[str, Any], None], identity: str,
@@ -277,7 +280,7 @@ def self_flood(platform: Any, report: Callable[[str, Any], None], seconds: float
                 flooder.socket.send_multipart([b"flooder", b"VIP1", b"", b"", b"flood", payload], zmq.NOBLOCK)
                 sent += 1
             except zmq.Again:
-                time.sleep(0.002)
+                flooder.socket.poll(100, zmq.POLLOUT)  # until its queue takes more (bounded)
             if sent % 20 == 0:
                 peak = max(peak, rss(platform))
             while disconnected_after is None and witness.socket.poll(0):

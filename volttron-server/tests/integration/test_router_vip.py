@@ -82,7 +82,7 @@ def test_killed_client_process_is_dropped_promptly(running_platform) -> None:
     """A peer whose process dies (SIGKILL, no agentstop) is dropped within a second or two."""
     keys = running_platform.add_allow_entry("victim")
     script = textwrap.dedent(f"""
-        import sys, time, zmq
+        import sys, threading, zmq
         from volttron.utils.keys import to_z85
         s = zmq.Context().socket(zmq.DEALER)
         s.setsockopt(zmq.IDENTITY, b"victim")
@@ -94,7 +94,7 @@ def test_killed_client_process_is_dropped_promptly(running_platform) -> None:
         assert s.poll(10000), "no welcome"
         s.recv_multipart()
         print("ready", flush=True)
-        time.sleep(60)
+        threading.Event().wait(60)  # holds the connection until the test kills it
     """)
     alice = running_platform.client("alice")
     alice.hello()
