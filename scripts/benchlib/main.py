@@ -17,14 +17,13 @@ subprocess. Every wait has a deadline; every loop is bounded.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing as mp
 import os
 import queue
-import select
 import shlex
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,12 +31,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import connections
 import raw
 import raw_pika
 import report
 import rmq_broker
+import rounds
 import vip_workers
+from common import FORK, BenchError, progress
+from memory import agent_rss, server_rss, wait_cpu_idle
 from platform_process import BenchPlatform, BenchPlatformError
 from stats import LatencyStats, Throughput, cpu_by_thread, median_run
 from vip_workers import Peer
@@ -47,11 +48,6 @@ from volttron.client.messagebus.rmq_testing import BrokerInstance
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "performance.md"
-FORK = mp.get_context("fork")
-
-
-class BenchError(RuntimeError):
-    """A measurement could not be made (the message says which and why)."""
 
 
 @dataclass(frozen=True)
@@ -252,8 +248,7 @@ def _throughput(workers: Workers, messages: int, subscribers: int, go: Any,
                       unacknowledged=unacknowledged, cpu_us=cpu)
 
 
-def latency_and_rpc(platform: BenchPlatform, samples: int,
-                    timeout: float) -> tuple[LatencyStats, LatencyStats]:
+def latency_and_rpc(platform: BenchPlatform, samples: int, timeout: float) -> rounds.Samples:
     """(c) and (d): a responder agent and a driver agent in two processes."""
     return responder_and_driver(vip_workers.responder, peer(platform, vip_workers.ECHO_IDENTITY),
                                 vip_workers.driver, peer(platform, "bench.driver"), samples, timeout,
@@ -261,7 +256,7 @@ def latency_and_rpc(platform: BenchPlatform, samples: int,
 
 
 def responder_and_driver(responder: Any, responder_arg: Any, driver: Any, driver_arg: Any, samples: int,
-                         timeout: float, label: str, round_trips: str) -> tuple[LatencyStats, LatencyStats]:
+                         timeout: float, label: str, round_trips: str) -> rounds.Samples:
     """(c) and (d) between a ``responder`` and a ``driver`` process (a bus's or raw pika's workers).
 
     ``label`` and ``round_trips`` name the client and its round trips in the error when samples are missing.
@@ -281,121 +276,22 @@ def responder_and_driver(responder: Any, responder_arg: Any, driver: Any, driver
     if len(one_way) < samples or len(round_trip) < samples:
         raise BenchError(f"{label}only {len(one_way)} latency and {len(round_trip)} {round_trips} samples "
                          f"of {samples} within {timeout:.0f} s")
-    return LatencyStats.of(one_way), LatencyStats.of(round_trip)
+    return one_way, round_trip
 
 
-def agent_rss(platform: BenchPlatform, timeout: float) -> int:
-    """RSS of one minimal agent process run through ``vip_main``, once it has started."""
-    import psutil
+def platform_column(root: Path, settings: Settings, auth: bool, memory: bool
+                    ) -> tuple[report.SuiteResult, BenchPlatform]:
+    """(e) against a fresh platform, (a) and (b) against another, which is returned still running.
 
-    identity = "bench.idle"
-    keys = platform.authorize(identity)
-    env = {**os.environ, "VOLTTRON_HOME": str(platform.home), "AGENT_VIP_IDENTITY": identity,
-           "VOLTTRON_VIP_ADDR": platform.address}
-    for name in ("_LAUNCHED_BY_PLATFORM", "AGENT_CONFIG", "AGENT_UUID", "MESSAGEBUS"):
-        env.pop(name, None)
-    if platform.broker is not None:  # the broker's address comes from the home's rabbitmq_config.yml
-        del env["VOLTTRON_VIP_ADDR"]
-        env["MESSAGEBUS"] = "rmq"
-    if keys is not None:
-        env.update(AGENT_PUBLICKEY=keys.public, AGENT_SECRETKEY=keys.secret,
-                   VOLTTRON_SERVERKEY=platform.serverkey or "")
-    else:
-        env["AUTH_ENABLED"] = "false"
-    script = Path(__file__).with_name("agent_proc.py")
-    process = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE)
-    try:
-        assert process.stdout is not None
-        ready, _, _ = select.select([process.stdout], [], [], timeout)
-        line = process.stdout.readline() if ready else b""
-        if line.strip() != b"ready":
-            process.kill()
-            _, err = process.communicate(timeout=5)
-            raise BenchError(f"the agent process did not start: {err.decode(errors='replace')[-500:]}")
-        return psutil.Process(process.pid).memory_info().rss
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
-
-
-def server_rss(platform: BenchPlatform, counts: tuple[int, ...], helpers: int,
-               timeout: float) -> tuple[dict[int, int], dict[int, float]]:
-    """(e): the platform's RSS once ``count`` raw peers are connected, for each count (ascending)."""
-    rss: dict[int, int] = {}
-    seconds: dict[int, float] = {}
-    welcomed, handshakes = FORK.Value("i", 0), FORK.Value("i", 0)
-    stop = FORK.Event()
-    errors: mp.Queue = FORK.Queue()
-    processes: list[mp.Process] = []
-    held = 0
-    try:
-        for count in counts:
-            started = time.monotonic()
-            more = count - held
-            share, extra = divmod(more, helpers)
-            for h in range(helpers):
-                n = share + (1 if h < extra else 0)
-                if not n:
-                    continue
-                user = f"bench.conn.{len(processes)}"
-                keys = platform.authorize(user)
-                spec = connections.Connector(platform.address, user, n, keys.public if keys else None,
-                                             keys.secret if keys else None, platform.serverkey)
-                process = FORK.Process(target=connections.hold_connections,
-                                       args=(spec, welcomed, handshakes, stop, errors, timeout * 4),
-                                       daemon=True)
-                process.start()
-                processes.append(process)
-            held = count
-            deadline = time.monotonic() + timeout
-            while welcomed.value < count:
-                if time.monotonic() > deadline:
-                    alive = sum(p.is_alive() for p in processes)
-                    raise BenchError(f"only {welcomed.value} of {count} connections welcomed in "
-                                     f"{timeout:.0f} s ({handshakes.value} handshakes succeeded; "
-                                     f"{alive} of {len(processes)} helpers alive); platform log:\n"
-                                     f"{platform.log_text()[-2000:]}")
-                try:
-                    raise BenchError(f"connection helper failed: {errors.get_nowait()}")
-                except queue.Empty:
-                    pass
-                time.sleep(0.05)
-            seconds[count] = time.monotonic() - started
-            _wait_cpu_idle(platform, deadline)
-            rss[count] = platform.rss()
-    finally:
-        stop.set()
-        for process in processes:
-            process.join(10)
-            if process.is_alive():
-                process.terminate()
-                process.join(5)
-    return rss, seconds
-
-
-def _wait_cpu_idle(platform: BenchPlatform, deadline: float, window: float = 0.3) -> None:
-    """Wait until the platform used under 5% of a CPU over ``window`` (its broadcasts are done)."""
-    while time.monotonic() < deadline:
-        before = platform.cpu_seconds()
-        time.sleep(window)
-        if platform.cpu_seconds() - before < 0.05 * window:
-            return
-
-
-def platform_column(root: Path, settings: Settings, auth: bool, memory: bool) -> report.SuiteResult:
-    """Every measurement against fresh platforms: one for memory (e), one for traffic (a)-(d)."""
+    (c) and (d) are measured on that platform later, in rounds alternating with the baselines
+    (:func:`zmq_latency_rounds`); the caller stops it.
+    """
     result = report.SuiteResult()
     label = "CURVE" if auth else "auth disabled"
     if memory:
         mem = BenchPlatform(root / "memory", auth=auth).start()
         try:
-            _wait_cpu_idle(mem, time.monotonic() + 10)
+            wait_cpu_idle(mem, time.monotonic() + 10)
             result.rss_idle = mem.rss()
             progress(f"{label}: server RSS idle {result.rss_idle / report.MB:.1f} MB")
             result.agent_rss = agent_rss(mem, settings.timeout)
@@ -418,15 +314,15 @@ def platform_column(root: Path, settings: Settings, auth: bool, memory: bool) ->
         result.fanout = pubsub_throughput(traffic, settings.subscribers, settings.fanout_messages,
                                           settings.timeout)
         progress(f"{label}: (b) {result.fanout.rate:,.0f} deliveries/s, {result.fanout.lost} lost")
-        result.latency, result.rpc = latency_and_rpc(traffic, settings.samples, settings.timeout)
-        progress(f"{label}: (c) p50 {result.latency.p50_ms:.3f} ms; (d) p50 {result.rpc.p50_ms:.3f} ms")
-    finally:
+    except BaseException:
         traffic.stop()
-    return result
+        raise
+    return result, traffic
 
 
 def raw_column(settings: Settings, curve: bool) -> report.SuiteResult:
-    """(f): the raw forwarder doing (a) and (d), plain or with every connection CURVE-encrypted."""
+    """(f): the raw forwarder doing (a), plain or with every connection CURVE-encrypted ((d) is in
+    :func:`zmq_latency_rounds`)."""
     keys = raw.Curve.generate() if curve else None
     label = "raw forwarder, CURVE" if curve else "raw forwarder"
     result = report.SuiteResult()
@@ -436,12 +332,29 @@ def raw_column(settings: Settings, curve: bool) -> report.SuiteResult:
                                     for _ in range(settings.repeat)])
     result.vip_acknowledged = median_run([raw.throughput(settings.messages, settings.timeout, keys,
                                                          acknowledged=True) for _ in range(settings.repeat)])
-    result.rpc = raw.rpc_round_trip(settings.samples, settings.timeout, keys)
     progress(f"{label}: (a) {result.throughput.rate:,.0f} msg/s, with 8 frames {result.vip_shaped.rate:,.0f} "
-             f"msg/s, acknowledged {result.vip_acknowledged.rate:,.0f} msg/s; "
-             f"(d) p50 {result.rpc.p50_ms:.3f} ms")
+             f"msg/s, acknowledged {result.vip_acknowledged.rate:,.0f} msg/s")
     result.notes.append(report.cpu_note(label, "(a)", result.throughput))
     return result
+
+
+def zmq_latency_rounds(settings: Settings, traffic: dict[str, BenchPlatform],
+                       results: dict[str, report.SuiteResult]) -> None:
+    """(c) and (d) of every ZeroMQ column in ``settings.repeat`` alternating rounds (:mod:`rounds`).
+
+    ``traffic`` holds the running platforms by column name; ``results`` every column by name, raw ones
+    included, whose ``latency`` and ``rpc`` are set from the pooled samples.
+    """
+    keys = raw.Curve.generate()
+    measures: dict[str, Any] = {
+        name: (lambda p=platform: latency_and_rpc(p, settings.samples, settings.timeout))
+        for name, platform in traffic.items()}
+    measures["raw"] = lambda: ([], raw.rpc_round_trip(settings.samples, settings.timeout))
+    measures["raw_curve"] = lambda: ([], raw.rpc_round_trip(settings.samples, settings.timeout, keys))
+    for name, (one_way, round_trip) in rounds.alternate(settings.repeat, measures).items():
+        results[name].latency, results[name].rpc = one_way, round_trip
+        progress(f"{name}: (d) p50 {_p50(round_trip):.3f} ms "
+                 f"over {settings.repeat} alternating rounds")
 
 
 RMQ_IDENTITIES = ("bench.pub", "bench.sub.0", vip_workers.ECHO_IDENTITY, "bench.driver", "bench.idle")
@@ -450,8 +363,9 @@ broker users in one go."""
 
 
 def rmq_platform_column(root: Path, settings: Settings, instance: BrokerInstance
-                        ) -> report.SuiteResult:
-    """(a), (c), (d) and one agent's RSS with ``volttron --message-bus rmq`` in the run's vhost."""
+                        ) -> tuple[report.SuiteResult, BenchPlatform]:
+    """(a) and one agent's RSS with ``volttron --message-bus rmq`` in the run's vhost; the platform is
+    returned running for (c) and (d), which alternate with raw pika's (:func:`rmq_columns`)."""
     result = report.SuiteResult()
     label = "RabbitMQ"
     platform = BenchPlatform(root, broker=instance)
@@ -468,11 +382,10 @@ def rmq_platform_column(root: Path, settings: Settings, instance: BrokerInstance
                  f"{', '.join(f'{r:,.0f}' for r in result.throughput.rates)}; "
                  f"{result.throughput.lost_in_runs} lost")
         result.notes.append(report.cpu_note("platform on RabbitMQ", "(a)", result.throughput))
-        result.latency, result.rpc = latency_and_rpc(platform, settings.samples, settings.timeout)
-        progress(f"{label}: (c) p50 {result.latency.p50_ms:.3f} ms; (d) p50 {result.rpc.p50_ms:.3f} ms")
-    finally:
+    except BaseException:
         platform.stop()
-    return result
+        raise
+    return result, platform
 
 
 def raw_pika_throughput(broker: raw_pika.Broker, messages: int, timeout: float,
@@ -485,24 +398,21 @@ def raw_pika_throughput(broker: raw_pika.Broker, messages: int, timeout: float,
         return _throughput(workers, messages, 1, go, {"broker": rmq_broker.broker_pid()})
 
 
-def raw_pika_latency_and_rpc(broker: raw_pika.Broker, samples: int,
-                             timeout: float) -> tuple[LatencyStats, LatencyStats]:
+def raw_pika_latency_and_rpc(broker: raw_pika.Broker, samples: int, timeout: float) -> rounds.Samples:
     """(c) and (d) with raw pika: a responder and a driver process."""
     return responder_and_driver(raw_pika.responder, broker, raw_pika.driver, broker, samples, timeout,
                                 "raw pika: ", "request/reply")
 
 
 def raw_pika_column(settings: Settings, broker: raw_pika.Broker) -> report.SuiteResult:
-    """The raw pika baseline doing (a), (c) and (d) in the run's vhost."""
+    """The raw pika baseline doing (a) in the run's vhost ((c) and (d) are in :func:`rmq_columns`)."""
     result = report.SuiteResult()
     result.throughput = median_run([raw_pika_throughput(broker, settings.messages, settings.timeout)
                                     for _ in range(settings.repeat)])
     result.vip_shaped = median_run([raw_pika_throughput(broker, settings.messages, settings.timeout, True)
                                     for _ in range(settings.repeat)])
-    result.latency, result.rpc = raw_pika_latency_and_rpc(broker, settings.samples, settings.timeout)
     progress(f"raw pika: (a) {result.throughput.rate:,.0f} msg/s, with VIP's properties "
-             f"{result.vip_shaped.rate:,.0f} msg/s; (c) p50 {result.latency.p50_ms:.3f} ms; "
-             f"(d) p50 {result.rpc.p50_ms:.3f} ms")
+             f"{result.vip_shaped.rate:,.0f} msg/s")
     result.notes.append(report.cpu_note("raw pika", "(a)", result.throughput))
     return result
 
@@ -512,16 +422,26 @@ def rmq_columns(root: Path, settings: Settings) -> tuple[report.SuiteResult, rep
     try:
         with rmq_broker.run_instance(settings.broker_host, settings.broker_port) as (instance, login):
             progress(f"RabbitMQ: vhost {instance.vhost} (removed at the end)")
-            platform = rmq_platform_column(root, settings, instance)
-            baseline = raw_pika_column(settings, login)
+            platform, running = rmq_platform_column(root, settings, instance)
+            try:
+                baseline = raw_pika_column(settings, login)
+                measures = {
+                    "platform": lambda: latency_and_rpc(running, settings.samples, settings.timeout),
+                    "raw": lambda: raw_pika_latency_and_rpc(login, settings.samples, settings.timeout)}
+                for column, (one_way, round_trip) in zip(
+                        (platform, baseline), rounds.alternate(settings.repeat, measures).values()):
+                    column.latency, column.rpc = one_way, round_trip
+            finally:
+                running.stop()
+            progress(f"RabbitMQ: (d) p50 {_p50(platform.rpc):.3f} ms, raw pika {_p50(baseline.rpc):.3f} ms "
+                     f"over {settings.repeat} alternating rounds")
     except (BrokerAdminError, BenchPlatformError, TimeoutError) as exc:
         raise BenchError(f"RabbitMQ: {exc}") from exc
     return platform, baseline
 
 
-def progress(text: str) -> None:
-    sys.stderr.write(f"bench: {text}\n")
-    sys.stderr.flush()
+def _p50(stats: LatencyStats | None) -> float:
+    return stats.p50_ms if stats is not None else float("nan")
 
 
 def _reproducible(argv: list[str]) -> list[str]:
@@ -561,11 +481,17 @@ def main(argv: list[str] | None = None) -> int:
         buses = choose_buses(args.bus, settings)
         with tempfile.TemporaryDirectory(prefix="volttron-bench-") as tmp:
             if "zmq" in buses:
-                zmq["curve"] = platform_column(Path(tmp) / "curve", settings, auth=True, memory=True)
-                zmq["noauth"] = (platform_column(Path(tmp) / "noauth", settings, auth=False, memory=True)
-                                 if settings.auth_disabled_column else None)
-                zmq["raw"] = raw_column(settings, curve=False)
-                zmq["raw_curve"] = raw_column(settings, curve=True)
+                with contextlib.ExitStack() as running:
+                    traffic: dict[str, BenchPlatform] = {}
+                    for name, auth in (("curve", True), ("noauth", False)):
+                        if auth or settings.auth_disabled_column:
+                            zmq[name], traffic[name] = platform_column(Path(tmp) / name, settings, auth=auth,
+                                                                       memory=True)
+                            running.callback(traffic[name].stop)
+                    zmq.setdefault("noauth", None)
+                    zmq["raw"] = raw_column(settings, curve=False)
+                    zmq["raw_curve"] = raw_column(settings, curve=True)
+                    zmq_latency_rounds(settings, traffic, {k: v for k, v in zmq.items() if v is not None})
             if "rmq" in buses:
                 rmq["platform"], rmq["raw"] = rmq_columns(Path(tmp) / "rmq", settings)
     except BenchError as exc:

@@ -134,7 +134,8 @@ def profile_pubsub(platform: BenchPlatform, messages: int, work: Path, args: arg
     """(a) under py-spy; returns the profiles and the message rate reached."""
     import main as bench
     import vip_workers
-    go, published = bench.FORK.Event(), bench.FORK.Event()
+    from common import FORK
+    go, published = FORK.Event(), FORK.Event()
     with bench.Workers(args.timeout) as workers:
         workers.start(vip_workers.subscriber, bench.peer(platform, "bench.sub.0"), messages, published,
                       workers.out, args.timeout)
@@ -162,7 +163,8 @@ def profile_rpc(platform: BenchPlatform, samples: int, work: Path, args: argpars
     """(c)+(d) under py-spy (the driver does both); returns the profiles and the RPC p50 in ms."""
     import main as bench
     import vip_workers
-    go, stop = bench.FORK.Event(), bench.FORK.Event()
+    from common import FORK
+    go, stop = FORK.Event(), FORK.Event()
     with bench.Workers(args.timeout) as workers:
         workers.start(vip_workers.responder, bench.peer(platform, vip_workers.ECHO_IDENTITY), stop,
                       workers.out, args.timeout + 60)

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 
 import zmq
-from stats import LatencyStats, Throughput, cpu_by_thread
+from stats import Throughput, cpu_by_thread
 
 
 @dataclass(frozen=True)
@@ -182,8 +182,11 @@ def _read_acks(sock: zmq.Socket, timeout_ms: int) -> int:
     return count
 
 
-def rpc_round_trip(calls: int, timeout_s: float, curve: Curve | None = None) -> LatencyStats:
-    """Sequential request/response through the forwarder to an echo peer in another process."""
+def rpc_round_trip(calls: int, timeout_s: float, curve: Curve | None = None) -> list[float]:
+    """Sequential request/response through the forwarder to an echo peer in another process.
+
+    Returns each call's round trip, in seconds.
+    """
     address = f"ipc://@volttron-bench-raw-rpc-{os.getpid()}"
     ready, stop = mp.Event(), mp.Event()
     fwd = mp.Process(target=forwarder, args=(address, ready, stop, curve), daemon=True)
@@ -209,7 +212,7 @@ def rpc_round_trip(calls: int, timeout_s: float, curve: Curve | None = None) -> 
     fwd.join(5)
     sock.close(0)
     ctx.term()
-    return LatencyStats.of(samples)
+    return samples
 
 
 def _wait_for_path(sock: zmq.Socket, peer: bytes, timeout_s: float) -> None:

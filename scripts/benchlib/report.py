@@ -326,7 +326,11 @@ ZMQ_READING = """\
 - (c) one message at a time: the subscriber notes when its callback ran; p50/p99 of that minus the
   publish time (one monotonic clock for all processes on the host).
 - (d) sequential `vip.rpc.call(...).get()` to an `echo` method of an agent in another process;
-  calls/s is the number of calls over the time they took.
+  calls/s is the number of calls over the time they took. (c) and (d) run in alternating rounds
+  (as many as (a)'s runs): each round measures every column once, the platforms and the raw echo
+  in turn, a different one first each round, and each figure pools its column's samples of all
+  rounds, so that a host whose speed drifts during the run moves the platform and its baseline
+  alike.
 - (e) resident memory of the `volttron` process: idle, then with raw VIP DEALER connections (each
   a CURVE handshake, ZAP check, hello and welcome) held open by helper processes; and the RSS of one
   minimal agent process started through `vip_main`.
@@ -348,7 +352,8 @@ RMQ_READING = """\
   type, content type, a headers table of five entries), to tell what they cost from what the
   client adds. (c): one message at a time, raw: a publish through the exchange to the responder's
   queue. (d): raw request/reply: the request through the exchange to the responder's queue, the
-  reply to the caller's exclusive reply queue (correlation id), sequential. "RabbitMQ vs raw
+  reply to the caller's exclusive reply queue (correlation id), sequential. (c) and (d) alternate
+  between the platform and raw pika in rounds, as on ZeroMQ. "RabbitMQ vs raw
   pika": throughput and calls/s as a share of raw pika's, latencies as a multiple of raw pika's
   p50. The last column repeats the ZeroMQ platform's figures of the same run. The broker's CPU in
   the lines below is all it did meanwhile, also for other users of the broker.
