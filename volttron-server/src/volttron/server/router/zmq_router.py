@@ -57,6 +57,7 @@ from zmq.utils.monitor import parse_monitor_message
 from volttron.client.messagebus.zmq_frames import recv_routed
 from volttron.client.messagebus.zmq_frames import send as send_message
 from volttron.server.router.connections import ConnectionTracker, send_queue, shut_down
+from volttron.server.router.heap import HeapReleaser
 from volttron.server.router.queue_budget import Drain, QueueBudget
 from volttron.server.router.routing import Frames, MessageTooLarge, PeerBusy, PeerUnreachable
 from volttron.utils.errors import VolttronError
@@ -117,6 +118,12 @@ class RouterSettings:
     """Idle seconds, interval seconds, probe count."""
     batch: int = 1000
     """Messages handled per wake-up before yielding to other greenlets."""
+    heap_release_after: int = 100
+    """Connections opened or closed after which freed memory is handed back to the system (:mod:`.heap`)."""
+    heap_release_settle: float = 2.0
+    """... once no connection opened or closed for this many seconds,"""
+    heap_release_longest: float = 60.0
+    """... or this many seconds after the first of those changes, if they never settle."""
     msgdebug: bool = False
     identity_check: Callable[[str, str], bool] | None = None
     """``(user_id, identity) -> allowed`` for CURVE peers; None when authentication is disabled."""
@@ -184,6 +191,8 @@ class ZmqRouterSocket:
         self._monitor_signalled = True  # read the monitor once at the start
         self._sent_since_read = True
         self._throttle = LogThrottle(_log)
+        self._heap = HeapReleaser(settings.heap_release_after, settings.heap_release_settle,
+                                  settings.heap_release_longest)
 
     # -- set-up --------------------------------------------------------------------------------
     def bind(self) -> None:
@@ -423,6 +432,7 @@ class ZmqRouterSocket:
                 self._apply_disconnects()
                 if self._sweep_due:
                     self._close_silent()
+                    self._heap.maybe_release()
                 self._wait()
             else:
                 gevent.sleep(0)
@@ -477,8 +487,10 @@ class ZmqRouterSocket:
             kind = event["event"]
             if kind == zmq.EVENT_ACCEPTED:
                 self._connections.accepted(event["value"], time.monotonic())
+                self._heap.changed()
             elif kind == zmq.EVENT_DISCONNECTED:
                 self._connections.disconnected(event["value"])
+                self._heap.changed()
             elif kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
                 self.auth_failures += 1
                 _log.info("refused a connection on %s: authentication failed", event["endpoint"].decode())
@@ -512,6 +524,7 @@ class ZmqRouterSocket:
         return {"received": self.received, "disconnects": self.disconnects,
                 "auth_failures": self.auth_failures, "identity_refusals": self.identity_refusals,
                 "connections": len(self._connections), "connections_closed": self.connections_closed,
+                "heap_releases": self._heap.releases,
                 **self._budget.statistics()}
 
     def close(self) -> None:
