@@ -34,6 +34,7 @@ def test_bench_quick_run_measures_every_column(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr[-3000:]
     for label in ("(a) pub/sub throughput", "(b) fan-out 1 -> 3", "(c) one-way pub/sub latency",
                   "(d) RPC round trip", "(e) server RSS, idle", "(e) server RSS, 20 connected agents",
+                  "(e) server RSS once those 20 disconnected",
                   "(e) one agent process RSS"):
         assert label in run.stdout, run.stdout
     figures = json.loads(out.read_text())
@@ -44,6 +45,7 @@ def test_bench_quick_run_measures_every_column(tmp_path: Path) -> None:
     assert 0 < curve["latency"]["p50_ms"] <= curve["latency"]["p99_ms"]
     assert curve["rss_idle"] > 0 and curve["agent_rss"] > 0
     assert set(curve["rss_connected"]) == {"10", "20"}
+    assert curve["rss_disconnected"] > 0, "the RSS settles once the connections are gone"
     assert raw["throughput"]["lost"] == 0 and raw["rpc"]["count"] == 200
     assert figures["auth_disabled"] is None, "--quick leaves out the auth-disabled column"
     assert "RabbitMQ:" not in run.stdout and "rmq" not in figures

@@ -296,10 +296,13 @@ def platform_column(root: Path, settings: Settings, auth: bool, memory: bool
             progress(f"{label}: server RSS idle {result.rss_idle / report.MB:.1f} MB")
             result.agent_rss = agent_rss(mem, settings.timeout)
             progress(f"{label}: agent process RSS {result.agent_rss / report.MB:.1f} MB")
-            result.rss_connected, result.connect_seconds = server_rss(
+            result.rss_connected, result.connect_seconds, result.rss_disconnected = server_rss(
                 mem, settings.connections, settings.helpers, settings.timeout)
+            after = "not settled" if result.rss_disconnected is None else \
+                f"{result.rss_disconnected / report.MB:.1f} MB"
             progress(f"{label}: server RSS connected " + ", ".join(
-                f"{k}: {v / report.MB:.1f} MB" for k, v in result.rss_connected.items()))
+                f"{k}: {v / report.MB:.1f} MB" for k, v in result.rss_connected.items()) +
+                f"; all disconnected: {after}")
         finally:
             mem.stop()
     traffic = BenchPlatform(root / "traffic", auth=auth).start()

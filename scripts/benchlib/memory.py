@@ -57,8 +57,9 @@ def agent_rss(platform: BenchPlatform, timeout: float) -> int:
 
 
 def server_rss(platform: BenchPlatform, counts: tuple[int, ...], helpers: int,
-               timeout: float) -> tuple[dict[int, int], dict[int, float]]:
-    """(e): the platform's RSS once ``count`` raw peers are connected, for each count (ascending)."""
+               timeout: float) -> tuple[dict[int, int], dict[int, float], int | None]:
+    """(e): the platform's RSS once ``count`` raw peers are connected, for each count (ascending),
+    and once they have all disconnected (None if it did not settle within ``timeout``)."""
     rss: dict[int, int] = {}
     seconds: dict[int, float] = {}
     welcomed, handshakes = FORK.Value("i", 0), FORK.Value("i", 0)
@@ -108,7 +109,24 @@ def server_rss(platform: BenchPlatform, counts: tuple[int, ...], helpers: int,
             if process.is_alive():
                 process.terminate()
                 process.join(5)
-    return rss, seconds
+    return rss, seconds, settled_rss(platform, time.monotonic() + timeout)
+
+
+def settled_rss(platform: BenchPlatform, deadline: float, quiet: float = 5.0,
+                step: float = 0.25) -> int | None:
+    """The platform's RSS once it has stayed within 1% for ``quiet`` s; None if not by ``deadline``."""
+    since = time.monotonic()
+    low = high = platform.rss()
+    while time.monotonic() < deadline:
+        time.sleep(step)
+        now, rss = time.monotonic(), platform.rss()
+        if max(high, rss) > 1.01 * min(low, rss):
+            since, low, high = now, rss, rss  # it moved: start the quiet period again
+            continue
+        low, high = min(low, rss), max(high, rss)
+        if now - since >= quiet:
+            return rss
+    return None
 
 
 def wait_cpu_idle(platform: BenchPlatform, deadline: float, window: float = 0.3) -> None:

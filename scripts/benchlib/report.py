@@ -41,6 +41,8 @@ class SuiteResult:
     rss_idle: int | None = None
     rss_connected: dict[int, int] = field(default_factory=dict)
     connect_seconds: dict[int, float] = field(default_factory=dict)
+    rss_disconnected: int | None = None
+    """(e): once every connection of ``rss_connected`` closed and the RSS settled."""
     agent_rss: int | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -64,6 +66,7 @@ class SuiteResult:
                 "rpc": lat(self.rpc), "rss_idle": self.rss_idle,
                 "rss_connected": {str(k): v for k, v in self.rss_connected.items()},
                 "connect_seconds": {str(k): v for k, v in self.connect_seconds.items()},
+                "rss_disconnected": self.rss_disconnected,
                 "agent_rss": self.agent_rss, "notes": self.notes}
 
 
@@ -169,6 +172,10 @@ def rows(curve: SuiteResult, noauth: SuiteResult | None, raw: SuiteResult, raw_c
             verdict = _verdict(None if rss is None or count < 1000 else rss < 150 * MB)
         out.append(Row(label, value, _mb(na.rss_connected.get(count)), "-", "-", "-", target,
                        verdict))
+    if connections:
+        out.append(Row(f"(e) server RSS once those {max(connections):,} disconnected",
+                       _mb(curve.rss_disconnected), _mb(na.rss_disconnected), "-", "-", "-",
+                       "(diagnostic: near idle)", "-"))
     out.append(Row("(e) one agent process RSS (vip_main)", _mb(curve.agent_rss), _mb(na.agent_rss), "-", "-",
                    "-", "< 35 MB", _verdict(None if curve.agent_rss is None else curve.agent_rss < 35 * MB),
                    PUBLISHED["agent_rss"]))
@@ -332,7 +339,9 @@ ZMQ_READING = """\
   rounds, so that a host whose speed drifts during the run moves the platform and its baseline
   alike.
 - (e) resident memory of the `volttron` process: idle, then with raw VIP DEALER connections (each
-  a CURVE handshake, ZAP check, hello and welcome) held open by helper processes; and the RSS of one
+  a CURVE handshake, ZAP check, hello and welcome) held open by helper processes, then once they
+  have all closed and the RSS has not moved by more than 1% for 5 s (the router hands freed memory
+  back to the system a few seconds after connections stop coming and going); and the RSS of one
   minimal agent process started through `vip_main`.
 - "CURVE vs raw": the platform's throughput as a share of the raw forwarder's, and its RPC p50 as
   a multiple of the raw echo round trip. "Published platform": figures of the published modular
