@@ -50,6 +50,7 @@ from volttron.server.services.pubsub.index import (
     SubscriptionLimitError,
 )
 from volttron.server.services.pubsub.protected import ProtectedTopics, is_allowed
+from volttron.utils.jsonapi import decode, encode
 from volttron.utils.throttle import LogThrottle
 
 _log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ class BadPubSubRequest(ValueError):
 
 def _json_object(frame: bytes, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(frame.decode(_TEXT))
+        value = decode(frame.decode(_TEXT))
     except (ValueError, RecursionError):
         raise BadPubSubRequest(f"{what} is not JSON") from None
     if not isinstance(value, dict):
@@ -294,7 +295,7 @@ class PubSubService:
         if body and "sender" not in body and stripped[:1] == b"{":
             return b'{"sender": ' + sender_json + b", " + stripped[1:].lstrip()
         # empty object or a forged "sender": rebuild it so ours is the one receivers see
-        return json.dumps({**body, "sender": sender.decode(_TEXT)}).encode("ascii")
+        return encode({**body, "sender": sender.decode(_TEXT)}).encode("ascii")
 
     def may_publish(self, user: str, topic: str) -> bool:
         """Whether ``user`` may publish to ``topic`` under the protected topics.

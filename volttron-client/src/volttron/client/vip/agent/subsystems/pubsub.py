@@ -37,6 +37,7 @@ from volttron.client.vip.agent.results import AsyncResult
 from volttron.client.vip.agent.subsystems.base import RequestingSubsystem
 from volttron.utils.frames import decode_frame
 from volttron.utils.identities import is_remote_principal
+from volttron.utils.jsonapi import decode, encode
 from volttron.utils.jsonrpc import Error as JsonRpcError
 
 if TYPE_CHECKING:
@@ -229,9 +230,9 @@ class PubSub(RequestingSubsystem):
             if headers or bus:
                 headers = dict(headers) if headers else {}
                 headers.update(COMPATIBILITY_HEADERS)
-                body = json.dumps({"bus": bus, "headers": headers, "message": message}).encode("ascii")
+                body = encode({"bus": bus, "headers": headers, "message": message}).encode("ascii")
             else:  # the common case: the same bytes, without encoding the constant part each time
-                body = b"".join((_PLAIN_PUBLISH_HEAD, json.dumps(message).encode("ascii"), b"}"))
+                body = b"".join((_PLAIN_PUBLISH_HEAD, encode(message).encode("ascii"), b"}"))
         except (TypeError, ValueError) as exc:
             from volttron.utils.errors import FrameError
 
@@ -276,7 +277,7 @@ class PubSub(RequestingSubsystem):
     def _deliver(self, topic_frame: bytes, body_frame: bytes, remote: bool = False) -> None:
         topic = topic_frame.decode("iso-8859-1")
         try:
-            body = json.loads(body_frame.decode("iso-8859-1"))  # Latin-1 text, as the original reads frames
+            body = decode(body_frame.decode("iso-8859-1"))  # Latin-1 text, as the original reads frames
         except ValueError:
             _log.warning("dropped a publication on %r whose body is not JSON", topic)
             return
@@ -352,7 +353,7 @@ def _done(description: str) -> AsyncResult:
 
 
 def _dumpb(obj: Any) -> bytes:
-    return json.dumps(obj).encode("ascii")
+    return encode(obj).encode("ascii")
 
 
 def _decode_count(frame: bytes) -> Any:

@@ -55,6 +55,7 @@ from volttron.client.vip.agent.subsystems.base import SubsystemBase
 from volttron.utils import jsonrpc
 from volttron.utils.errors import FrameError
 from volttron.utils.identities import remote_principal
+from volttron.utils.jsonapi import decode, encode
 from volttron.utils.jsonrpc import (
     METHOD_NOT_FOUND,
     PARSE_ERROR,
@@ -277,7 +278,7 @@ class RPC(SubsystemBase):
         units: list[Any] = []
         for frame in message.args:
             try:
-                obj = json.loads(frame.decode("iso-8859-1"))  # Latin-1 text, as the original reads frames
+                obj = decode(frame.decode("iso-8859-1"))  # Latin-1 text, as the original reads frames
             except ValueError:
                 units.append(_PARSE_FAILED)
                 continue
@@ -376,18 +377,18 @@ class RPC(SubsystemBase):
     def _dispatch(self, obj: Any, message: Message) -> str | None:
         """The JSON text of the answer to one request, or None for a notification."""
         if obj is _PARSE_FAILED:
-            return json.dumps(json_error(None, PARSE_ERROR, "parse error"))
+            return encode(json_error(None, PARSE_ERROR, "parse error"))
         ident = obj.get("id") if isinstance(obj, dict) else None
         try:
             request = parse_request(obj)
         except jsonrpc.Error as exc:
-            return json.dumps(exc.to_json(ident)) if ident is not None else None
+            return encode(exc.to_json(ident)) if ident is not None else None
         name = request.method
         method = self._exports.get(name) or self._builtin(name)
         if method is None:
             if request.is_notification:
                 return None
-            return json.dumps(
+            return encode(
                 json_error(
                     ident,
                     METHOD_NOT_FOUND,
@@ -406,7 +407,7 @@ class RPC(SubsystemBase):
         if request.is_notification:
             return None
         try:
-            return json.dumps(response)
+            return encode(response)
         except (TypeError, ValueError) as exc:
             return json.dumps(
                 json_error(
@@ -566,7 +567,7 @@ def _is_answer(item: Any) -> bool:
 
 def _dumps_request(obj: Any) -> str:
     try:
-        return json.dumps(obj)
+        return encode(obj)
     except (TypeError, ValueError) as exc:
         raise FrameError(f"RPC arguments are not JSON serialisable: {exc}") from exc
 
