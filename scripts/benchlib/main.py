@@ -431,9 +431,9 @@ def rmq_columns(root: Path, settings: Settings) -> tuple[report.SuiteResult, rep
                 measures = {
                     "platform": lambda: latency_and_rpc(running, settings.samples, settings.timeout),
                     "raw": lambda: raw_pika_latency_and_rpc(login, settings.samples, settings.timeout)}
-                for column, (one_way, round_trip) in zip(
-                        (platform, baseline), rounds.alternate(settings.repeat, measures).values()):
-                    column.latency, column.rpc = one_way, round_trip
+                pooled = rounds.alternate(settings.repeat, measures)
+                platform.latency, platform.rpc = pooled["platform"]
+                baseline.latency, baseline.rpc = pooled["raw"]
             finally:
                 running.stop()
             progress(f"RabbitMQ: (d) p50 {_p50(platform.rpc):.3f} ms, raw pika {_p50(baseline.rpc):.3f} ms "

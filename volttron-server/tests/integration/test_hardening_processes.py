@@ -40,7 +40,7 @@ from volttron.client.commands.transfer import serve_install
 from volttron.client.known_identities import CONTROL
 from volttron.client.packaging import build_wheel
 from volttron.client.runner import build_agent
-from volttron.client.testing.waiting import wait_until
+from volttron.client.testing.waiting import WaitTimeout, wait_until
 from volttron.client.vip.agent import Agent
 
 # one worker builds the two wheels once, and runs the tests one after another (they take turns anyway)
@@ -207,12 +207,11 @@ def vctl(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def survivors_after(pids: dict[str, int], bound: float) -> tuple[dict[str, int], float]:
     """Poll until none of ``pids`` lives or ``bound`` seconds pass; ``(survivors, seconds waited)``."""
     started = time.monotonic()
-    while True:
-        left = {name: pid for name, pid in pids.items() if alive(pid)}
-        took = time.monotonic() - started
-        if not left or took >= bound:
-            return left, took
-        time.sleep(0.05)
+    with contextlib.suppress(WaitTimeout):
+        wait_until(lambda: not any(alive(pid) for pid in pids.values()), bound, "the processes to end",
+                   interval=0.05)
+    took = time.monotonic() - started
+    return {name: pid for name, pid in pids.items() if alive(pid)}, took
 
 
 def end_processes(pids: Any) -> None:
@@ -320,11 +319,10 @@ def test_vctl_stop_and_shutdown_leave_no_process_of_the_home(
     shutdown = vctl(platform.home, "shutdown", "--platform")
     assert shutdown.returncode == 0, shutdown.stderr
     assert platform.wait(30) == 0
-    started_at = time.monotonic()
+    with contextlib.suppress(WaitTimeout):
+        wait_until(lambda: not home_processes(platform.home), 5.0, "the home's processes to end",
+                   interval=0.05)
     left_home = home_processes(platform.home)
-    while left_home and time.monotonic() - started_at < 5.0:
-        time.sleep(0.05)
-        left_home = home_processes(platform.home)
     report("home_processes_before_shutdown", len(remove))
     report("home_processes_after_shutdown", sorted(left_home.values()))
     end_processes(left_home)

@@ -23,7 +23,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from typing import Any
 import pytest
 
 from volttron.client.testing.modules import load_beside
+from volttron.client.testing.waiting import WaitTimeout, wait_until
 from volttron.client.vip.agent import RPC, Agent
 from volttron.server.aip.published_contract import agent_credentials, ensure_platform_credentials
 from volttron.utils.jsonrpc import Error
@@ -77,15 +77,17 @@ def published_python() -> Path:
         return python
     cache_root().mkdir(parents=True, exist_ok=True)
     with open(cache_root() / f".published-client-{key}.lock", "w") as lock:
-        deadline = time.monotonic() + BUILD_TIMEOUT
-        while True:  # another test process may be building it
+        def locked() -> bool:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
             except BlockingIOError:
-                if time.monotonic() > deadline:
-                    _unavailable(f"{target} is being built by another process for too long")
-                time.sleep(0.5)
+                return False
+            return True
+
+        try:  # another test process may be building it
+            wait_until(locked, BUILD_TIMEOUT, f"the lock of {target}", interval=0.5)
+        except WaitTimeout:
+            _unavailable(f"{target} is being built by another process for too long")
         if marker.exists():
             return python
         shutil.rmtree(target, ignore_errors=True)

@@ -12,16 +12,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import gevent
 import pytest
 
 from volttron.client.messagebus.rmq_testing import BrokerInstance, broker_instance
 from volttron.client.runner import build_agent
+from volttron.client.testing.waiting import WaitTimeout
 from volttron.client.testing.waiting import wait_until as poll
 from volttron.client.vip.agent import RPC, Agent
 from volttron.client.vip.agent.errors import Unreachable
@@ -160,12 +159,10 @@ def test_federation_brings_a_publish_of_one_instance_to_all_platforms_subscriber
 
 
 def poll_briefly(condition: Callable[[], Any], timeout: float = 1.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        gevent.sleep(0.05)
-    return False
+    try:
+        return bool(poll(condition, timeout, interval=0.05))
+    except WaitTimeout:
+        return False
 
 
 def test_shovels_carry_a_topic_and_an_rpc_with_its_answer(sides, tmp_path: Path) -> None:

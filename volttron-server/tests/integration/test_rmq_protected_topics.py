@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -23,6 +22,7 @@ from volttron.client.messagebus.rmq_credentials import derive_password
 from volttron.client.messagebus.rmq_testing import BrokerInstance, broker_instance
 from volttron.client.messagebus.rmq_wire import EXCHANGE, publish_routing_key
 from volttron.client.runner import build_agent
+from volttron.client.testing.waiting import WaitTimeout
 from volttron.client.testing.waiting import wait_until as eventually
 from volttron.client.vip.agent import Agent
 from volttron.client.vip.agent.errors import VIPError
@@ -160,12 +160,10 @@ def delivered(agent: Agent, heard: Heard, topic: str) -> bool:
     """
     if publish_outcome(agent, topic) != "sent":
         return False
-    deadline = time.monotonic() + 5
-    while topic not in heard.topics:
-        if time.monotonic() > deadline:
-            return False
-        gevent.sleep(0.05)
-    return True
+    try:
+        return eventually(lambda: topic in heard.topics, 5, f"{topic} heard", interval=0.05)
+    except WaitTimeout:
+        return False
 
 
 def assert_not_delivered(agent: Agent, heard: Heard, topic: str, control: str) -> None:

@@ -65,6 +65,28 @@ def test_changes_that_never_settle_are_trimmed_after_the_longest_wait() -> None:
     assert heap.maybe_release() and trims == [0]
 
 
+def churn(every: float, seconds: float) -> int:
+    """Trims when a client opens/closes 100 connections every ``every`` s; the loop looks every 0.1 s."""
+    heap, clock, trims = releaser(after=100, settle=2.0, longest=60.0)
+    next_burst = clock.now
+    for _ in range(round(seconds / 0.1)):
+        if clock.now >= next_burst:
+            for _ in range(100):
+                heap.changed()
+            next_burst += every
+        heap.maybe_release()
+        clock.now += 0.1
+    return len(trims)
+
+
+def test_a_client_churning_connections_cannot_make_it_trim_more_often_than_the_bounds_allow() -> None:
+    # bursts faster than the settle time never settle: one trim per longest wait (60 s)
+    assert churn(every=0.5, seconds=120) <= 2
+    # bursts with just enough quiet between them: one trim per burst, never more than one per 2 s
+    trims = churn(every=2.3, seconds=120)
+    assert 0 < trims <= 120 / 2.0
+
+
 def test_bad_settings_are_refused() -> None:
     for args in ((0, 1.0, 2.0), (1, -1.0, 2.0), (1, 3.0, 2.0)):
         with pytest.raises(ValueError):

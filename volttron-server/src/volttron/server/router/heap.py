@@ -65,11 +65,6 @@ class HeapReleaser:
         self.releases = 0
         """How many times the heap was trimmed."""
 
-    @property
-    def available(self) -> bool:
-        """Whether this C library can trim at all."""
-        return self._trim is not None
-
     def changed(self) -> None:
         """A connection opened or closed."""
         now = self._clock()
