@@ -133,15 +133,8 @@ def external_answers(witness: Any, timeout: float) -> list[Any]:
 
     Waits in short slices with gevent sleeps between, so agents of this process keep running.
     """
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            message = witness.recv_until(lambda m: m.subsystem == b"external_rpc", 0.02)
-            break
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            gevent.sleep(0.05)
+    message = poll(lambda: witness.recv_until(lambda m: m.subsystem == b"external_rpc", 0.02), timeout,
+                   "an external_rpc message", interval=0.05, retry=(AssertionError,))
     envelope = json.loads(message.args[1])
     return [json.loads(text) for text in envelope["args"]]
 
