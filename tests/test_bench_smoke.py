@@ -47,6 +47,8 @@ def test_bench_quick_run_measures_every_column(tmp_path: Path) -> None:
     assert set(curve["rss_connected"]) == {"10", "20"}
     assert curve["rss_disconnected"] > 0, "the RSS settles once the connections are gone"
     assert raw["throughput"]["lost"] == 0 and raw["rpc"]["count"] == 200
+    assert raw["vip_rpc"]["count"] == 200 and figures["raw_curve"]["vip_rpc"]["count"] == 200
+    assert "(d) the same, raw with VIP's frames" in run.stdout
     assert figures["auth_disabled"] is None, "--quick leaves out the auth-disabled column"
     assert "RabbitMQ:" not in run.stdout and "rmq" not in figures
 

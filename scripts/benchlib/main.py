@@ -352,10 +352,16 @@ def zmq_latency_rounds(settings: Settings, traffic: dict[str, BenchPlatform],
     measures: dict[str, Any] = {
         name: (lambda p=platform: latency_and_rpc(p, settings.samples, settings.timeout))
         for name, platform in traffic.items()}
-    measures["raw"] = lambda: ([], raw.rpc_round_trip(settings.samples, settings.timeout))
-    measures["raw_curve"] = lambda: ([], raw.rpc_round_trip(settings.samples, settings.timeout, keys))
+    for column, curve in (("raw", None), ("raw_curve", keys)):
+        for suffix, shaped in (("", False), (" vip", True)):  # " vip": the diagnostic row's figure
+            measures[column + suffix] = (lambda c=curve, v=shaped:
+                                         ([], raw.rpc_round_trip(settings.samples, settings.timeout, c, v)))
     for name, (one_way, round_trip) in rounds.alternate(settings.repeat, measures).items():
-        results[name].latency, results[name].rpc = one_way, round_trip
+        column, _, shape = name.partition(" ")
+        if shape:
+            results[column].vip_rpc = round_trip
+        else:
+            results[name].latency, results[name].rpc = one_way, round_trip
         progress(f"{name}: (d) p50 {_p50(round_trip):.3f} ms "
                  f"over {settings.repeat} alternating rounds")
 

@@ -182,9 +182,17 @@ def _read_acks(sock: zmq.Socket, timeout_ms: int) -> int:
     return count
 
 
-def rpc_round_trip(calls: int, timeout_s: float, curve: Curve | None = None) -> list[float]:
+VIP_REQUEST_HEAD = [b"echo", b"VIP1", b"", b"r0123456789abcdef", b"RPC"]
+"""The frames a VIP agent sends before an RPC request's JSON (recipient, signature, user, id, subsystem)."""
+
+
+def rpc_round_trip(calls: int, timeout_s: float, curve: Curve | None = None,
+                   vip_shaped: bool = False) -> list[float]:
     """Sequential request/response through the forwarder to an echo peer in another process.
 
+    With ``vip_shaped`` request and answer have the frames of a VIP RPC message (6 from a peer, 7 at
+    the forwarder), as an agent's call and its answer have: what the frame count alone costs the raw
+    forwarder and its peers.
     Returns each call's round trip, in seconds.
     """
     address = f"ipc://@volttron-bench-raw-rpc-{os.getpid()}"
@@ -200,11 +208,12 @@ def rpc_round_trip(calls: int, timeout_s: float, curve: Curve | None = None) -> 
     sock = _dealer(ctx, address, b"caller", curve)
     _wait_for_path(sock, b"echo", timeout_s)
     sock.RCVTIMEO = int(timeout_s * 1000)
-    request = b'{"jsonrpc": "2.0", "method": "echo", "params": [1], "id": "1"}'
+    request = b'{"jsonrpc": "2.0", "method": "echo", "params": [1], "id": "r0123456789abcdef"}'
+    frames = [*VIP_REQUEST_HEAD, request] if vip_shaped else [b"echo", request]
     samples = []
     for _ in range(calls):
         t0 = time.perf_counter()
-        sock.send_multipart([b"echo", request])
+        sock.send_multipart(frames)
         sock.recv_multipart()
         samples.append(time.perf_counter() - t0)
     stop.set()
@@ -238,8 +247,8 @@ def _echo(address: str, ready: mp.Event, stop: mp.Event, curve: Curve | None) ->
     while not stop.is_set():
         if not poller.poll(100):
             continue
-        sender, payload = sock.recv_multipart()
-        if sender:
-            sock.send_multipart([sender, payload])
+        sender, *rest = sock.recv_multipart()
+        if sender:  # the request's frames back: an answer as large as the request, in as many frames
+            sock.send_multipart([sender, *rest])
     sock.close(0)
     ctx.term()
