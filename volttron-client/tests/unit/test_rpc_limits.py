@@ -5,6 +5,8 @@ from __future__ import annotations
 import gevent
 import pytest
 from gevent.event import Event
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from volttron.client.testing.waiting import wait_until
 from volttron.client.vip.agent import RPC, Agent
@@ -121,3 +123,75 @@ def test_limits_must_be_whole_positive_numbers():
         RequestLimits(per_caller=0)
     with pytest.raises(ValueError, match="queued_total"):
         RequestLimits(queued_total=-1)
+
+
+# -- the scheduler on random traffic ------------------------------------------------------------------
+
+_CALLERS = ("a", "b", "c")
+
+
+class _Traffic:
+    """Jobs that record when they start and end, each ending when the test releases it."""
+
+    def __init__(self, limits: RequestLimits) -> None:
+        self.limits = limits
+        self.started: list[tuple[str, int]] = []
+        self.gates: dict[int, Event] = {}
+        self.now: dict[str, int] = dict.fromkeys(_CALLERS, 0)
+        self.most_at_once = 0
+        self.most_of_one = 0
+
+    def job(self, caller: str, n: int):
+        gate = self.gates[n] = Event()
+
+        def run() -> None:
+            self.started.append((caller, n))
+            self.now[caller] += 1
+            self.most_of_one = max(self.most_of_one, self.now[caller])
+            self.most_at_once = max(self.most_at_once, sum(self.now.values()))
+            try:
+                gate.wait(5)
+            finally:
+                self.now[caller] -= 1
+
+        return run
+
+    def release(self, pick: int) -> None:
+        running = [n for _c, n in self.started if not self.gates[n].is_set()]
+        if running:
+            self.gates[running[pick % len(running)]].set()
+        for _ in range(3):
+            gevent.sleep(0)  # the released job ends, the next admitted one starts
+
+
+@settings(max_examples=150, deadline=None)
+@given(limits=st.builds(RequestLimits, per_caller=st.integers(1, 3), total=st.integers(1, 4),
+                        queued_per_caller=st.integers(0, 3), queued_total=st.integers(0, 5),
+                        queued_bytes_per_caller=st.integers(0, 300), queued_bytes_total=st.integers(0, 500)),
+       steps=st.lists(st.tuples(st.booleans(), st.sampled_from(_CALLERS), st.integers(0, 150)), max_size=40))
+def test_every_bound_holds_and_every_admitted_request_runs_once_in_order(limits, steps):
+    traffic = _Traffic(limits)
+    scheduler = RequestScheduler(gevent.spawn, limits)
+    admitted: dict[str, list[int]] = {c: [] for c in _CALLERS}
+    for n, (submit, caller, number) in enumerate(steps):
+        if submit:
+            if scheduler.submit(caller, traffic.job(caller, n), size=number):
+                admitted[caller].append(n)
+            stats = scheduler.statistics()
+            assert stats["waiting"] <= limits.queued_total
+            assert stats["waiting_bytes"] <= limits.queued_bytes_total
+            gevent.sleep(0)
+        else:
+            traffic.release(number)
+        assert traffic.most_of_one <= limits.per_caller and traffic.most_at_once <= limits.total
+    for _ in range(200):  # release everything: whatever was admitted must run
+        if len(traffic.started) == sum(map(len, admitted.values())) and all(
+                g.is_set() for g in (traffic.gates[n] for _c, n in traffic.started)):
+            break
+        traffic.release(0)
+    wait_until(lambda: scheduler.statistics()["running"] == 0, timeout=5)
+    assert scheduler.statistics() == {"running": 0, "waiting": 0, "waiting_bytes": 0, "callers": 0,
+                                      "refused": scheduler.refused}
+    for caller in _CALLERS:
+        assert [n for c, n in traffic.started if c == caller] == admitted[caller], \
+            "each admitted request runs once, in its caller's order"

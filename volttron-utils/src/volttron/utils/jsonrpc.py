@@ -31,7 +31,7 @@ import functools
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import Any, NamedTuple, TypedDict
 
 from volttron.utils.errors import VolttronError
 
@@ -270,9 +270,12 @@ def json_error(ident: Any, code: int, message: str, **data: Any) -> dict[str, An
     return {"jsonrpc": VERSION, "id": ident, "error": error}
 
 
-@dataclass(frozen=True)
-class Request:
-    """A parsed request; ``ident`` is None for a notification."""
+class Request(NamedTuple):
+    """A parsed request; ``ident`` is None for a notification.
+
+    A named tuple rather than a frozen dataclass: every served request makes one, and a frozen
+    dataclass sets each field through ``object.__setattr__``.
+    """
 
     method: str
     args: list[Any]

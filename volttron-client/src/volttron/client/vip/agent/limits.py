@@ -59,8 +59,9 @@ Job = Callable[[], None]
 
 
 @dataclass
-class _Caller:
-    running: int = 0
+class _Queue:
+    """The requests of one caller waiting for a slot; kept only while it holds some."""
+
     waiting: deque[tuple[Job, int]] = field(default_factory=deque)
     waiting_bytes: int = 0
     ready: bool = False
@@ -68,13 +69,18 @@ class _Caller:
 
 
 class RequestScheduler:
-    """Admit, queue or refuse requests per caller; ``spawn(fn)`` starts a greenlet running ``fn()``."""
+    """Admit, queue or refuse requests per caller; ``spawn(fn)`` starts a greenlet running ``fn()``.
+
+    A caller's running requests are a count, and its waiting ones a :class:`_Queue` that exists
+    only while some wait, so a request admitted at once (the usual case) allocates nothing here.
+    """
 
     def __init__(self, spawn: Callable[[Callable[[], None]], Any],
                  limits: RequestLimits | None = None) -> None:
         self.limits = limits or RequestLimits()
         self._spawn = spawn
-        self._callers: dict[str, _Caller] = {}
+        self._running_of: dict[str, int] = {}
+        self._queues: dict[str, _Queue] = {}
         self._ready: deque[str] = deque()
         self._running = 0
         self._waiting = 0
@@ -85,71 +91,76 @@ class RequestScheduler:
     def submit(self, caller: str, job: Job, size: int = 0) -> bool:
         """Run ``job`` now or once a slot is free (True); False: refused, the caller is over its bound."""
         limits = self.limits
-        state = self._callers.get(caller)
-        if state is None:
-            state = self._callers[caller] = _Caller()
-        if not state.waiting and state.running < limits.per_caller and self._running < limits.total:
-            self._start(caller, state, job)
+        running = self._running_of.get(caller, 0)
+        queue = self._queues.get(caller)
+        if queue is None and running < limits.per_caller and self._running < limits.total:
+            self._start(caller, running, job)
             return True
-        if (len(state.waiting) >= limits.queued_per_caller or self._waiting >= limits.queued_total
-                or state.waiting_bytes + size > limits.queued_bytes_per_caller
+        waiting, waiting_bytes = (0, 0) if queue is None else (len(queue.waiting), queue.waiting_bytes)
+        if (waiting >= limits.queued_per_caller or self._waiting >= limits.queued_total
+                or waiting_bytes + size > limits.queued_bytes_per_caller
                 or self._waiting_bytes + size > limits.queued_bytes_total):
             self.refused += 1
-            self._forget_if_idle(caller, state)
             return False
-        state.waiting.append((job, size))
-        state.waiting_bytes += size
+        if queue is None:
+            queue = self._queues[caller] = _Queue()
+        queue.waiting.append((job, size))
+        queue.waiting_bytes += size
         self._waiting += 1
         self._waiting_bytes += size
-        if state.running < limits.per_caller:
-            self._make_ready(caller, state)
+        if running < limits.per_caller:
+            self._make_ready(caller, queue)
             self._dispatch()
         return True
 
     def statistics(self) -> dict[str, int]:
         """Requests running and waiting now, callers known, and refusals so far."""
         return {"running": self._running, "waiting": self._waiting, "waiting_bytes": self._waiting_bytes,
-                "callers": len(self._callers), "refused": self.refused}
+                "callers": len(self._running_of.keys() | self._queues.keys()), "refused": self.refused}
 
-    def _start(self, caller: str, state: _Caller, job: Job) -> None:
-        state.running += 1
+    def _start(self, caller: str, running: int, job: Job) -> None:
+        self._running_of[caller] = running + 1
         self._running += 1
-        self._spawn(lambda: self._run(caller, state, job))
+        self._spawn(lambda: self._run(caller, job))
 
-    def _run(self, caller: str, state: _Caller, job: Job) -> None:
+    def _run(self, caller: str, job: Job) -> None:
         try:
             job()
         finally:
-            state.running -= 1
+            running = self._running_of[caller] - 1
+            if running:
+                self._running_of[caller] = running
+            else:
+                del self._running_of[caller]
             self._running -= 1
-            if state.waiting:
-                self._make_ready(caller, state)
-            self._forget_if_idle(caller, state)
-            self._dispatch()
+            queue = self._queues.get(caller)
+            if queue is not None:
+                self._make_ready(caller, queue)
+            if self._ready:
+                self._dispatch()
 
-    def _make_ready(self, caller: str, state: _Caller) -> None:
-        if not state.ready:
-            state.ready = True
+    def _make_ready(self, caller: str, queue: _Queue) -> None:
+        if not queue.ready:
+            queue.ready = True
             self._ready.append(caller)
 
     def _dispatch(self) -> None:
         limits = self.limits
         while self._running < limits.total and self._ready:
             caller = self._ready.popleft()
-            state = self._callers.get(caller)
-            if state is None:
+            queue = self._queues.get(caller)
+            if queue is None:
                 continue
-            state.ready = False
-            if not state.waiting or state.running >= limits.per_caller:
+            queue.ready = False
+            running = self._running_of.get(caller, 0)
+            if running >= limits.per_caller:
                 continue  # listed again when one of its requests finishes
-            job, size = state.waiting.popleft()
-            state.waiting_bytes -= size
+            job, size = queue.waiting.popleft()
+            queue.waiting_bytes -= size
             self._waiting -= 1
             self._waiting_bytes -= size
-            self._start(caller, state, job)
-            if state.waiting and state.running < limits.per_caller:
-                self._make_ready(caller, state)
-
-    def _forget_if_idle(self, caller: str, state: _Caller) -> None:
-        if not state.running and not state.waiting and not state.ready:
-            self._callers.pop(caller, None)
+            if not queue.waiting:
+                del self._queues[caller]
+            self._start(caller, running, job)
+            if queue.waiting and running + 1 < limits.per_caller:
+                self._make_ready(caller, queue)

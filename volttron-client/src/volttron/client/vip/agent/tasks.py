@@ -148,7 +148,8 @@ class AgentTasks:
     @property
     def greenlets(self) -> list[gevent.Greenlet[..., Any]]:
         """The greenlets the agent owns that are still running (``spawn``, ``spawn_later``, receivers...)."""
-        return [g for g in self._group if not g.dead]
+        waiting = self._workers.waiting()
+        return [g for g in self._group if not g.dead and g not in waiting]
 
     def spawn_in_thread(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run blocking ``func`` in gevent's thread pool; returns an AsyncResult-like object."""
@@ -185,7 +186,8 @@ class AgentTasks:
         return greenlet in self._group or any(timed.greenlet is greenlet for timed in self._timed)
 
     def _task_statistics(self) -> dict[str, int]:
-        return {"greenlets": len(self._group), "timers": sum(1 for t in self._timed if not t.finished)}
+        return {"greenlets": len(self._group) - len(self._workers.waiting()),
+                "timers": sum(1 for t in self._timed if not t.finished)}
 
 
 def _log_receiver_failure(receiver: Callable[..., Any], greenlet: gevent.Greenlet[..., Any]) -> None:
