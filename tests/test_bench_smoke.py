@@ -108,3 +108,22 @@ def test_bench_refuses_bad_arguments(tmp_path: Path) -> None:
     run = subprocess.run([sys.executable, str(MAIN), "--messages", "0"], capture_output=True, text=True,
                          timeout=60, cwd=tmp_path)
     assert run.returncode == 2 and "--messages must be at least 1" in run.stderr
+
+
+def test_bench_ladder_measures_every_step(tmp_path: Path) -> None:
+    out = tmp_path / "ladder.json"
+    run = subprocess.run([sys.executable, str(MAIN), "--ladder", "--samples", "50", "--repeat", "1",
+                          "--timeout", "30", "--json", str(out)], capture_output=True, text=True, timeout=180,
+                         cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    steps = json.loads(out.read_text())["ladder"]
+    assert [s["step"][:2] for s in steps] == [f"{n}." for n in range(1, 9)]
+    assert all(s["p50_ms"] > 0 for s in steps)
+    rows = [line for line in run.stdout.splitlines() if re.match(r"\| \d\. ", line)]
+    assert len(rows) == 8 and "over step 5" in rows[-1], run.stdout
+
+
+def test_bench_ladder_refuses_to_record(tmp_path: Path) -> None:
+    run = subprocess.run([sys.executable, str(MAIN), "--ladder", "--record"], capture_output=True, text=True,
+                         timeout=60, cwd=tmp_path)
+    assert run.returncode == 2 and "--ladder measures ZeroMQ only" in run.stderr

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import ladder
 import raw
 import raw_pika
 import report
@@ -91,6 +92,9 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Settings]:
                         help="the local RabbitMQ broker (managed with rabbitmqctl; default 127.0.0.1:5672)")
     parser.add_argument("--record", action="store_true", help="write the table into docs/performance.md")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON to this file")
+    parser.add_argument("--ladder", action="store_true",
+                        help="instead: climb from the raw echo to (d) one part at a time, in alternating "
+                             "rounds (ZeroMQ; uses --samples, --repeat and --timeout)")
     parser.add_argument("--note", action="append", default=[],
                         help="a line about the conditions of the run for the recorded block (repeatable)")
     args = parser.parse_args(argv)
@@ -104,6 +108,8 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Settings]:
                         ("--samples", samples), ("--helpers", args.helpers), ("--repeat", repeat)):
         if value < 1:
             parser.error(f"{name} must be at least 1")
+    if args.ladder and (args.record or args.bus not in (None, "zmq")):
+        parser.error("--ladder measures ZeroMQ only and prints its table (no --record)")
     if any(c < 1 for c in conns):
         parser.error("--connections must be positive")
     host, _, port = args.broker.rpartition(":")
@@ -480,10 +486,28 @@ def _interrupt_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def _ladder(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        figures = ladder.run(settings.samples, settings.repeat, settings.timeout)
+    except BenchError as exc:
+        sys.stderr.write(f"bench: error: {exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("bench: interrupted\n")
+        return 130
+    print(ladder.render(figures))
+    if args.json:
+        args.json.write_text(json.dumps({"settings": settings.__dict__,
+                                         "ladder": [{"step": s, "p50_ms": p} for s, p in figures]}, indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args, settings = parse_args(argv)
     command = "scripts/bench " + shlex.join(_reproducible(argv if argv is not None else sys.argv[1:]))
     _interrupt_on_sigterm()
+    if args.ladder:
+        return _ladder(args, settings)
     zmq: dict[str, report.SuiteResult | None] = {}
     rmq: dict[str, report.SuiteResult] = {}
     try:
