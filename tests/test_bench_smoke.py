@@ -26,11 +26,16 @@ ROOT = Path(__file__).resolve().parents[1]
 MAIN = ROOT / "scripts" / "benchlib" / "main.py"
 
 
+def _bench(cwd: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``scripts/bench`` (its Python entry point) with ``args``, its output captured."""
+    return subprocess.run([sys.executable, str(MAIN), *args], capture_output=True, text=True, timeout=timeout,
+                          cwd=cwd)
+
+
 def test_bench_quick_run_measures_every_column(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    run = subprocess.run([sys.executable, str(MAIN), "--messages", "200", "--quick", "--timeout", "30",
-                          "--bus", "zmq", "--json", str(out)], capture_output=True, text=True, timeout=120,
-                         cwd=tmp_path)
+    run = _bench(tmp_path, "--messages", "200", "--quick", "--timeout", "30", "--bus", "zmq",
+                 "--json", str(out))
     assert run.returncode == 0, run.stderr[-3000:]
     for label in ("(a) pub/sub throughput", "(b) fan-out 1 -> 3", "(c) one-way pub/sub latency",
                   "(d) RPC round trip", "(e) server RSS, idle", "(e) server RSS, 20 connected agents",
@@ -60,9 +65,8 @@ NUMBER = r"[0-9][0-9,.]*"
 def test_bench_quick_run_on_rabbitmq_measures_the_platform_and_raw_pika(tmp_path: Path) -> None:
     require_broker()
     out = tmp_path / "bench.json"
-    run = subprocess.run([sys.executable, str(MAIN), "--messages", "200", "--quick", "--timeout", "30",
-                          "--bus", "rmq", "--json", str(out)], capture_output=True, text=True, timeout=120,
-                         cwd=tmp_path)
+    run = _bench(tmp_path, "--messages", "200", "--quick", "--timeout", "30", "--bus", "rmq",
+                 "--json", str(out))
     assert run.returncode == 0, run.stderr[-3000:]
     assert "RabbitMQ:" in run.stdout and "ZeroMQ:" not in run.stdout, run.stdout
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
@@ -98,23 +102,20 @@ def _closed_port() -> int:
 
 def test_bench_on_rabbitmq_without_a_broker_says_so_in_one_line(tmp_path: Path) -> None:
     broker = f"127.0.0.1:{_closed_port()}"
-    run = subprocess.run([sys.executable, str(MAIN), "--bus", "rmq", "--broker", broker], capture_output=True,
-                         text=True, timeout=60, cwd=tmp_path)
+    run = _bench(tmp_path, "--bus", "rmq", "--broker", broker, timeout=60)
     assert run.returncode == 1
     assert run.stderr.strip().count("\n") == 0 and "no RabbitMQ broker answers on 127.0.0.1:" in run.stderr
 
 
 def test_bench_refuses_bad_arguments(tmp_path: Path) -> None:
-    run = subprocess.run([sys.executable, str(MAIN), "--messages", "0"], capture_output=True, text=True,
-                         timeout=60, cwd=tmp_path)
+    run = _bench(tmp_path, "--messages", "0", timeout=60)
     assert run.returncode == 2 and "--messages must be at least 1" in run.stderr
 
 
 def test_bench_ladder_measures_every_step(tmp_path: Path) -> None:
     out = tmp_path / "ladder.json"
-    run = subprocess.run([sys.executable, str(MAIN), "--ladder", "--samples", "50", "--repeat", "1",
-                          "--timeout", "30", "--json", str(out)], capture_output=True, text=True, timeout=180,
-                         cwd=tmp_path)
+    run = _bench(tmp_path, "--ladder", "--samples", "50", "--repeat", "1", "--timeout", "30",
+                 "--json", str(out), timeout=180)
     assert run.returncode == 0, run.stderr[-3000:]
     steps = json.loads(out.read_text())["ladder"]
     assert [s["step"][:2] for s in steps] == [f"{n}." for n in range(1, 9)]
@@ -124,6 +125,5 @@ def test_bench_ladder_measures_every_step(tmp_path: Path) -> None:
 
 
 def test_bench_ladder_refuses_to_record(tmp_path: Path) -> None:
-    run = subprocess.run([sys.executable, str(MAIN), "--ladder", "--record"], capture_output=True, text=True,
-                         timeout=60, cwd=tmp_path)
+    run = _bench(tmp_path, "--ladder", "--record", timeout=60)
     assert run.returncode == 2 and "--ladder measures ZeroMQ only" in run.stderr

@@ -486,15 +486,7 @@ def _interrupt_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def _ladder(args: argparse.Namespace, settings: Settings) -> int:
-    try:
-        figures = ladder.run(settings.samples, settings.repeat, settings.timeout)
-    except BenchError as exc:
-        sys.stderr.write(f"bench: error: {exc}\n")
-        return 1
-    except KeyboardInterrupt:
-        sys.stderr.write("bench: interrupted\n")
-        return 130
+def _show_ladder(args: argparse.Namespace, settings: Settings, figures: list[tuple[str, float]]) -> int:
     print(ladder.render(figures))
     if args.json:
         args.json.write_text(json.dumps({"settings": settings.__dict__,
@@ -506,11 +498,12 @@ def main(argv: list[str] | None = None) -> int:
     args, settings = parse_args(argv)
     command = "scripts/bench " + shlex.join(_reproducible(argv if argv is not None else sys.argv[1:]))
     _interrupt_on_sigterm()
-    if args.ladder:
-        return _ladder(args, settings)
     zmq: dict[str, report.SuiteResult | None] = {}
     rmq: dict[str, report.SuiteResult] = {}
     try:
+        if args.ladder:
+            figures = ladder.run(settings.samples, settings.repeat, settings.timeout)
+            return _show_ladder(args, settings, figures)
         buses = choose_buses(args.bus, settings)
         with tempfile.TemporaryDirectory(prefix="volttron-bench-") as tmp:
             if "zmq" in buses:
