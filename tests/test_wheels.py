@@ -19,6 +19,10 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
+from trove_classifiers import classifiers as _trove_classifiers
+
+REGISTERED = set(_trove_classifiers)
+"""The classifiers PyPI accepts in an upload."""
 
 # one worker builds the wheels and the venv once for every test here (scripts/test: --dist loadgroup)
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("wheels")]
@@ -125,7 +129,10 @@ def test_sdist_has_no_namespace_init(dist: Path, name: str) -> None:
 def test_wheel_metadata(dist: Path, name: str) -> None:
     meta = _metadata(_wheel(dist, name))
     assert _normalize(meta["Name"]) == name
-    assert "Framework :: VOLTTRON" in meta.get_all("Classifier", [])
+    classifiers = set(meta.get_all("Classifier", []))
+    assert classifiers <= REGISTERED, f"PyPI refuses an upload naming {sorted(classifiers - REGISTERED)}"
+    assert not [c for c in classifiers if c.startswith("License ::")], "the license: an SPDX expression only"
+    assert "volttron" in (meta.get("Keywords") or "").split(","), "how people find the package on an index"
     assert meta.get("License-Expression") or meta.get("License"), f"{name} declares no license"
     _, neighbour = PACKAGES[name]
     if neighbour is None:

@@ -14,6 +14,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from trove_classifiers import classifiers as trove_classifiers
 
 from volttron.client.testing.platform import wait_until
 
@@ -92,7 +93,10 @@ def test_generated_project_builds_with_build_and_poetry(project: Path, tmp_path:
             "Requires-Dist: volttron-client (>=0.1,<0.2)" in metadata
             or "Requires-Dist: volttron-client<0.2,>=0.1" in metadata
         )
-        assert "Classifier: Framework :: VOLTTRON :: Agent" in metadata
+        prefix = "Classifier: "
+        classifiers = {line[len(prefix):] for line in metadata.splitlines() if line.startswith(prefix)}
+        assert classifiers and classifiers <= set(trove_classifiers), "PyPI refuses unregistered classifiers"
+        assert "Keywords: volttron,agent" in metadata
         assert "volttron-chiller-watch=volttron_chiller_watch.agent:main" in entry_points.replace(" ", "")
 
 

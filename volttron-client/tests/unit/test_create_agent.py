@@ -14,6 +14,7 @@ else:  # Python 3.10: the same parser from PyPI (scripts/requirements-dev.txt)
 
 import pytest
 from click.testing import CliRunner
+from trove_classifiers import classifiers as trove_classifiers
 
 from volttron.client.commands import create_agent as ca
 from volttron.client.commands.create_agent import (
@@ -123,7 +124,8 @@ def test_rendered_project_layout_and_metadata(tmp_path: Path) -> None:
     assert meta["project"]["name"] == "volttron-chiller-watch"
     assert meta["project"]["version"] == "0.1.0"
     assert meta["project"]["dependencies"] == ["volttron-client>=0.1,<0.2"]
-    assert {"Framework :: VOLTTRON", "Framework :: VOLTTRON :: Agent"} <= set(meta["project"]["classifiers"])
+    assert set(meta["project"]["classifiers"]) <= set(trove_classifiers)  # PyPI refuses any other
+    assert meta["project"]["keywords"] == ["volttron", "agent"]
     assert meta["project"]["scripts"] == {"volttron-chiller-watch": "volttron_chiller_watch.agent:main"}
     assert meta["build-system"]["build-backend"] == "poetry.core.masonry.api"
     assert meta["tool"]["poetry"]["packages"] == [{"include": "volttron_chiller_watch", "from": "src"}]

@@ -15,6 +15,7 @@ else:  # Python 3.10: the same parser from PyPI (scripts/requirements-dev.txt)
 
 import pytest
 from click.testing import CliRunner
+from trove_classifiers import classifiers as trove_classifiers
 
 from volttron.client.commands.vctl import vctl
 from volttron.client.porting import (
@@ -278,7 +279,8 @@ def test_setup_py_with_literal_values_and_its_pyproject(tmp_path: Path) -> None:
     assert meta["project"]["license"] == "MIT" and meta["project"]["readme"] == "README.md"
     assert meta["build-system"]["build-backend"] == "poetry.core.masonry.api"
     assert meta["tool"]["poetry"]["packages"] == [{"include": "weather"}]
-    assert "Framework :: VOLTTRON :: Agent" in meta["project"]["classifiers"]
+    assert set(meta["project"]["classifiers"]) <= set(trove_classifiers)  # PyPI refuses any other
+    assert meta["project"]["keywords"] == ["volttron", "agent"]
 
 
 def test_unreadable_setup_py_is_an_error(tmp_path: Path) -> None:

@@ -203,7 +203,7 @@ def suggest_pyproject(
     lines += [
         'requires-python = ">=3.10"',
         'keywords = ["volttron", "agent"]',
-        'classifiers = ["Framework :: VOLTTRON", "Framework :: VOLTTRON :: Agent"]',
+        'classifiers = ["Programming Language :: Python :: 3"]',  # registered ones only: PyPI refuses others
         "dependencies = [",
         *(f"    {q(r)}," for r in [client_requirement, *info.requires]),
         "]",
