@@ -39,7 +39,8 @@ from vip_workers import Peer, _connect
 
 from volttron.utils.keys import to_z85
 
-ECHO_STEPS = {6: "agent", 7: "raw", 8: "agent"}
+AGENT_ECHO, AGENT_CALLER = {6, 8}, {7, 8}
+"""The steps whose echo, and whose caller, is the real agent (the others: a raw VIP peer)."""
 STEPS = (
     "1. raw echo, 3 frames, plain: the (d) baseline",
     "2. the same, CURVE",
@@ -273,11 +274,11 @@ class Ladder:
                              (vip_caller, (self.minimal_address, caller_id, keys, echo_id, calls)), timeout)
         address = self.platform.address
         echo_id, caller_id = f"ladder.echo.{step}.{r}", f"ladder.caller.{step}.{r}"
-        if ECHO_STEPS.get(step) == "agent":
+        if step in AGENT_ECHO:
             echo = (agent_echo, (self._peer(echo_id),))
         else:
             echo = (vip_echo, (address, echo_id, self.keys[echo_id]))
-        if step in (7, 8):
+        if step in AGENT_CALLER:
             caller = (agent_caller, (self._peer(caller_id), echo_id, calls))
         else:
             caller = (vip_caller, (address, caller_id, self.keys[caller_id], echo_id, calls))

@@ -186,7 +186,7 @@ class AgentTasks:
         return greenlet in self._group or any(timed.greenlet is greenlet for timed in self._timed)
 
     def _task_statistics(self) -> dict[str, int]:
-        return {"greenlets": len(self._group) - len(self._workers.waiting()),
+        return {"greenlets": len(self._group) - self._workers.idle(),
                 "timers": sum(1 for t in self._timed if not t.finished)}
 
 

@@ -39,15 +39,13 @@ class Workers:
         self._group = group
         self._max_idle = idle
         self._idle: list[tuple[gevent.Greenlet[..., Any], Waiter[Any]]] = []
-        self._waiting: set[gevent.Greenlet[..., Any]] = set()
         self.spawned = 0
         """Greenlets started so far (for tests and statistics)."""
 
     def submit(self, job: Job) -> None:
         """Start ``job`` in a waiting greenlet (at the hub's next turn) or in a new one."""
         if self._idle:
-            greenlet, waiter = self._idle.pop()
-            self._waiting.discard(greenlet)
+            _greenlet, waiter = self._idle.pop()
             gevent.get_hub().loop.run_callback(waiter.switch, job)
         else:
             self.spawned += 1
@@ -59,12 +57,11 @@ class Workers:
 
     def waiting(self) -> set[gevent.Greenlet[..., Any]]:
         """The greenlets waiting for a job: members of the group, but running no agent code."""
-        return self._waiting
+        return {greenlet for greenlet, _waiter in self._idle}
 
     def stop(self) -> None:
         """End the greenlets waiting for a job (those running one belong to the group)."""
         idle, self._idle = self._idle, []
-        self._waiting.clear()
         for greenlet, _waiter in idle:
             greenlet.kill(block=False)
 
@@ -81,10 +78,8 @@ class Workers:
             waiter: Waiter[Any] = Waiter(hub)
             entry = (current, waiter)
             self._idle.append(entry)
-            self._waiting.add(current)
             try:
                 job = waiter.get()
             finally:
                 if entry in self._idle:  # killed while waiting
                     self._idle.remove(entry)
-                    self._waiting.discard(current)
