@@ -42,8 +42,9 @@ LOCK_PATH = Path(tempfile.gettempdir()) / "volttron-aip-install-tests.lock"  # t
 POLICY = SupervisorPolicy(restart_limit=1, backoff_initial=0.05, backoff_max=0.1, sigint_grace=2.0,
                           sigterm_grace=2.0)
 AGENT_CODE = (
-    "import time\n\n\ndef main():\n"
-    "    for _ in range(600):  # at most 2 minutes\n        time.sleep(0.2)\n"
+    "import signal\n\n\ndef main():\n"
+    "    signal.alarm(120)  # at most 2 minutes: SIGALRM ends it\n"
+    "    signal.pause()  # runs until the supervisor signals it\n"
 )
 
 

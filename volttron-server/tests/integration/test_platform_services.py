@@ -9,9 +9,11 @@ import json
 from pathlib import Path
 
 import gevent
+import gevent.event
 import pytest
 import zmq.green as zmq
 
+from volttron.client.testing.waiting import wait_until
 from volttron.server.context import PlatformContext
 from volttron.server.options import PlatformOptions
 from volttron.server.platform import Platform, PlatformError
@@ -159,9 +161,8 @@ def test_shared_context_is_the_default_pyzmq_instance(tmp_path: Path) -> None:
         sock.setsockopt(plain_zmq.IDENTITY, b"default.context.agent")
         sock.connect("inproc://vip")
         sock.send_multipart([b"", b"VIP1", b"", b"h", b"hello", b"hello"])
-        with gevent.Timeout(5):
-            while not sock.poll(0):
-                gevent.sleep(0.01)  # a plain socket: let the router's greenlet run meanwhile
+        # a plain socket: wait_until lets the router's greenlet run between its polls
+        wait_until(lambda: sock.poll(0), 5, "the router's welcome")
         assert sock.recv_multipart()[4:6] == [b"hello", b"welcome"]
     finally:
         sock.close(0)
@@ -169,27 +170,30 @@ def test_shared_context_is_the_default_pyzmq_instance(tmp_path: Path) -> None:
 
 
 def test_service_that_hangs_in_start_fails_the_start(tmp_path: Path, monkeypatch) -> None:
+    released = gevent.event.Event()
+
     class Hanging:
         def start(self) -> None:
-            gevent.sleep(60)
+            released.wait(60)  # hangs until the test is over
 
         def stop(self) -> None:
             raise AssertionError("never started")
 
     monkeypatch.setattr(Platform, "SERVICE_START_TIMEOUT", 0.2)
     platform = Platform(options(tmp_path / "home"), [lambda context: Hanging()], shared_context=False)
-    with pytest.raises(PlatformError, match="did not start within"):
-        platform.start()
-    assert not (tmp_path / "home" / "VOLTTRON_PID").exists()
+    try:
+        with pytest.raises(PlatformError, match="did not start within"):
+            platform.start()
+        assert not (tmp_path / "home" / "VOLTTRON_PID").exists()
+    finally:
+        released.set()
 
 
 def test_router_failure_stops_the_platform_with_an_error(tmp_path: Path) -> None:
     home = tmp_path / "home"
     platform = Platform(options(home), [], shared_context=False)
     runner = gevent.spawn(platform.run)
-    with gevent.Timeout(5):
-        while not (home / "VOLTTRON_PID").exists():
-            gevent.sleep(0.01)
+    wait_until(lambda: (home / "VOLTTRON_PID").exists(), 5, "the platform's PID file")
     platform._socket._greenlet.kill(RuntimeError("libzmq said no"), block=False)
     runner.join(5)
     assert isinstance(runner.exception, PlatformError) and "libzmq said no" in str(runner.exception)

@@ -45,16 +45,16 @@ def test_frozen_peer_is_dropped_by_heartbeat_timeout(tmp_path: Path) -> None:
     observer.setsockopt(zmq.LINGER, 0)
     observer.connect(address)
     script = textwrap.dedent(f"""
-        import time, zmq
+        import sys, zmq
         s = zmq.Context().socket(zmq.DEALER)
         s.setsockopt(zmq.IDENTITY, b"frozen")
         s.connect({address!r})
         s.send_multipart([b"", b"VIP1", b"", b"1", b"hello", b"hello"])
         assert s.poll(10000)
         print("ready", flush=True)
-        time.sleep(60)
+        sys.stdin.read()  # holds its connection open until the test closes this pipe or kills it
     """)
-    victim = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
+    victim = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
         observer.send_multipart([b"", b"VIP1", b"", b"h", b"hello", b"hello"])
         recv_until(observer, lambda f: f[3] == b"h", 5)

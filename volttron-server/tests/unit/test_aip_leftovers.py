@@ -30,10 +30,12 @@ from volttron.server.aip.work_folder import clear_work_folder, work_folder
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and prctl are Linux's")
 
 _READY = "import os; ready = os.environ.get('TEST_READY_FILE'); ready and open(ready, 'w').close(); "
-STUBBORN = ("import signal, time; [signal.signal(s, signal.SIG_IGN) for s in (2, 15)]; " + _READY
-            + "time.sleep(120)")
+_UNTIL_KILLED = "import signal; signal.alarm(120); signal.pause()"
+"""Runs until a signal ends it; SIGALRM does after 2 minutes at most."""
+STUBBORN = ("import signal; [signal.signal(s, signal.SIG_IGN) for s in (2, 15)]; " + _READY
+            + _UNTIL_KILLED)
 """Ignores SIGINT and SIGTERM; says it is ready (its handlers are set) through TEST_READY_FILE."""
-POLITE = _READY + "import time; time.sleep(120)"
+POLITE = _READY + _UNTIL_KILLED
 
 
 def alive(pid: int) -> bool:
@@ -106,11 +108,11 @@ def test_the_parent_death_signal_reaches_the_child_when_its_parent_is_killed(
     SIGTERM from the kernel."""
     pid_file = tmp_path / "child.pid"
     middle_code = (
-        "import subprocess, sys, time\n"
+        "import subprocess, sys\n"
         "from volttron.server.aip.leftovers import parent_death_preexec\n"
         f"p = subprocess.Popen([sys.executable, '-c', {POLITE!r}], preexec_fn=parent_death_preexec())\n"
         f"open({str(pid_file)!r}, 'w').write(str(p.pid))\n"
-        "time.sleep(120)\n"
+        f"{_UNTIL_KILLED}\n"  # the test kills it
     )
     middle = subprocess.Popen([sys.executable, "-c", middle_code], start_new_session=True)
     try:
